@@ -1,0 +1,3 @@
+"""BitMail: a reliable e-mail service."""
+
+__version__ = "0.1.0"

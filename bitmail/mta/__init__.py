@@ -1,0 +1,1 @@
+"""The MTA container: providers, scheduling, health and failover."""

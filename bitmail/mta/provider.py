@@ -1,0 +1,159 @@
+"""The provider base: one asyncio task per provider, fed by a bounded queue.
+
+A provider only does I/O: it sends one job and returns a SendResult or raises
+ProviderError. The runner times it, catches what escapes, and reports every
+outcome on the container's events queue; deciding what happens next is the
+container's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from .outcomes import Outcome, ProviderError, SendResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One message on its way to some recipients."""
+
+    id: str  # the outbox entry
+    message: str  # BitMail's message id (the sender's Sent copy)
+    sender: str
+    recipients: tuple[str, ...]
+    mime: bytes
+    message_id: str  # the RFC 5322 Message-ID, the same on every try
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class Attempt:
+    """What one provider made of one job, as put on the events queue."""
+
+    job: Job
+    provider: str
+    outcome: Outcome
+    result: SendResult | None = None
+    detail: str = ""
+    ambiguous: bool = False
+    latency: float = 0.0
+    at: float = field(default_factory=time.time)
+
+
+class Provider(ABC):
+    """A way out to the world: SES, Mailgun, Mandrill, an SMTP relay, local files."""
+
+    type: str = ""
+
+    def __init__(self, name: str, **options: Any):
+        self.name = name
+
+    async def start(self) -> None:
+        """Open sessions or pools; called once before the first send."""
+
+    async def close(self) -> None:
+        """Release what start() opened."""
+
+    @abstractmethod
+    async def send(self, job: Job) -> SendResult:
+        """Send the job's MIME to its recipients, or raise ProviderError."""
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs, errors or the API."""
+        return ()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets():
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+class ProviderRunner:
+    """Runs one provider as a task reading its own bounded queue."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        events: asyncio.Queue,
+        *,
+        queue_size: int = 64,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+    ):
+        self.provider = provider
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(queue_size)
+        self._events = events
+        self._concurrency = concurrency
+        self._timeout = timeout
+        self._tasks: list[asyncio.Task] = []
+        self.in_flight = 0
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    @property
+    def load(self) -> int:
+        return self.queue.qsize() + self.in_flight
+
+    async def start(self) -> None:
+        await self.provider.start()
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"provider:{self.name}:{i}")
+            for i in range(self._concurrency)
+        ]
+
+    async def stop(self) -> list[Job]:
+        """Stop the workers and hand back the jobs still waiting in the queue."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        left = []
+        while not self.queue.empty():
+            left.append(self.queue.get_nowait())
+        await self.provider.close()
+        return left
+
+    async def _work(self) -> None:
+        while True:
+            job = await self.queue.get()
+            self.in_flight += 1
+            try:
+                attempt = await self._attempt(job)
+            finally:
+                self.in_flight -= 1
+            await self._events.put(attempt)
+
+    async def _attempt(self, job: Job) -> Attempt:
+        started = time.monotonic()
+        outcome, result, detail, ambiguous = Outcome.ACCEPTED, None, "", False
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await self.provider.send(job)
+        except ProviderError as exc:
+            outcome, detail, ambiguous = exc.outcome, exc.detail, exc.ambiguous
+        except TimeoutError:
+            outcome, detail, ambiguous = Outcome.TRANSIENT, "timed out", True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an unexpected library error: not the message's fault
+            log.exception("provider %s raised while sending message %s", self.name, job.message)
+            outcome, detail = Outcome.PROVIDER_FAULT, f"{type(exc).__name__}: {exc}"
+        return Attempt(
+            job=job,
+            provider=self.name,
+            outcome=outcome,
+            result=result,
+            detail=self.provider.redact(detail),
+            ambiguous=ambiguous,
+            latency=time.monotonic() - started,
+        )
