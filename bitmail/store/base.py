@@ -1,0 +1,239 @@
+"""The store interface, shared by the SQLite and PostgreSQL stores.
+
+Documents are JSON objects grouped by kind ("message", "outbox", "user", …).
+Each has a string `id` and a `seq` that grows with insertion, which gives the
+newest-first order and the paging cursor. Writes go in batches that commit
+together; concurrent batches may share one commit (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+Document = dict[str, Any]
+Change = dict[str, Any] | Callable[[Document], Document | None]
+
+# Keys the service looks documents up by; both stores index them so that the
+# lookups the service makes never scan a whole kind.
+INDEXED_KEYS: tuple[tuple[str, ...], ...] = (
+    ("owner", "folder"),
+    ("username",),
+    ("token",),
+    ("due",),
+    ("message",),
+    ("provider_message_id",),
+    ("address",),
+    ("key",),
+)
+
+_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (bad URL, bad key, lost connection)."""
+
+
+def check_key(key: str) -> str:
+    if not _KEY.match(key):
+        raise StoreError(f"document keys used in lookups must be plain names, not {key!r}")
+    return key
+
+
+def contains(doc: Any, subset: Any) -> bool:
+    """JSON containment, as PostgreSQL's jsonb `@>`: every key and element of
+    `subset` is in `doc` (objects recursively, arrays as sub-multisets)."""
+    if isinstance(subset, dict):
+        return isinstance(doc, dict) and all(
+            k in doc and contains(doc[k], v) for k, v in subset.items()
+        )
+    if isinstance(subset, list):
+        if not isinstance(doc, list):
+            return False
+        return all(any(contains(d, s) for d in doc) for s in subset)
+    if isinstance(subset, bool) or isinstance(doc, bool):
+        return type(subset) is type(doc) and subset == doc
+    return doc == subset
+
+
+@dataclass(slots=True)
+class Op:
+    """One write inside a batch."""
+
+    action: str  # put | update | delete | claim
+    kind: str
+    id: str | None = None
+    doc: Document | None = None
+    change: Change | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+class Batch:
+    """Writes that commit together or not at all."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+
+    def put(self, kind: str, doc: Document, *, id: str | None = None) -> str:
+        doc_id = id or doc.get("id") or uuid.uuid4().hex
+        body = {k: v for k, v in doc.items() if k not in ("id", "seq")}
+        self.ops.append(Op("put", kind, doc_id, doc=body))
+        return doc_id
+
+    def update(self, kind: str, id: str, change: Change) -> None:
+        """Merge `change` into the document's top level, or replace the
+        document with what `change(doc)` returns (None leaves it as it is).
+        The function runs inside the transaction, so it sees the latest
+        version and nothing else writes the document meanwhile."""
+        self.ops.append(Op("update", kind, id, change=change))
+
+    def delete(self, kind: str, id: str) -> None:
+        self.ops.append(Op("delete", kind, id))
+
+
+class Subscription:
+    """Payloads published on the store's channel, as an async iterator."""
+
+    def __init__(self, hub: Hub):
+        self._hub = hub
+        self.queue: asyncio.Queue[dict] = asyncio.Queue(1000)
+
+    def __aiter__(self) -> AsyncIterator[dict]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[dict]:
+        while True:
+            yield await self.queue.get()
+
+    def close(self) -> None:
+        self._hub.subscribers.discard(self)
+
+
+class Hub:
+    """In-process fan-out of published payloads to subscribers."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscription] = set()
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self)
+        self.subscribers.add(sub)
+        return sub
+
+    def deliver(self, payload: dict) -> None:
+        for sub in list(self.subscribers):
+            try:
+                sub.queue.put_nowait(payload)
+            except asyncio.QueueFull:
+                # A reader that stopped reading must not hold the rest back;
+                # it resynchronises from the API when it notices the gap.
+                pass
+
+
+class Store(ABC):
+    """put, update, get-by-subset; plus the outbox's claim and live updates."""
+
+    #: True when this process is the only one using the store (SQLite), so
+    #: leases left by an earlier run of it can be taken back at once.
+    exclusive: bool = False
+
+    def __init__(self) -> None:
+        self.hub = Hub()
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, create the schema, run migrations."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish pending commits and disconnect."""
+
+    @abstractmethod
+    async def commit(self, batch: Batch) -> list[Any]:
+        """Apply a batch atomically; returns each op's result
+        (put: id, update: the new document or None, delete: bool, claim: docs)."""
+
+    @abstractmethod
+    async def get(
+        self,
+        kind: str,
+        subset: Document | None = None,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Document]:
+        """Every document of `kind` that contains `subset` (jsonb `@>` semantics).
+
+        `before` is a `seq` cursor for paging with newest_first.
+        """
+
+    @abstractmethod
+    async def count(self, kind: str, subset: Document | None = None) -> int:
+        """How many documents `get` would return without a limit."""
+
+    @abstractmethod
+    async def claim(
+        self, kind: str, *, now: float, owner: str, lease: float, limit: int
+    ) -> list[Document]:
+        """Lease up to `limit` documents whose `due` ≤ now and whose lease has
+        run out, oldest due first, so no two claimers hold the same one."""
+
+    async def release_leases(self, kind: str) -> int:
+        """Drop every lease on `kind` (only for an exclusive store at start)."""
+        raise StoreError("this store is shared; leases end by themselves")
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[Batch]:
+        """`async with store.batch() as b: b.put(...); b.update(...)` — one commit."""
+        batch = Batch()
+        yield batch
+        if batch.ops:
+            await self.commit(batch)
+
+    async def put(self, kind: str, doc: Document, *, id: str | None = None) -> str:
+        batch = Batch()
+        doc_id = batch.put(kind, doc, id=id)
+        await self.commit(batch)
+        return doc_id
+
+    async def update(self, kind: str, id: str, change: Change) -> Document | None:
+        batch = Batch()
+        batch.update(kind, id, change)
+        return (await self.commit(batch))[0]
+
+    async def delete(self, kind: str, id: str) -> bool:
+        batch = Batch()
+        batch.delete(kind, id)
+        return (await self.commit(batch))[0]
+
+    async def get_one(self, kind: str, subset: Document) -> Document | None:
+        found = await self.get(kind, subset, limit=1)
+        return found[0] if found else None
+
+    async def publish(self, payload: dict) -> None:
+        """Send a live update to every subscriber, in every process sharing the store."""
+        self.hub.deliver(payload)
+
+    def subscribe(self) -> Subscription:
+        return self.hub.subscribe()
+
+
+def apply_change(doc: Document, change: Change) -> Document | None:
+    """The document after `change`, or None when the change leaves it alone."""
+    if callable(change):
+        return change(dict(doc))
+    return {**doc, **change}

@@ -1,0 +1,326 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+All writes go through one writer thread. Batches that arrive while a commit is
+running wait and then go together in the next transaction (group commit), so
+many concurrent requests share one fsync. Reads use their own connections, which
+WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    INDEXED_KEYS,
+    Batch,
+    Document,
+    Op,
+    Store,
+    StoreError,
+    apply_change,
+    check_key,
+    contains,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    UNIQUE (kind, id)
+);
+"""
+
+
+def _path(key: str) -> str:
+    return f"json_extract(data, '$.{check_key(key)}')"
+
+
+def _index_sql() -> list[str]:
+    out = []
+    for keys in INDEXED_KEYS:
+        cols = ", ".join(_path(k) for k in keys)
+        out.append(
+            f"CREATE INDEX IF NOT EXISTS ix_docs_{'_'.join(keys)} ON docs (kind, {cols}, seq)"
+        )
+    return out
+
+
+def _where(kind: str, subset: Document | None) -> tuple[str, list[Any], Document]:
+    """SQL for the scalar top-level keys of `subset`; the rest is checked in Python."""
+    clauses, params, rest = ["kind = ?"], [kind], {}
+    for key, value in (subset or {}).items():
+        if key == "id" and isinstance(value, str):
+            clauses.append("id = ?")
+            params.append(value)
+        elif isinstance(value, bool):
+            clauses.append(f"{_path(key)} = ?")
+            params.append(1 if value else 0)
+            rest[key] = value  # json_extract gives 1 for both true and 1
+        elif isinstance(value, (str, int, float)):
+            clauses.append(f"{_path(key)} = ?")
+            params.append(value)
+        elif value is None:
+            clauses.append(f"json_type(data, '$.{check_key(key)}') = 'null'")
+        else:
+            rest[key] = value
+    return " AND ".join(clauses), params, rest
+
+
+def _doc(seq: int, id: str, data: str) -> Document:
+    doc = json.loads(data)
+    doc["id"] = id
+    doc["seq"] = seq
+    return doc
+
+
+def _body(doc: Document) -> str:
+    return json.dumps({k: v for k, v in doc.items() if k not in ("id", "seq")},
+                      separators=(",", ":"))
+
+
+class SQLiteStore(Store):
+    """The default store: nothing to install, durable, one process at a time."""
+
+    exclusive = True
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-read")
+        self._local = threading.local()
+        self._wconn: sqlite3.Connection | None = None
+        self._pending: list[tuple[list[Op], asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task | None = None
+        self._lock_fd: int | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                raise StoreError(
+                    f"{self.path} is in use by another BitMail process; "
+                    "several processes need the PostgreSQL store"
+                ) from None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._open_writer)
+        self._flusher = asyncio.create_task(self._flush_loop(), name="sqlite-group-commit")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _open_writer(self) -> None:
+        self._wconn = self._connect()
+        self._wconn.executescript(SCHEMA)
+        for sql in _index_sql():
+            self._wconn.execute(sql)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # An in-memory database exists only on its own connection.
+            conn = self._wconn if self.path == ":memory:" else self._connect()
+            self._local.conn = conn
+            self._reader_conns.append(conn)
+        return conn
+
+    async def close(self) -> None:
+        if self._flusher:
+            while self._pending:
+                self._wake.set()
+                await asyncio.sleep(0.01)
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        loop = asyncio.get_running_loop()
+        if self._wconn is not None:
+            await loop.run_in_executor(self._writer, self._wconn.close)
+            self._wconn = None
+        for conn in self._reader_conns:
+            conn.close()
+        self._reader_conns.clear()
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- writes ------------------------------------------------------------
+
+    async def commit(self, batch: Batch) -> list[Any]:
+        if self._flusher is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append((batch.ops, future))
+        self._wake.set()
+        return await future
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            groups, self._pending = self._pending, []
+            if not groups:
+                continue
+            try:
+                results = await loop.run_in_executor(self._writer, self._apply, groups)
+            except Exception as exc:  # the commit itself failed: every batch in it did
+                for _, fut in groups:
+                    if not fut.done():
+                        fut.set_exception(StoreError(f"commit failed: {exc}"))
+                continue
+            for (_, fut), result in zip(groups, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
+    def _apply(self, groups: list[tuple[list[Op], asyncio.Future]]) -> list[Any]:
+        conn = self._wconn
+        assert conn is not None
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for ops, _ in groups:
+                # Each batch in its own savepoint: one bad batch fails alone.
+                conn.execute("SAVEPOINT batch")
+                try:
+                    results.append([self._op(conn, op) for op in ops])
+                    conn.execute("RELEASE batch")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO batch")
+                    conn.execute("RELEASE batch")
+                    results.append(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _op(self, conn: sqlite3.Connection, op: Op) -> Any:
+        if op.action == "put":
+            conn.execute(
+                "INSERT INTO docs (kind, id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
+                (op.kind, op.id, _body(op.doc or {})),
+            )
+            return op.id
+        if op.action == "update":
+            row = conn.execute(
+                "SELECT seq, id, data FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id)
+            ).fetchone()
+            if row is None:
+                return None
+            new = apply_change(_doc(*row), op.change)
+            if new is None:
+                return _doc(*row)
+            conn.execute("UPDATE docs SET data = ? WHERE seq = ?", (_body(new), row[0]))
+            new["id"], new["seq"] = row[1], row[0]
+            return new
+        if op.action == "delete":
+            cur = conn.execute("DELETE FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id))
+            return cur.rowcount > 0
+        if op.action == "claim":
+            return self._claim(conn, op.kind, **op.args)
+        if op.action == "release":
+            cur = conn.execute(
+                "UPDATE docs SET data = json_set(data, '$.lease_until', 0) "
+                "WHERE kind = ? AND json_extract(data, '$.lease_until') > 0",
+                (op.kind,),
+            )
+            return cur.rowcount
+        raise StoreError(f"unknown store operation {op.action}")
+
+    def _claim(self, conn: sqlite3.Connection, kind: str, now: float, owner: str,
+               lease: float, limit: int) -> list[Document]:
+        rows = conn.execute(
+            f"SELECT seq, id, data FROM docs WHERE kind = ? AND {_path('due')} <= ? "
+            "AND coalesce(json_extract(data, '$.lease_until'), 0) <= ? "
+            f"ORDER BY {_path('due')} LIMIT ?",
+            (kind, now, now, limit),
+        ).fetchall()
+        claimed = []
+        for row in rows:
+            doc = _doc(*row)
+            doc["lease_owner"], doc["lease_until"] = owner, now + lease
+            conn.execute("UPDATE docs SET data = ? WHERE seq = ?", (_body(doc), row[0]))
+            claimed.append(doc)
+        return claimed
+
+    async def claim(self, kind: str, *, now: float, owner: str, lease: float,
+                    limit: int) -> list[Document]:
+        batch = Batch()
+        batch.ops.append(Op("claim", kind, args={
+            "now": now, "owner": owner, "lease": lease, "limit": limit}))
+        return (await self.commit(batch))[0]
+
+    async def release_leases(self, kind: str) -> int:
+        batch = Batch()
+        batch.ops.append(Op("release", kind))
+        return (await self.commit(batch))[0]
+
+    # -- reads -------------------------------------------------------------
+
+    async def get(self, kind: str, subset: Document | None = None, *, limit: int | None = None,
+                  before: int | None = None, newest_first: bool = False) -> list[Document]:
+        loop = asyncio.get_running_loop()
+        pool = self._writer if self.path == ":memory:" else self._readers
+        return await loop.run_in_executor(
+            pool, self._get, kind, subset, limit, before, newest_first)
+
+    def _get(self, kind: str, subset: Document | None, limit: int | None, before: int | None,
+             newest_first: bool) -> list[Document]:
+        where, params, rest = _where(kind, subset)
+        if before is not None:
+            where += " AND seq < ?"
+            params.append(before)
+        sql = f"SELECT seq, id, data FROM docs WHERE {where} ORDER BY seq"
+        sql += " DESC" if newest_first else ""
+        if not rest and limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        out = []
+        for row in self._reader().execute(sql, params):
+            doc = _doc(*row)
+            if rest and not all(k in doc and contains(doc[k], v) for k, v in rest.items()):
+                continue
+            out.append(doc)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    async def count(self, kind: str, subset: Document | None = None) -> int:
+        where, params, rest = _where(kind, subset)
+        if rest:
+            return len(await self.get(kind, subset))
+        loop = asyncio.get_running_loop()
+        pool = self._writer if self.path == ":memory:" else self._readers
+        return await loop.run_in_executor(
+            pool, lambda: self._reader().execute(
+                f"SELECT count(*) FROM docs WHERE {where}", params).fetchone()[0])
+
