@@ -15,22 +15,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..outbox import Job
 from .outcomes import Outcome, ProviderError, SendResult
 
+__all__ = ["Attempt", "Job", "Provider", "ProviderRunner"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One message on its way to some recipients."""
-
-    id: str  # the outbox entry
-    message: str  # BitMail's message id (the sender's Sent copy)
-    sender: str
-    recipients: tuple[str, ...]
-    mime: bytes
-    message_id: str  # the RFC 5322 Message-ID, the same on every try
-    attempts: int = 0
 
 
 @dataclass(slots=True)

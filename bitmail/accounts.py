@@ -1,0 +1,186 @@
+"""Users, first-login creation, password hashing, sessions and API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from .errors import Forbidden, RateLimited, Unauthorized, ValidationError
+from .store import Store
+
+_USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+SESSION_TTL = 14 * 24 * 3600
+MAX_FAILURES_PER_NAME = 5
+MAX_FAILURES_PER_ADDRESS = 20
+FAILURE_WINDOW = 15 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    username: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token: str
+    csrf_token: str
+    user: User
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def check_username(username: object) -> str:
+    if not isinstance(username, str) or not _USERNAME.match(username.strip().lower()):
+        raise ValidationError(
+            "use 1 to 64 letters, digits, dots, dashes or underscores", field="username")
+    return username.strip().lower()
+
+
+class Accounts:
+    """Who may use BitMail, and how they prove it."""
+
+    def __init__(self, store: Store, domain: str, *, open_signup: bool = True,
+                 hasher: PasswordHasher | None = None):
+        self.store = store
+        self.domain = domain
+        self.open_signup = open_signup
+        self.hasher = hasher or PasswordHasher()
+        # A fixed hash to verify against when the name is unknown, so a
+        # login takes as long whether or not the user exists.
+        self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+
+    def user(self, username: str) -> User:
+        return User(username, f"{username}@{self.domain}")
+
+    async def exists(self, username: str) -> bool:
+        return await self.store.get_one("user", {"id": username}) is not None
+
+    async def create(self, username: str, password: str) -> User:
+        username = check_username(username)
+        _check_password(password)
+        pw_hash = await asyncio.to_thread(self.hasher.hash, password)
+        await self.store.put("user", {"username": username, "password": pw_hash,
+                                      "created": time.time()}, id=username)
+        return self.user(username)
+
+    async def login(self, username: object, password: object, *, client: str,
+                    location: object = None) -> tuple[Session, bool]:
+        """A new session; creates the user on first login. (session, created)."""
+        name = check_username(username)
+        if not isinstance(password, str) or not password:
+            raise ValidationError("a password is needed", field="password")
+        await self._check_rate(name, client)
+        doc = await self.store.get_one("user", {"id": name})
+        created = False
+        if doc is None:
+            if not self.open_signup:
+                await asyncio.to_thread(self._verify, self._dummy_hash, password)
+                await self._fail(name, client)
+                raise Unauthorized("The username or password is wrong.")
+            await self.create(name, password)
+            created = True
+        elif not await asyncio.to_thread(self._verify, doc["password"], password):
+            await self._fail(name, client)
+            raise Unauthorized("The username or password is wrong.")
+        if location is not None:
+            await self.set_location(name, location)
+        return await self._new_session(name), created
+
+    def _verify(self, pw_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(pw_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def _check_rate(self, name: str, client: str) -> None:
+        now = time.time()
+        for key, limit in ((f"name:{name}", MAX_FAILURES_PER_NAME),
+                           (f"addr:{client}", MAX_FAILURES_PER_ADDRESS)):
+            doc = await self.store.get_one("ratelimit", {"id": key})
+            if doc and now - doc["since"] < FAILURE_WINDOW and doc["count"] >= limit:
+                raise RateLimited("Too many failed logins; try again in a few minutes.")
+
+    async def _fail(self, name: str, client: str) -> None:
+        now = time.time()
+
+        def bump(doc: dict) -> dict:
+            if now - doc.get("since", 0) >= FAILURE_WINDOW:
+                return {"since": now, "count": 1}
+            return {**doc, "count": doc.get("count", 0) + 1}
+
+        for key in (f"name:{name}", f"addr:{client}"):
+            if await self.store.update("ratelimit", key, bump) is None:
+                await self.store.put("ratelimit", {"since": now, "count": 1}, id=key)
+
+    async def _new_session(self, username: str) -> Session:
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(24)
+        await self.store.put("session", {"username": username, "csrf": csrf,
+                                         "expires": time.time() + SESSION_TTL},
+                             id=_digest(token))
+        return Session(token, csrf, self.user(username))
+
+    async def session(self, token: str) -> Session | None:
+        doc = await self.store.get_one("session", {"id": _digest(token)})
+        if doc is None or doc["expires"] < time.time():
+            return None
+        return Session(token, doc["csrf"], self.user(doc["username"]))
+
+    async def logout(self, token: str) -> None:
+        await self.store.delete("session", _digest(token))
+
+    @staticmethod
+    def check_csrf(session: Session, presented: str | None) -> None:
+        if not presented or not hmac.compare_digest(session.csrf_token, presented):
+            raise Forbidden("missing or wrong X-CSRF-Token header", code="csrf")
+
+    async def create_api_key(self, username: str) -> str:
+        username = check_username(username)
+        if not await self.exists(username):
+            raise ValidationError(f"no user {username}", field="username")
+        key = "bm_" + secrets.token_urlsafe(32)
+        await self.store.put("apikey", {"username": username, "created": time.time(),
+                                        "prefix": key[:7]}, id=_digest(key))
+        return key
+
+    async def api_key_user(self, key: str) -> User | None:
+        doc = await self.store.get_one("apikey", {"id": _digest(key)})
+        return self.user(doc["username"]) if doc else None
+
+    async def set_location(self, username: str, location: object) -> None:
+        if not isinstance(location, dict):
+            raise ValidationError("must be {lat, lon}", field="location")
+        lat, lon = location.get("lat"), location.get("lon")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lat, lon)):
+            raise ValidationError("lat and lon must be numbers", field="location")
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValidationError("lat/lon out of range", field="location")
+        await self.store.update("user", username, {
+            "location": {"lat": float(lat), "lon": float(lon), "at": time.time()}})
+
+    async def locations(self) -> list[tuple[str, tuple[float, float]]]:
+        """Every user's last known location (server side only: never sent out)."""
+        out = []
+        for doc in await self.store.get("user"):
+            if loc := doc.get("location"):
+                out.append((doc["id"], (loc["lat"], loc["lon"])))
+        return out
+
+    async def usernames(self) -> list[str]:
+        return [doc["id"] for doc in await self.store.get("user")]
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 1 or len(password) > 1024:
+        raise ValidationError("a password of 1 to 1024 characters", field="password")

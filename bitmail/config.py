@@ -1,0 +1,263 @@
+"""Settings from a TOML file, overridden by BITMAIL_* environment variables.
+
+`BITMAIL_WEB__PORT=8081` overrides `web.port`; a value written as
+`"env:NAME"` is read from the environment variable NAME, so secrets need not
+sit in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROVIDER_TYPES = ("local", "ses", "mailgun", "mandrill", "smtp")
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """When a provider counts as down (threshold failures within window), and
+    how long until a probe may test it again."""
+
+    threshold: int = 5
+    window: float = 60.0
+    retry_after: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    name: str
+    type: str
+    failure: FailurePolicy = field(default_factory=FailurePolicy)
+    options: dict[str, Any] = field(default_factory=dict)
+    webhook: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    allow_plain_http: bool = False
+    max_body: int = 36 * 1024 * 1024  # a 25 MB message, base64 and JSON around it
+
+
+@dataclass(frozen=True, slots=True)
+class MtaSettings:
+    scheduler: str = "round-robin"
+    providers: tuple[ProviderSettings, ...] = ()
+    lease: float = 60.0
+    give_up_after: float = 3 * 24 * 3600.0
+    retry_base: float = 5.0
+    retry_max: float = 600.0
+    send_timeout: float = 30.0
+    queue_size: int = 64
+    concurrency: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    domain: str = "localhost"
+    data_dir: Path = Path("bitmail-data")
+    max_message_size: int = 25 * 1024 * 1024
+    open_signup: bool = True
+    store_url: str = ""
+    web: WebSettings = field(default_factory=WebSettings)
+    mta: MtaSettings = field(default_factory=MtaSettings)
+    smtp_port: int | None = None  # SMTP submission, off unless set
+
+    @property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'bitmail.db'}"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """`"30s"`, `"5m"`, `"3d"`, `"250ms"` or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ConfigError(f"{key}: {value!r} is not a duration (like 30s, 5m, 3d)")
+
+
+def _resolve_secrets(value: Any, key: str) -> Any:
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ConfigError(f"{key}: environment variable {name} is not set")
+        return os.environ[name]
+    if isinstance(value, dict):
+        return {k: _resolve_secrets(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_secrets(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> None:
+    for name, text in environ.items():
+        if not name.startswith("BITMAIL_") or name == "BITMAIL_CONFIG":
+            continue
+        if name in ("BITMAIL_REQUIRE_ALL",):
+            continue
+        path = [p.lower() for p in name[len("BITMAIL_"):].split("__")]
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(path)} is not a table in the configuration")
+            node = child
+        node[path[-1]] = value
+
+
+def _typed(value: Any, kind: type, key: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+    elif kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            prefix = f"{where}." if where else ""
+            raise ConfigError(f"{prefix}{key}: unknown setting")
+
+
+def _provider(raw: Any, index: int, domain: str) -> ProviderSettings:
+    where = f"mta.providers[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    raw = _resolve_secrets(raw, where)
+    name = _typed(raw.get("name", raw.get("type", "")), str, f"{where}.name")
+    ptype = raw.get("type")
+    if ptype not in PROVIDER_TYPES:
+        raise ConfigError(f"{where}.type: must be one of {', '.join(PROVIDER_TYPES)}")
+    failure_raw = raw.get("failure", {})
+    if not isinstance(failure_raw, dict):
+        raise ConfigError(f"{where}.failure: must be a table")
+    _check_keys(failure_raw, {"threshold", "window", "retry_after"}, f"{where}.failure")
+    failure = FailurePolicy(
+        threshold=_typed(failure_raw.get("threshold", 5), int, f"{where}.failure.threshold"),
+        window=parse_duration(failure_raw.get("window", 60), f"{where}.failure.window"),
+        retry_after=parse_duration(
+            failure_raw.get("retry_after", 30), f"{where}.failure.retry_after"),
+    )
+    if failure.threshold < 1:
+        raise ConfigError(f"{where}.failure.threshold: must be at least 1")
+    webhook_keys = {"webhook_signing_key", "webhook_key", "webhook_url", "sns_topics"}
+    options = {k: v for k, v in raw.items()
+               if k not in ("name", "type", "failure") and k not in webhook_keys}
+    webhook = {k: v for k, v in raw.items() if k in webhook_keys}
+    return ProviderSettings(name=name or ptype, type=ptype, failure=failure,
+                            options=options, webhook=webhook)
+
+
+def load(path: str | os.PathLike | None = None,
+         environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the file (or BITMAIL_CONFIG, or none) and the environment."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get("BITMAIL_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--config: {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _env_overrides(raw, environ)
+    _check_keys(raw, {"domain", "data_dir", "max_message_size", "web", "store", "mta",
+                      "accounts", "smtp"}, "")
+    domain = _typed(raw.get("domain", "localhost"), str, "domain").lower()
+    if not re.match(r"^[a-z0-9.-]+$", domain):
+        raise ConfigError(f"domain: {domain!r} is not a domain name")
+    data_dir = Path(_typed(raw.get("data_dir", "bitmail-data"), str, "data_dir"))
+
+    web_raw = raw.get("web", {})
+    _check_keys(web_raw, {"host", "port", "tls_cert", "tls_key", "allow_plain_http",
+                          "max_body"}, "web")
+    port = _typed(web_raw.get("port", 8080), int, "web.port")
+    if not 0 <= port < 65536:
+        raise ConfigError(f"web.port: {port} is not a port number")
+    web = WebSettings(
+        host=_typed(web_raw.get("host", "127.0.0.1"), str, "web.host"),
+        port=port,
+        tls_cert=web_raw.get("tls_cert"),
+        tls_key=web_raw.get("tls_key"),
+        allow_plain_http=_typed(web_raw.get("allow_plain_http", False), bool,
+                                "web.allow_plain_http"),
+        max_body=_typed(web_raw.get("max_body", 36 * 1024 * 1024), int, "web.max_body"),
+    )
+    if bool(web.tls_cert) != bool(web.tls_key):
+        raise ConfigError("web.tls_cert: tls_cert and tls_key go together")
+
+    store_raw = raw.get("store", {})
+    _check_keys(store_raw, {"url"}, "store")
+    store_url = _resolve_secrets(store_raw.get("url", ""), "store.url")
+
+    mta_raw = raw.get("mta", {})
+    _check_keys(mta_raw, {"scheduler", "providers", "lease", "give_up_after", "retry_base",
+                          "retry_max", "send_timeout", "queue_size", "concurrency"}, "mta")
+    scheduler = mta_raw.get("scheduler", "round-robin")
+    if scheduler not in ("round-robin", "adaptive"):
+        raise ConfigError("mta.scheduler: must be round-robin or adaptive")
+    providers_raw = mta_raw.get("providers", [])
+    if not isinstance(providers_raw, list):
+        raise ConfigError("mta.providers: must be an array of tables ([[mta.providers]])")
+    providers = tuple(_provider(p, i, domain) for i, p in enumerate(providers_raw))
+    names = [p.name for p in providers]
+    if len(set(names)) != len(names):
+        raise ConfigError("mta.providers: provider names must be unique")
+    mta = MtaSettings(
+        scheduler=scheduler,
+        providers=providers or (ProviderSettings(name="local", type="local"),),
+        lease=parse_duration(mta_raw.get("lease", 60), "mta.lease"),
+        give_up_after=parse_duration(mta_raw.get("give_up_after", "3d"), "mta.give_up_after"),
+        retry_base=parse_duration(mta_raw.get("retry_base", 5), "mta.retry_base"),
+        retry_max=parse_duration(mta_raw.get("retry_max", 600), "mta.retry_max"),
+        send_timeout=parse_duration(mta_raw.get("send_timeout", 30), "mta.send_timeout"),
+        queue_size=_typed(mta_raw.get("queue_size", 64), int, "mta.queue_size"),
+        concurrency=_typed(mta_raw.get("concurrency", 8), int, "mta.concurrency"),
+    )
+    accounts_raw = raw.get("accounts", {})
+    _check_keys(accounts_raw, {"open_signup"}, "accounts")
+    smtp_raw = raw.get("smtp", {})
+    _check_keys(smtp_raw, {"port"}, "smtp")
+    return Settings(
+        domain=domain,
+        data_dir=data_dir,
+        max_message_size=_typed(raw.get("max_message_size", 25 * 1024 * 1024), int,
+                                "max_message_size"),
+        open_signup=_typed(accounts_raw.get("open_signup", True), bool, "accounts.open_signup"),
+        store_url=store_url,
+        web=web,
+        mta=mta,
+        smtp_port=_typed(smtp_raw["port"], int, "smtp.port") if "port" in smtp_raw else None,
+    )

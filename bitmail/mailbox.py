@@ -1,0 +1,205 @@
+"""Folders, per-recipient delivery status, and mail for this service's own users.
+
+Each user's mail is a set of "message" documents owned by them: the Sent copy
+of what they wrote (with every recipient's status and events) and the Inbox
+copies of what reached them. Every change is published on the store, so open
+pages see it live in whichever process serves them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .errors import NotFound
+from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
+from .message import Message
+from .outbox import Outbox
+from .store import Batch, Document, Store
+
+KIND = "message"
+MAX_EVENTS = 200
+SUMMARY_KEYS = ("id", "from", "to", "subject", "date", "status", "unread", "folder")
+
+
+def summary(doc: Document) -> dict[str, Any]:
+    """A folder row: what the list shows of a message."""
+    out = {k: doc.get(k) for k in SUMMARY_KEYS}
+    out["has_attachments"] = bool(doc.get("attachments"))
+    return out
+
+
+def public(doc: Document) -> dict[str, Any]:
+    """A message as its owner sees it: attachments without their content."""
+    out = {k: v for k, v in doc.items() if k not in ("owner", "seq", "attachments")}
+    out["attachments"] = [
+        {"filename": a["filename"], "content_type": a["content_type"], "size": a["size"],
+         "index": i}
+        for i, a in enumerate(doc.get("attachments", []))
+    ]
+    return out
+
+
+class Mailbox:
+    """Accept, track and receive mail, and read users' folders."""
+
+    def __init__(self, store: Store, domain: str):
+        self.store = store
+        self.domain = domain
+
+    def is_local(self, address: str) -> bool:
+        return address.rpartition("@")[2].lower() == self.domain
+
+    async def accept(self, message: Message, owner: str,
+                     local_users: set[str] | None = None) -> str:
+        """Store the Sent copy, the outbox entry and local Inbox copies in one
+        commit; return the message id only once they are durable."""
+        now = time.time()
+        external = tuple(r for r in message.recipients if not self.is_local(r))
+        local = [r for r in message.recipients if self.is_local(r)]
+        if local and local_users is None:
+            local_users = {d["id"] for d in await self.store.get("user")}
+        recipients = []
+        events = []
+        inbox_owners = []
+        for address in message.recipients:
+            entry = {"address": address, "status": Status.QUEUED, "provider": None,
+                     "provider_message_id": None, "detail": ""}
+            if address in local:
+                name = address.rpartition("@")[0].lower()
+                if name in (local_users or ()):
+                    entry.update(status=Status.DELIVERED, provider="local-domain")
+                    inbox_owners.append(name)
+                    events.append(_event(EventType.DELIVERED, address, "local-domain", now))
+                else:
+                    entry.update(status=Status.FAILED, detail="no such user here")
+                    events.append(_event(EventType.FAILED, address, None, now,
+                                         "no such user here"))
+            else:
+                events.append(_event(EventType.QUEUED, address, None, now))
+            recipients.append(entry)
+        content = message.to_json()
+        batch = Batch()
+        sent_id = batch.put(KIND, {
+            **content, "owner": owner, "folder": "sent", "unread": False,
+            "recipients": recipients, "events": events,
+            "status": least_advanced([r["status"] for r in recipients]),
+        })
+        inbox_ids = {}
+        if inbox_owners:
+            visible = {**content, "bcc": []}
+            for name in dict.fromkeys(inbox_owners):
+                inbox_ids[name] = batch.put(KIND, {
+                    **visible, "owner": name, "folder": "inbox", "unread": True,
+                    "status": Status.DELIVERED, "source": sent_id})
+        if external:
+            Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
+                           mime=message.to_mime(), message_id=message.message_id, now=now)
+        await self.store.commit(batch)
+        doc = {**content, "id": sent_id, "folder": "sent", "unread": False,
+               "status": least_advanced([r["status"] for r in recipients])}
+        await self.store.publish({"type": "message", "owner": owner, "message": summary(doc)})
+        for name, inbox_id in inbox_ids.items():
+            await self.store.publish({"type": "message", "owner": name, "message": summary(
+                {**content, "id": inbox_id, "folder": "inbox", "unread": True,
+                 "status": Status.DELIVERED})})
+        return sent_id
+
+    async def record(self, message_id: str, events: list[Event]) -> Document | None:
+        """Apply events to a Sent copy: statuses move forward only; all are kept."""
+
+        def apply(doc: Document) -> Document:
+            by_address = {r["address"]: r for r in doc["recipients"]}
+            for ev in events:
+                targets = [by_address[ev.recipient]] if ev.recipient in by_address else (
+                    list(by_address.values()) if ev.recipient is None else [])
+                for rec in targets:
+                    if ev.type in EVENT_STATUS:
+                        new = advance(rec["status"], EVENT_STATUS[ev.type])
+                        if new != rec["status"] or ev.type == EventType.SENT:
+                            rec["status"] = new
+                            rec["detail"] = ev.detail
+                    if ev.provider and ev.type in (EventType.SENT, EventType.DELIVERED):
+                        rec["provider"] = ev.provider
+                    if ev.provider_message_id:
+                        rec["provider_message_id"] = ev.provider_message_id
+                doc["events"] = (doc["events"] + [_event_json(ev)])[-MAX_EVENTS:]
+            doc["status"] = least_advanced([r["status"] for r in doc["recipients"]])
+            return doc
+
+        doc = await self.store.update(KIND, message_id, apply)
+        if doc is not None:
+            await self.store.publish({
+                "type": "status", "owner": doc["owner"], "message": {
+                    "id": doc["id"], "status": doc["status"], "recipients": doc["recipients"],
+                    "events": [_event_json(e) for e in events]}})
+        return doc
+
+    async def track(self, provider: str, provider_message_id: str, message_id: str) -> None:
+        """Remember which message a provider's id belongs to, for its webhooks."""
+        await self.store.put("tracking", {"provider": provider,
+                                          "provider_message_id": provider_message_id,
+                                          "message": message_id},
+                             id=f"{provider}:{provider_message_id}")
+
+    async def find_tracked(self, provider: str, provider_message_id: str) -> str | None:
+        doc = await self.store.get_one("tracking", {"id": f"{provider}:{provider_message_id}"})
+        return doc["message"] if doc else None
+
+    async def find_by_message_id(self, message_id: str) -> str | None:
+        """The Sent copy with this RFC 5322 Message-ID, when a provider only gives that."""
+        doc = await self.store.get_one(KIND, {"message_id": message_id, "folder": "sent"})
+        return doc["id"] if doc else None
+
+    async def deliver(self, username: str, content: dict[str, Any], *,
+                      source: str = "") -> str:
+        """Put received mail into a user's Inbox and tell their open pages."""
+        doc = {**content, "owner": username, "folder": "inbox", "unread": True,
+               "status": Status.DELIVERED, "received_via": source, "bcc": []}
+        doc_id = await self.store.put(KIND, doc)
+        await self.store.publish({"type": "message", "owner": username,
+                                  "message": summary({**doc, "id": doc_id})})
+        return doc_id
+
+    async def folder(self, owner: str, folder: str, *, before: int | None = None,
+                     limit: int = 50) -> tuple[list[Document], int | None]:
+        """A page of a folder, newest first, and the cursor of the next page."""
+        docs = await self.store.get(KIND, {"owner": owner, "folder": folder},
+                                    before=before, limit=limit + 1, newest_first=True)
+        page = docs[:limit]
+        cursor = page[-1]["seq"] if len(docs) > limit else None
+        return page, cursor
+
+    async def get(self, owner: str, message_id: str) -> Document:
+        """One of the owner's messages; somebody else's is as unknown as a missing one."""
+        doc = await self.store.get_one(KIND, {"id": message_id})
+        if doc is None or doc.get("owner") != owner:
+            raise NotFound("no such message")
+        return doc
+
+    async def mark_read(self, owner: str, message_id: str, unread: bool) -> None:
+        await self.get(owner, message_id)
+        await self.store.update(KIND, message_id, {"unread": unread})
+
+    async def contacts(self, owner: str, limit: int = 500) -> list[str]:
+        """Addresses the owner has written to or heard from, most recent first."""
+        seen: dict[str, None] = {}
+        docs = await self.store.get(KIND, {"owner": owner}, limit=limit, newest_first=True)
+        for doc in docs:
+            for addr in [*doc.get("to", []), *doc.get("cc", []), doc.get("from", "")]:
+                if addr and "@" in addr:
+                    seen.setdefault(addr)
+        return list(seen)
+
+
+def _event(type: EventType, recipient: str, provider: str | None, at: float,
+           detail: str = "") -> dict[str, Any]:
+    return {"type": str(type), "at": at, "recipient": recipient, "provider": provider,
+            "detail": detail}
+
+
+def _event_json(ev: Event) -> dict[str, Any]:
+    out = _event(ev.type, ev.recipient or "", ev.provider, ev.at, ev.detail)
+    if ev.ambiguous:
+        out["ambiguous"] = True
+    return out

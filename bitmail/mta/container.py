@@ -1,0 +1,291 @@
+"""The MTA container: claims due mail, schedules it, and decides on outcomes.
+
+The shape is channel plumbing: one bounded queue into each provider task, one
+events queue out of all of them, and one decision loop. The loop's decisions
+(health, failover) are made at once and in order; what they write to the
+store runs in tasks beside it, so those writes share group commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import FailurePolicy, MtaSettings
+from ..events import Event, EventType
+from ..mailbox import Mailbox
+from ..outbox import Job, Outbox
+from .figures import Figures
+from .health import State, ThresholdHealth
+from .outcomes import Outcome
+from .provider import Attempt, Provider, ProviderRunner
+from .scheduling import Scheduler, make_scheduler
+
+log = logging.getLogger(__name__)
+
+EXIT_SERVICE_DOWN = 3
+
+
+@dataclass(slots=True)
+class Slot:
+    """One provider with its task, health and figures."""
+
+    runner: ProviderRunner
+    health: ThresholdHealth
+    figures: Figures = field(default_factory=Figures)
+    reported: State = State.UP  # the state last logged and published
+
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+
+class Container:
+    """Owns the providers and moves every claimed message to an outcome."""
+
+    def __init__(self, providers: list[tuple[Provider, FailurePolicy]], outbox: Outbox,
+                 mailbox: Mailbox, settings: MtaSettings | None = None,
+                 scheduler: Scheduler | None = None):
+        self.settings = settings or MtaSettings()
+        self.outbox = outbox
+        self.mailbox = mailbox
+        self.events: asyncio.Queue[Attempt] = asyncio.Queue()
+        self.slots = {
+            p.name: Slot(ProviderRunner(p, self.events, queue_size=self.settings.queue_size,
+                                        concurrency=self.settings.concurrency,
+                                        timeout=self.settings.send_timeout),
+                         ThresholdHealth(policy))
+            for p, policy in providers
+        }
+        self.scheduler = scheduler or make_scheduler(self.settings.scheduler, list(self.slots))
+        self.down = asyncio.Event()  # set when every provider is down: the service stops
+        self._wake = asyncio.Event()
+        self._held: dict[str, Job] = {}
+        self._tried: dict[str, set[str]] = {}
+        self._ambiguous: set[str] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._writes: set[asyncio.Task] = set()
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.outbox.start()
+        for slot in self.slots.values():
+            await slot.runner.start()
+        self._tasks = [asyncio.create_task(self._claim_loop(), name="mta-claim"),
+                       asyncio.create_task(self._decide_loop(), name="mta-decide")]
+
+    async def stop(self) -> None:
+        """Stop taking work; hand back everything not yet sent."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for slot in self.slots.values():
+            await slot.runner.stop()
+        # Outcomes that arrived but were not decided: their sends happened.
+        while not self.events.empty():
+            self._decide(self.events.get_nowait())
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        if self._held:
+            await self.outbox.release(list(self._held.values()))
+            self._held.clear()
+
+    def wake(self) -> None:
+        """New mail is in the outbox: claim now rather than at the next poll."""
+        self._wake.set()
+
+    # -- claiming and dispatch --------------------------------------------
+
+    def _candidates(self, job_id: str | None = None) -> list[str]:
+        tried = self._tried.get(job_id, set()) if job_id else set()
+        return [n for n, s in self.slots.items() if s.health.available() and n not in tried]
+
+    def _free(self) -> int:
+        return sum(s.runner.queue.maxsize - s.runner.queue.qsize()
+                   for s in self.slots.values() if s.health.available())
+
+    async def _claim_loop(self) -> None:
+        renewed = time.monotonic()
+        while True:
+            free = self._free()
+            if free > 0:
+                jobs = await self.outbox.claim(min(free, 256))
+                for job in jobs:
+                    self._held[job.id] = job
+                    self._dispatch(job)
+                if len(jobs) == min(free, 256):
+                    await asyncio.sleep(0)
+                    continue
+            if time.monotonic() - renewed > self.settings.lease / 3 and self._held:
+                await self.outbox.renew(list(self._held))
+                renewed = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    def _dispatch(self, job: Job) -> bool:
+        """Put the job on a provider's queue; False when none can take it now."""
+        name = self.scheduler.pick(self._candidates(job.id))
+        if name is None:
+            return False
+        slot = self.slots[name]
+        try:
+            slot.runner.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            return False
+        slot.health.taken()
+        self._tried.setdefault(job.id, set()).add(name)
+        return True
+
+    # -- deciding ------------------------------------------------------------
+
+    async def _decide_loop(self) -> None:
+        while True:
+            self._decide(await self.events.get())
+
+    def _decide(self, attempt: Attempt) -> None:
+        slot = self.slots[attempt.provider]
+        job = attempt.job
+        slot.figures.record(attempt.outcome, attempt.latency, attempt.detail)
+        ok = attempt.outcome in (Outcome.ACCEPTED, Outcome.PERMANENT)
+        self.scheduler.observe(attempt.provider, attempt.latency, ok)
+        if attempt.ambiguous:
+            self._ambiguous.add(job.id)
+
+        if attempt.outcome == Outcome.ACCEPTED:
+            self._set_state(slot, slot.health.success())
+            self._finish(job)
+            self._write(self._accepted(attempt))
+        elif attempt.outcome == Outcome.PERMANENT:
+            slot.health.neutral()
+            self._finish(job)
+            self._write(self._failed(job, attempt.provider, attempt.detail))
+        else:
+            self._set_state(slot, slot.health.failure())
+            if self.down.is_set():
+                return
+            log.info("message %s: %s on %s (%s)", job.message, attempt.outcome,
+                     attempt.provider, attempt.detail)
+            if self._dispatch(job):
+                self._write(self.mailbox.record(job.message, [
+                    Event(EventType.DEFERRED, job.message, r, attempt.provider,
+                          detail=f"{attempt.detail}; trying another provider",
+                          ambiguous=attempt.ambiguous)
+                    for r in job.recipients]))
+            else:
+                self._finish(job)
+                self._write(self._defer(job, job.recipients, attempt))
+
+    def _finish(self, job: Job) -> None:
+        self._held.pop(job.id, None)
+        self._tried.pop(job.id, None)
+        self._wake.set()
+
+    def _write(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception():
+            log.error("recording an outcome failed", exc_info=task.exception())
+
+    def _set_state(self, slot: Slot, state: State) -> None:
+        if state == slot.reported:
+            return
+        slot.reported = state
+        self._write(self.mailbox.store.publish({"type": "providers",
+                                                "providers": self.snapshot()}))
+        if state == State.DOWN:
+            log.warning("provider %s is down: %s", slot.name, slot.figures.last_error)
+        elif state == State.UP:
+            log.info("provider %s is up again", slot.name)
+        if all(s.health.state == State.DOWN for s in self.slots.values()):
+            self._service_down()
+
+    def _service_down(self) -> None:
+        if self.down.is_set():
+            return
+        reasons = "; ".join(f"{s.name}: {s.figures.last_error}" for s in self.slots.values())
+        log.critical("service down: every provider is down (%s); accepted mail stays in the "
+                     "outbox and goes out after a restart", reasons)
+        self.down.set()
+
+    # -- recording (runs in tasks) --------------------------------------------
+
+    async def _accepted(self, attempt: Attempt) -> None:
+        job, result = attempt.job, attempt.result
+        refused = {f.recipient: f for f in (result.refused if result else ())}
+        ambiguous = job.id in self._ambiguous
+        self._ambiguous.discard(job.id)
+        pmid = result.provider_message_id if result else None
+        events = []
+        for r in job.recipients:
+            if r in refused:
+                f = refused[r]
+                kind = EventType.FAILED if f.outcome == Outcome.PERMANENT else EventType.DEFERRED
+                events.append(Event(kind, job.message, r, attempt.provider, detail=f.detail))
+            else:
+                events.append(Event(
+                    EventType.SENT, job.message, r, attempt.provider, pmid,
+                    detail="sent; an earlier try may also have gone out" if ambiguous else "",
+                    ambiguous=ambiguous))
+        if pmid:
+            await self.mailbox.track(attempt.provider, pmid, job.message)
+        await self.mailbox.record(job.message, events)
+        retry = tuple(r for r in job.recipients
+                      if r in refused and refused[r].outcome != Outcome.PERMANENT)
+        if retry:
+            await self._defer(job, retry, attempt, record=False)
+        else:
+            await self.outbox.complete(job)
+
+    async def _failed(self, job: Job, provider: str, detail: str) -> None:
+        await self.mailbox.record(job.message, [
+            Event(EventType.FAILED, job.message, r, provider, detail=detail)
+            for r in job.recipients])
+        await self.outbox.complete(job)
+
+    async def _defer(self, job: Job, recipients: tuple[str, ...], attempt: Attempt, *,
+                     record: bool = True) -> None:
+        due = await self.outbox.defer(job, recipients, attempt.detail)
+        if due is None:
+            await self.mailbox.record(job.message, [
+                Event(EventType.FAILED, job.message, r, attempt.provider,
+                      detail=f"gave up: {attempt.detail}") for r in recipients])
+        elif record:
+            await self.mailbox.record(job.message, [
+                Event(EventType.DEFERRED, job.message, r, attempt.provider,
+                      detail=f"{attempt.detail}; retrying in {due - time.time():.0f}s",
+                      ambiguous=attempt.ambiguous) for r in recipients])
+
+    # -- figures ---------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Each provider's state and figures, as GET /api/providers shows them."""
+        out = []
+        for slot in self.slots.values():
+            f = slot.figures
+            out.append({
+                "name": slot.name,
+                "type": slot.runner.provider.type,
+                "state": str(slot.health.state),
+                "sent": f.sent,
+                "failed": f.failed,
+                "queued": slot.runner.load,
+                "latency_ms": {"p50": f.percentile(0.5), "p95": f.percentile(0.95)},
+                "last_error": slot.runner.provider.redact(f.last_error) or None,
+                "bounce_rate": f.rate("bounced"),
+                "complaint_rate": f.rate("complained"),
+            })
+        return out

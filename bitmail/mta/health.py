@@ -1,0 +1,73 @@
+"""Failure strategies: when a provider is down, and when it may be tried again.
+
+The threshold strategy marks a provider down after `threshold` failures within
+`window` seconds. After `retry_after`, exactly one probe message may go to it;
+the probe's outcome decides whether it is up again or down for another period.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from enum import StrEnum
+
+from ..config import FailurePolicy
+
+
+class State(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    PROBING = "probing"
+
+
+class ThresholdHealth:
+    """The health of one provider under the threshold strategy."""
+
+    def __init__(self, policy: FailurePolicy, clock=time.monotonic):
+        self.policy = policy
+        self._clock = clock
+        self._failures: deque[float] = deque()
+        self.state = State.UP
+        self._down_until = 0.0
+        self._probe_out = False
+
+    def available(self) -> bool:
+        """May a message be given to this provider now?"""
+        if self.state == State.UP:
+            return True
+        return not self._probe_out and self._clock() >= self._down_until
+
+    def taken(self) -> None:
+        """A message was given to it; when it was down, that message is the probe."""
+        if self.state != State.UP:
+            self.state = State.PROBING
+            self._probe_out = True
+
+    def success(self) -> State:
+        self._failures.clear()
+        self._probe_out = False
+        self.state = State.UP
+        return self.state
+
+    def failure(self) -> State:
+        now = self._clock()
+        if self.state != State.UP:
+            return self._go_down(now)
+        self._failures.append(now)
+        while self._failures and self._failures[0] < now - self.policy.window:
+            self._failures.popleft()
+        if len(self._failures) >= self.policy.threshold:
+            return self._go_down(now)
+        return self.state
+
+    def neutral(self) -> None:
+        """An outcome that says nothing about the provider (the message was refused)."""
+        if self.state == State.PROBING:
+            self.success()
+
+    def _go_down(self, now: float) -> State:
+        self.state = State.DOWN
+        self._probe_out = False
+        self._down_until = now + self.policy.retry_after
+        self._failures.clear()
+        return self.state

@@ -1,0 +1,128 @@
+"""The durable queue of messages to send, on the store.
+
+An entry is written in the same batch as the sender's Sent copy. The container
+claims due entries with a lease, so a crashed process's entries come back when
+its lease runs out and two processes never hold the same entry at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+from .store import Batch, Store
+
+KIND = "outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One message on its way to some recipients."""
+
+    id: str  # the outbox entry
+    message: str  # BitMail's message id (the sender's Sent copy)
+    sender: str
+    recipients: tuple[str, ...]
+    mime: bytes
+    message_id: str  # the RFC 5322 Message-ID, the same on every try
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    lease: float = 60.0
+    base: float = 5.0
+    max: float = 600.0
+    give_up_after: float = 3 * 24 * 3600.0
+
+    def delay(self, attempts: int) -> float:
+        """Exponential back-off with jitter, so retries of many messages spread out."""
+        return min(self.max, self.base * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
+
+
+class Outbox:
+    """enqueue, claim with a lease, complete, defer with back-off, give up."""
+
+    def __init__(self, store: Store, policy: RetryPolicy | None = None):
+        self.store = store
+        self.policy = policy or RetryPolicy()
+        self.owner = uuid.uuid4().hex  # this process, as the holder of leases
+
+    async def start(self) -> None:
+        if self.store.exclusive:
+            # Nobody else uses this store: leases left are from our own crash.
+            await self.store.release_leases(KIND)
+
+    @staticmethod
+    def enqueue(batch: Batch, *, message: str, sender: str, recipients: tuple[str, ...],
+                mime: bytes, message_id: str, now: float | None = None) -> str:
+        """Add an entry to `batch`, which the caller commits with the Sent copy."""
+        now = time.time() if now is None else now
+        return batch.put(KIND, {
+            "message": message,
+            "sender": sender,
+            "recipients": list(recipients),
+            "mime": base64.b64encode(mime).decode(),
+            "message_id": message_id,
+            "due": now,
+            "lease_until": 0,
+            "attempts": 0,
+            "accepted_at": now,
+            "last_error": "",
+        })
+
+    async def claim(self, limit: int) -> list[Job]:
+        docs = await self.store.claim(KIND, now=time.time(), owner=self.owner,
+                                      lease=self.policy.lease, limit=limit)
+        return [_job(doc) for doc in docs]
+
+    async def renew(self, job_ids: list[str]) -> None:
+        """Extend the leases on jobs this process still holds."""
+        until = time.time() + self.policy.lease
+        async with self.store.batch() as batch:
+            for job_id in job_ids:
+                batch.update(KIND, job_id, {"lease_until": until})
+
+    async def complete(self, job: Job) -> None:
+        await self.store.delete(KIND, job.id)
+
+    async def defer(self, job: Job, recipients: tuple[str, ...], error: str) -> float | None:
+        """Try `recipients` again after a back-off; None when it is time to give up."""
+        doc = await self.store.get_one(KIND, {"id": job.id})
+        now = time.time()
+        if doc is None:
+            return None
+        if now - doc["accepted_at"] > self.policy.give_up_after:
+            await self.store.delete(KIND, job.id)
+            return None
+        attempts = doc["attempts"] + 1
+        due = now + self.policy.delay(attempts)
+        await self.store.update(KIND, job.id, {
+            "recipients": list(recipients), "due": due, "lease_until": 0,
+            "attempts": attempts, "last_error": error,
+        })
+        return due
+
+    async def release(self, jobs: list[Job]) -> None:
+        """Hand jobs back untried (shutdown, full queue): due now, no lease."""
+        async with self.store.batch() as batch:
+            for job in jobs:
+                batch.update(KIND, job.id, {"lease_until": 0, "due": time.time()})
+
+    async def pending(self) -> int:
+        return await self.store.count(KIND)
+
+
+def _job(doc: dict) -> Job:
+    return Job(
+        id=doc["id"],
+        message=doc["message"],
+        sender=doc["sender"],
+        recipients=tuple(doc["recipients"]),
+        mime=base64.b64decode(doc["mime"]),
+        message_id=doc["message_id"],
+        attempts=doc["attempts"],
+    )
