@@ -1,0 +1,85 @@
+"""The command line: `serve`, and admin verbs (users, API keys, one message)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from . import config
+from .app import running, serve, with_self_signed
+from .errors import BitMailError
+from .message import parse_message
+from .store import StoreError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bitmail", description=__doc__)
+    parser.add_argument("--config", help="TOML settings file (or BITMAIL_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the service")
+    p.add_argument("--config", help=argparse.SUPPRESS)
+    p.add_argument("--self-signed", action="store_true",
+                   help="serve HTTPS with a certificate made for trying it out")
+    p = sub.add_parser("apikey", help="API keys")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("username")
+    p = sub.add_parser("user", help="users")
+    p.add_argument("action", choices=["add", "list"])
+    p.add_argument("username", nargs="?")
+    p.add_argument("--password")
+    p = sub.add_parser("send", help="send one message as a user")
+    p.add_argument("--from", dest="sender", required=True, help="username")
+    p.add_argument("--to", required=True)
+    p.add_argument("--subject", default="")
+    p.add_argument("--text", default="")
+    return parser
+
+
+async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
+    async with running(settings, with_mta=False) as rt:
+        if args.command == "apikey":
+            print(await rt.accounts.create_api_key(args.username))
+        elif args.command == "user" and args.action == "add":
+            if not args.username or not args.password:
+                print("user add needs USERNAME and --password", file=sys.stderr)
+                return 2
+            user = await rt.accounts.create(args.username, args.password)
+            print(user.address)
+        elif args.command == "user":
+            for name in sorted(await rt.accounts.usernames()):
+                print(name)
+        elif args.command == "send":
+            user = rt.accounts.user(args.sender)
+            message = parse_message({"to": args.to, "subject": args.subject, "text": args.text},
+                                    sender=user.address, domain=settings.domain)
+            message_id = await rt.mailbox.accept(message, user.username)
+            print(json.dumps({"id": message_id, "status": "queued"}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = config.load(args.config)
+        if args.command == "serve":
+            if args.self_signed:
+                settings = with_self_signed(settings)
+            return asyncio.run(serve(settings))
+        return asyncio.run(_admin(args, settings))
+    except config.ConfigError as exc:
+        print(f"bitmail: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (BitMailError, StoreError) as exc:
+        print(f"bitmail: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The aiohttp application: pages, JSON API, live updates, webhooks, health."""

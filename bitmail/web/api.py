@@ -1,0 +1,198 @@
+"""The JSON API: sessions, messages, folders, contacts, GeoLists, providers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+from aiohttp import web
+
+from ..errors import BitMailError, NotFound, ValidationError
+from ..mailbox import public, summary
+from ..message import parse_message
+from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
+from .middlewares import read_json
+
+routes = web.RouteTableDef()
+FOLDERS = ("inbox", "sent")
+
+
+def _me(user, csrf: str | None = None) -> dict:
+    out = {"username": user.username, "address": user.address}
+    if csrf:
+        out["csrf_token"] = csrf
+    return out
+
+
+@routes.post("/api/session")
+async def login(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    session, created = await runtime.accounts.login(
+        body.get("username"), body.get("password"), client=request.remote or "unknown",
+        location=body.get("location"))
+    response = web.json_response({**_me(session.user, session.csrf_token), "created": created},
+                                 status=201 if created else 200)
+    response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="Strict",
+                        secure=request.secure, path="/", max_age=14 * 24 * 3600)
+    return response
+
+
+@routes.delete("/api/session")
+async def logout(request: web.Request) -> web.Response:
+    session = session_of(request)
+    if session:
+        await request.app[RUNTIME].accounts.logout(session.token)
+    response = web.Response(status=204)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@routes.get("/api/me")
+async def me(request: web.Request) -> web.Response:
+    session = session_of(request)
+    return web.json_response(_me(user_of(request), session.csrf_token if session else None))
+
+
+@routes.post("/api/messages")
+async def send(request: web.Request) -> web.Response:
+    """Accept a message: 202 only once it is durably stored."""
+    runtime = request.app[RUNTIME]
+    user = user_of(request)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        if not 1 <= len(key) <= 200:
+            raise ValidationError("must be 1 to 200 characters", field="Idempotency-Key")
+        first = await runtime.store.get_one("idempotency", {"id": f"{user.username}:{key}"})
+        if first:
+            return web.json_response(first["body"], status=first["status"])
+    payload = await read_json(request)
+    message = parse_message(payload, sender=user.address, domain=runtime.settings.domain,
+                            max_size=runtime.settings.max_message_size)
+    message_id = await runtime.mailbox.accept(message, user.username)
+    if runtime.container:
+        runtime.container.wake()
+    body = {"id": message_id, "status": "queued", "message_id": message.message_id}
+    if key is not None:
+        await runtime.store.put("idempotency", {"status": 202, "body": body,
+                                                "username": user.username},
+                                id=f"{user.username}:{key}")
+    return web.json_response(body, status=202)
+
+
+@routes.get("/api/messages")
+async def folder(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    name = request.query.get("folder", "inbox")
+    if name not in FOLDERS:
+        raise ValidationError(f"must be one of {', '.join(FOLDERS)}", field="folder")
+    try:
+        before = int(request.query["before"]) if "before" in request.query else None
+        limit = min(int(request.query.get("limit", 50)), 200)
+    except ValueError:
+        raise ValidationError("must be a whole number", field="before") from None
+    docs, cursor = await runtime.mailbox.folder(user_of(request).username, name,
+                                                before=before, limit=max(limit, 1))
+    return web.json_response({"messages": [summary(d) for d in docs], "next": cursor})
+
+
+@routes.get("/api/messages/{id}")
+async def message(request: web.Request) -> web.Response:
+    doc = await request.app[RUNTIME].mailbox.get(user_of(request).username,
+                                                 request.match_info["id"])
+    return web.json_response(public(doc))
+
+
+@routes.patch("/api/messages/{id}")
+async def mark(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("unread"), bool):
+        raise ValidationError("send {\"unread\": true|false}", field="unread")
+    await request.app[RUNTIME].mailbox.mark_read(user_of(request).username,
+                                                 request.match_info["id"], body["unread"])
+    return web.Response(status=204)
+
+
+@routes.get("/api/messages/{id}/attachments/{index}")
+async def attachment(request: web.Request) -> web.Response:
+    doc = await request.app[RUNTIME].mailbox.get(user_of(request).username,
+                                                 request.match_info["id"])
+    try:
+        att = doc.get("attachments", [])[int(request.match_info["index"])]
+    except (ValueError, IndexError):
+        raise NotFound("no such attachment") from None
+    filename = att["filename"].replace('"', "")
+    # Served as a download, never rendered in our origin.
+    return web.Response(body=base64.b64decode(att["content"]),
+                        content_type="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@routes.get("/api/contacts")
+async def contacts(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    user = user_of(request)
+    domain = runtime.settings.domain
+    own = [f"{name}@{domain}" for name in await runtime.accounts.usernames()
+           if name != user.username]
+    seen = await runtime.mailbox.contacts(user.username)
+    merged = list(dict.fromkeys([*seen, *own]))
+    return web.json_response({"contacts": [a for a in merged if a != user.address]})
+
+
+@routes.get("/api/geolists")
+async def geolists(request: web.Request) -> web.Response:
+    from .. import geo
+
+    runtime = request.app[RUNTIME]
+    user = user_of(request)
+    domain = runtime.settings.domain
+    where = dict(await runtime.accounts.locations())
+    others = [(f"{name}@{domain}", loc) for name, loc in where.items()
+              if name != user.username]
+    return web.json_response({"lists": geo.geolists(where.get(user.username), others),
+                              "located": user.username in where})
+
+
+@routes.get("/api/providers")
+async def providers(request: web.Request) -> web.Response:
+    container = request.app[RUNTIME].container
+    return web.json_response({"providers": container.snapshot() if container else []})
+
+
+@routes.get("/api/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: new mail, status changes and provider figures, for
+    this user only."""
+    runtime = request.app[RUNTIME]
+    username = user_of(request).username
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    await response.write(b"retry: 2000\n: connected\n\n")
+    sub = runtime.store.subscribe()
+    try:
+        while True:
+            try:
+                payload = await asyncio.wait_for(sub.queue.get(), 15.0)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            kind = payload.get("type")
+            if kind == "providers":
+                data = {"providers": payload["providers"]}
+            elif payload.get("owner") == username:
+                data = payload["message"]
+            else:
+                continue
+            await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+    except (ConnectionResetError, BitMailError):
+        pass
+    finally:
+        sub.close()
+    return response
+

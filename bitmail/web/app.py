@@ -1,0 +1,38 @@
+"""The aiohttp application: routes and middlewares, in the order they apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from ..runtime import Runtime
+from . import api, status
+from .keys import RUNTIME
+from .middlewares import authenticate, errors
+from .security import security_headers
+
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html",
+                            headers={"Cache-Control": "no-cache"})
+
+
+def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
+    """The web application for a runtime whose store is already open."""
+    app = web.Application(
+        client_max_size=runtime.settings.web.max_body,
+        middlewares=[security_headers(https), errors, authenticate],
+    )
+    app[RUNTIME] = runtime
+    app.router.add_routes(api.routes)
+    app.router.add_routes(status.routes)
+    from .hooks import add_routes as add_hook_routes
+
+    add_hook_routes(app)
+    app.router.add_get("/", index)
+    if STATIC_DIR.is_dir():
+        app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    return app

@@ -1,0 +1,24 @@
+"""Typed keys for what the application and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..accounts import Session, User
+from ..runtime import Runtime
+
+RUNTIME = web.AppKey("runtime", Runtime)
+SESSION_COOKIE = "bitmail_session"
+
+# Request-scoped values, set by the auth middleware.
+USER = "bitmail.user"
+SESSION = "bitmail.session"
+
+
+def user_of(request: web.Request) -> User:
+    """The authenticated user; the auth middleware has already refused anonymous calls."""
+    return request[USER]
+
+
+def session_of(request: web.Request) -> Session | None:
+    return request.get(SESSION)

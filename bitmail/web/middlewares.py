@@ -1,0 +1,86 @@
+"""Errors as JSON, authentication and CSRF, applied to every request."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..errors import BitMailError, Forbidden, Unauthorized
+from .keys import RUNTIME, SESSION, SESSION_COOKIE, USER
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Paths anyone may call: the page itself, logging in, health, and the
+# webhooks, which prove themselves with the provider's signature instead.
+PUBLIC_PREFIXES = ("/hooks/", "/static/", "/healthz", "/metrics")
+PUBLIC_PATHS = {"/", "/index.html", "/favicon.ico"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def error_json(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, "field": field}},
+                             status=status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal in one JSON shape: {"error": {"code", "message", "field"}}."""
+    try:
+        return await handler(request)
+    except BitMailError as exc:
+        return web.json_response(exc.to_json(), status=exc.status)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_json(413, "too_large", f"the request body is over {exc.max_size} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return error_json(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except json.JSONDecodeError as exc:
+        return error_json(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer API key or session cookie; a cookie request that changes state
+    must also carry the session's CSRF token."""
+    path = request.path
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or (
+            path == "/api/session" and request.method == "POST"):
+        return await handler(request)
+    runtime = request.app[RUNTIME]
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        user = await runtime.accounts.api_key_user(auth[7:].strip())
+        if user is None:
+            raise Unauthorized("unknown API key")
+        request[USER] = user
+        return await handler(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    session = await runtime.accounts.session(token) if token else None
+    if session is None:
+        raise Unauthorized("log in first")
+    if request.method not in SAFE_METHODS:
+        runtime.accounts.check_csrf(session, request.headers.get("X-CSRF-Token"))
+    request[USER] = session.user
+    request[SESSION] = session
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> object:
+    """The JSON body, or a precise 400/415."""
+    if request.content_type != "application/json":
+        raise BitMailError("send the body as application/json", code="unsupported_media_type")
+    body = await request.read()
+    if not body:
+        raise BitMailError("the body is empty", code="bad_json")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BitMailError(f"the body is not valid JSON: {exc}", code="bad_json") from None
+
+
+__all__ = ["Forbidden", "authenticate", "error_json", "errors", "read_json"]
