@@ -11,8 +11,8 @@ RUNTIME = web.AppKey("runtime", Runtime)
 SESSION_COOKIE = "bitmail_session"
 
 # Request-scoped values, set by the auth middleware.
-USER = "bitmail.user"
-SESSION = "bitmail.session"
+USER = web.RequestKey("user", User)
+SESSION = web.RequestKey("session", Session)
 
 
 def user_of(request: web.Request) -> User:

@@ -33,8 +33,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except BitMailError as exc:
         return web.json_response(exc.to_json(), status=exc.status)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_json(413, "too_large", f"the request body is over {exc.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[RUNTIME].settings.web.max_body
+        return error_json(413, "too_large", f"the request body is over {limit} bytes")
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

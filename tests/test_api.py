@@ -1,0 +1,211 @@
+"""The JSON API: sessions, sending, folders, isolation between users."""
+
+from __future__ import annotations
+
+import base64
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from bitmail.web.app import make_app
+from conftest import Service, wait_for
+
+
+async def other_client(service: Service) -> TestClient:
+    client = TestClient(TestServer(make_app(service.runtime)))
+    await client.start_server()
+    return client
+
+
+async def test_first_login_creates_the_user_and_a_wrong_password_is_401(service):
+    first = await service.client.post("/api/session", json={"username": "Alice", "password": "pw"})
+    assert first.status == 201
+    body = await first.json()
+    assert body["address"] == "alice@localhost" and body["csrf_token"]
+    cookie = first.cookies["bitmail_session"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    again = await service.client.post("/api/session", json={"username": "alice", "password": "pw"})
+    assert again.status == 200
+    wrong = await service.client.post("/api/session", json={"username": "alice", "password": "x"})
+    assert wrong.status == 401
+    assert (await wrong.json())["error"]["code"] == "unauthorized"
+
+
+async def test_passwords_are_stored_as_argon2_hashes(service):
+    await service.login("carol", "hunter2")
+    doc = await service.runtime.store.get_one("user", {"id": "carol"})
+    assert doc["password"].startswith("$argon2") and "hunter2" not in doc["password"]
+
+
+async def test_login_is_rate_limited_per_name(service):
+    await service.login("dave", "right")
+    for _ in range(5):
+        resp = await service.client.post("/api/session", json={"username": "dave", "password": "no"})
+        assert resp.status == 401
+    resp = await service.client.post("/api/session", json={"username": "dave", "password": "right"})
+    assert resp.status == 429
+
+
+async def test_state_changing_requests_need_the_csrf_token(service):
+    me = await service.login("erin")
+    payload = {"to": "x@example.com", "subject": "s", "text": "t"}
+    without = await service.client.post("/api/messages", json=payload)
+    assert without.status == 403 and (await without.json())["error"]["code"] == "csrf"
+    wrong = await service.client.post("/api/messages", json=payload,
+                                      headers={"X-CSRF-Token": "nope"})
+    assert wrong.status == 403
+    right = await service.client.post("/api/messages", json=payload,
+                                      headers={"X-CSRF-Token": me["csrf_token"]})
+    assert right.status == 202
+
+
+async def test_session_cookie_stops_working_after_logout(service):
+    me = await service.login("frank")
+    assert (await service.client.get("/api/me")).status == 200
+    token = service.client.session.cookie_jar.filter_cookies(
+        service.client.make_url("/"))["bitmail_session"].value
+    out = await service.client.delete("/api/session", headers={"X-CSRF-Token": me["csrf_token"]})
+    assert out.status == 204
+    replay = await service.client.get("/api/me", cookies={"bitmail_session": token})
+    assert replay.status == 401
+
+
+async def test_validation_errors_name_the_field(service):
+    headers = await service.api_key("gina")
+    cases = [
+        ({"to": "not-an-address"}, "to"),
+        ({"to": ""}, "to"),
+        ({"to": "a@example.com", "cc": "b@@example.com"}, "cc"),
+        ({"to": "a@example.com", "subject": "line\r\nBcc: evil@example.com"}, "subject"),
+        ({"to": "a@example.com", "headers": {"X-Tag": "a\nb"}}, "headers.X-Tag"),
+        ({"to": "a@example.com", "attachments": [{"filename": "f", "content": "%%%"}]},
+         "attachments[0].content"),
+        ({"to": "a@example.com", "text": 5}, "text"),
+    ]
+    for payload, field in cases:
+        resp = await service.client.post("/api/messages", json=payload, headers=headers)
+        assert resp.status == 400, payload
+        assert (await resp.json())["error"]["field"] == field, payload
+    assert await service.runtime.store.count("message") == 0
+    assert await service.runtime.outbox.pending() == 0
+
+
+async def test_malformed_json_and_wrong_content_type_are_refused(service):
+    headers = await service.api_key("hank")
+    resp = await service.client.post("/api/messages", data=b"{not json",
+                                     headers={**headers, "Content-Type": "application/json"})
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_json"
+    resp = await service.client.post("/api/messages", data=b"to=a", headers={
+        **headers, "Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status == 400
+
+
+async def test_oversize_message_is_413_and_nothing_is_stored(make_settings):
+    from conftest import start_service
+
+    settings = make_settings("max_message_size = 1000\n")
+    async with start_service(settings) as svc:
+        headers = await svc.api_key("ivan")
+        resp = await svc.client.post("/api/messages", headers=headers,
+                                     json={"to": "a@example.com", "text": "x" * 2000})
+        assert resp.status == 413
+        assert await svc.runtime.store.count("message") == 0
+
+
+async def test_oversize_request_body_is_413(make_settings):
+    from conftest import start_service
+
+    settings = make_settings("[web]\nmax_body = 10000\n")
+    async with start_service(settings) as svc:
+        headers = await svc.api_key("judy")
+        resp = await svc.client.post("/api/messages", headers=headers,
+                                     json={"to": "a@example.com", "text": "x" * 20000})
+        assert resp.status == 413
+        assert (await resp.json())["error"]["code"] == "too_large"
+
+
+async def test_users_only_ever_see_their_own_mail(service):
+    alice = await service.api_key("alice")
+    bob = await service.api_key("bob")
+    resp = await service.client.post("/api/messages", headers=alice, json={
+        "to": "x@example.com", "subject": "private", "text": "t",
+        "attachments": [{"filename": "a.txt", "content": base64.b64encode(b"hi").decode()}]})
+    message_id = (await resp.json())["id"]
+    assert (await service.client.get(f"/api/messages/{message_id}", headers=alice)).status == 200
+    for path in (f"/api/messages/{message_id}", f"/api/messages/{message_id}/attachments/0"):
+        resp = await service.client.get(path, headers=bob)
+        assert resp.status == 404, path
+    resp = await service.client.patch(f"/api/messages/{message_id}", headers=bob,
+                                      json={"unread": True})
+    assert resp.status == 404
+    sent = await (await service.client.get("/api/messages?folder=sent", headers=bob)).json()
+    assert sent["messages"] == []
+
+
+async def test_mail_to_a_local_user_lands_in_their_inbox_without_a_provider(service):
+    alice = await service.api_key("alice")
+    bob = await service.api_key("bob")
+    resp = await service.client.post("/api/messages", headers=alice, json={
+        "to": "bob@localhost; nobody@localhost", "bcc": "carol@example.com",
+        "subject": "hello bob", "text": "hi"})
+    assert resp.status == 202
+    inbox = await (await service.client.get("/api/messages?folder=inbox", headers=bob)).json()
+    assert [m["subject"] for m in inbox["messages"]] == ["hello bob"]
+    opened = await (await service.client.get(
+        f"/api/messages/{inbox['messages'][0]['id']}", headers=bob)).json()
+    assert opened["bcc"] == []  # bob must not learn about the bcc
+    sent = await (await service.client.get(f"/api/messages/{(await resp.json())['id']}",
+                                           headers=alice)).json()
+    statuses = {r["address"]: r["status"] for r in sent["recipients"]}
+    assert statuses["bob@localhost"] == "delivered"
+    assert statuses["nobody@localhost"] == "failed"
+
+
+async def test_idempotency_key_returns_the_first_answer(service):
+    headers = {**await service.api_key("kim"), "Idempotency-Key": "order-17"}
+    payload = {"to": "a@example.com", "subject": "once", "text": "t"}
+    first = await (await service.client.post("/api/messages", json=payload, headers=headers)).json()
+    second = await service.client.post("/api/messages", json=payload, headers=headers)
+    assert second.status == 202 and (await second.json())["id"] == first["id"]
+    assert await service.runtime.store.count("message", {"owner": "kim"}) == 1
+
+
+async def test_folders_page_newest_first(service):
+    headers = await service.api_key("leo")
+    for i in range(5):
+        await service.client.post("/api/messages", headers=headers,
+                                  json={"to": "a@example.com", "subject": f"m{i}"})
+    page = await (await service.client.get("/api/messages?folder=sent&limit=3",
+                                           headers=headers)).json()
+    assert [m["subject"] for m in page["messages"]] == ["m4", "m3", "m2"]
+    rest = await (await service.client.get(
+        f"/api/messages?folder=sent&limit=3&before={page['next']}", headers=headers)).json()
+    assert [m["subject"] for m in rest["messages"]] == ["m1", "m0"] and rest["next"] is None
+
+
+async def test_sent_message_reaches_the_local_provider_with_status_sent(service):
+    headers = await service.api_key("mia")
+    resp = await service.client.post("/api/messages", headers=headers,
+                                     json={"to": "a@example.com", "subject": "out"})
+    message_id = (await resp.json())["id"]
+
+    async def sent():
+        doc = await (await service.client.get(f"/api/messages/{message_id}",
+                                              headers=headers)).json()
+        return doc["status"] == "sent" and doc
+
+    doc = await wait_for(sent)
+    assert doc["recipients"][0]["provider"] == "local"
+    outgoing = list((service.runtime.settings.data_dir / "outgoing").glob("*.eml"))
+    assert len(outgoing) == 1 and b"Subject: out" in outgoing[0].read_bytes()
+
+
+async def test_bearer_with_an_unknown_key_is_401(service):
+    resp = await service.client.get("/api/me", headers={"Authorization": "Bearer bm_nope"})
+    assert resp.status == 401
+
+
+async def test_api_key_requests_need_no_csrf_token(service):
+    headers = await service.api_key("nina")
+    resp = await service.client.post("/api/messages", headers=headers,
+                                     json={"to": "a@example.com"})
+    assert resp.status == 202
