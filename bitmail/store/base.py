@@ -193,7 +193,8 @@ class Store(ABC):
         run out, oldest due first, so no two claimers hold the same one."""
 
     async def release_leases(self, kind: str) -> int:
-        """Drop every lease on `kind` (only for an exclusive store at start)."""
+        """Drop every lease and back-off on `kind`, so all of it is due now
+        (only for an exclusive store, at start)."""
         raise StoreError("this store is shared; leases end by themselves")
 
     @asynccontextmanager

@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -249,10 +250,11 @@ class SQLiteStore(Store):
         if op.action == "claim":
             return self._claim(conn, op.kind, **op.args)
         if op.action == "release":
+            # A restart tries everything afresh: leases dropped, back-off forgotten.
             cur = conn.execute(
-                "UPDATE docs SET data = json_set(data, '$.lease_until', 0) "
-                "WHERE kind = ? AND json_extract(data, '$.lease_until') > 0",
-                (op.kind,),
+                "UPDATE docs SET data = json_set(data, '$.lease_until', 0, '$.due', "
+                f"min({_path('due')}, ?)) WHERE kind = ? AND {_path('due')} IS NOT NULL",
+                (op.args["now"], op.kind),
             )
             return cur.rowcount
         raise StoreError(f"unknown store operation {op.action}")
@@ -282,7 +284,7 @@ class SQLiteStore(Store):
 
     async def release_leases(self, kind: str) -> int:
         batch = Batch()
-        batch.ops.append(Op("release", kind))
+        batch.ops.append(Op("release", kind, args={"now": time.time()}))
         return (await self.commit(batch))[0]
 
     # -- reads -------------------------------------------------------------

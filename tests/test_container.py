@@ -1,0 +1,214 @@
+"""The MTA container's decisions: failover, back-off, permanent failures,
+probing, and the service going down when no provider is left."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from bitmail.config import FailurePolicy, MtaSettings
+from bitmail.mailbox import Mailbox
+from bitmail.message import parse_message
+from bitmail.mta.container import Container
+from bitmail.mta.health import State, ThresholdHealth
+from bitmail.mta.outcomes import Outcome, ProviderError, RecipientFailure, SendResult
+from bitmail.mta.provider import Job, Provider
+from bitmail.mta.scheduling import Adaptive, RoundRobin
+from bitmail.outbox import Outbox, RetryPolicy
+from bitmail.store.sqlite import SQLiteStore
+from conftest import wait_for
+
+
+class Scripted(Provider):
+    """A provider whose answers the test sets: an Outcome to raise, or accept."""
+
+    type = "scripted"
+
+    def __init__(self, name: str, fail: Outcome | None = None, delay: float = 0.0):
+        super().__init__(name)
+        self.fail = fail
+        self.delay = delay
+        self.received: list[Job] = []
+        self.refuse: dict[str, Outcome] = {}
+
+    async def send(self, job: Job) -> SendResult:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise ProviderError(self.fail, f"{self.name} says {self.fail}")
+        self.received.append(job)
+        refused = tuple(RecipientFailure(r, o, "refused") for r, o in self.refuse.items()
+                        if r in job.recipients)
+        return SendResult(provider_message_id=f"{self.name}-{len(self.received)}",
+                          refused=refused)
+
+
+@pytest.fixture
+async def parts(tmp_path):
+    store = SQLiteStore(str(tmp_path / "db.sqlite"))
+    await store.open()
+    yield store, Mailbox(store, "localhost"), Outbox(store, RetryPolicy(base=0.05, max=0.1))
+    await store.close()
+
+
+async def start(parts, *providers, threshold=2, retry_after=60.0, scheduler=None):
+    store, mailbox, outbox = parts
+    policy = FailurePolicy(threshold=threshold, window=60, retry_after=retry_after)
+    container = Container([(p, policy) for p in providers], outbox, mailbox,
+                          MtaSettings(send_timeout=2.0), scheduler=scheduler)
+    await container.start()
+    return container
+
+
+async def accept(mailbox: Mailbox, to: str = "a@example.com", n: int = 1) -> list[str]:
+    ids = []
+    for i in range(n):
+        msg = parse_message({"to": to, "subject": f"m{i}"}, sender="me@localhost",
+                            domain="localhost")
+        ids.append(await mailbox.accept(msg, "me"))
+    return ids
+
+
+async def status(mailbox: Mailbox, message_id: str) -> dict:
+    return await mailbox.get("me", message_id)
+
+
+async def test_failing_provider_fails_over_and_every_message_arrives_once(parts):
+    bad, good = Scripted("bad", Outcome.TRANSIENT), Scripted("good")
+    container = await start(parts, bad, good)
+    ids = await accept(parts[1], n=20)
+    container.wake()
+    await wait_for(lambda: len(good.received) >= 20)
+    await container.stop()
+    assert Counter(j.message for j in good.received) == Counter(ids)
+    assert container.slots["bad"].health.state == State.DOWN
+    assert await parts[2].pending() == 0
+
+
+async def test_permanent_rejection_is_not_retried_on_another_provider(parts):
+    rejecting, other = Scripted("rejecting", Outcome.PERMANENT), Scripted("other")
+    container = await start(parts, rejecting, other, scheduler=RoundRobin(["rejecting", "other"]))
+    [message_id] = await accept(parts[1])
+    container.wake()
+    doc = await wait_for(lambda: _status_is(parts[1], message_id, "failed"))
+    await container.stop()
+    assert other.received == []
+    assert "rejecting says permanent" in doc["recipients"][0]["detail"]
+    assert container.slots["rejecting"].health.state == State.UP
+
+
+async def test_one_refused_recipient_fails_alone(parts):
+    provider = Scripted("p")
+    provider.refuse = {"bad@example.com": Outcome.PERMANENT}
+    container = await start(parts, provider)
+    [message_id] = await accept(parts[1], to="ok@example.com; bad@example.com")
+    container.wake()
+    await wait_for(lambda: _status_is(parts[1], message_id, "sent", any_=True))
+    await wait_for(_outbox_empty(parts[2]))
+    doc = await status(parts[1], message_id)
+    await container.stop()
+    got = {r["address"]: r["status"] for r in doc["recipients"]}
+    assert got == {"ok@example.com": "sent", "bad@example.com": "failed"}
+
+
+async def test_all_providers_down_sets_service_down_and_keeps_the_mail(parts):
+    a, b = Scripted("a", Outcome.PROVIDER_FAULT), Scripted("b", Outcome.PROVIDER_FAULT)
+    container = await start(parts, a, b)
+    ids = await accept(parts[1], n=5)
+    container.wake()
+    await asyncio.wait_for(container.down.wait(), 5)
+    await container.stop()
+    assert await parts[2].pending() == 5
+    # The next run takes every entry at once, whatever back-off it had.
+    restarted = Outbox(parts[0])
+    await restarted.start()
+    jobs = await restarted.claim(10)
+    assert sorted(j.message for j in jobs) == sorted(ids)
+
+
+async def test_no_healthy_provider_left_defers_with_back_off(parts):
+    flaky = Scripted("flaky", Outcome.TRANSIENT)
+    container = await start(parts, flaky, threshold=100)
+    [message_id] = await accept(parts[1])
+    container.wake()
+    await wait_for(lambda: _status_is(parts[1], message_id, "deferred"))
+    flaky.fail = None
+    doc = await wait_for(lambda: _status_is(parts[1], message_id, "sent"), timeout=5)
+    await container.stop()
+    assert [e["type"] for e in doc["events"]][:1] == ["queued"]
+    assert "deferred" in [e["type"] for e in doc["events"]]
+
+
+async def test_down_provider_gets_one_probe_after_retry_after():
+    now = [0.0]
+    health = ThresholdHealth(FailurePolicy(threshold=2, window=10, retry_after=5),
+                             clock=lambda: now[0])
+    health.failure()
+    assert health.state == State.UP
+    health.failure()
+    assert health.state == State.DOWN and not health.available()
+    now[0] = 6
+    assert health.available()
+    health.taken()
+    assert health.state == State.PROBING and not health.available()  # one probe only
+    health.failure()
+    assert health.state == State.DOWN and not health.available()
+    now[0] = 12
+    health.taken()
+    health.success()
+    assert health.state == State.UP and health.available()
+
+
+def test_failures_outside_the_window_do_not_count():
+    now = [0.0]
+    health = ThresholdHealth(FailurePolicy(threshold=2, window=10, retry_after=5),
+                             clock=lambda: now[0])
+    health.failure()
+    now[0] = 11
+    health.failure()
+    assert health.state == State.UP
+
+
+def test_round_robin_takes_turns_and_skips_the_unavailable():
+    rr = RoundRobin(["a", "b", "c"])
+    assert [rr.pick(["a", "b", "c"]) for _ in range(4)] == ["a", "b", "c", "a"]
+    assert rr.pick(["c"]) == "c"
+    assert rr.pick([]) is None
+
+
+def test_adaptive_sends_most_traffic_to_the_fast_provider_without_cutting_off_the_slow():
+    import random
+
+    sched = Adaptive(["fast", "slow"], rng=random.Random(7))
+    for _ in range(50):
+        sched.observe("fast", 0.005, True)
+        sched.observe("slow", 0.2, True)
+    picks = Counter(sched.pick(["fast", "slow"]) for _ in range(2000))
+    assert picks["fast"] > 0.9 * 2000
+    assert picks["slow"] > 0
+
+
+async def test_adaptive_scheduler_in_the_container_favours_the_fast_provider(parts):
+    fast, slow = Scripted("fast", delay=0.005), Scripted("slow", delay=0.2)
+    sched = Adaptive(["fast", "slow"])
+    container = await start(parts, fast, slow, scheduler=sched)
+    await accept(parts[1], n=200)
+    container.wake()
+    await wait_for(lambda: len(fast.received) + len(slow.received) >= 200, timeout=30)
+    await container.stop()
+    assert len(fast.received) > 2 * len(slow.received)
+    assert container.slots["slow"].health.state == State.UP
+
+
+async def _status_is(mailbox, message_id, want, any_=False):
+    doc = await mailbox.get("me", message_id)
+    statuses = [r["status"] for r in doc["recipients"]]
+    ok = want in statuses if any_ else doc["status"] == want
+    return doc if ok else None
+
+
+def _outbox_empty(outbox):
+    async def check():
+        return await outbox.pending() == 0
+    return check
