@@ -7,6 +7,7 @@ import base64
 from aiohttp.test_utils import TestClient, TestServer
 
 from bitmail.web.app import make_app
+
 from conftest import Service, wait_for
 
 
@@ -39,9 +40,11 @@ async def test_passwords_are_stored_as_argon2_hashes(service):
 async def test_login_is_rate_limited_per_name(service):
     await service.login("dave", "right")
     for _ in range(5):
-        resp = await service.client.post("/api/session", json={"username": "dave", "password": "no"})
+        resp = await service.client.post("/api/session",
+                                         json={"username": "dave", "password": "no"})
         assert resp.status == 401
-    resp = await service.client.post("/api/session", json={"username": "dave", "password": "right"})
+    resp = await service.client.post("/api/session",
+                                     json={"username": "dave", "password": "right"})
     assert resp.status == 429
 
 

@@ -18,6 +18,7 @@ from bitmail.mta.provider import Job, Provider
 from bitmail.mta.scheduling import Adaptive, RoundRobin
 from bitmail.outbox import Outbox, RetryPolicy
 from bitmail.store.sqlite import SQLiteStore
+
 from conftest import wait_for
 
 
@@ -53,7 +54,7 @@ async def parts(tmp_path):
 
 
 async def start(parts, *providers, threshold=2, retry_after=60.0, scheduler=None):
-    store, mailbox, outbox = parts
+    _, mailbox, outbox = parts
     policy = FailurePolicy(threshold=threshold, window=60, retry_after=retry_after)
     container = Container([(p, policy) for p in providers], outbox, mailbox,
                           MtaSettings(send_timeout=2.0), scheduler=scheduler)
