@@ -93,16 +93,16 @@ def parse_duration(value: Any, key: str) -> float:
     raise ConfigError(f"{key}: {value!r} is not a duration (like 30s, 5m, 3d)")
 
 
-def _resolve_secrets(value: Any, key: str) -> Any:
+def _resolve_secrets(value: Any, key: str, environ: dict[str, str]) -> Any:
     if isinstance(value, str) and value.startswith("env:"):
         name = value[4:]
-        if name not in os.environ:
+        if name not in environ:
             raise ConfigError(f"{key}: environment variable {name} is not set")
-        return os.environ[name]
+        return environ[name]
     if isinstance(value, dict):
-        return {k: _resolve_secrets(v, f"{key}.{k}") for k, v in value.items()}
+        return {k: _resolve_secrets(v, f"{key}.{k}", environ) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_secrets(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_resolve_secrets(v, f"{key}[{i}]", environ) for i, v in enumerate(value)]
     return value
 
 
@@ -150,11 +150,11 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
             raise ConfigError(f"{prefix}{key}: unknown setting")
 
 
-def _provider(raw: Any, index: int, domain: str) -> ProviderSettings:
+def _provider(raw: Any, index: int, environ: dict[str, str]) -> ProviderSettings:
     where = f"mta.providers[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table")
-    raw = _resolve_secrets(raw, where)
+    raw = _resolve_secrets(raw, where, environ)
     name = _typed(raw.get("name", raw.get("type", "")), str, f"{where}.name")
     ptype = raw.get("type")
     if ptype not in PROVIDER_TYPES:
@@ -220,7 +220,7 @@ def load(path: str | os.PathLike | None = None,
 
     store_raw = raw.get("store", {})
     _check_keys(store_raw, {"url"}, "store")
-    store_url = _resolve_secrets(store_raw.get("url", ""), "store.url")
+    store_url = _resolve_secrets(store_raw.get("url", ""), "store.url", environ)
 
     mta_raw = raw.get("mta", {})
     _check_keys(mta_raw, {"scheduler", "providers", "lease", "give_up_after", "retry_base",
@@ -231,7 +231,7 @@ def load(path: str | os.PathLike | None = None,
     providers_raw = mta_raw.get("providers", [])
     if not isinstance(providers_raw, list):
         raise ConfigError("mta.providers: must be an array of tables ([[mta.providers]])")
-    providers = tuple(_provider(p, i, domain) for i, p in enumerate(providers_raw))
+    providers = tuple(_provider(p, i, environ) for i, p in enumerate(providers_raw))
     names = [p.name for p in providers]
     if len(set(names)) != len(names):
         raise ConfigError("mta.providers: provider names must be unique")
