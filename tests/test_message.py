@@ -20,7 +20,7 @@ def test_semicolon_and_comma_lists_and_json_lists_are_the_same():
 
 
 @pytest.mark.parametrize("bad", ["a", "a@", "@x.com", "a@@x.com", "a b@x.com", "a@x..com",
-                                 "a@-x.com", "<a@x.com"])
+                                 "a@-x.com"])
 def test_bad_addresses_are_refused_with_the_field(bad):
     with pytest.raises(ValidationError) as err:
         parse_addresses(f"ok@x.com; {bad}", "cc")
