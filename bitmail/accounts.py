@@ -97,6 +97,16 @@ class Accounts:
             await self.set_location(name, location)
         return await self._new_session(name), created
 
+    async def authenticate(self, username: str, secret: str) -> User | None:
+        """A program's credentials: an API key, or the user's own password."""
+        if secret.startswith("bm_"):
+            user = await self.api_key_user(secret)
+            return user if user and user.username == username.lower() else None
+        doc = await self.store.get_one("user", {"id": username.lower()})
+        pw_hash = doc["password"] if doc else self._dummy_hash
+        ok = await asyncio.to_thread(self._verify, pw_hash, secret)
+        return self.user(doc["id"]) if ok and doc else None
+
     def _verify(self, pw_hash: str, password: str) -> bool:
         try:
             return self.hasher.verify(pw_hash, password)

@@ -1,0 +1,115 @@
+"""SMTP submission (aiosmtpd) into the same accept path as the HTTP API.
+
+Programs log in with AUTH (username and an API key, or the password). aiosmtpd
+calls its authenticator synchronously, so AUTH only records the credentials;
+they are checked, off the event loop, when MAIL FROM arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from email import policy
+from email.parser import BytesParser
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from .errors import BitMailError
+from .message import Attachment, Message, check_address, new_message_id, parse_addresses
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _record_credentials(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                        data: Any) -> AuthResult:
+    if not isinstance(data, LoginPassword):
+        return AuthResult(success=False, handled=False)
+    return AuthResult(success=True, auth_data=data)
+
+
+class SubmissionHandler:
+    """Turns one SMTP transaction into an accepted message."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        creds = session.auth_data
+        if not isinstance(creds, LoginPassword):
+            return "530 5.7.0 Authentication required"
+        user = await self.runtime.accounts.authenticate(creds.login.decode(),
+                                                        creds.password.decode())
+        if user is None:
+            session.auth_data = None
+            return "535 5.7.8 Authentication credentials invalid"
+        session.bitmail_user = user  # type: ignore[attr-defined]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        try:
+            envelope.rcpt_tos.append(check_address(address, "to"))
+        except BitMailError:
+            return f"553 5.1.3 {address} is not a valid address"
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        user = getattr(session, "bitmail_user", None)
+        if user is None:
+            return "530 5.7.0 Authentication required"
+        try:
+            message = from_mime(envelope.content, sender=user.address,
+                                recipients=envelope.rcpt_tos, domain=self.runtime.settings.domain)
+            message_id = await self.runtime.mailbox.accept(message, user.username)
+        except BitMailError as exc:
+            return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
+        if self.runtime.container:
+            self.runtime.container.wake()
+        return f"250 2.0.0 queued as {message_id}"
+
+
+def from_mime(raw: bytes, *, sender: str, recipients: list[str], domain: str) -> Message:
+    """A Message from submitted MIME: the envelope decides who receives it,
+    and those not named in To or Cc are Bcc."""
+    mail = BytesParser(policy=policy.default).parsebytes(raw)
+    to = parse_addresses(", ".join(str(v) for v in mail.get_all("To", [])), "to")
+    cc = parse_addresses(", ".join(str(v) for v in mail.get_all("Cc", [])), "cc")
+    shown = {a.lower() for a in (*to, *cc)}
+    bcc = tuple(r for r in recipients if r.lower() not in shown)
+    to = tuple(a for a in to if a.lower() in {r.lower() for r in recipients})
+    cc = tuple(a for a in cc if a.lower() in {r.lower() for r in recipients})
+    text_part = mail.get_body(preferencelist=("plain",))
+    html_part = mail.get_body(preferencelist=("html",))
+    attachments = tuple(
+        Attachment(p.get_filename() or "attachment", p.get_content_type(),
+                   p.get_payload(decode=True) or b"")
+        for p in mail.iter_attachments())
+    return Message(
+        sender=sender, to=to, cc=cc, bcc=bcc,
+        subject=str(mail.get("Subject", "")).replace("\r", "").replace("\n", " "),
+        text=text_part.get_content() if text_part else "",
+        html=html_part.get_content() if html_part else "",
+        attachments=attachments,
+        message_id=str(mail.get("Message-ID") or new_message_id(domain)),
+    )
+
+
+async def start_smtp(runtime: Runtime, host: str, port: int):
+    """Listen for SMTP submission; returns the asyncio server (close() to stop)."""
+    import asyncio
+
+    handler = SubmissionHandler(runtime)
+    loopback = host in ("127.0.0.1", "::1", "localhost")
+
+    def factory() -> SMTP:
+        return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
+                    hostname=runtime.settings.domain, authenticator=_record_credentials,
+                    auth_required=True, auth_require_tls=not loopback)
+
+    server = await asyncio.get_running_loop().create_server(factory, host, port)
+    log.info("SMTP submission on %s:%s", host, port)
+    return server

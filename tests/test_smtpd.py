@@ -1,0 +1,65 @@
+"""SMTP submission: programs send through the same accept path as the API."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import aiosmtplib
+import pytest
+
+from bitmail.smtpd import start_smtp
+from conftest import free_port
+
+
+@pytest.fixture
+async def smtp(service):
+    port = free_port()
+    server = await start_smtp(service.runtime, "127.0.0.1", port)
+    yield service, port
+    server.close()
+    await server.wait_closed()
+
+
+def mail(to: str, cc: str = "") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "robot@localhost"
+    msg["To"] = to
+    if cc:
+        msg["Cc"] = cc
+    msg["Subject"] = "over smtp"
+    msg["Message-ID"] = "<fixed-id@example.com>"
+    msg.set_content("hello")
+    msg.add_attachment(b"data", maintype="application", subtype="octet-stream",
+                       filename="d.bin")
+    return msg
+
+
+async def test_submission_with_an_api_key_is_accepted_with_bcc_from_the_envelope(smtp):
+    service, port = smtp
+    await service.api_key("robot")
+    key = await service.runtime.accounts.create_api_key("robot")
+    await aiosmtplib.send(mail("a@example.com", "b@example.com"), hostname="127.0.0.1",
+                          port=port, username="robot", password=key,
+                          recipients=["a@example.com", "b@example.com", "hidden@example.com"])
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    assert doc["to"] == ["a@example.com"] and doc["cc"] == ["b@example.com"]
+    assert doc["bcc"] == ["hidden@example.com"]
+    assert doc["message_id"] == "<fixed-id@example.com>"
+    assert doc["attachments"][0]["filename"] == "d.bin"
+
+
+async def test_submission_with_a_wrong_password_is_refused(smtp):
+    service, port = smtp
+    await service.runtime.accounts.create("robot", "right")
+    with pytest.raises(aiosmtplib.SMTPResponseException) as err:
+        await aiosmtplib.send(mail("a@example.com"), hostname="127.0.0.1", port=port,
+                              username="robot", password="wrong")
+    assert err.value.code == 535
+    assert await service.runtime.store.count("message") == 0
+
+
+async def test_submission_without_auth_is_refused(smtp):
+    service, port = smtp
+    with pytest.raises(aiosmtplib.SMTPResponseException) as err:
+        await aiosmtplib.send(mail("a@example.com"), hostname="127.0.0.1", port=port)
+    assert err.value.code == 530
