@@ -8,6 +8,7 @@ import aiosmtplib
 import pytest
 
 from bitmail.smtpd import start_smtp
+
 from conftest import free_port
 
 
@@ -63,3 +64,4 @@ async def test_submission_without_auth_is_refused(smtp):
     with pytest.raises(aiosmtplib.SMTPResponseException) as err:
         await aiosmtplib.send(mail("a@example.com"), hostname="127.0.0.1", port=port)
     assert err.value.code == 530
+    assert await service.runtime.store.count("message") == 0
