@@ -76,7 +76,14 @@ class Container:
     async def start(self) -> None:
         await self.outbox.start()
         for slot in self.slots.values():
-            await slot.runner.start()
+            try:
+                await slot.runner.start()
+            except Exception as exc:
+                # A provider that cannot even start is down, not fatal: the
+                # others carry the mail, and it is probed after retry_after.
+                slot.figures.last_error = slot.runner.provider.redact(
+                    f"cannot start: {type(exc).__name__}: {exc}")
+                self._set_state(slot, slot.health.failed_to_start())
         self._tasks = [asyncio.create_task(self._claim_loop(), name="mta-claim"),
                        asyncio.create_task(self._decide_loop(), name="mta-decide")]
 

@@ -60,6 +60,9 @@ class ThresholdHealth:
             return self._go_down(now)
         return self.state
 
+    def failed_to_start(self) -> State:
+        return self._go_down(self._clock())
+
     def neutral(self) -> None:
         """An outcome that says nothing about the provider (the message was refused)."""
         if self.state == State.PROBING:

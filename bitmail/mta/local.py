@@ -24,9 +24,6 @@ class LocalProvider(Provider):
         super().__init__(name)
         self.directory = Path(directory)
 
-    async def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-
     async def send(self, job: Job) -> SendResult:
         try:
             await asyncio.to_thread(self._write, job)
@@ -37,6 +34,7 @@ class LocalProvider(Provider):
     def _write(self, job: Job) -> None:
         envelope = (f"X-BitMail-Envelope-From: {job.sender}\r\n"
                     f"X-BitMail-Envelope-To: {', '.join(job.recipients)}\r\n").encode()
+        self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"{job.id}.eml"
         tmp = final.with_suffix(".tmp")
         with open(tmp, "wb") as f:

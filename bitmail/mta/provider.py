@@ -95,11 +95,13 @@ class ProviderRunner:
         return self.queue.qsize() + self.in_flight
 
     async def start(self) -> None:
-        await self.provider.start()
+        """Start the workers; then the provider, whose failure the caller handles
+        (the workers stay, so a probe can find it working later)."""
         self._tasks = [
             asyncio.create_task(self._work(), name=f"provider:{self.name}:{i}")
             for i in range(self._concurrency)
         ]
+        await self.provider.start()
 
     async def stop(self) -> list[Job]:
         """Stop the workers and hand back the jobs still waiting in the queue."""
