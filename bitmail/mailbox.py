@@ -105,8 +105,12 @@ class Mailbox:
                  "status": Status.DELIVERED})})
         return sent_id
 
-    async def record(self, message_id: str, events: list[Event]) -> Document | None:
-        """Apply events to a Sent copy: statuses move forward only; all are kept."""
+    async def record(self, message_id: str, events: list[Event],
+                     batch: Batch | None = None) -> Document | None:
+        """Apply events to a Sent copy: statuses move forward only; all are kept.
+
+        Writes already in `batch` (the outbox entry's end, say) commit with it.
+        """
 
         def apply(doc: Document) -> Document:
             by_address = {r["address"]: r for r in doc["recipients"]}
@@ -127,7 +131,9 @@ class Mailbox:
             doc["status"] = least_advanced([r["status"] for r in doc["recipients"]])
             return doc
 
-        doc = await self.store.update(KIND, message_id, apply)
+        batch = batch or Batch()
+        batch.update(KIND, message_id, apply)
+        doc = (await self.store.commit(batch))[-1]
         if doc is not None:
             await self.store.publish({
                 "type": "status", "owner": doc["owner"], "message": {
@@ -135,12 +141,11 @@ class Mailbox:
                     "events": [_event_json(e) for e in events]}})
         return doc
 
-    async def track(self, provider: str, provider_message_id: str, message_id: str) -> None:
+    @staticmethod
+    def track(batch: Batch, provider: str, provider_message_id: str, message_id: str) -> None:
         """Remember which message a provider's id belongs to, for its webhooks."""
-        await self.store.put("tracking", {"provider": provider,
-                                          "provider_message_id": provider_message_id,
-                                          "message": message_id},
-                             id=f"{provider}:{provider_message_id}")
+        batch.put("tracking", {"provider": provider, "provider_message_id": provider_message_id,
+                               "message": message_id}, id=f"{provider}:{provider_message_id}")
 
     async def find_tracked(self, provider: str, provider_message_id: str) -> str | None:
         doc = await self.store.get_one("tracking", {"id": f"{provider}:{provider_message_id}"})

@@ -86,8 +86,10 @@ class Outbox:
             for job_id in job_ids:
                 batch.update(KIND, job_id, {"lease_until": until})
 
-    async def complete(self, job: Job) -> None:
-        await self.store.delete(KIND, job.id)
+    @staticmethod
+    def complete(batch: Batch, job: Job) -> None:
+        """Remove a job that needs nothing more, with the batch that records why."""
+        batch.delete(KIND, job.id)
 
     async def defer(self, job: Job, recipients: tuple[str, ...], error: str) -> float | None:
         """Try `recipients` again after a back-off; None when it is time to give up."""

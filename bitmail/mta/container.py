@@ -19,6 +19,7 @@ from ..config import FailurePolicy, MtaSettings
 from ..events import Event, EventType
 from ..mailbox import Mailbox
 from ..outbox import Job, Outbox
+from ..store import Batch
 from .figures import Figures
 from .health import State, ThresholdHealth
 from .outcomes import Outcome
@@ -112,8 +113,10 @@ class Container:
     # -- claiming and dispatch --------------------------------------------
 
     def _candidates(self, job_id: str | None = None) -> list[str]:
+        """Providers that may take this job now: healthy, with room, not yet tried."""
         tried = self._tried.get(job_id, set()) if job_id else set()
-        return [n for n, s in self.slots.items() if s.health.available() and n not in tried]
+        return [n for n, s in self.slots.items()
+                if s.health.available() and not s.runner.queue.full() and n not in tried]
 
     def _free(self) -> int:
         return sum(s.runner.queue.maxsize - s.runner.queue.qsize()
@@ -125,9 +128,14 @@ class Container:
             free = self._free()
             if free > 0:
                 jobs = await self.outbox.claim(min(free, 256))
+                unplaced = []
                 for job in jobs:
                     self._held[job.id] = job
-                    self._dispatch(job)
+                    if not self._dispatch(job):
+                        self._finish(job)
+                        unplaced.append(job)
+                if unplaced:
+                    await self.outbox.release(unplaced)
                 if len(jobs) == min(free, 256):
                     await asyncio.sleep(0)
                     continue
@@ -145,10 +153,7 @@ class Container:
         if name is None:
             return False
         slot = self.slots[name]
-        try:
-            slot.runner.queue.put_nowait(job)
-        except asyncio.QueueFull:
-            return False
+        slot.runner.queue.put_nowait(job)  # _candidates left out full queues
         slot.health.taken()
         self._tried.setdefault(job.id, set()).add(name)
         return True
@@ -247,21 +252,23 @@ class Container:
                     EventType.SENT, job.message, r, attempt.provider, pmid,
                     detail="sent; an earlier try may also have gone out" if ambiguous else "",
                     ambiguous=ambiguous))
+        batch = Batch()
         if pmid:
-            await self.mailbox.track(attempt.provider, pmid, job.message)
-        await self.mailbox.record(job.message, events)
+            self.mailbox.track(batch, attempt.provider, pmid, job.message)
         retry = tuple(r for r in job.recipients
                       if r in refused and refused[r].outcome != Outcome.PERMANENT)
+        if not retry:
+            self.outbox.complete(batch, job)
+        await self.mailbox.record(job.message, events, batch)
         if retry:
             await self._defer(job, retry, attempt, record=False)
-        else:
-            await self.outbox.complete(job)
 
     async def _failed(self, job: Job, provider: str, detail: str) -> None:
+        batch = Batch()
+        self.outbox.complete(batch, job)
         await self.mailbox.record(job.message, [
             Event(EventType.FAILED, job.message, r, provider, detail=detail)
-            for r in job.recipients])
-        await self.outbox.complete(job)
+            for r in job.recipients], batch)
 
     async def _defer(self, job: Job, recipients: tuple[str, ...], attempt: Attempt, *,
                      record: bool = True) -> None:
