@@ -1,0 +1,11 @@
+"""Loopback fakes of provider APIs, with fault injection, for tests and benchmarks.
+
+    async with FakeMailgun(api_key="key", domain="mg.example.com") as fake:
+        ...  # point a MailgunProvider at fake.url; fake.fail_next(2, 503)
+"""
+
+from .faults import FakeService, Fault, Faults, Received
+from .mailgun import FakeMailgun
+from .mandrill import FakeMandrill
+
+__all__ = ["FakeMailgun", "FakeMandrill", "FakeService", "Fault", "Faults", "Received"]

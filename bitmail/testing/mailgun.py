@@ -1,0 +1,177 @@
+"""A loopback fake of Mailgun's sending API, with fault injection.
+
+It speaks the documented calls BitMail (and users' own code) may make:
+
+- `POST /v3/{domain}/messages` — form fields from, to, cc, bcc, subject, text,
+  html, attachment (files), h:X-Header, o:option, v:variable;
+- `POST /v3/{domain}/messages.mime` — multipart with `to` (repeated or a comma
+  list) and the MIME as a `message` file.
+
+Authentication is HTTP basic `api:KEY` (401 "Forbidden" otherwise); an unknown
+domain is 404 `{"message": "Domain not found: x"}`; success is 200
+`{"id": "<...@domain>", "message": "Queued. Thank you."}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import time
+from email import policy
+from email.message import EmailMessage
+from email.utils import getaddresses
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from .faults import FakeService, Received
+
+__all__ = ["FakeMailgun"]
+
+_GATEWAY_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1></body></html>"
+
+
+class FakeMailgun(FakeService):
+    """Mailgun's send API on 127.0.0.1: `async with FakeMailgun(api_key=..., domain=...)`.
+
+    `received` lists what it accepted. Misbehave on command with
+    `fail_next(n, kind)` / `fail_always(kind)` / `heal()`, kinds 500, 502, 503,
+    429, 401, 400, "timeout", "drop", "slow", "bad_json"; `reject(address)`
+    makes a request naming that recipient fail as Mailgun does for a bad
+    address (400, the whole request refused).
+    """
+
+    def __init__(self, *, api_key: str = "key-test", domain: str = "mg.example.com",
+                 domains: tuple[str, ...] = (), delay: float = 0.0, slow_delay: float = 1.0,
+                 hang: float = 60.0) -> None:
+        super().__init__(delay=delay, slow_delay=slow_delay, hang=hang)
+        self.api_key = api_key
+        self.domains = {domain, *domains}
+        self.received: list[Received] = []
+        self.rejected: set[str] = set()
+
+    def reject(self, address: str) -> None:
+        """Refuse every request that names `address` as a recipient (until heal())."""
+        self.rejected.add(address.lower())
+
+    def heal(self) -> None:
+        super().heal()
+        self.rejected.clear()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v3/{domain}/messages", self.guarded(self._messages)),
+            web.post("/v3/{domain}/messages.mime", self.guarded(self._messages_mime)),
+        ]
+
+    def error_response(self, status: int | str) -> web.StreamResponse:
+        assert isinstance(status, int)
+        if status == 401:
+            return web.Response(status=401, text="Forbidden")
+        if status in (502, 503, 504):
+            # What a load balancer in front of the API answers: HTML, not JSON.
+            return web.Response(status=status, text=_GATEWAY_PAGE.format(status),
+                                content_type="text/html")
+        messages = {400: "Bad request", 429: "Too many requests",
+                    500: "Internal server error"}
+        return web.json_response({"message": messages.get(status, "Error")}, status=status)
+
+    # -- handlers ----------------------------------------------------------------
+
+    def _refusal(self, request: web.Request) -> web.StreamResponse | None:
+        """401 for a bad key, 404 for an unknown domain, else None."""
+        if not self._authorized(request.headers.get("Authorization", "")):
+            return web.Response(status=401, text="Forbidden")
+        domain = request.match_info["domain"]
+        if domain not in self.domains:
+            return web.json_response({"message": f"Domain not found: {domain}"}, status=404)
+        return None
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, key = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return user == "api" and secrets.compare_digest(key, self.api_key)
+
+    async def _messages_mime(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := self._refusal(request)) is not None:
+            return refusal
+        form = await request.post()
+        recipients = _addresses(form.getall("to", []))
+        if not recipients:
+            return _bad("to parameter is missing")
+        message = form.get("message")
+        if message is None:
+            return _bad("message parameter is missing")
+        mime = message.file.read() if isinstance(message, web.FileField) else str(message).encode()
+        return self._accept(request, "messages.mime", recipients, mime, form)
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := self._refusal(request)) is not None:
+            return refusal
+        form = await request.post()
+        sender = form.get("from")
+        if not isinstance(sender, str) or not sender:
+            return _bad("from parameter is missing")
+        to = _addresses(form.getall("to", []))
+        if not to:
+            return _bad("to parameter is missing")
+        cc = _addresses(form.getall("cc", []))
+        bcc = _addresses(form.getall("bcc", []))
+        if not (form.get("text") or form.get("html") or form.get("template")):
+            return _bad("Need at least one of 'text', 'html' or 'template' parameters specified")
+        mime = _compose(form, sender, to, cc)
+        return self._accept(request, "messages", tuple(dict.fromkeys((*to, *cc, *bcc))),
+                            mime, form)
+
+    def _accept(self, request: web.Request, endpoint: str, recipients: tuple[str, ...],
+                mime: bytes, form: MultiDictProxy) -> web.StreamResponse:
+        for r in recipients:
+            if "@" not in r or r.lower() in self.rejected:
+                return _bad("to parameter is not a valid address. please check documentation")
+        domain = request.match_info["domain"]
+        mid = f"{time.strftime('%Y%m%d%H%M%S')}.{secrets.token_hex(8)}@{domain}"
+        fields = {k: [v for v in form.getall(k) if isinstance(v, str)] for k in form}
+        self.received.append(Received(endpoint=endpoint, recipients=recipients, mime=mime,
+                                      id=mid, fields=fields))
+        return web.json_response({"id": f"<{mid}>", "message": "Queued. Thank you."})
+
+
+def _bad(message: str) -> web.Response:
+    return web.json_response({"message": message}, status=400)
+
+
+def _addresses(values: list) -> tuple[str, ...]:
+    """Repeated fields and comma lists alike, as bare addresses."""
+    texts = [v for v in values if isinstance(v, str)]
+    return tuple(addr for _, addr in getaddresses(texts) if addr)
+
+
+def _compose(form: MultiDictProxy, sender: str, to: tuple[str, ...],
+             cc: tuple[str, ...]) -> bytes:
+    """The MIME Mailgun would build from the form fields of /messages."""
+    mail = EmailMessage(policy=policy.SMTP)
+    mail["From"] = sender
+    mail["To"] = ", ".join(to)
+    if cc:
+        mail["Cc"] = ", ".join(cc)
+    mail["Subject"] = str(form.get("subject", ""))
+    for key in form:
+        if key.startswith("h:"):
+            mail[key[2:]] = str(form[key])
+    if "Message-ID" not in mail:
+        mail["Message-ID"] = f"<{secrets.token_hex(12)}@fake.mailgun>"
+    mail.set_content(str(form.get("text", "")))
+    if form.get("html"):
+        mail.add_alternative(str(form["html"]), subtype="html")
+    for att in form.getall("attachment", []):
+        if isinstance(att, web.FileField):
+            maintype, _, subtype = (att.content_type or "application/octet-stream").partition("/")
+            mail.add_attachment(att.file.read(), maintype=maintype,
+                                subtype=subtype or "octet-stream", filename=att.filename)
+    return mail.as_bytes()
