@@ -5,10 +5,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..config import ConfigError
 from .provider import Provider
 
+__all__ = ["PROVIDER_TYPES", "REQUIRED_OPTIONS", "build_provider", "provider_class"]
+
 # Type name → "module:Class"; imported on first use so a missing optional
-# dependency only matters to whoever configures that provider.
+# dependency only matters to whoever configures that provider (and `local`
+# may be written after this table).
 PROVIDER_TYPES: dict[str, str] = {
     "local": "bitmail.mta.local:LocalProvider",
     "mailgun": "bitmail.mta.mailgun:MailgunProvider",
@@ -17,14 +21,34 @@ PROVIDER_TYPES: dict[str, str] = {
     "smtp": "bitmail.mta.smtp:SMTPProvider",
 }
 
+# Options without which a provider cannot send at all: named in the error
+# rather than left to a TypeError about keyword arguments.
+REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mailgun": ("api_key", "domain"),
+    "mandrill": ("api_key",),
+    "smtp": ("host",),
+}
+
+
+def provider_class(type: str) -> type[Provider]:
+    """The class for a provider type name; ValueError for an unknown one."""
+    if type not in PROVIDER_TYPES:
+        raise ValueError(f"unknown provider type {type!r} "
+                         f"(known: {', '.join(sorted(PROVIDER_TYPES))})")
+    module, _, cls = PROVIDER_TYPES[type].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
 
 def build_provider(name: str, type: str, options: dict[str, Any]) -> Provider:
     """A provider from its configuration; ValueError says what is wrong."""
-    if type not in PROVIDER_TYPES:
-        raise ValueError(f"unknown provider type {type!r}")
-    module, _, cls = PROVIDER_TYPES[type].partition(":")
-    provider_cls = getattr(importlib.import_module(module), cls)
+    provider_cls = provider_class(type)
+    missing = [k for k in REQUIRED_OPTIONS.get(type, ()) if options.get(k) in (None, "")]
+    if missing:
+        raise ValueError(f"a {type} provider needs {', '.join(missing)}")
     try:
         return provider_cls(name, **options)
     except TypeError as exc:
+        # An unknown or misspelt option: Python's message names it.
         raise ValueError(f"bad options for a {type} provider: {exc}") from None
+    except ConfigError as exc:  # a duration option that is not one
+        raise ValueError(str(exc)) from None

@@ -55,7 +55,9 @@ def classify_http(status: int) -> Outcome:
         return Outcome.ACCEPTED
     if status == 429 or status >= 500 or status == 408:
         return Outcome.TRANSIENT
-    if status in (401, 402, 403):
+    # 404 from a send endpoint means a wrong base URL or a deleted account or
+    # domain: the provider's configuration is broken, not the message.
+    if status in (401, 402, 403, 404):
         return Outcome.PROVIDER_FAULT
     return Outcome.PERMANENT
 
@@ -91,8 +93,25 @@ ERROR_NAMES: dict[str, Outcome] = {
     "AccessDenied": Outcome.PROVIDER_FAULT,
     "AccessDeniedException": Outcome.PROVIDER_FAULT,
     "NotFoundException": Outcome.PROVIDER_FAULT,
+    "ExpiredToken": Outcome.PROVIDER_FAULT,
+    "ExpiredTokenException": Outcome.PROVIDER_FAULT,
+    "InvalidSignatureException": Outcome.PROVIDER_FAULT,
+    "IncompleteSignature": Outcome.PROVIDER_FAULT,
+    "MissingAuthenticationToken": Outcome.PROVIDER_FAULT,
+    "ConfigurationSetDoesNotExist": Outcome.PROVIDER_FAULT,
+    "ConfigurationSetDoesNotExistException": Outcome.PROVIDER_FAULT,
+    "ServiceUnavailableException": Outcome.TRANSIENT,
+    "InternalServerError": Outcome.TRANSIENT,
+    "RequestTimeout": Outcome.TRANSIENT,
+    "RequestTimeoutException": Outcome.TRANSIENT,
     "MessageRejected": Outcome.PERMANENT,
     "BadRequestException": Outcome.PERMANENT,
+    "InvalidParameterValue": Outcome.PERMANENT,
+    # SES says MessageRejected for an unverified sender, or an unverified
+    # recipient while the account is in the sandbox: the account's fault, and
+    # another provider can send the same message.
+    "Email address is not verified": Outcome.PROVIDER_FAULT,
+    "Email address not verified": Outcome.PROVIDER_FAULT,
     # Mandrill
     "Invalid_Key": Outcome.PROVIDER_FAULT,
     "PaymentRequired": Outcome.PROVIDER_FAULT,
@@ -101,6 +120,8 @@ ERROR_NAMES: dict[str, Outcome] = {
     "ValidationError": Outcome.PERMANENT,
     # Mailgun answers 400/404 with this text when the sending domain is gone
     "Domain not found": Outcome.PROVIDER_FAULT,
+    # Mailgun's sandbox domain refuses unauthorized recipients with a 400.
+    "Sandbox subdomains are for test purposes only": Outcome.PROVIDER_FAULT,
 }
 
 
@@ -114,3 +135,13 @@ def classify_name(name: str, default: Outcome) -> Outcome:
         if " " in key and key.lower() in name.lower():
             return outcome
     return default
+
+
+def connection_failure(detail: str, *, sent: bool) -> ProviderError:
+    """A connection that failed or a reply that never came: worth trying again.
+
+    `sent` says whether the request may have reached the provider (it went out
+    and the answer was lost): then the mail may be on its way, so the failure
+    is ambiguous. A connection that never opened is not.
+    """
+    return ProviderError(Outcome.TRANSIENT, detail, ambiguous=sent)

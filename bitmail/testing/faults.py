@@ -104,8 +104,8 @@ class FakeService:
 
     def __init__(self, *, delay: float = 0.0, slow_delay: float = 1.0,
                  hang: float = 60.0) -> None:
-        self.delay = delay  # latency added to every answer
-        self.slow_delay = slow_delay  # how late a "slow" answer comes
+        self.delay = delay  # latency added to every answer (after the work is done)
+        self.slow_delay = slow_delay  # how late a "slow" answer comes (the work is done first)
         self.hang = hang  # how long a "timeout" waits at most (cut short by close())
         self.faults = Faults()
         self.requests = 0  # every request that reached a guarded handler
@@ -181,12 +181,16 @@ class FakeService:
 
         async def guarded_handler(request: web.Request) -> web.StreamResponse:
             self.requests += 1
-            if self.delay:
-                await asyncio.sleep(self.delay)
             fault = self.faults.take()
             if fault is None:
-                return await handler(request)
-            return await self._apply(fault, request, handler)
+                answer = await handler(request)
+            else:
+                answer = await self._apply(fault, request, handler)
+            # Latency after the work, as with a real API: a client that gives up
+            # waiting does not know whether the mail was taken.
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return answer
 
         return guarded_handler
 
@@ -194,8 +198,9 @@ class FakeService:
                      handler: Handler) -> web.StreamResponse:
         kind = fault.kind
         if kind == "slow":
+            answer = await handler(request)  # taken at once, answered late
             await asyncio.sleep(self.slow_delay)
-            return await handler(request)
+            return answer
         if kind == "bad_json":
             # The provider took the mail; only its answer is garbled (a proxy's page).
             answer = await handler(request)
