@@ -118,6 +118,20 @@ ERROR_NAMES: dict[str, Outcome] = {
     "Unknown_Subaccount": Outcome.PROVIDER_FAULT,
     "GeneralError": Outcome.TRANSIENT,
     "ValidationError": Outcome.PERMANENT,
+    # Mandrill's reject_reason for one recipient of a send it otherwise took.
+    # Most say this address cannot get mail; some say the sending account
+    # cannot send (unverified domain, test mode), which another provider can.
+    "hard-bounce": Outcome.PERMANENT,
+    "soft-bounce": Outcome.TRANSIENT,
+    "spam": Outcome.PERMANENT,
+    "unsub": Outcome.PERMANENT,
+    "custom": Outcome.PERMANENT,
+    "rule": Outcome.PERMANENT,
+    "invalid": Outcome.PERMANENT,
+    "invalid-sender": Outcome.PROVIDER_FAULT,
+    "unsigned": Outcome.PROVIDER_FAULT,
+    "test-mode-limit": Outcome.PROVIDER_FAULT,
+    "recipient-domain-mismatch": Outcome.PROVIDER_FAULT,
     # Mailgun answers 400/404 with this text when the sending domain is gone
     "Domain not found": Outcome.PROVIDER_FAULT,
     # Mailgun's sandbox domain refuses unauthorized recipients with a 400.

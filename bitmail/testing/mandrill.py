@@ -103,7 +103,9 @@ class FakeMandrill(FakeService):
         recipients = self._recipients(body.get("to"), mime)
         if recipients is None:
             return _error("ValidationError", 'Validation error: {"to":"Please enter an array"}')
-        answer, taken = [], []
+        answer: list[dict[str, Any]] = []
+        taken: list[str] = []
+        ids: list[str] = []
         for address in recipients:
             status, reason = self.refusals.get(address.lower(), (self.status, ""))
             entry: dict[str, Any] = {"email": address, "status": status,
@@ -113,11 +115,12 @@ class FakeMandrill(FakeService):
             else:
                 entry["reject_reason"] = None
                 taken.append(address)
+                ids.append(entry["_id"])
             answer.append(entry)
         if taken:
             fields = {k: v for k, v in body.items() if k != "raw_message"}
             self.received.append(Received(endpoint="send-raw", recipients=tuple(taken),
-                                          mime=mime, id=answer[0]["_id"], fields=fields))
+                                          mime=mime, id=ids[0], fields=fields))
         return web.json_response(answer)
 
     @staticmethod

@@ -1,0 +1,131 @@
+"""Mandrill: the MIME as it is, through `messages/send-raw.json`.
+
+Mandrill answers per recipient: "sent", "queued" or "scheduled" (taken — a
+queued message goes out later and must never be sent again elsewhere),
+"rejected" (with a reason) or "invalid". A refused recipient is reported on
+its own; the others are sent. API errors come as HTTP 500 with a `name`
+(Invalid_Key, PaymentRequired, GeneralError, ValidationError, ...), which
+outcomes.py classifies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import aiohttp
+
+from .http import HTTPAnswer, HTTPProvider
+from .outcomes import (
+    Outcome,
+    ProviderError,
+    RecipientFailure,
+    SendResult,
+    classify_http,
+    classify_name,
+)
+from .provider import Job
+
+__all__ = ["MandrillProvider"]
+
+log = logging.getLogger(__name__)
+
+TAKEN = frozenset({"sent", "queued", "scheduled"})
+
+
+class MandrillProvider(HTTPProvider):
+    """Sends through Mandrill's (Mailchimp Transactional) HTTP API.
+
+    Options: `api_key` (required); `base_url` (default
+    https://mandrillapp.com/api/1.0); `timeout`, `connect_timeout`, `session`
+    as for every HTTP provider.
+    """
+
+    type = "mandrill"
+
+    def __init__(self, name: str, *, api_key: str,
+                 base_url: str = "https://mandrillapp.com/api/1.0",
+                 timeout: float | str = 30.0, connect_timeout: float | str | None = None,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        super().__init__(name, timeout=timeout, connect_timeout=connect_timeout, session=session)
+        if not api_key:
+            raise ValueError("a mandrill provider needs api_key")
+        self.api_key = api_key
+        self.url = f"{base_url.rstrip('/')}/messages/send-raw.json"
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.api_key,)
+
+    async def send(self, job: Job) -> SendResult:
+        try:
+            raw = job.mime.decode("utf-8")
+        except UnicodeDecodeError:
+            # Mandrill takes the raw message as a JSON string; other bytes cannot go.
+            raise ProviderError(Outcome.PERMANENT, "the MIME is not UTF-8 text") from None
+        body = {
+            "key": self.api_key,
+            "raw_message": raw,
+            "from_email": job.sender,
+            "to": list(job.recipients),  # the envelope: bcc is in no header
+            "async": False,  # wait for per-recipient results
+        }
+        answer = await self.post(self.url, json=body)
+        if answer.status != 200:
+            raise self._error(answer)
+        try:
+            results = json.loads(answer.body)
+        except ValueError:
+            results = None
+        if isinstance(results, dict) and results.get("status") == "error":
+            raise self._error(answer)
+        if not isinstance(results, list):
+            # A 200 means Mandrill took the send; calling it a failure would send it twice.
+            log.warning("mandrill %s accepted message %s with an unreadable answer: %r",
+                        self.name, job.message, answer.text(100))
+            return SendResult()
+        return self._result(job, results)
+
+    def _result(self, job: Job, results: list[Any]) -> SendResult:
+        by_address = {r.lower(): r for r in job.recipients}
+        refused: list[RecipientFailure] = []
+        ids: list[str] = []
+        for entry in results:
+            if not isinstance(entry, dict):
+                continue
+            recipient = by_address.get(str(entry.get("email", "")).lower())
+            status = str(entry.get("status", ""))
+            if recipient is None:
+                continue
+            if status in ("rejected", "invalid"):
+                reason = str(entry.get("reject_reason") or status)
+                refused.append(RecipientFailure(recipient, classify_name(reason, Outcome.PERMANENT),
+                                                f"mandrill {status}: {reason}"))
+            else:
+                if status not in TAKEN:
+                    # An answer we do not know still means it was taken: never send twice.
+                    log.warning("mandrill %s: unknown status %r for message %s",
+                                self.name, status, job.message)
+                if entry.get("_id"):
+                    ids.append(str(entry["_id"]))
+        if refused and len(refused) == len(job.recipients) and all(
+                f.outcome == Outcome.PROVIDER_FAULT for f in refused):
+            # Refused for the account's sake (unsigned domain, test mode): the
+            # message is fine and another provider can send all of it.
+            raise ProviderError(Outcome.PROVIDER_FAULT, refused[0].detail)
+        # One id per recipient at Mandrill; the first taken one stands for the send.
+        return SendResult(provider_message_id=ids[0] if ids else None, refused=tuple(refused))
+
+    def _error(self, answer: HTTPAnswer) -> ProviderError:
+        name, message = "", ""
+        try:
+            body = json.loads(answer.body)
+            if isinstance(body, dict):
+                name, message = str(body.get("name", "")), str(body.get("message", ""))
+        except ValueError:
+            pass
+        outcome = classify_name(name, classify_http(answer.status)) if name else \
+            classify_http(answer.status)
+        detail = f"mandrill {answer.status} {name}: {message}" if name else \
+            f"mandrill {answer.status}: {answer.text()}"
+        return ProviderError(outcome, self.redact(detail))
