@@ -112,6 +112,7 @@ ERROR_NAMES: dict[str, Outcome] = {
     # another provider can send the same message.
     "Email address is not verified": Outcome.PROVIDER_FAULT,
     "Email address not verified": Outcome.PROVIDER_FAULT,
+    "Did not have authority to send from": Outcome.PROVIDER_FAULT,
     # Mandrill
     "Invalid_Key": Outcome.PROVIDER_FAULT,
     "PaymentRequired": Outcome.PROVIDER_FAULT,

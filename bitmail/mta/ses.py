@@ -1,0 +1,153 @@
+"""Amazon SES: the MIME as it is, through the SESv2 `SendEmail` call with raw content.
+
+The Destination lists every envelope recipient (bcc included); SES takes the
+headers from the raw message, so our Message-ID is kept. botocore must not
+retry on its own: a retried send after a lost answer would deliver twice
+behind the container's back, so retries are left to the container, which
+knows the outcome was ambiguous.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from typing import Any
+
+import aiohttp
+from aiobotocore.session import get_session
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    SSLError,
+)
+
+from ..config import parse_duration
+from .outcomes import (
+    Outcome,
+    ProviderError,
+    SendResult,
+    classify_http,
+    classify_name,
+    connection_failure,
+)
+from .provider import Job, Provider
+
+__all__ = ["SESProvider"]
+
+
+
+class SESProvider(Provider):
+    """Sends through Amazon SES (API v2).
+
+    Options (all optional): `region`, `endpoint_url`, `access_key_id` and
+    `secret_access_key` (else the usual AWS credential chain),
+    `configuration_set`, `timeout` (waiting for the answer, default 30s) and
+    `connect_timeout` (default the smaller of 10s and `timeout`).
+    """
+
+    type = "ses"
+
+    def __init__(self, name: str, *, region: str | None = None, endpoint_url: str | None = None,
+                 access_key_id: str | None = None, secret_access_key: str | None = None,
+                 configuration_set: str | None = None, timeout: float | str = 30.0,
+                 connect_timeout: float | str | None = None) -> None:
+        super().__init__(name)
+        if bool(access_key_id) != bool(secret_access_key):
+            raise ValueError("an ses provider needs both access_key_id and secret_access_key, "
+                             "or neither (for the AWS credential chain)")
+        read = parse_duration(timeout, f"{name}.timeout")
+        connect = (min(10.0, read) if connect_timeout is None
+                   else parse_duration(connect_timeout, f"{name}.connect_timeout"))
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.configuration_set = configuration_set
+        self.config = Config(
+            connect_timeout=connect,
+            read_timeout=read,
+            # One attempt in all (see the module docstring). Not max_attempts=1:
+            # botocore counts that in retries, on top of the first attempt.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+        )
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._client: Any = None
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.secret_access_key,) if s)
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(get_session().create_client(
+                "sesv2",
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                config=self.config,
+            ))
+        except NoRegionError:
+            await stack.aclose()
+            raise ProviderError(Outcome.PROVIDER_FAULT,
+                                "no AWS region: set the provider's region option") from None
+        self._stack = stack
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._stack, self._client = None, None
+
+    async def send(self, job: Job) -> SendResult:
+        if self._client is None:
+            await self.start()
+        request: dict[str, Any] = {
+            "FromEmailAddress": job.sender,
+            "Destination": {"ToAddresses": list(job.recipients)},
+            "Content": {"Raw": {"Data": job.mime}},
+        }
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        try:
+            answer = await self._client.send_email(**request)
+        except ClientError as exc:
+            raise self._client_error(exc) from None
+        except BotoCoreError as exc:
+            raise self._transport_error(exc) from None
+        # A 200 without a MessageId still means SES took it (see the Mailgun notes).
+        return SendResult(provider_message_id=answer.get("MessageId") or None)
+
+    def _client_error(self, exc: ClientError) -> ProviderError:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400) or 400)
+        # The message can be more precise than the code: MessageRejected for an
+        # unverified address is the account's fault, not the message's.
+        outcome = classify_name(message, classify_name(code, classify_http(status)))
+        return ProviderError(outcome, self.redact(f"ses {status} {code}: {message}"))
+
+    def _transport_error(self, exc: BotoCoreError) -> ProviderError:
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return ProviderError(Outcome.PROVIDER_FAULT, f"no AWS credentials: {exc}")
+        if isinstance(exc, SSLError):
+            return ProviderError(Outcome.PROVIDER_FAULT, "TLS failed with the SES endpoint")
+        if isinstance(exc, ConnectTimeoutError):
+            return connection_failure("timed out connecting to SES", sent=False)
+        if isinstance(exc, EndpointConnectionError):
+            # aiobotocore reports any aiohttp connection error this way; only a
+            # connection that never opened means the request did not go out.
+            cause = exc.kwargs.get("error")
+            never_opened = isinstance(cause, (aiohttp.ClientConnectorError, socket.gaierror))
+            return connection_failure(f"cannot reach SES: {type(cause).__name__}",
+                                      sent=not never_opened)
+        # ReadTimeoutError, ConnectionClosedError and the rest: after the request went out.
+        return connection_failure(f"SES: {type(exc).__name__}", sent=True)

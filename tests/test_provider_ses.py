@@ -1,0 +1,243 @@
+"""SESProvider against moto's SES server (what arrives) and against a loopback
+fake that answers like SES's v2 API does when it fails (how failures are
+classified): moto cannot throttle, time out or refuse credentials."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiobotocore.session import get_session
+from aiohttp import web
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.server import ThreadedMotoServer
+from moto.ses.models import ses_backends
+
+from bitmail.mta import build_provider
+from bitmail.mta.outcomes import Outcome, ProviderError
+from bitmail.mta.ses import SESProvider
+from bitmail.testing.faults import FakeService
+
+from conftest import assert_same_mail, free_port, sample_job
+
+REGION = "us-east-1"
+ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+SENDER = "alice@bitmail.test"
+
+
+# -- moto: a real SES API on loopback ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+async def verified_sender(moto_url: str) -> str:
+    async with get_session().create_client(
+            "sesv2", region_name=REGION, endpoint_url=moto_url,
+            aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_KEY) as client:
+        await client.create_email_identity(EmailIdentity=SENDER)
+    return SENDER
+
+
+def ses_provider(url: str, **options: str) -> SESProvider:
+    return SESProvider("ses-test", region=REGION, endpoint_url=url, access_key_id=ACCESS_KEY_ID,
+                       secret_access_key=SECRET_KEY, **{"timeout": "0.5s", **options})
+
+
+@pytest.fixture
+async def moto_provider(moto_url: str, verified_sender: str) -> AsyncIterator[SESProvider]:
+    provider = ses_provider(moto_url, timeout="5s")
+    await provider.start()
+    yield provider
+    await provider.close()
+
+
+def sent_by_moto(message_id: str):
+    backend = ses_backends[DEFAULT_ACCOUNT_ID][REGION]
+    [sent] = [m for m in backend.sent_messages if m.id == message_id]
+    return sent
+
+
+async def test_every_envelope_recipient_gets_the_same_mime(moto_provider):
+    job = sample_job(SENDER)
+    result = await moto_provider.send(job)
+
+    assert result.provider_message_id
+    sent = sent_by_moto(result.provider_message_id)
+    assert sent.source == SENDER
+    # moto adds the To/Cc header addresses again; bcc can only come from the envelope.
+    assert set(job.recipients) <= set(sent.destinations)
+    assert "bcc@example.net" in sent.destinations
+    assert sent.raw_data.encode() == job.mime
+    assert_same_mail(sent.raw_data.encode(), job)
+    assert result.refused == ()
+
+
+async def test_configuration_set_is_passed_on(moto_url, verified_sender):
+    async with get_session().create_client(
+            "sesv2", region_name=REGION, endpoint_url=moto_url,
+            aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_KEY) as client:
+        await client.create_configuration_set(ConfigurationSetName="tracking")
+    provider = ses_provider(moto_url, timeout="5s", configuration_set="tracking")
+    try:
+        result = await provider.send(sample_job(SENDER))
+    finally:
+        await provider.close()
+    assert sent_by_moto(result.provider_message_id)
+
+
+async def test_unverified_sender_is_the_accounts_fault(moto_url, verified_sender):
+    provider = ses_provider(moto_url, timeout="5s")
+    try:
+        with pytest.raises(ProviderError) as info:
+            await provider.send(sample_job("mallory@elsewhere.test"))
+    finally:
+        await provider.close()
+    # Another provider may well send from that address.
+    assert info.value.outcome == Outcome.PROVIDER_FAULT
+    assert "MessageRejected" in info.value.detail
+
+
+# -- failures, as SES's v2 API reports them ------------------------------------------
+
+# fault → (HTTP status, error code, message), as SES answers them.
+SES_ERRORS: dict[int | str, tuple[int, str, str]] = {
+    500: (500, "InternalFailure", "The request processing has failed because of an "
+                                  "unknown error, exception or failure."),
+    503: (503, "ServiceUnavailable", "Service is unable to handle request."),
+    429: (429, "TooManyRequestsException", "Too many requests."),
+    401: (403, "UnrecognizedClientException",
+          "The security token included in the request is invalid."),
+    400: (400, "BadRequestException", "Invalid request."),
+    "Throttling": (400, "Throttling", "Maximum sending rate exceeded."),
+    "MessageRejected": (400, "MessageRejected", "Illegal address"),
+    "SandboxRecipient": (400, "MessageRejected",
+                         "Email address is not verified. The following identities failed "
+                         "the check in region US-EAST-1: cc@example.org"),
+    "AccountSuspended": (400, "AccountSuspendedException", "Your account has been suspended."),
+}
+
+
+class FakeSESv2(FakeService):
+    """`POST /v2/email/outbound-emails` answering success, or SES's errors on command."""
+
+    extra_faults = frozenset(k for k in SES_ERRORS if isinstance(k, str))
+
+    def __init__(self) -> None:
+        super().__init__(slow_delay=1.0)
+        self.sent: list[dict] = []
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/v2/email/outbound-emails", self.guarded(self._send))]
+
+    async def _send(self, request: web.Request) -> web.StreamResponse:
+        self.sent.append(await request.json())
+        return web.json_response({"MessageId": secrets.token_hex(16)})
+
+    def error_response(self, status: int | str) -> web.StreamResponse:
+        http, code, message = SES_ERRORS[status]
+        return web.Response(status=http, text=json.dumps({"__type": code, "message": message}),
+                            content_type="application/json",
+                            headers={"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/"})
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSESv2]:
+    async with FakeSESv2() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def provider(fake: FakeSESv2) -> AsyncIterator[SESProvider]:
+    provider = ses_provider(fake.url)
+    await provider.start()
+    yield provider
+    await provider.close()
+
+
+async def send_expecting_error(provider: SESProvider) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        await provider.send(sample_job(SENDER))
+    return info.value
+
+
+async def test_request_names_every_envelope_recipient_and_the_raw_mime(fake, provider):
+    import base64
+
+    job = sample_job(SENDER)
+    result = await provider.send(job)
+    [request] = fake.sent
+    assert request["FromEmailAddress"] == SENDER
+    assert request["Destination"]["ToAddresses"] == list(job.recipients)
+    assert base64.b64decode(request["Content"]["Raw"]["Data"]) == job.mime
+    assert result.provider_message_id
+
+
+@pytest.mark.parametrize(("fault", "outcome", "ambiguous"), [
+    (500, Outcome.TRANSIENT, False),
+    (503, Outcome.TRANSIENT, False),
+    (429, Outcome.TRANSIENT, False),
+    ("Throttling", Outcome.TRANSIENT, False),
+    (401, Outcome.PROVIDER_FAULT, False),
+    ("AccountSuspended", Outcome.PROVIDER_FAULT, False),
+    (400, Outcome.PERMANENT, False),
+    ("MessageRejected", Outcome.PERMANENT, False),
+    ("SandboxRecipient", Outcome.PROVIDER_FAULT, False),  # one recipient not verified
+    ("timeout", Outcome.TRANSIENT, True),
+    ("drop", Outcome.TRANSIENT, True),
+])
+async def test_fault_is_classified(fake, provider, fault, outcome, ambiguous):
+    fake.fail_next(1, fault)
+    error = await send_expecting_error(provider)
+    assert (error.outcome, error.ambiguous) == (outcome, ambiguous)
+
+
+@pytest.mark.parametrize("fault", [503, 429, "Throttling", "timeout", "drop"])
+async def test_botocore_never_retries_behind_our_back(fake, provider, fault):
+    # A hidden retry after a lost answer would deliver the mail twice.
+    fake.fail_next(1, fault)
+    await send_expecting_error(provider)
+    assert fake.requests == 1
+
+
+async def test_bad_credentials_are_a_provider_fault_and_never_show_the_secret(fake, provider):
+    fake.fail_next(1, 401)
+    error = await send_expecting_error(provider)
+    assert error.outcome == Outcome.PROVIDER_FAULT
+    assert SECRET_KEY not in str(error)
+    assert SECRET_KEY in provider.secrets()
+
+
+async def test_connection_refused_is_transient_and_not_ambiguous():
+    provider = ses_provider(f"http://127.0.0.1:{free_port()}")
+    try:
+        error = await send_expecting_error(provider)
+    finally:
+        await provider.close()
+    assert (error.outcome, error.ambiguous) == (Outcome.TRANSIENT, False)
+
+
+async def test_ok_answer_that_is_not_json_counts_as_sent(fake, provider):
+    fake.fail_next(1, "bad_json")
+    result = await provider.send(sample_job(SENDER))
+    assert result.provider_message_id is None
+    assert len(fake.sent) == 1
+
+
+def test_built_from_configuration_by_type_name():
+    provider = build_provider("ses", "ses", {"region": "eu-west-1", "timeout": "10s",
+                                             "access_key_id": ACCESS_KEY_ID,
+                                             "secret_access_key": SECRET_KEY})
+    assert isinstance(provider, SESProvider)
+    with pytest.raises(ValueError, match="secret_access_key"):
+        build_provider("ses", "ses", {"access_key_id": ACCESS_KEY_ID})
