@@ -16,6 +16,7 @@ from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advan
 from .message import Message
 from .outbox import Outbox
 from .store import Batch, Document, Store
+from .suppression import suppressed_among
 
 KIND = "message"
 MAX_EVENTS = 200
@@ -56,6 +57,10 @@ class Mailbox:
         commit; return the message id only once they are durable."""
         now = time.time()
         external = tuple(r for r in message.recipients if not self.is_local(r))
+        # An address that hard-bounced or complained is not mailed again: that
+        # recipient fails at once ("suppressed"), the others still go.
+        suppressed = await suppressed_among(self.store, external)
+        external = tuple(r for r in external if r not in suppressed)
         local = [r for r in message.recipients if self.is_local(r)]
         if local and local_users is None:
             local_users = {d["id"] for d in await self.store.get("user")}
@@ -75,6 +80,9 @@ class Mailbox:
                     entry.update(status=Status.FAILED, detail="no such user here")
                     events.append(_event(EventType.FAILED, address, None, now,
                                          "no such user here"))
+            elif address in suppressed:
+                entry.update(status=Status.FAILED, detail="suppressed")
+                events.append(_event(EventType.FAILED, address, None, now, "suppressed"))
             else:
                 events.append(_event(EventType.QUEUED, address, None, now))
             recipients.append(entry)
