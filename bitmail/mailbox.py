@@ -1,9 +1,11 @@
 """Folders, per-recipient delivery status, and mail for this service's own users.
 
-Each user's mail is a set of "message" documents owned by them: the Sent copy
-of what they wrote (with every recipient's status and events) and the Inbox
-copies of what reached them. Every change is published on the store, so open
-pages see it live in whichever process serves them.
+Each user's mail is a set of small "message" documents owned by them: the Sent
+copy of what they wrote (with every recipient's status and events) and the
+Inbox copies of what reached them. The content (text, HTML, attachments) is a
+separate "body" document that those copies point to, so status updates and
+folder listings never read or rewrite it. Every change is published on the
+store, so open pages see it live in whichever process serves them.
 """
 
 from __future__ import annotations
@@ -19,26 +21,37 @@ from .store import Batch, Document, Store
 from .suppression import suppressed_among
 
 KIND = "message"
+BODY = "body"
 MAX_EVENTS = 200
-SUMMARY_KEYS = ("id", "from", "to", "subject", "date", "status", "unread", "folder")
+BODY_KEYS = ("text", "html", "attachments")
+SUMMARY_KEYS = ("id", "from", "to", "subject", "date", "status", "unread", "folder",
+                "preview", "has_attachments")
 
 
 def summary(doc: Document) -> dict[str, Any]:
     """A folder row: what the list shows of a message."""
-    out = {k: doc.get(k) for k in SUMMARY_KEYS}
-    out["has_attachments"] = bool(doc.get("attachments"))
-    return out
+    return {k: doc.get(k) for k in SUMMARY_KEYS}
 
 
-def public(doc: Document) -> dict[str, Any]:
+def public(doc: Document, body: Document | None) -> dict[str, Any]:
     """A message as its owner sees it: attachments without their content."""
-    out = {k: v for k, v in doc.items() if k not in ("owner", "seq", "attachments")}
+    out = {k: v for k, v in doc.items() if k not in ("owner", "seq", "body", "source")}
+    body = body or {}
+    out["text"], out["html"] = body.get("text", ""), body.get("html", "")
     out["attachments"] = [
         {"filename": a["filename"], "content_type": a["content_type"], "size": a["size"],
          "index": i}
-        for i, a in enumerate(doc.get("attachments", []))
+        for i, a in enumerate(body.get("attachments", []))
     ]
     return out
+
+
+def split(content: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Content as `Message.to_json()` or `parse_mime` give it → (headers, body)."""
+    head = {k: v for k, v in content.items() if k not in BODY_KEYS}
+    head["preview"] = " ".join((content.get("text") or "").split())[:140]
+    head["has_attachments"] = bool(content.get("attachments"))
+    return head, {k: content.get(k) or ([] if k == "attachments" else "") for k in BODY_KEYS}
 
 
 class Mailbox:
@@ -51,10 +64,13 @@ class Mailbox:
     def is_local(self, address: str) -> bool:
         return address.rpartition("@")[2].lower() == self.domain
 
-    async def accept(self, message: Message, owner: str,
-                     local_users: set[str] | None = None) -> str:
-        """Store the Sent copy, the outbox entry and local Inbox copies in one
-        commit; return the message id only once they are durable."""
+    async def _local_users(self, addresses: list[str]) -> set[str]:
+        names = {a.rpartition("@")[0].lower() for a in addresses}
+        return {n for n in names if await self.store.get_one("user", {"id": n})}
+
+    async def accept(self, message: Message, owner: str) -> str:
+        """Store the Sent copy, the body, the outbox entry and local Inbox copies
+        in one commit; return the message id only once they are durable."""
         now = time.time()
         external = tuple(r for r in message.recipients if not self.is_local(r))
         # An address that hard-bounced or complained is not mailed again: that
@@ -62,8 +78,7 @@ class Mailbox:
         suppressed = await suppressed_among(self.store, external)
         external = tuple(r for r in external if r not in suppressed)
         local = [r for r in message.recipients if self.is_local(r)]
-        if local and local_users is None:
-            local_users = {d["id"] for d in await self.store.get("user")}
+        local_users = await self._local_users(local) if local else set()
         recipients = []
         events = []
         inbox_owners = []
@@ -72,7 +87,7 @@ class Mailbox:
                      "provider_message_id": None, "detail": ""}
             if address in local:
                 name = address.rpartition("@")[0].lower()
-                if name in (local_users or ()):
+                if name in local_users:
                     entry.update(status=Status.DELIVERED, provider="local-domain")
                     inbox_owners.append(name)
                     events.append(_event(EventType.DELIVERED, address, "local-domain", now))
@@ -86,31 +101,27 @@ class Mailbox:
             else:
                 events.append(_event(EventType.QUEUED, address, None, now))
             recipients.append(entry)
-        content = message.to_json()
+        head, body = split(message.to_json())
+        status = least_advanced([r["status"] for r in recipients])
         batch = Batch()
-        sent_id = batch.put(KIND, {
-            **content, "owner": owner, "folder": "sent", "unread": False,
-            "recipients": recipients, "events": events,
-            "status": least_advanced([r["status"] for r in recipients]),
-        })
-        inbox_ids = {}
-        if inbox_owners:
-            visible = {**content, "bcc": []}
-            for name in dict.fromkeys(inbox_owners):
-                inbox_ids[name] = batch.put(KIND, {
-                    **visible, "owner": name, "folder": "inbox", "unread": True,
-                    "status": Status.DELIVERED, "source": sent_id})
+        body_id = batch.put(BODY, body)
+        sent = {**head, "owner": owner, "folder": "sent", "unread": False, "body": body_id,
+                "recipients": recipients, "events": events, "status": status}
+        sent_id = batch.put(KIND, sent)
+        inbox = {}
+        for name in dict.fromkeys(inbox_owners):
+            copy = {**head, "bcc": [], "owner": name, "folder": "inbox", "unread": True,
+                    "status": Status.DELIVERED, "body": body_id, "source": sent_id}
+            inbox[name] = {**copy, "id": batch.put(KIND, copy)}
         if external:
             Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
                            mime=message.to_mime(), message_id=message.message_id, now=now)
         await self.store.commit(batch)
-        doc = {**content, "id": sent_id, "folder": "sent", "unread": False,
-               "status": least_advanced([r["status"] for r in recipients])}
-        await self.store.publish({"type": "message", "owner": owner, "message": summary(doc)})
-        for name, inbox_id in inbox_ids.items():
-            await self.store.publish({"type": "message", "owner": name, "message": summary(
-                {**content, "id": inbox_id, "folder": "inbox", "unread": True,
-                 "status": Status.DELIVERED})})
+        await self.store.publish({"type": "message", "owner": owner,
+                                  "message": summary({**sent, "id": sent_id})})
+        for name, copy in inbox.items():
+            await self.store.publish({"type": "message", "owner": name,
+                                      "message": summary(copy)})
         return sent_id
 
     async def record(self, message_id: str, events: list[Event],
@@ -166,10 +177,15 @@ class Mailbox:
 
     async def deliver(self, username: str, content: dict[str, Any], *,
                       source: str = "") -> str:
-        """Put received mail into a user's Inbox and tell their open pages."""
-        doc = {**content, "owner": username, "folder": "inbox", "unread": True,
-               "status": Status.DELIVERED, "received_via": source, "bcc": []}
-        doc_id = await self.store.put(KIND, doc)
+        """Put received mail (as `parse_mime` gives it) into a user's Inbox and
+        tell their open pages."""
+        head, body = split(content)
+        batch = Batch()
+        doc = {**head, "bcc": [], "owner": username, "folder": "inbox", "unread": True,
+               "status": Status.DELIVERED, "received_via": source,
+               "body": batch.put(BODY, body)}
+        doc_id = batch.put(KIND, doc)
+        await self.store.commit(batch)
         await self.store.publish({"type": "message", "owner": username,
                                   "message": summary({**doc, "id": doc_id})})
         return doc_id
@@ -189,6 +205,10 @@ class Mailbox:
         if doc is None or doc.get("owner") != owner:
             raise NotFound("no such message")
         return doc
+
+    async def body(self, doc: Document) -> Document | None:
+        """The content of a message the caller already got through get()."""
+        return await self.store.get_one(BODY, {"id": doc["body"]}) if doc.get("body") else None
 
     async def mark_read(self, owner: str, message_id: str, unread: bool) -> None:
         await self.get(owner, message_id)

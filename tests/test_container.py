@@ -173,9 +173,9 @@ def test_failures_outside_the_window_do_not_count():
 
 def test_round_robin_takes_turns_and_skips_the_unavailable():
     rr = RoundRobin(["a", "b", "c"])
-    assert [rr.pick(["a", "b", "c"]) for _ in range(4)] == ["a", "b", "c", "a"]
-    assert rr.pick(["c"]) == "c"
-    assert rr.pick([]) is None
+    assert [rr.pick(["a", "b", "c"], {}) for _ in range(4)] == ["a", "b", "c", "a"]
+    assert rr.pick(["c"], {}) == "c"
+    assert rr.pick([], {}) is None
 
 
 def test_adaptive_sends_most_traffic_to_the_fast_provider_without_cutting_off_the_slow():
@@ -185,7 +185,7 @@ def test_adaptive_sends_most_traffic_to_the_fast_provider_without_cutting_off_th
     for _ in range(50):
         sched.observe("fast", 0.005, True)
         sched.observe("slow", 0.2, True)
-    picks = Counter(sched.pick(["fast", "slow"]) for _ in range(2000))
+    picks = Counter(sched.pick(["fast", "slow"], {}) for _ in range(2000))
     assert picks["fast"] > 0.9 * 2000
     assert picks["slow"] > 0
 

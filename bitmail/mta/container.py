@@ -112,15 +112,15 @@ class Container:
 
     # -- claiming and dispatch --------------------------------------------
 
-    def _candidates(self, job_id: str | None = None) -> list[str]:
+    def _candidates(self, job_id: str | None = None, *, room: bool = True) -> list[str]:
         """Providers that may take this job now: healthy, with room, not yet tried."""
         tried = self._tried.get(job_id, set()) if job_id else set()
         return [n for n, s in self.slots.items()
-                if s.health.available() and not s.runner.queue.full() and n not in tried]
+                if s.health.available() and (s.runner.room > 0 or not room)
+                and n not in tried]
 
     def _free(self) -> int:
-        return sum(s.runner.queue.maxsize - s.runner.queue.qsize()
-                   for s in self.slots.values() if s.health.available())
+        return sum(s.runner.room for s in self.slots.values() if s.health.available())
 
     async def _claim_loop(self) -> None:
         renewed = time.monotonic()
@@ -149,7 +149,8 @@ class Container:
 
     def _dispatch(self, job: Job) -> bool:
         """Put the job on a provider's queue; False when none can take it now."""
-        name = self.scheduler.pick(self._candidates(job.id))
+        load = {name: slot.runner.load for name, slot in self.slots.items()}
+        name = self.scheduler.pick(self._candidates(job.id), load)
         if name is None:
             return False
         slot = self.slots[name]
@@ -187,12 +188,16 @@ class Container:
                 return
             log.info("message %s: %s on %s (%s)", job.message, attempt.outcome,
                      attempt.provider, attempt.detail)
+            failover = [Event(EventType.DEFERRED, job.message, r, attempt.provider,
+                              detail=f"{attempt.detail}; trying another provider",
+                              ambiguous=attempt.ambiguous) for r in job.recipients]
             if self._dispatch(job):
-                self._write(self.mailbox.record(job.message, [
-                    Event(EventType.DEFERRED, job.message, r, attempt.provider,
-                          detail=f"{attempt.detail}; trying another provider",
-                          ambiguous=attempt.ambiguous)
-                    for r in job.recipients]))
+                self._write(self.mailbox.record(job.message, failover))
+            elif self._candidates(job.id, room=False):
+                # Healthy providers are left but busy: back in line, no back-off.
+                self._finish(job)
+                self._write(self.outbox.release([job]))
+                self._write(self.mailbox.record(job.message, failover))
             else:
                 self._finish(job)
                 self._write(self._defer(job, job.recipients, attempt))

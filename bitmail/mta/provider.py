@@ -94,6 +94,15 @@ class ProviderRunner:
     def load(self) -> int:
         return self.queue.qsize() + self.in_flight
 
+    @property
+    def room(self) -> int:
+        """How many more jobs it should be given now: enough to keep every
+        worker busy with one waiting behind it, and no more, so that what the
+        scheduler learns about a provider applies to the next jobs, not to a
+        backlog that was already handed out."""
+        return max(0, min(self.queue.maxsize - self.queue.qsize(),
+                          2 * self._concurrency - self.load))
+
     async def start(self) -> None:
         """Start the workers; then the provider, whose failure the caller handles
         (the workers stay, so a probe can find it working later)."""

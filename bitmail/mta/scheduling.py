@@ -8,12 +8,14 @@ averages), so a slow or flaky provider gets less traffic without being cut off.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Protocol
 
 
 class Scheduler(Protocol):
-    def pick(self, candidates: list[str]) -> str | None:
-        """One of `candidates` (healthy, not yet tried for this message), or None."""
+    def pick(self, candidates: list[str], load: Mapping[str, int]) -> str | None:
+        """One of `candidates` (healthy, with room, not yet tried for this
+        message), or None; `load` is each one's queued and in-flight jobs."""
 
     def observe(self, provider: str, latency: float, ok: bool) -> None:
         """Learn from one outcome."""
@@ -26,7 +28,7 @@ class RoundRobin:
         self._order = list(providers)
         self._next = 0
 
-    def pick(self, candidates: list[str]) -> str | None:
+    def pick(self, candidates: list[str], load: Mapping[str, int]) -> str | None:
         allowed = set(candidates)
         for step in range(len(self._order)):
             name = self._order[(self._next + step) % len(self._order)]
@@ -40,9 +42,11 @@ class RoundRobin:
 
 
 class Adaptive:
-    """Weighted random choice: weight = success² / latency, with a floor.
+    """Weighted random choice: weight = success^2 / (latency * (1 + load)).
 
-    The floor keeps a trickle of traffic on every healthy provider, so the
+    Dividing by the load counts what is already queued for a provider, so a
+    burst is not piled onto one queue before its latency has been measured.
+    A floor keeps a trickle of traffic on every healthy provider, so the
     averages keep learning when a provider recovers.
     """
 
@@ -54,13 +58,13 @@ class Adaptive:
         self.success = {p: 1.0 for p in providers}
         self._rng = rng or random.Random()
 
-    def weight(self, provider: str) -> float:
-        return self.success[provider] ** 2 / max(self.latency[provider], 0.001)
+    def weight(self, provider: str, load: int = 0) -> float:
+        return self.success[provider] ** 2 / (max(self.latency[provider], 0.001) * (1 + load))
 
-    def pick(self, candidates: list[str]) -> str | None:
+    def pick(self, candidates: list[str], load: Mapping[str, int]) -> str | None:
         if not candidates:
             return None
-        weights = [self.weight(p) for p in candidates]
+        weights = [self.weight(p, load.get(p, 0)) for p in candidates]
         total = sum(weights)
         shares = [max(w / total, self.floor) if total > 0 else 1.0 for w in weights]
         return self._rng.choices(candidates, weights=shares)[0]

@@ -9,8 +9,9 @@ together; concurrent batches may share one commit (group commit).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
-import uuid
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,20 +21,27 @@ from typing import Any
 Document = dict[str, Any]
 Change = dict[str, Any] | Callable[[Document], Document | None]
 
-# Keys the service looks documents up by; both stores index them so that the
-# lookups the service makes never scan a whole kind.
-INDEXED_KEYS: tuple[tuple[str, ...], ...] = (
-    ("owner", "folder"),
-    ("username",),
-    ("token",),
-    ("due",),
-    ("message",),
-    ("provider_message_id",),
-    ("address",),
-    ("key",),
-)
+# The lookups the service makes, per kind. Both stores index exactly these,
+# so no lookup scans a kind and no write pays for another kind's indexes.
+# Everything else is looked up by id.
+INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "message": (("owner", "folder"), ("message_id",)),
+    "outbox": (("due",),),
+}
+INDEXED_KEYS: tuple[tuple[str, ...], ...] = tuple(
+    dict.fromkeys(keys for per_kind in INDEXES.values() for keys in per_kind))
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+# Ids: a random prefix per process and a counter: unique across processes,
+# without a system call per document.
+_ID_PREFIX = secrets.token_hex(6)
+_ID_COUNTER = itertools.count()
+
+
+def new_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 
 class StoreError(Exception):
@@ -81,7 +89,7 @@ class Batch:
         self.ops: list[Op] = []
 
     def put(self, kind: str, doc: Document, *, id: str | None = None) -> str:
-        doc_id = id or doc.get("id") or uuid.uuid4().hex
+        doc_id = id or doc.get("id") or new_id()
         body = {k: v for k, v in doc.items() if k not in ("id", "seq")}
         self.ops.append(Op("put", kind, doc_id, doc=body))
         return doc_id

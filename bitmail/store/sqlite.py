@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
-    INDEXED_KEYS,
+    INDEXES,
     Batch,
     Document,
     Op,
     Store,
     StoreError,
-    apply_change,
     check_key,
     contains,
 )
@@ -47,18 +46,20 @@ def _path(key: str) -> str:
 
 
 def _index_sql() -> list[str]:
+    # Partial indexes: a kind's index is only computed for that kind's rows.
     out = []
-    for keys in INDEXED_KEYS:
-        cols = ", ".join(_path(k) for k in keys)
-        out.append(
-            f"CREATE INDEX IF NOT EXISTS ix_docs_{'_'.join(keys)} ON docs (kind, {cols}, seq)"
-        )
+    for kind, per_kind in INDEXES.items():
+        for keys in per_kind:
+            cols = ", ".join(_path(k) for k in keys)
+            out.append(f"CREATE INDEX IF NOT EXISTS ix_{kind}_{'_'.join(keys)} "
+                       f"ON docs ({cols}, seq) WHERE kind = '{check_key(kind)}'")
     return out
 
 
 def _where(kind: str, subset: Document | None) -> tuple[str, list[Any], Document]:
     """SQL for the scalar top-level keys of `subset`; the rest is checked in Python."""
-    clauses, params, rest = ["kind = ?"], [kind], {}
+    # The kind as a literal, so the planner can use that kind's partial indexes.
+    clauses, params, rest = [f"kind = '{check_key(kind)}'"], [], {}
     for key, value in (subset or {}).items():
         if key == "id" and isinstance(value, str):
             clauses.append("id = ?")
@@ -232,13 +233,26 @@ class SQLiteStore(Store):
                 (op.kind, op.id, _body(op.doc or {})),
             )
             return op.id
+        if op.action == "update" and not callable(op.change):
+            # A merge is done by SQLite's JSON functions: the document is
+            # never decoded in Python, however large it is.
+            change = op.change or {}
+            sets = ", ".join(f"'$.{check_key(k)}', json(?)" for k in change)
+            row = conn.execute(
+                f"UPDATE docs SET data = json_set(data, {sets}) WHERE kind = ? AND id = ? "
+                "RETURNING seq, id, data",
+                (*(json.dumps(v) for v in change.values()), op.kind, op.id),
+            ).fetchone() if change else conn.execute(
+                "SELECT seq, id, data FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id)
+            ).fetchone()
+            return _doc(*row) if row else None
         if op.action == "update":
             row = conn.execute(
                 "SELECT seq, id, data FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id)
             ).fetchone()
             if row is None:
                 return None
-            new = apply_change(_doc(*row), op.change)
+            new = op.change(_doc(*row))
             if new is None:
                 return _doc(*row)
             conn.execute("UPDATE docs SET data = ? WHERE seq = ?", (_body(new), row[0]))
@@ -253,8 +267,9 @@ class SQLiteStore(Store):
             # A restart tries everything afresh: leases dropped, back-off forgotten.
             cur = conn.execute(
                 "UPDATE docs SET data = json_set(data, '$.lease_until', 0, '$.due', "
-                f"min({_path('due')}, ?)) WHERE kind = ? AND {_path('due')} IS NOT NULL",
-                (op.args["now"], op.kind),
+                f"min({_path('due')}, ?)) WHERE kind = '{check_key(op.kind)}' "
+                f"AND {_path('due')} IS NOT NULL",
+                (op.args["now"],),
             )
             return cur.rowcount
         raise StoreError(f"unknown store operation {op.action}")
@@ -262,18 +277,14 @@ class SQLiteStore(Store):
     def _claim(self, conn: sqlite3.Connection, kind: str, now: float, owner: str,
                lease: float, limit: int) -> list[Document]:
         rows = conn.execute(
-            f"SELECT seq, id, data FROM docs WHERE kind = ? AND {_path('due')} <= ? "
+            "UPDATE docs SET data = json_set(data, '$.lease_owner', ?, '$.lease_until', ?) "
+            "WHERE seq IN (SELECT seq FROM docs "
+            f"WHERE kind = '{check_key(kind)}' AND {_path('due')} <= ? "
             "AND coalesce(json_extract(data, '$.lease_until'), 0) <= ? "
-            f"ORDER BY {_path('due')} LIMIT ?",
-            (kind, now, now, limit),
+            f"ORDER BY {_path('due')} LIMIT ?) RETURNING seq, id, data",
+            (owner, now + lease, now, now, limit),
         ).fetchall()
-        claimed = []
-        for row in rows:
-            doc = _doc(*row)
-            doc["lease_owner"], doc["lease_until"] = owner, now + lease
-            conn.execute("UPDATE docs SET data = ? WHERE seq = ?", (_body(doc), row[0]))
-            claimed.append(doc)
-        return claimed
+        return [_doc(*row) for row in rows]
 
     async def claim(self, kind: str, *, now: float, owner: str, lease: float,
                     limit: int) -> list[Document]:

@@ -101,9 +101,9 @@ async def folder(request: web.Request) -> web.Response:
 
 @routes.get("/api/messages/{id}")
 async def message(request: web.Request) -> web.Response:
-    doc = await request.app[RUNTIME].mailbox.get(user_of(request).username,
-                                                 request.match_info["id"])
-    return web.json_response(public(doc))
+    mailbox = request.app[RUNTIME].mailbox
+    doc = await mailbox.get(user_of(request).username, request.match_info["id"])
+    return web.json_response(public(doc, await mailbox.body(doc)))
 
 
 @routes.patch("/api/messages/{id}")
@@ -118,10 +118,11 @@ async def mark(request: web.Request) -> web.Response:
 
 @routes.get("/api/messages/{id}/attachments/{index}")
 async def attachment(request: web.Request) -> web.Response:
-    doc = await request.app[RUNTIME].mailbox.get(user_of(request).username,
-                                                 request.match_info["id"])
+    mailbox = request.app[RUNTIME].mailbox
+    doc = await mailbox.get(user_of(request).username, request.match_info["id"])
+    body = await mailbox.body(doc) or {}
     try:
-        att = doc.get("attachments", [])[int(request.match_info["index"])]
+        att = body.get("attachments", [])[int(request.match_info["index"])]
     except (ValueError, IndexError):
         raise NotFound("no such attachment") from None
     filename = att["filename"].replace('"', "")
