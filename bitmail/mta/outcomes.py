@@ -135,6 +135,9 @@ ERROR_NAMES: dict[str, Outcome] = {
     "recipient-domain-mismatch": Outcome.PROVIDER_FAULT,
     # Mailgun answers 400/404 with this text when the sending domain is gone
     "Domain not found": Outcome.PROVIDER_FAULT,
+    # An SMTP relay that will not relay for us (5.7.1) is configured wrongly,
+    # whatever the recipient.
+    "Relay access denied": Outcome.PROVIDER_FAULT,
     # Mailgun's sandbox domain refuses unauthorized recipients with a 400.
     "Sandbox subdomains are for test purposes only": Outcome.PROVIDER_FAULT,
 }

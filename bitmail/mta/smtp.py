@@ -1,0 +1,235 @@
+"""Any SMTP relay, through aiosmtplib, with a small pool of open connections.
+
+The transaction is driven step by step (MAIL, RCPT for each recipient, DATA)
+rather than with `sendmail`, because what a failure means depends on where it
+happened: a connection lost before DATA sent nothing (and a reused idle
+connection the relay had closed is simply replaced), while one lost during
+DATA may have delivered the mail (ambiguous). Each refused recipient is
+reported on its own; the others are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+
+import aiosmtplib
+
+from ..config import parse_duration
+from .outcomes import (
+    Outcome,
+    ProviderError,
+    RecipientFailure,
+    SendResult,
+    classify_name,
+    classify_smtp,
+    connection_failure,
+)
+from .provider import Job, Provider
+
+__all__ = ["SMTPProvider"]
+
+TLS_MODES = ("starttls", "implicit", "none")
+DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
+_QUEUE_ID = re.compile(r"(?:queued as|id=)\s*<?([^\s>]+)", re.IGNORECASE)
+
+
+class _Disconnected(ProviderError):
+    """The relay was gone before DATA: nothing was sent, a fresh connection may work."""
+
+
+def _classify(code: int, message: str) -> Outcome:
+    # The text can say more than the code ("Relay access denied" is the
+    # relay's configuration, not the recipient).
+    return classify_name(message, classify_smtp(code))
+
+
+class SMTPProvider(Provider):
+    """Sends through an SMTP relay.
+
+    Options: `host` (required); `port` (default 587, 465 for implicit TLS, 25
+    without TLS); `username`, `password` (AUTH when given); `tls` = "starttls"
+    (default, required) | "implicit" | "none"; `tls_verify` (default true) and
+    `ca_file` (a CA bundle, e.g. a test's self-signed certificate); `timeout`
+    per SMTP command (default 30s); `pool_size` — connections kept open and
+    the most used at once (default 4); `local_hostname` for EHLO.
+    """
+
+    type = "smtp"
+
+    def __init__(self, name: str, *, host: str, port: int | None = None,
+                 username: str | None = None, password: str | None = None,
+                 tls: str = "starttls", tls_verify: bool = True, ca_file: str | None = None,
+                 timeout: float | str = 30.0, pool_size: int = 4,
+                 local_hostname: str | None = None) -> None:
+        super().__init__(name)
+        if not host:
+            raise ValueError("an smtp provider needs host")
+        if tls not in TLS_MODES:
+            raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if bool(username) != bool(password):
+            raise ValueError("an smtp provider needs both username and password, or neither")
+        self.host = host
+        self.port = port or DEFAULT_PORTS[tls]
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.timeout = parse_duration(timeout, f"{name}.timeout")
+        self.local_hostname = local_hostname
+        self._tls_context = self._make_tls_context(tls_verify, ca_file) if tls != "none" else None
+        self._slots = asyncio.Semaphore(pool_size)
+        self._idle: deque[aiosmtplib.SMTP] = deque()
+        self._closed = False
+
+    @staticmethod
+    def _make_tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+        try:
+            context = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"ca_file {ca_file!r} cannot be read: {exc}") from None
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.password,) if s)
+
+    async def start(self) -> None:
+        self._closed = False  # connections are opened on first use
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            smtp = self._idle.popleft()
+            try:
+                async with asyncio.timeout(1.0):
+                    await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                smtp.close()
+
+    # -- one send -----------------------------------------------------------------
+
+    async def send(self, job: Job) -> SendResult:
+        async with self._slots:
+            smtp, reused = await self._checkout()
+            try:
+                try:
+                    result = await self._transaction(smtp, job)
+                except _Disconnected:
+                    if not reused:
+                        raise
+                    # An idle connection the relay had closed: one fresh try.
+                    smtp.close()
+                    smtp = await self._connect()
+                    result = await self._transaction(smtp, job)
+            except BaseException:
+                # Whatever went wrong, this connection's state is unknown.
+                smtp.close()
+                raise
+            if self._closed:
+                smtp.close()
+            else:
+                self._idle.append(smtp)
+            return result
+
+    async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """An open idle connection (reused = True), or a new one."""
+        while self._idle:
+            smtp = self._idle.popleft()
+            if smtp.is_connected:
+                return smtp, True
+            smtp.close()
+        return await self._connect(), False
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, username=self.username, password=self.password,
+            use_tls=self.tls == "implicit", start_tls=self.tls == "starttls",
+            tls_context=self._tls_context, timeout=self.timeout,
+            local_hostname=self.local_hostname,
+        )
+        try:
+            await smtp.connect()  # greeting, EHLO, STARTTLS, AUTH
+        except BaseException as exc:
+            smtp.close()
+            if isinstance(exc, Exception):
+                raise self._connect_error(exc) from None
+            raise
+        return smtp
+
+    def _connect_error(self, exc: Exception) -> ProviderError:
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            # 535 bad credentials → provider fault; 454 temporary failure → transient.
+            return ProviderError(classify_smtp(exc.code),
+                                 self.redact(f"smtp authentication failed: {exc.code} "
+                                             f"{exc.message}"))
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            # A refused greeting or EHLO: a busy relay (4xx) or one that will not serve us.
+            outcome = Outcome.TRANSIENT if 400 <= exc.code < 500 else Outcome.PROVIDER_FAULT
+            return ProviderError(outcome, self.redact(f"smtp {exc.code} {exc.message}"))
+        if isinstance(exc, ssl.SSLError):
+            # A certificate that does not verify will not verify on a retry either.
+            return ProviderError(Outcome.PROVIDER_FAULT, f"smtp TLS failed: {exc}")
+        if isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError,
+                            aiosmtplib.SMTPServerDisconnected, OSError)):
+            return connection_failure(f"smtp: cannot connect to {self.host}:{self.port}: "
+                                      f"{type(exc).__name__}", sent=False)
+        # STARTTLS or AUTH not offered, and the like: this relay's configuration.
+        return ProviderError(Outcome.PROVIDER_FAULT, self.redact(f"smtp: {exc}"))
+
+    async def _transaction(self, smtp: aiosmtplib.SMTP, job: Job) -> SendResult:
+        in_data = False
+        try:
+            try:
+                await smtp.mail(job.sender)
+            except aiosmtplib.SMTPSenderRefused as exc:
+                await self._reset(smtp)
+                raise ProviderError(_classify(exc.code, exc.message),
+                                    f"smtp sender refused: {exc.code} {exc.message}") from None
+            refused = [f async for f in self._recipients(smtp, job)]
+            if len(refused) == len(job.recipients):
+                await self._reset(smtp)
+                if all(f.outcome == Outcome.PROVIDER_FAULT for f in refused):
+                    raise ProviderError(Outcome.PROVIDER_FAULT, refused[0].detail)
+                return SendResult(refused=tuple(refused))
+            in_data = True
+            try:
+                answer = await smtp.data(job.mime)
+            except aiosmtplib.SMTPDataError as exc:
+                raise ProviderError(_classify(exc.code, exc.message),
+                                    f"smtp message refused: {exc.code} {exc.message}") from None
+        except aiosmtplib.SMTPServerDisconnected:
+            if in_data:
+                # Lost during DATA: the relay may have the whole message.
+                raise connection_failure("smtp connection lost during DATA", sent=True) from None
+            raise _Disconnected(Outcome.TRANSIENT, "smtp connection lost before DATA") from None
+        except (aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            where = "during DATA" if in_data else "before DATA"
+            raise connection_failure(f"smtp {type(exc).__name__} {where}", sent=in_data) from None
+        match = _QUEUE_ID.search(answer.message)
+        return SendResult(provider_message_id=match.group(1) if match else None,
+                          refused=tuple(refused))
+
+    async def _recipients(self, smtp: aiosmtplib.SMTP,
+                          job: Job) -> AsyncIterator[RecipientFailure]:
+        """RCPT for each recipient; yields a RecipientFailure for each refused one."""
+        for recipient in job.recipients:
+            try:
+                await smtp.rcpt(recipient)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                yield RecipientFailure(recipient, _classify(exc.code, exc.message),
+                                       f"smtp {exc.code} {exc.message}")
+
+    @staticmethod
+    async def _reset(smtp: aiosmtplib.SMTP) -> None:
+        """End an unfinished transaction so the connection can be reused."""
+        try:
+            await smtp.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()  # _checkout will not reuse it

@@ -1,0 +1,381 @@
+"""SMTPProvider against an aiosmtpd relay on loopback (STARTTLS with a certificate
+made here, AUTH): what arrives, connection reuse, per-recipient refusals, and
+how every kind of failure is classified."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bitmail.mta import build_provider
+from bitmail.mta.outcomes import Outcome, ProviderError
+from bitmail.mta.smtp import SMTPProvider
+
+from conftest import assert_same_mail, free_port, sample_job
+
+USERNAME = "bitmail"
+PASSWORD = "s3cret-relay-pa55word"
+
+
+# -- a relay: aiosmtpd with STARTTLS and AUTH, misbehaving on command --------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes
+    peer: tuple
+    tls: bool
+    authenticated: bool
+
+
+@dataclass
+class Relay:
+    """aiosmtpd handler: records deliveries; `refuse` answers RCPT for given
+    addresses; `mail_fault`/`data_fault` ("drop", "timeout" or an SMTP reply)
+    apply once to the next MAIL or DATA."""
+
+    received: list[Delivery] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)
+    mail_fault: str | None = None
+    data_fault: str | None = None
+
+    async def handle_MAIL(self, server: SMTPServer, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        fault, self.mail_fault = self.mail_fault, None
+        if fault == "drop":
+            server.transport.abort()
+            return "421 4.3.0 gone"
+        if fault:
+            return fault
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTPServer, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTPServer, session: Session,
+                          envelope: Envelope) -> str:
+        fault, self.data_fault = self.data_fault, None
+        if fault and fault[0].isdigit():
+            return fault
+        # The relay has the message; only its answer may go missing.
+        self.received.append(Delivery(envelope.mail_from, tuple(envelope.rcpt_tos),
+                                      envelope.original_content or b"", session.peer,
+                                      server.transport.get_extra_info("ssl_object") is not None,
+                                      bool(session.authenticated)))
+        if fault == "drop":
+            server.transport.abort()
+        elif fault == "timeout":
+            await asyncio.sleep(3)
+        return "250 2.0.0 Ok: queued as 4B2C91C0A1"
+
+    @property
+    def connections(self) -> int:
+        return len({d.peer for d in self.received})
+
+
+def authenticate(server: SMTPServer, session: Session, envelope: Envelope, mechanism: str,
+                 auth_data: LoginPassword) -> AuthResult:
+    ok = (auth_data.login, auth_data.password) == (USERNAME.encode(), PASSWORD.encode())
+    # handled=False: aiosmtpd then answers a failure itself (535).
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key) files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@dataclass
+class Running:
+    relay: Relay
+    port: int
+
+
+def run_relay(certificate: tuple[Path, Path], *, implicit: bool = False,
+              starttls: bool = True) -> Iterator[Running]:
+    relay = Relay()
+    port = free_port()
+    context = server_context(certificate)
+    if implicit:
+        # aiosmtpd only counts STARTTLS as TLS for AUTH; here the whole session is TLS.
+        controller = Controller(relay, hostname="127.0.0.1", port=port, ssl_context=context,
+                                authenticator=authenticate, auth_required=True,
+                                auth_require_tls=False)
+    elif starttls:
+        controller = Controller(relay, hostname="127.0.0.1", port=port, tls_context=context,
+                                require_starttls=True, authenticator=authenticate,
+                                auth_required=True)
+    else:
+        controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield Running(relay, port)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def relay_at(certificate) -> Iterator[Running]:
+    yield from run_relay(certificate)
+
+
+@pytest.fixture
+def relay(relay_at: Running) -> Relay:
+    return relay_at.relay
+
+
+def smtp_provider(port: int, certificate: tuple[Path, Path], **options) -> SMTPProvider:
+    settings = {"host": "127.0.0.1", "port": port, "username": USERNAME,
+                "password": PASSWORD, "tls": "starttls", "ca_file": str(certificate[0]),
+                "timeout": "0.5s", **options}
+    return SMTPProvider("smtp-test", **settings)
+
+
+@pytest.fixture
+async def provider(relay_at: Running, certificate) -> AsyncIterator[SMTPProvider]:
+    provider = smtp_provider(relay_at.port, certificate)
+    await provider.start()
+    yield provider
+    await provider.close()
+
+
+async def send_expecting_error(provider: SMTPProvider) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        await provider.send(sample_job())
+    return info.value
+
+
+# -- what arrives ---------------------------------------------------------------------
+
+
+async def test_every_envelope_recipient_gets_the_same_mime_over_starttls_with_auth(
+        relay, provider):
+    job = sample_job()
+    result = await provider.send(job)
+
+    [got] = relay.received
+    assert got.mail_from == job.sender
+    assert got.rcpt_tos == job.recipients  # to, cc and bcc
+    assert got.tls and got.authenticated
+    assert_same_mail(got.content, job)
+    assert got.content.rstrip(b"\r\n") == job.mime.rstrip(b"\r\n")
+    assert result.provider_message_id == "4B2C91C0A1"
+    assert result.refused == ()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_implicit_tls(certificate):
+    for running in run_relay(certificate, implicit=True):
+        provider = smtp_provider(running.port, certificate, tls="implicit")
+        try:
+            await provider.send(sample_job())
+        finally:
+            await provider.close()
+        assert running.relay.received[0].tls
+
+
+async def test_plain_relay_without_tls_or_auth(certificate):
+    for running in run_relay(certificate, starttls=False):
+        provider = smtp_provider(running.port, certificate, tls="none", username=None,
+                                 password=None)
+        try:
+            await provider.send(sample_job())
+        finally:
+            await provider.close()
+        assert not running.relay.received[0].tls
+
+
+async def test_one_connection_serves_consecutive_sends(relay, provider):
+    for _ in range(3):
+        await provider.send(sample_job())
+    assert len(relay.received) == 3
+    assert relay.connections == 1
+
+
+async def test_concurrent_sends_use_at_most_pool_size_connections(relay_at, certificate):
+    provider = smtp_provider(relay_at.port, certificate, pool_size=2, timeout="5s")
+    try:
+        await asyncio.gather(*(provider.send(sample_job()) for _ in range(6)))
+    finally:
+        await provider.close()
+    assert len(relay_at.relay.received) == 6
+    assert 1 <= relay_at.relay.connections <= 2
+
+
+async def test_pooled_connection_the_relay_dropped_is_replaced(relay, provider):
+    await provider.send(sample_job())
+    relay.mail_fault = "drop"  # the idle connection is gone when it is used again
+    await provider.send(sample_job())
+    assert len(relay.received) == 2
+    assert relay.connections == 2
+
+
+# -- per-recipient refusals -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reply", "outcome"), [
+    ("550 5.1.1 No such user", Outcome.PERMANENT),
+    ("450 4.2.0 Greylisted, try again later", Outcome.TRANSIENT),
+])
+async def test_one_refused_recipient_fails_alone(relay, provider, reply, outcome):
+    relay.refuse["cc@example.org"] = reply
+    result = await provider.send(sample_job())
+    [failure] = result.refused
+    assert (failure.recipient, failure.outcome) == ("cc@example.org", outcome)
+    assert reply[:3] in failure.detail
+    assert relay.received[0].rcpt_tos == ("to@example.com", "bcc@example.net")
+
+
+async def test_every_recipient_refused_sends_nothing_and_keeps_the_connection(relay, provider):
+    job = sample_job()
+    for address in job.recipients:
+        relay.refuse[address] = "550 5.1.1 No such user"
+    result = await provider.send(job)
+    assert {f.recipient for f in result.refused} == set(job.recipients)
+    assert all(f.outcome == Outcome.PERMANENT for f in result.refused)
+    assert relay.received == []
+    relay.refuse.clear()
+    await provider.send(job)
+    assert relay.connections == 1
+
+
+async def test_relay_that_will_not_relay_for_us_is_a_provider_fault(relay, provider):
+    for address in sample_job().recipients:
+        relay.refuse[address] = "554 5.7.1 Relay access denied"
+    error = await send_expecting_error(provider)
+    assert error.outcome == Outcome.PROVIDER_FAULT
+
+
+# -- failures -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("where", "fault", "outcome", "ambiguous"), [
+    ("data", "554 5.6.0 Message content rejected", Outcome.PERMANENT, False),
+    ("data", "451 4.7.1 Rate limit exceeded, slow down", Outcome.TRANSIENT, False),
+    ("mail", "421 4.7.0 Too many connections, try later", Outcome.TRANSIENT, False),
+    ("mail", "drop", Outcome.TRANSIENT, False),  # on a fresh connection: nothing sent
+    ("data", "drop", Outcome.TRANSIENT, True),  # after the end of DATA: maybe sent
+    ("data", "timeout", Outcome.TRANSIENT, True),
+])
+async def test_fault_is_classified(relay, provider, where, fault, outcome, ambiguous):
+    setattr(relay, f"{where}_fault", fault)
+    error = await send_expecting_error(provider)
+    assert (error.outcome, error.ambiguous) == (outcome, ambiguous)
+
+
+async def test_sends_again_after_a_lost_connection(relay, provider):
+    relay.data_fault = "drop"
+    await send_expecting_error(provider)
+    await provider.send(sample_job())
+    assert len(relay.received) == 2  # the ambiguous first try did arrive, too
+
+
+async def test_bad_password_is_a_provider_fault_and_never_shows_it(relay_at, certificate):
+    wrong = "wrong-pa55word-xyz"
+    provider = smtp_provider(relay_at.port, certificate, password=wrong)
+    try:
+        error = await send_expecting_error(provider)
+    finally:
+        await provider.close()
+    assert error.outcome == Outcome.PROVIDER_FAULT
+    assert "535" in error.detail
+    assert wrong not in str(error) and PASSWORD not in str(error)
+
+
+async def test_connection_refused_is_transient_and_not_ambiguous(certificate):
+    provider = smtp_provider(free_port(), certificate)
+    try:
+        error = await send_expecting_error(provider)
+    finally:
+        await provider.close()
+    assert (error.outcome, error.ambiguous) == (Outcome.TRANSIENT, False)
+
+
+async def test_untrusted_certificate_is_a_provider_fault(relay_at, certificate):
+    provider = smtp_provider(relay_at.port, certificate, ca_file=None)
+    try:
+        error = await send_expecting_error(provider)
+    finally:
+        await provider.close()
+    assert error.outcome == Outcome.PROVIDER_FAULT
+
+
+async def test_unverified_certificate_is_accepted_when_verification_is_off(relay, relay_at,
+                                                                         certificate):
+    provider = smtp_provider(relay_at.port, certificate, ca_file=None, tls_verify=False)
+    try:
+        await provider.send(sample_job())
+    finally:
+        await provider.close()
+    assert relay.received[0].tls
+
+
+async def test_relay_without_starttls_is_a_provider_fault_when_tls_is_required(certificate):
+    for running in run_relay(certificate, starttls=False):
+        provider = smtp_provider(running.port, certificate)
+        try:
+            error = await send_expecting_error(provider)
+        finally:
+            await provider.close()
+        assert error.outcome == Outcome.PROVIDER_FAULT
+        assert running.relay.received == []
+
+
+def test_built_from_configuration_by_type_name():
+    provider = build_provider("relay", "smtp", {"host": "smtp.example.com", "tls": "implicit",
+                                                "username": USERNAME, "password": PASSWORD})
+    assert isinstance(provider, SMTPProvider)
+    assert provider.port == 465
+    assert provider.secrets() == (PASSWORD,)
+    with pytest.raises(ValueError, match="host"):
+        build_provider("relay", "smtp", {})
+    with pytest.raises(ValueError, match="tls"):
+        build_provider("relay", "smtp", {"host": "smtp.example.com", "tls": "ssl"})
