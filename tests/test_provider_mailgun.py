@@ -195,3 +195,15 @@ def test_built_from_configuration_by_type_name():
                                                 "timeout": "10s"})
     assert isinstance(provider, MailgunProvider)
     assert provider.url == f"https://api.eu.mailgun.net/v3/{DOMAIN}/messages.mime"
+
+
+@pytest.mark.parametrize(("type_", "options", "complaint"), [
+    ("postal", {}, "unknown provider type 'postal'"),
+    ("mailgun", {"api_key": API_KEY}, "needs domain"),
+    ("mailgun", {"domain": DOMAIN}, "needs api_key"),
+    ("mailgun", {"api_key": API_KEY, "domain": DOMAIN, "base_ulr": "x"}, "base_ulr"),
+    ("mailgun", {"api_key": API_KEY, "domain": DOMAIN, "timeout": "soon"}, "timeout"),
+])
+def test_configuration_mistakes_are_named(type_, options, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        build_provider("mg", type_, options)
