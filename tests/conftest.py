@@ -4,6 +4,7 @@ with an HTTP client, and whole `serve` processes for crash tests."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -12,9 +13,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -206,3 +209,73 @@ def assert_same_mail(mime: bytes, job) -> None:
     assert attachment.get_filename() == "report.pdf"
     assert attachment.get_content_type() == "application/pdf"
     assert attachment.get_payload(decode=True) == SAMPLE_ATTACHMENT
+
+
+# -- stores ------------------------------------------------------------------
+
+#: The server the PostgreSQL tests make their database on (any database there will do).
+PG_SERVER_URL = os.environ.get("BITMAIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def run_aside(make: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a coroutine to the end on its own loop in another thread: sync
+    session fixtures must not touch the loop pytest-asyncio gives the tests."""
+
+    async def main() -> Any:
+        return await make()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+async def pg_admin(sql: str, url: str = PG_SERVER_URL) -> None:
+    """Run one statement on its own short connection."""
+    import asyncpg  # only the PostgreSQL tests need the driver loaded
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pg_database_url(name: str) -> str:
+    """PG_SERVER_URL pointing at database `name` instead."""
+    return urlsplit(PG_SERVER_URL)._replace(path="/" + name).geturl()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database made for this test run and dropped after it.
+
+    Skipped when the server cannot be reached (a failure under BITMAIL_REQUIRE_ALL=1).
+    Tests share it: reset it with `pg_reset` first (the `store_url` fixture does).
+    """
+    name = f"bitmail_test_{os.urandom(5).hex()}"
+    try:
+        run_aside(lambda: pg_admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # refused, unknown host, bad credentials, timeout…
+        require_or_skip(f"PostgreSQL at {PG_SERVER_URL} is not reachable "
+                        f"({type(exc).__name__}: {exc}); set BITMAIL_TEST_PG to another server")
+    try:
+        yield pg_database_url(name)
+    finally:
+        # FORCE: a test that failed half-way may have left a connection open.
+        run_aside(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def pg_reset(url: str) -> None:
+    """Empty the store's tables in the run's database (if a store made them already)."""
+    run_aside(lambda: pg_admin(
+        "DO $$ BEGIN IF to_regclass('docs') IS NOT NULL THEN "
+        "TRUNCATE docs, notices RESTART IDENTITY; END IF; END $$", url))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store in turn: a new SQLite file, then the run's PostgreSQL database, emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url = request.getfixturevalue("pg_url")
+    pg_reset(url)
+    return url

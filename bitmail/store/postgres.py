@@ -1,0 +1,564 @@
+"""The shared store: PostgreSQL, for several BitMail processes on one database.
+
+Documents live in one table, `docs(seq, kind, id, data jsonb)`. Subset lookups
+are `data @> $n::jsonb` (a GIN index with `jsonb_path_ops` serves any key).
+For the lookups the service makes (INDEXES, per kind) the query also names the
+keys as `data->>'key' = $n` and the kind as a literal, so the planner can walk
+that kind's partial btree, already ordered by `seq`, and stop after `limit`
+rows instead of sorting every match.
+
+Writes go through one flusher task per process: batches that arrive while a
+commit is running wait and then share the next transaction (group commit),
+each batch in its own savepoint so one bad batch fails alone. Claims run apart
+from it, in their own short transaction with `FOR UPDATE SKIP LOCKED`, so two
+processes never lease the same document and a claim never waits for a commit.
+
+Live updates use LISTEN/NOTIFY on the channel `bitmail`. Every process —
+the publisher included — hears each notification once on a dedicated
+connection and hands it to its Hub, so a subscriber sees each payload exactly
+once. NOTIFY payloads must stay under 8000 bytes: a larger payload is written
+to the `notices` table and only its row number is sent; listeners read it back
+(rows older than five minutes are dropped by later large publishes). Payloads
+published while a listener is reconnecting are lost to it; live updates are a
+hint and pages resynchronise from the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from .base import (
+    INDEXES,
+    Batch,
+    Document,
+    Op,
+    Store,
+    StoreError,
+    apply_change,
+    check_key,
+)
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "bitmail"
+# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; leave room for the envelope.
+NOTIFY_LIMIT = 7900
+NOTICE_TTL = "5 minutes"
+LISTENER_NAME = "bitmail-listen"
+# One fixed key for pg_advisory_xact_lock: the ASCII of "bitmail".
+SCHEMA_LOCK = 0x6269746D61696C
+DEADLOCK_RETRIES = 3
+
+# `(data->'due')::float8` alone fails on a JSON null (and a string), which
+# would make the insert of such a document fail; the CASE keeps the
+# expression total and immutable, so it can be indexed.
+DUE = "(CASE WHEN jsonb_typeof(data->'due') = 'number' THEN (data->'due')::float8 END)"
+LEASE = ("(CASE WHEN jsonb_typeof(data->'lease_until') = 'number' "
+         "THEN (data->'lease_until')::float8 END)")
+
+
+
+def claim_sql(kind: str) -> str:
+    """The claim statement for `kind`: $1 now, $2 limit, $3 owner, $4 end of lease.
+
+    The CTE walks the kind's due index in due order. SKIP LOCKED passes over
+    rows another claimer is leasing right now, and the conditions are checked
+    again on the latest version of each row, so a document claimed and
+    committed meanwhile (its due moved on) is not taken twice. Documents
+    written before leases moved into `due` may still carry a `lease_until`;
+    it is honoured.
+    """
+    return f"""WITH picked AS (
+        SELECT seq, {DUE} AS was_due FROM docs
+        WHERE kind = '{check_key(kind)}' AND {DUE} <= $1 AND coalesce({LEASE}, 0) <= $1
+        ORDER BY {DUE}
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+    UPDATE docs SET data = docs.data || jsonb_build_object(
+        'lease_owner', $3::text, 'due', $4::float8)
+    FROM picked WHERE docs.seq = picked.seq
+    RETURNING docs.seq, docs.id, docs.data, picked.was_due"""
+
+
+# Versioned schema changes, applied in order under the advisory lock. Never
+# edit a released entry: add a new version.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE docs (
+            seq bigserial PRIMARY KEY,
+            kind text NOT NULL,
+            id text NOT NULL,
+            data jsonb NOT NULL,
+            UNIQUE (kind, id)
+        )""",
+        # Listing a whole kind in seq order (get with no subset, paging).
+        "CREATE INDEX docs_kind_seq ON docs (kind, seq)",
+        # Any subset lookup: `data @> $n` on any key, nested objects and arrays included.
+        "CREATE INDEX docs_data ON docs USING gin (data jsonb_path_ops)",
+        """CREATE TABLE notices (
+            id bigserial PRIMARY KEY,
+            at timestamptz NOT NULL DEFAULT now(),
+            payload jsonb NOT NULL
+        )""",
+    ]),
+]
+
+
+def _column(key: str) -> str:
+    """How an indexed key is compared: `due` as a number (claims order by it),
+    every other key as text."""
+    return DUE if key == "due" else f"(data->>'{check_key(key)}')"
+
+
+def _key_indexes() -> dict[str, str]:
+    """name → CREATE INDEX for each lookup in INDEXES.
+
+    Partial on the kind, as in the SQLite store: a write pays only for its own
+    kind's indexes, and a query that names the kind as a literal can use
+    them. Made on every open when missing rather than in a migration, so
+    adding a lookup to INDEXES is enough to get its index. (On a large table,
+    make a new one by hand with CREATE INDEX CONCURRENTLY before upgrading:
+    made here, it holds writers back while it builds.)
+    """
+    out = {}
+    for kind, lookups in INDEXES.items():
+        for keys in lookups:
+            name = f"docs_{check_key(kind)}_{'_'.join(keys)}"
+            if keys == ("due",):
+                # Claims: due order, and only documents that can ever be due.
+                out[name] = f"CREATE INDEX {name} ON docs ({DUE}) WHERE kind = '{kind}' " \
+                            f"AND {DUE} IS NOT NULL"
+            else:
+                cols = ", ".join(_column(k) for k in keys)
+                out[name] = f"CREATE INDEX {name} ON docs ({cols}, seq) WHERE kind = '{kind}'"
+    return out
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _body(doc: Document) -> Document:
+    """The stored form: `id` and `seq` live in their own columns."""
+    return {k: v for k, v in doc.items() if k not in ("id", "seq")}
+
+
+def _doc(seq: int, id: str, data: Document) -> Document:
+    data["id"] = id
+    data["seq"] = seq
+    return data
+
+
+def _where(kind: str, subset: Document | None) -> tuple[str, list[Any]] | None:
+    """WHERE clause and parameters for documents of `kind` containing `subset`;
+    None when nothing can match (ids are always strings)."""
+    # The kind as a literal: a generic plan can only use the kind's partial
+    # indexes when it can prove `kind = '…'` without knowing the parameters.
+    clauses, params = [f"kind = '{check_key(kind)}'"], []
+    indexed = {k for keys in INDEXES.get(kind, ()) for k in keys if k != "due"}
+    rest: Document = {}
+    for key, value in (subset or {}).items():
+        if key == "id":
+            if not isinstance(value, str):
+                return None
+            params.append(value)
+            clauses.append(f"id = ${len(params)}")
+            continue
+        rest[key] = value
+        if key in indexed and isinstance(value, str):
+            # Redundant with `@>` below (which decides the result), but it is
+            # what lets the planner use the kind's btree, ordered by seq.
+            params.append(value)
+            clauses.append(f"{_column(key)} = ${len(params)}")
+    if rest:
+        params.append(rest)
+        clauses.append(f"data @> ${len(params)}::jsonb")
+    return " AND ".join(clauses), params
+
+
+def select_sql(kind: str, subset: Document | None = None, *, limit: int | None = None,
+               before: int | None = None, newest_first: bool = False,
+               ) -> tuple[str, list[Any]] | None:
+    """The query `get` runs (None: nothing can match); tests EXPLAIN it."""
+    where = _where(kind, subset)
+    if where is None:
+        return None
+    sql, params = where
+    if before is not None:
+        params.append(before)
+        sql += f" AND seq < ${len(params)}"
+    sql = f"SELECT seq, id, data FROM docs WHERE {sql} ORDER BY seq"
+    if newest_first:
+        sql += " DESC"
+    if limit is not None:
+        # A literal, not a parameter: a generic plan guesses at a parameter
+        # limit and may then prefer sorting every match to walking the
+        # seq-ordered index.
+        sql += f" LIMIT {int(limit)}"
+    return sql, params
+
+
+def _split_url(url: str) -> tuple[str, int, int]:
+    """The DSN for asyncpg and the pool sizes from `?pool_size=&pool_min=`.
+
+    Our own query parameters are removed: asyncpg would send unknown ones to
+    the server as settings, which refuses them.
+    """
+    parts = urlsplit(url)
+    query, max_size, min_size = [], 10, 1
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in ("pool_size", "pool_min"):
+            try:
+                number = int(value)
+            except ValueError:
+                raise StoreError(f"{name} must be a whole number, not {value!r}") from None
+            if name == "pool_size":
+                max_size = number
+            else:
+                min_size = number
+        else:
+            query.append((name, value))
+    if max_size < 1 or not 0 <= min_size <= max_size:
+        raise StoreError("need 0 <= pool_min <= pool_size and pool_size >= 1")
+    return urlunsplit(parts._replace(query=urlencode(query))), max_size, min_size
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects, on every pooled connection.
+    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads,
+                              schema="pg_catalog")
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Database and connection failures as the store's one error type."""
+    try:
+        yield
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class PostgresStore(Store):
+    """The store shared by several processes: PostgreSQL through an asyncpg pool.
+
+    `url` is a `postgresql://` URL; `?pool_size=N` (default 10) and
+    `?pool_min=N` (default 1) size the connection pool. One more connection
+    per process stays open for LISTEN.
+    """
+
+    exclusive = False
+
+    def __init__(self, url: str):
+        super().__init__()
+        self.dsn, self.pool_size, self.pool_min = _split_url(url)
+        self._pool: asyncpg.Pool | None = None
+        self._pending: list[tuple[list[Op], asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # no flush is running
+        self._idle.set()
+        self._flusher: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
+        self._deliverer: asyncio.Task | None = None
+        self._listening = asyncio.Event()
+        self._inbox: asyncio.Queue[str] = asyncio.Queue()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        with _store_errors():
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.pool_min, max_size=self.pool_size,
+                init=_init_connection)
+            try:
+                async with self._pool.acquire() as conn:
+                    await self._migrate(conn)
+            except BaseException:
+                await self._pool.close()
+                self._pool = None
+                raise
+        self._flusher = asyncio.create_task(self._flush_loop(), name="pg-group-commit")
+        self._deliverer = asyncio.create_task(self._deliver_loop(), name="pg-deliver")
+        self._listener = asyncio.create_task(self._listen_loop(), name="pg-listen")
+        try:
+            # Publishing right after open must reach our own subscribers too.
+            await asyncio.wait_for(self._listening.wait(), 10)
+        except TimeoutError:
+            await self.close()
+            raise StoreError("could not LISTEN on the database within 10 s") from None
+
+    async def _migrate(self, conn: asyncpg.Connection) -> None:
+        """Bring the schema up to date; several processes may start at once,
+        so all of it happens under one transaction-scoped advisory lock."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            latest = MIGRATIONS[-1][0]
+            if current > latest:
+                raise StoreError(f"the database schema is version {current}, newer than "
+                                 f"this BitMail knows ({latest}); upgrade BitMail")
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for sql in statements:
+                    await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+                log.info("store schema migrated to version %d", version)
+            # Only the missing ones: even IF NOT EXISTS would lock out writers briefly.
+            existing = {r["indexname"] for r in await conn.fetch(
+                "SELECT indexname FROM pg_indexes "
+                "WHERE schemaname = current_schema() AND tablename = 'docs'")}
+            for name, sql in _key_indexes().items():
+                if name not in existing:
+                    await conn.execute(sql)
+
+    async def close(self) -> None:
+        if self._flusher:
+            # Let every batch already handed to commit() finish first.
+            while self._pending or not self._idle.is_set():
+                self._wake.set()
+                await asyncio.sleep(0.01)
+        for task in (self._flusher, self._listener, self._deliverer):
+            if task:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._flusher, self._listener, self._deliverer) if t),
+                             return_exceptions=True)
+        self._flusher = self._listener = self._deliverer = None
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 10)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None
+
+    def _require_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        return self._pool
+
+    # -- writes ------------------------------------------------------------
+
+    async def commit(self, batch: Batch) -> list[Any]:
+        if self._flusher is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append((batch.ops, future))
+        self._wake.set()
+        return await future
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            groups, self._pending = self._pending, []
+            if not groups:
+                continue
+            self._idle.clear()
+            try:
+                results = await self._apply(groups)
+            except Exception as exc:
+                # The transaction itself failed (connection lost, COMMIT
+                # refused): every batch in it did. A lost connection during
+                # COMMIT leaves the outcome unknown; callers retry as after
+                # any failed write.
+                for _, fut in groups:
+                    if not fut.done():
+                        fut.set_exception(StoreError(f"commit failed: {exc}"))
+                continue
+            finally:
+                self._idle.set()
+            for (_, fut), result in zip(groups, results, strict=True):
+                if fut.done():  # the caller gave up waiting
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
+    async def _apply(self, groups: list[tuple[list[Op], asyncio.Future]]) -> list[Any]:
+        results: list[Any] = []
+        async with self._require_pool().acquire() as conn, conn.transaction():
+            for ops, _ in groups:
+                results.append(await self._apply_batch(conn, ops))
+        return results
+
+    async def _apply_batch(self, conn: asyncpg.Connection, ops: list[Op]) -> Any:
+        """One batch in a savepoint: its result list, or the StoreError it failed with."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                async with conn.transaction():  # nested: a SAVEPOINT
+                    return [await self._op(conn, op) for op in ops]
+            except asyncpg.DeadlockDetectedError as exc:
+                # Two processes' group transactions locked the same documents
+                # in opposite orders; PostgreSQL aborted this statement. The
+                # savepoint is rolled back, so the batch can simply run again.
+                if attempt == DEADLOCK_RETRIES:
+                    return StoreError(f"deadlock: {exc}")
+            except StoreError as exc:
+                return exc
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                raise  # the connection is gone: the whole group fails
+            except Exception as exc:  # a bad document, a failing update function
+                return StoreError(str(exc))
+        raise AssertionError("unreachable")
+
+    async def _op(self, conn: asyncpg.Connection, op: Op) -> Any:
+        if op.action == "put":
+            await conn.execute(
+                "INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3) "
+                "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
+                op.kind, op.id, op.doc or {})
+            return op.id
+        if op.action == "update":
+            return await self._update(conn, op)
+        if op.action == "delete":
+            status = await conn.execute(
+                "DELETE FROM docs WHERE kind = $1 AND id = $2", op.kind, op.id)
+            return status != "DELETE 0"
+        if op.action == "claim":
+            return await self._claim(conn, op.kind, **op.args)
+        raise StoreError(f"unknown store operation {op.action}")
+
+    async def _update(self, conn: asyncpg.Connection, op: Op) -> Document | None:
+        if not callable(op.change):
+            # A merge needs no round trip through Python: jsonb `||` is the
+            # same top-level merge as {**doc, **change}.
+            row = await conn.fetchrow(
+                "UPDATE docs SET data = data || $3::jsonb WHERE kind = $1 AND id = $2 "
+                "RETURNING seq, id, data", op.kind, op.id, _body(op.change or {}))
+            return _doc(*row) if row else None
+        # The function must see the latest version and nobody may write the
+        # document until we commit: lock the row.
+        row = await conn.fetchrow(
+            "SELECT seq, id, data FROM docs WHERE kind = $1 AND id = $2 FOR UPDATE",
+            op.kind, op.id)
+        if row is None:
+            return None
+        new = apply_change(_doc(*row), op.change)
+        if new is None:
+            return _doc(*row)
+        await conn.execute("UPDATE docs SET data = $2 WHERE seq = $1", row["seq"], _body(new))
+        new["id"], new["seq"] = row["id"], row["seq"]
+        return new
+
+    async def _claim(self, conn: asyncpg.Connection, kind: str, now: float, owner: str,
+                     lease: float, limit: int) -> list[Document]:
+        rows = await conn.fetch(claim_sql(kind), float(now), limit, owner, float(now + lease))
+        # RETURNING follows no particular order; claimers expect oldest due first.
+        rows = sorted(rows, key=lambda r: (r["was_due"], r["seq"]))
+        return [_doc(r["seq"], r["id"], r["data"]) for r in rows]
+
+    async def claim(self, kind: str, *, now: float, owner: str, lease: float,
+                    limit: int) -> list[Document]:
+        # Its own short transaction, not the group's: the row locks are held
+        # only for the claim, and a claim does not queue behind commits.
+        with _store_errors():
+            async with self._require_pool().acquire() as conn, conn.transaction():
+                return await self._claim(conn, kind, now, owner, lease, limit)
+
+    # -- reads -------------------------------------------------------------
+
+    async def get(self, kind: str, subset: Document | None = None, *, limit: int | None = None,
+                  before: int | None = None, newest_first: bool = False) -> list[Document]:
+        query = select_sql(kind, subset, limit=limit, before=before, newest_first=newest_first)
+        if query is None:
+            return []
+        with _store_errors():
+            rows = await self._require_pool().fetch(query[0], *query[1])
+        return [_doc(*row) for row in rows]
+
+    async def count(self, kind: str, subset: Document | None = None) -> int:
+        where = _where(kind, subset)
+        if where is None:
+            return 0
+        sql, params = where
+        with _store_errors():
+            return await self._require_pool().fetchval(
+                f"SELECT count(*) FROM docs WHERE {sql}", *params)
+
+    # -- live updates --------------------------------------------------------
+
+    async def publish(self, payload: dict) -> None:
+        """NOTIFY every process on the database, this one included; its
+        listener delivers to local subscribers, so nothing is delivered here."""
+        text = _dumps({"p": payload})  # ASCII (json escapes the rest): len == bytes
+        pool = self._require_pool()
+        with _store_errors():
+            if len(text) < NOTIFY_LIMIT:
+                await pool.execute("SELECT pg_notify($1, $2)", CHANNEL, text)
+                return
+            async with pool.acquire() as conn, conn.transaction():
+                ref = await conn.fetchval(
+                    "INSERT INTO notices (payload) VALUES ($1) RETURNING id", payload)
+                await conn.execute(
+                    f"DELETE FROM notices WHERE at < now() - interval '{NOTICE_TTL}'")
+                # Inside the transaction, so it goes out at commit, once the row is visible.
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, _dumps({"ref": ref}))
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        # Queued, not handled here: a reference needs a query, and one
+        # consumer keeps payloads in the order they were sent.
+        self._inbox.put_nowait(payload)
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            text = await self._inbox.get()
+            try:
+                message = json.loads(text)
+                if "ref" in message:
+                    payload = await self._require_pool().fetchval(
+                        "SELECT payload FROM notices WHERE id = $1", message["ref"])
+                    if payload is None:
+                        log.warning("live update %s expired before it was read", message["ref"])
+                        continue
+                else:
+                    payload = message["p"]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not read a live update")
+                continue
+            self.hub.deliver(payload)
+
+    async def _listen_loop(self) -> None:
+        """Keep one connection LISTENing; reconnect with back-off when it drops."""
+        delay = 0.1
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self.dsn, server_settings={"application_name": LISTENER_NAME})
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, ev=lost: ev.set())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self._listening.set()
+                delay = 0.1
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), 10)
+                    except TimeoutError:
+                        # A peer that vanished without closing TCP is only
+                        # noticed when we send something.
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
+                log.warning("the live-update connection closed; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("the live-update connection failed (%s); retrying in %.1f s",
+                            exc, delay)
+            finally:
+                self._listening.clear()
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

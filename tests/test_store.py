@@ -1,0 +1,524 @@
+"""The store contract, on every store: subset lookups with jsonb `@>`
+semantics, paging, writes in atomic batches with group commit, leased claims,
+and live updates. PostgreSQL-only behaviour (several processes on one
+database, migrations, index use) is at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from bitmail.store import Batch, Store, StoreError, contains, open_store
+from bitmail.store.postgres import PostgresStore, claim_sql, select_sql
+
+from conftest import pg_admin, pg_database_url, pg_reset, wait_for
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    async with open_store(store_url) as s:
+        yield s
+
+
+@pytest.fixture
+async def peer(store: Store, store_url: str) -> AsyncIterator[Store]:
+    """Another process's view of the same data: a second PostgresStore on the
+    database; for SQLite (one process per file) the same store again."""
+    if not store_url.startswith("postgres"):
+        yield store
+        return
+    async with open_store(store_url) as other:
+        yield other
+
+
+@pytest.fixture
+def pg_store_url(pg_url: str) -> str:
+    pg_reset(pg_url)
+    return pg_url
+
+
+def ids(docs: list[dict]) -> list[str]:
+    return [d["id"] for d in docs]
+
+
+# -- subset lookups ----------------------------------------------------------
+
+DOCS = {
+    "a": {"owner": "ann", "folder": "inbox", "n": {"x": 1, "y": {"z": "deep"}},
+          "tags": ["red", "green"], "flag": True, "one": 1, "nil": None, "s": "1"},
+    "b": {"owner": "ann", "folder": "sent", "n": {"x": 2}, "tags": ["green"], "flag": False,
+          "one": 1.0, "rcpt": [{"address": "x@y", "status": "sent"},
+                               {"address": "z@y", "status": "queued"}]},
+    "c": {"owner": "bob", "folder": "inbox", "tags": [], "flag": 1, "s": 1},
+    "d": {"owner": "bob", "tags": ["red", "red"], "nums": [1, 2, 3]},
+}
+
+SUBSETS = [
+    ({}, "abcd"),
+    ({"owner": "ann"}, "ab"),
+    ({"owner": "ann", "folder": "inbox"}, "a"),
+    ({"owner": "nobody"}, ""),
+    # nested objects: contained recursively; {} is in every object
+    ({"n": {"x": 1}}, "a"),
+    ({"n": {"y": {"z": "deep"}}}, "a"),
+    ({"n": {}}, "ab"),
+    ({"n": {"x": 1, "w": 0}}, ""),
+    # arrays: every element of the subset is somewhere in the document's array,
+    # in any order; repeating an element asks for nothing more
+    ({"tags": ["green"]}, "ab"),
+    ({"tags": ["green", "red"]}, "a"),
+    ({"tags": ["red", "red"]}, "ad"),
+    ({"tags": []}, "abcd"),
+    ({"tags": "red"}, ""),  # a scalar is not an element of a nested array
+    ({"nums": [3, 1]}, "d"),
+    ({"rcpt": [{"status": "queued"}]}, "b"),
+    ({"rcpt": [{"status": "queued", "address": "x@y"}]}, ""),  # must be one element
+    # booleans are not numbers; 1 and 1.0 are the same number; "1" is a string
+    ({"flag": True}, "a"),
+    ({"flag": False}, "b"),
+    ({"one": True}, ""),
+    ({"one": 1}, "ab"),
+    ({"s": "1"}, "a"),
+    ({"s": 1}, "c"),
+    # null is a value: only a document that has the key set to null
+    ({"nil": None}, "a"),
+    ({"missing": None}, ""),
+    # id lookups, alone and with other keys
+    ({"id": "c"}, "c"),
+    ({"id": "c", "owner": "bob"}, "c"),
+    ({"id": "c", "owner": "ann"}, ""),
+    ({"id": "zzz"}, ""),
+]
+
+
+@pytest.fixture
+async def loaded(store: Store) -> Store:
+    async with store.batch() as b:
+        for doc_id, doc in DOCS.items():
+            b.put("thing", doc, id=doc_id)
+        # Same content in another kind: never returned for "thing".
+        b.put("other", DOCS["a"], id="a")
+    return store
+
+
+@pytest.mark.parametrize(("subset", "expected"), SUBSETS, ids=[json.dumps(s) for s, _ in SUBSETS])
+async def test_get_returns_every_document_containing_the_subset(loaded: Store, subset: dict,
+                                                               expected: str) -> None:
+    # The reference `contains` agrees with the table, so both stores are held
+    # to jsonb `@>` as PostgreSQL defines it.
+    assert "".join(k for k, d in DOCS.items() if contains({**d, "id": k}, subset)) == expected
+    assert ids(await loaded.get("thing", subset)) == list(expected)
+    assert await loaded.count("thing", subset) == len(expected)
+
+
+async def test_a_number_does_not_match_a_boolean(loaded: Store, store_url: str) -> None:
+    if store_url.startswith("sqlite"):
+        # json_extract() gives 1 for true, and _where() only re-checks booleans
+        # in Python when the *subset* holds one, not when the document does.
+        pytest.xfail("SQLite store: {'flag': 1} also matches a document with flag true")
+    assert ids(await loaded.get("thing", {"flag": 1})) == ["c"]
+
+
+async def test_documents_come_back_with_id_and_seq(loaded: Store) -> None:
+    doc = await loaded.get_one("thing", {"id": "a"})
+    assert doc == {**DOCS["a"], "id": "a", "seq": doc["seq"]}
+    assert isinstance(doc["seq"], int)
+
+
+async def test_newest_first_pages_with_before(store: Store) -> None:
+    async with store.batch() as b:
+        for i in range(10):
+            b.put("message", {"owner": "ann", "folder": "inbox", "i": i})
+            b.put("message", {"owner": "bob", "folder": "inbox", "i": i})
+    pages, before = [], None
+    while True:
+        page = await store.get("message", {"owner": "ann", "folder": "inbox"}, limit=4,
+                               before=before, newest_first=True)
+        if not page:
+            break
+        pages.append([d["i"] for d in page])
+        before = page[-1]["seq"]
+    assert pages == [[9, 8, 7, 6], [5, 4, 3, 2], [1, 0]]
+
+
+async def test_oldest_first_by_default_and_limit(store: Store) -> None:
+    for i in range(5):
+        await store.put("message", {"owner": "ann", "i": i})
+    assert [d["i"] for d in await store.get("message", {"owner": "ann"})] == [0, 1, 2, 3, 4]
+    assert [d["i"] for d in await store.get("message", limit=2)] == [0, 1]
+    assert await store.get("message", limit=0) == []
+
+
+# -- writes --------------------------------------------------------------------
+
+async def test_put_with_an_existing_id_replaces_the_whole_document(store: Store) -> None:
+    await store.put("user", {"name": "ann", "old": True}, id="ann")
+    first = await store.get_one("user", {"id": "ann"})
+    assert await store.put("user", {"name": "Ann"}, id="ann") == "ann"
+    again = await store.get_one("user", {"id": "ann"})
+    assert again == {"name": "Ann", "id": "ann", "seq": first["seq"]}
+    assert await store.count("user") == 1
+
+
+async def test_put_takes_the_id_from_the_document_or_makes_one(store: Store) -> None:
+    assert await store.put("user", {"id": "bob", "seq": 99, "x": 1}) == "bob"
+    made = await store.put("user", {"x": 2})
+    assert made and made != "bob"
+    bob = await store.get_one("user", {"id": "bob"})
+    assert bob["x"] == 1 and bob["seq"] != 99  # seq is the store's, never the caller's
+
+
+async def test_update_merges_the_top_level(store: Store) -> None:
+    await store.put("user", {"a": 1, "n": {"x": 1, "y": 2}}, id="u")
+    new = await store.update("user", "u", {"b": 2, "n": {"x": 3}, "id": "ignored"})
+    assert new == {"a": 1, "b": 2, "n": {"x": 3}, "id": "u", "seq": new["seq"]}
+    assert await store.get_one("user", {"id": "u"}) == new
+
+
+async def test_update_with_a_function_replaces_the_document(store: Store) -> None:
+    await store.put("user", {"count": 1, "keep": "me"}, id="u")
+
+    def bump(doc: dict) -> dict:
+        assert doc["id"] == "u" and "seq" in doc  # it sees what get would return
+        return {"count": doc["count"] + 1}
+
+    new = await store.update("user", "u", bump)
+    assert new == {"count": 2, "id": "u", "seq": new["seq"]}
+    # None leaves the document as it is, and returns it.
+    assert await store.update("user", "u", lambda doc: None) == new
+    assert await store.get_one("user", {"id": "u"}) == new
+
+
+async def test_update_of_a_missing_document_returns_none_and_creates_nothing(
+        store: Store) -> None:
+    assert await store.update("user", "ghost", {"a": 1}) is None
+    assert await store.update("user", "ghost", lambda doc: {"a": 1}) is None
+    assert await store.count("user") == 0
+
+
+async def test_delete(store: Store) -> None:
+    await store.put("user", {"a": 1}, id="u")
+    assert await store.delete("user", "u") is True
+    assert await store.delete("user", "u") is False
+    assert await store.get("user") == []
+
+
+async def test_commit_returns_each_operations_result(store: Store) -> None:
+    await store.put("user", {"a": 1}, id="old")
+    batch = Batch()
+    batch.put("user", {"b": 1}, id="new")
+    batch.update("user", "old", {"a": 2})
+    batch.delete("user", "nothing")
+    put, updated, deleted = await store.commit(batch)
+    assert (put, updated["a"], deleted) == ("new", 2, False)
+
+
+def boom(doc: dict) -> dict:
+    raise ValueError("this change refuses")
+
+
+async def test_a_failing_batch_rolls_back_whole_and_alone(store: Store) -> None:
+    await store.put("acct", {"balance": 10}, id="x")
+    bad = Batch()
+    bad.put("acct", {"balance": 0}, id="bad-new")
+    bad.update("acct", "x", {"balance": 0})
+    bad.update("acct", "x", boom)
+    goods = []
+    for i in range(5):
+        good = Batch()
+        good.put("acct", {"balance": i}, id=f"good{i}")
+        goods.append(good)
+    # Handed over together, so they share one group commit.
+    results = await asyncio.gather(store.commit(goods[0]), store.commit(bad),
+                                   *(store.commit(g) for g in goods[1:]),
+                                   return_exceptions=True)
+    assert isinstance(results[1], StoreError) and "refuses" in str(results[1])
+    assert all(r == [f"good{i}"] for i, r in zip([0, 1, 2, 3, 4], results[:1] + results[2:],
+                                                  strict=True))
+    assert (await store.get_one("acct", {"id": "x"}))["balance"] == 10
+    assert await store.get_one("acct", {"id": "bad-new"}) is None
+    assert await store.count("acct") == 6
+
+
+async def test_concurrent_batches_all_commit(store: Store) -> None:
+    async def one(i: int) -> list:
+        batch = Batch()
+        batch.put("message", {"owner": f"u{i % 7}", "i": i}, id=f"m{i}")
+        batch.put("outbox", {"message": f"m{i}", "due": 0}, id=f"o{i}")
+        return await store.commit(batch)
+
+    results = await asyncio.gather(*(one(i) for i in range(300)))
+    assert results == [[f"m{i}", f"o{i}"] for i in range(300)]
+    assert await store.count("message") == 300
+    assert await store.count("outbox") == 300
+
+
+async def test_function_updates_never_lose_a_write(store: Store, peer: Store) -> None:
+    await store.put("counter", {"n": 0}, id="c")
+
+    def inc(doc: dict) -> dict:
+        return {**doc, "n": doc["n"] + 1}
+
+    # From two processes on PostgreSQL: the row lock orders them.
+    await asyncio.gather(*(s.update("counter", "c", inc) for _ in range(40)
+                           for s in (store, peer)))
+    assert (await store.get_one("counter", {"id": "c"}))["n"] == 80
+
+
+async def test_a_closed_store_refuses_writes(store_url: str) -> None:
+    s = open_store(store_url)
+    await s.open()
+    await s.close()
+    with pytest.raises(StoreError):
+        await s.put("user", {"a": 1})
+
+
+# -- claims --------------------------------------------------------------------
+
+async def test_claim_leases_the_oldest_due_first_up_to_the_limit(store: Store) -> None:
+    async with store.batch() as b:
+        for i, due in enumerate([50.0, 10.0, 30.0, 20.0, 200.0]):
+            b.put("outbox", {"due": due, "i": i}, id=f"j{i}")
+    claimed = await store.claim("outbox", now=100.0, owner="me", lease=60.0, limit=3)
+    # The three oldest due (10, 20, 30); the order they come back in is not pinned.
+    assert sorted(ids(claimed)) == ["j1", "j2", "j3"]
+    # A lease is the owner and a due moved to its end, in what comes back and in the store.
+    assert all((d["lease_owner"], d["due"]) == ("me", 160.0) for d in claimed)
+    stored = await store.get_one("outbox", {"id": "j1"})
+    assert (stored["lease_owner"], stored["due"], stored["i"]) == ("me", 160.0, 1)
+    # The rest that is due; j4 is not due until 200.
+    assert ids(await store.claim("outbox", now=100.0, owner="me", lease=60.0,
+                                 limit=10)) == ["j0"]
+
+
+async def test_two_concurrent_claimers_never_get_the_same_document(store: Store,
+                                                                  peer: Store) -> None:
+    async with store.batch() as b:
+        for i in range(120):
+            b.put("outbox", {"due": float(i % 13)}, id=f"j{i}")
+
+    async def claimer(s: Store, name: str) -> list[str]:
+        got: list[str] = []
+        while batch := await s.claim("outbox", now=100.0, owner=name, lease=60.0, limit=7):
+            got += ids(batch)
+            await asyncio.sleep(0)
+        return got
+
+    runs = await asyncio.gather(*(claimer(s, f"c{n}") for n, s in
+                                  enumerate([store, peer, store, peer])))
+    every = [i for run in runs for i in run]
+    assert len(every) == len(set(every)) == 120
+    assert sum(1 for run in runs if run) >= 2  # they really did compete
+
+
+async def test_an_expired_lease_can_be_claimed_again(store: Store) -> None:
+    await store.put("outbox", {"due": 10.0}, id="j")
+    assert ids(await store.claim("outbox", now=100.0, owner="a", lease=5.0, limit=1)) == ["j"]
+    assert await store.claim("outbox", now=104.9, owner="b", lease=5.0, limit=1) == []
+    again = await store.claim("outbox", now=105.0, owner="b", lease=5.0, limit=1)
+    assert ids(again) == ["j"] and again[0]["lease_owner"] == "b"
+
+
+async def test_documents_without_a_due_are_never_claimed(store: Store) -> None:
+    async with store.batch() as b:
+        b.put("outbox", {"due": None}, id="null")
+        b.put("outbox", {"attempts": 0}, id="missing")
+        b.put("outbox", {"due": "soon"}, id="not-a-number")
+        b.put("outbox", {"due": 1.0}, id="due")
+        b.put("other", {"due": 1.0}, id="other-kind")
+    claimed = await store.claim("outbox", now=1e12, owner="me", lease=1.0, limit=10)
+    assert ids(claimed) == ["due"]
+
+
+# -- live updates --------------------------------------------------------------
+
+async def next_payload(sub, timeout: float = 5.0) -> dict:
+    return await asyncio.wait_for(sub.queue.get(), timeout)
+
+
+async def test_subscribers_get_each_payload_exactly_once(store: Store) -> None:
+    first, second = store.subscribe(), store.subscribe()
+    for i in range(3):
+        await store.publish({"type": "message", "i": i})
+    for sub in (first, second):
+        assert [(await next_payload(sub))["i"] for _ in range(3)] == [0, 1, 2]
+    await asyncio.sleep(0.2)  # nothing more arrives: not delivered twice
+    assert first.queue.empty() and second.queue.empty()
+    second.close()
+    await store.publish({"after": "close"})
+    assert await next_payload(first) == {"after": "close"}
+    assert second.queue.empty()
+
+
+# -- PostgreSQL: several processes on one database -------------------------------
+
+pg = pytest.mark.postgres
+
+
+@pg
+async def test_another_process_receives_published_payloads(pg_store_url: str) -> None:
+    async with open_store(pg_store_url) as a, open_store(pg_store_url) as b:
+        sub_a, sub_b = a.subscribe(), b.subscribe()
+        await a.publish({"type": "status", "owner": "ann", "n": 1})
+        assert await next_payload(sub_b) == {"type": "status", "owner": "ann", "n": 1}
+        assert await next_payload(sub_a) == {"type": "status", "owner": "ann", "n": 1}
+        await asyncio.sleep(0.2)
+        assert sub_a.queue.empty() and sub_b.queue.empty()
+
+
+@pg
+async def test_a_payload_too_large_for_notify_still_arrives_whole(pg_store_url: str) -> None:
+    big = {"type": "status", "owner": "ann", "events": ["é" * 100] * 200}  # ~120 kB as JSON
+    async with open_store(pg_store_url) as a, open_store(pg_store_url) as b:
+        sub_a, sub_b = a.subscribe(), b.subscribe()
+        await a.publish(big)
+        await a.publish({"small": 1})
+        assert [await next_payload(sub_b), await next_payload(sub_b)] == [big, {"small": 1}]
+        assert await next_payload(sub_a) == big
+
+
+@pg
+async def test_the_listener_reconnects_after_its_connection_is_killed(
+        pg_store_url: str) -> None:
+    async with open_store(pg_store_url) as store:
+        sub = store.subscribe()
+        await pg_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = 'bitmail-listen' "
+                       "AND datname = current_database()", pg_store_url)
+
+        async def heard() -> bool:
+            # What is published while it reconnects is lost; keep publishing.
+            await store.publish({"ping": True})
+            await asyncio.sleep(0.1)
+            return not sub.queue.empty()
+
+        await wait_for(heard, timeout=15)
+        assert await next_payload(sub) == {"ping": True}
+
+
+class CountingStore(PostgresStore):
+    """Counts the batches in each group commit (one transaction each)."""
+
+    groups: list[int]
+
+    async def _apply(self, groups: list) -> list:
+        self.groups.append(len(groups))
+        return await super()._apply(groups)
+
+
+@pg
+async def test_concurrent_batches_share_transactions(pg_store_url: str) -> None:
+    async with CountingStore(pg_store_url) as store:
+        store.groups = []
+        await asyncio.gather(*(store.put("message", {"i": i}) for i in range(200)))
+        assert sum(store.groups) == 200
+        assert len(store.groups) <= 20, store.groups
+        assert await store.count("message") == 200
+
+
+@pg
+async def test_the_schema_is_made_once_when_several_processes_start_at_once(
+        pg_url: str) -> None:
+    name = f"bitmail_test_{os.urandom(5).hex()}"
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    url = pg_database_url(name)
+    try:
+        stores = [open_store(url) for _ in range(6)]
+        await asyncio.gather(*(s.open() for s in stores))
+        await stores[0].put("user", {"a": 1}, id="u")
+        assert (await stores[-1].get_one("user", {"id": "u"}))["a"] == 1
+        await asyncio.gather(*(s.close() for s in stores))
+        conn = await asyncpg.connect(url)
+        try:
+            versions = await conn.fetch("SELECT version FROM schema_version ORDER BY version")
+        finally:
+            await conn.close()
+        assert [r["version"] for r in versions] == [1]
+        async with open_store(url):  # and a restart changes nothing
+            pass
+    finally:
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pg
+async def test_a_newer_schema_is_refused(pg_store_url: str) -> None:
+    async with open_store(pg_store_url):
+        pass
+    await pg_admin("INSERT INTO schema_version (version) VALUES (999)", pg_store_url)
+    try:
+        with pytest.raises(StoreError, match="newer"):
+            async with open_store(pg_store_url):
+                pass
+    finally:
+        await pg_admin("DELETE FROM schema_version WHERE version = 999", pg_store_url)
+
+
+def plan_nodes(plan: dict) -> list[tuple[str, str | None]]:
+    """(node type, index name) of every node of an EXPLAIN (FORMAT JSON) plan."""
+    node = plan["Node Type"]
+    if plan.get("Scan Direction") == "Backward":
+        node += " Backward"
+    out = [(node, plan.get("Index Name"))]
+    for child in plan.get("Plans", []):
+        out += plan_nodes(child)
+    return out
+
+
+async def explain(conn: asyncpg.Connection, sql: str, args: list) -> list[tuple[str, str | None]]:
+    """The generic plan of `sql` — the one a prepared statement settles on
+    after a few runs — whatever the argument values."""
+    await conn.execute("DEALLOCATE ALL")
+    await conn.execute(f"PREPARE q AS {sql}")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    literals = ", ".join("NULL" if a is None else "'" + str(a).replace("'", "''") + "'"
+                         for a in args)
+    rows = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE q({literals})")
+    return plan_nodes(json.loads(rows)[0]["Plan"])
+
+
+@pg
+async def test_folder_pages_and_claims_use_indexes(pg_store_url: str) -> None:
+    async with open_store(pg_store_url):
+        pass  # the schema
+    conn = await asyncpg.connect(pg_store_url)
+    try:
+        await conn.copy_records_to_table("docs", columns=["kind", "id", "data"], records=[
+            ("message", f"m{i}", json.dumps({"owner": f"u{i % 300}", "folder": "inbox"
+                                             if i % 3 else "sent", "subject": "hi"}))
+            for i in range(30000)
+        ] + [("outbox", f"o{i}", json.dumps({"due": float(i)})) for i in range(3000)])
+        await conn.execute("ANALYZE docs")
+
+        subset = {"owner": "u7", "folder": "inbox"}
+        sql, args = select_sql("message", subset, limit=51, newest_first=True)
+        args = [json.dumps(a) if isinstance(a, dict) else a for a in args]
+        nodes = await explain(conn, sql, args)
+        assert ("Index Scan Backward", "docs_message_owner_folder") in nodes, nodes
+        assert "Sort" not in {n for n, _ in nodes}, nodes
+
+        sql, args = select_sql("message", subset, limit=51, before=20000, newest_first=True)
+        args = [json.dumps(a) if isinstance(a, dict) else a for a in args]
+        nodes = await explain(conn, sql, args)
+        assert ("Index Scan Backward", "docs_message_owner_folder") in nodes, nodes
+
+        nodes = await explain(conn, claim_sql("outbox"), [100.0, 10, "me", 160.0])
+        assert ("Index Scan", "docs_outbox_due") in nodes, nodes
+        assert "Sort" not in {n for n, _ in nodes}, nodes
+    finally:
+        await conn.close()
+
+
+def test_pool_size_comes_from_the_url() -> None:
+    store = PostgresStore("postgresql://u@db.invalid/mail?pool_size=3&pool_min=0&sslmode=disable")
+    assert (store.pool_size, store.pool_min) == (3, 0)
+    assert "pool_size" not in store.dsn and "sslmode=disable" in store.dsn
+    assert PostgresStore("postgresql://u@db.invalid/mail").pool_size == 10
+    with pytest.raises(StoreError):
+        PostgresStore("postgresql://u@db.invalid/mail?pool_size=none")
+    with pytest.raises(StoreError):
+        PostgresStore("postgresql://u@db.invalid/mail?pool_size=2&pool_min=5")
