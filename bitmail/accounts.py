@@ -21,6 +21,7 @@ SESSION_TTL = 14 * 24 * 3600
 MAX_FAILURES_PER_NAME = 5
 MAX_FAILURES_PER_ADDRESS = 20
 FAILURE_WINDOW = 15 * 60
+API_KEY_CACHE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Accounts:
         # A fixed hash to verify against when the name is unknown, so a
         # login takes as long whether or not the user exists.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+        self._key_cache: dict[str, tuple[User, float]] = {}
 
     def user(self, username: str) -> User:
         return User(username, f"{username}@{self.domain}")
@@ -165,8 +167,20 @@ class Accounts:
         return key
 
     async def api_key_user(self, key: str) -> User | None:
-        doc = await self.store.get_one("apikey", {"id": _digest(key)})
-        return self.user(doc["username"]) if doc else None
+        """The key's user. Known keys are remembered for API_KEY_CACHE seconds,
+        because programs send many requests and each would cost a store read."""
+        digest = _digest(key)
+        cached = self._key_cache.get(digest)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        doc = await self.store.get_one("apikey", {"id": digest})
+        if doc is None:
+            return None
+        if len(self._key_cache) > 10_000:
+            self._key_cache.clear()
+        user = self.user(doc["username"])
+        self._key_cache[digest] = (user, time.monotonic() + API_KEY_CACHE)
+        return user
 
     async def set_location(self, username: str, location: object) -> None:
         if not isinstance(location, dict):

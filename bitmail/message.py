@@ -8,12 +8,15 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email import policy
+from email.encoders import encode_base64
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.parser import BytesParser
-from email.utils import format_datetime, getaddresses, parseaddr
+from email.utils import formatdate, getaddresses, parseaddr
 from typing import Any
 
 from .errors import TooLarge, ValidationError
@@ -66,29 +69,39 @@ class Message:
         )
 
     def to_mime(self) -> bytes:
-        """The MIME form; the same bytes go to every provider and every retry."""
-        mail = EmailMessage(policy=policy.SMTP)
-        mail["From"] = self.sender
-        if self.to:
-            mail["To"] = ", ".join(self.to)
-        if self.cc:
-            mail["Cc"] = ", ".join(self.cc)
-        mail["Subject"] = self.subject
-        mail["Date"] = format_datetime(datetime.fromtimestamp(self.date, UTC))
-        mail["Message-ID"] = self.message_id
-        mail["MIME-Version"] = "1.0"
-        for name, value in self.headers:
-            mail[name] = value
-        mail.set_content(self.text or "")
+        """The MIME form; built once at accept, so every provider and every
+        retry sends the same bytes.
+
+        Built with the classic (compat32) MIME classes: addresses here are
+        plain ASCII addr-specs and other headers are encoded explicitly, and
+        they take half the time of EmailMessage's header registry.
+        """
+        body: MIMEBase = MIMEText(self.text or "", "plain", "utf-8")
         if self.html:
-            mail.add_alternative(self.html, subtype="html")
-        for att in self.attachments:
-            maintype, _, subtype = att.content_type.partition("/")
-            mail.add_attachment(
-                att.content, maintype=maintype, subtype=subtype or "octet-stream",
-                filename=att.filename,
-            )
-        return mail.as_bytes()
+            body = _multipart("alternative", body, MIMEText(self.html, "html", "utf-8"))
+        if self.attachments:
+            parts = [body]
+            for att in self.attachments:
+                maintype, _, subtype = att.content_type.partition("/")
+                part = MIMEBase(maintype, subtype or "octet-stream")
+                part.set_payload(att.content)
+                encode_base64(part)
+                part.add_header("Content-Disposition", "attachment",
+                                filename=_rfc2231(att.filename))
+                parts.append(part)
+            body = _multipart("mixed", *parts)
+        for name, value in (
+            ("From", self.sender),
+            ("To", ", ".join(self.to)),
+            ("Cc", ", ".join(self.cc)),
+            ("Subject", _encoded(self.subject)),
+            ("Date", formatdate(self.date)),
+            ("Message-ID", self.message_id),
+            *((n, _encoded(v)) for n, v in self.headers),
+        ):
+            if value:
+                body[name] = value
+        return body.as_bytes(policy=_SMTP_7BIT)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form of the message's content (attachments in base64)."""
@@ -112,6 +125,25 @@ class Message:
             "message_id": self.message_id,
             "date": self.date,
         }
+
+
+_SMTP_7BIT = policy.SMTP.clone(cte_type="7bit")
+
+
+def _multipart(subtype: str, *parts: MIMEBase) -> MIMEMultipart:
+    container = MIMEMultipart(subtype)
+    for part in parts:
+        del part["MIME-Version"]  # only the top level carries it
+        container.attach(part)
+    return container
+
+
+def _encoded(value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def _rfc2231(filename: str) -> str | tuple[str, str, str]:
+    return filename if filename.isascii() else ("utf-8", "", filename)
 
 
 def new_message_id(domain: str) -> str:

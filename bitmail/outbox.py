@@ -68,7 +68,6 @@ class Outbox:
             "mime": base64.b64encode(mime).decode(),
             "message_id": message_id,
             "due": now,
-            "lease_until": 0,
             "attempts": 0,
             "accepted_at": now,
             "last_error": "",
@@ -84,7 +83,7 @@ class Outbox:
         until = time.time() + self.policy.lease
         async with self.store.batch() as batch:
             for job_id in job_ids:
-                batch.update(KIND, job_id, {"lease_until": until})
+                batch.update(KIND, job_id, {"due": until})
 
     @staticmethod
     def complete(batch: Batch, job: Job) -> None:
@@ -103,16 +102,16 @@ class Outbox:
         attempts = doc["attempts"] + 1
         due = now + self.policy.delay(attempts)
         await self.store.update(KIND, job.id, {
-            "recipients": list(recipients), "due": due, "lease_until": 0,
+            "recipients": list(recipients), "due": due,
             "attempts": attempts, "last_error": error,
         })
         return due
 
     async def release(self, jobs: list[Job]) -> None:
-        """Hand jobs back untried (shutdown, full queue): due now, no lease."""
+        """Hand jobs back untried (shutdown, no room): due now, which ends the lease."""
         async with self.store.batch() as batch:
             for job in jobs:
-                batch.update(KIND, job.id, {"lease_until": 0, "due": time.time()})
+                batch.update(KIND, job.id, {"due": time.time()})
 
     async def pending(self) -> int:
         return await self.store.count(KIND)

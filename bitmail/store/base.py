@@ -197,12 +197,17 @@ class Store(ABC):
     async def claim(
         self, kind: str, *, now: float, owner: str, lease: float, limit: int
     ) -> list[Document]:
-        """Lease up to `limit` documents whose `due` ≤ now and whose lease has
-        run out, oldest due first, so no two claimers hold the same one."""
+        """Lease up to `limit` documents whose `due` ≤ now, oldest due first.
+
+        A claim moves `due` to the end of the lease (and sets `lease_owner`):
+        the document comes back by itself if the claimer never finishes, no
+        other claimer sees it meanwhile, and the lookup only ever reads rows
+        that are really due. A document with `due` null is never claimed.
+        """
 
     async def release_leases(self, kind: str) -> int:
-        """Drop every lease and back-off on `kind`, so all of it is due now
-        (only for an exclusive store, at start)."""
+        """Make all of `kind` due now, leases and back-off alike (only for an
+        exclusive store, at start)."""
         raise StoreError("this store is shared; leases end by themselves")
 
     @asynccontextmanager

@@ -36,9 +36,13 @@ CREATE TABLE IF NOT EXISTS docs (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
     data TEXT NOT NULL,
-    UNIQUE (kind, id)
+    UNIQUE (id, kind)
 );
+CREATE INDEX IF NOT EXISTS ix_kind ON docs (kind, seq);
 """
+# (id, kind) rather than (kind, id): an index that leads with kind would look
+# to the planner like the best way into any lookup by kind, and it would pick
+# it over the per-kind indexes below.
 
 
 def _path(key: str) -> str:
@@ -266,10 +270,9 @@ class SQLiteStore(Store):
         if op.action == "release":
             # A restart tries everything afresh: leases dropped, back-off forgotten.
             cur = conn.execute(
-                "UPDATE docs SET data = json_set(data, '$.lease_until', 0, '$.due', "
-                f"min({_path('due')}, ?)) WHERE kind = '{check_key(op.kind)}' "
-                f"AND {_path('due')} IS NOT NULL",
-                (op.args["now"],),
+                f"UPDATE docs SET data = json_set(data, '$.due', min({_path('due')}, ?)) "
+                f"WHERE kind = '{check_key(op.kind)}' AND {_path('due')} > ?",
+                (op.args["now"], op.args["now"]),
             )
             return cur.rowcount
         raise StoreError(f"unknown store operation {op.action}")
@@ -277,12 +280,11 @@ class SQLiteStore(Store):
     def _claim(self, conn: sqlite3.Connection, kind: str, now: float, owner: str,
                lease: float, limit: int) -> list[Document]:
         rows = conn.execute(
-            "UPDATE docs SET data = json_set(data, '$.lease_owner', ?, '$.lease_until', ?) "
-            "WHERE seq IN (SELECT seq FROM docs "
-            f"WHERE kind = '{check_key(kind)}' AND {_path('due')} <= ? "
-            "AND coalesce(json_extract(data, '$.lease_until'), 0) <= ? "
+            "UPDATE docs SET data = json_set(data, '$.lease_owner', ?, '$.due', ?) "
+            f"WHERE seq IN (SELECT seq FROM docs INDEXED BY ix_{check_key(kind)}_due "
+            f"WHERE kind = '{kind}' AND {_path('due')} <= ? "
             f"ORDER BY {_path('due')} LIMIT ?) RETURNING seq, id, data",
-            (owner, now + lease, now, now, limit),
+            (owner, now + lease, now, limit),
         ).fetchall()
         return [_doc(*row) for row in rows]
 
