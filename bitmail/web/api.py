@@ -8,6 +8,7 @@ import json
 
 from aiohttp import web
 
+from .. import geo
 from ..errors import BitMailError, NotFound, ValidationError
 from ..mailbox import public, summary
 from ..message import parse_message
@@ -146,8 +147,6 @@ async def contacts(request: web.Request) -> web.Response:
 
 @routes.get("/api/geolists")
 async def geolists(request: web.Request) -> web.Response:
-    from .. import geo
-
     runtime = request.app[RUNTIME]
     user = user_of(request)
     domain = runtime.settings.domain
