@@ -28,9 +28,6 @@ INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "message": (("owner", "folder"), ("message_id",)),
     "outbox": (("due",),),
 }
-INDEXED_KEYS: tuple[tuple[str, ...], ...] = tuple(
-    dict.fromkeys(keys for per_kind in INDEXES.values() for keys in per_kind))
-
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
