@@ -68,11 +68,11 @@ def _where(kind: str, subset: Document | None) -> tuple[str, list[Any], Document
         if key == "id" and isinstance(value, str):
             clauses.append("id = ?")
             params.append(value)
-        elif isinstance(value, bool):
+        elif isinstance(value, (bool, int, float)):
             clauses.append(f"{_path(key)} = ?")
-            params.append(1 if value else 0)
-            rest[key] = value  # json_extract gives 1 for both true and 1
-        elif isinstance(value, (str, int, float)):
+            params.append(value)
+            rest[key] = value  # json_extract gives 1 for true and for 1: Python tells them apart
+        elif isinstance(value, str):
             clauses.append(f"{_path(key)} = ?")
             params.append(value)
         elif value is None:
