@@ -12,7 +12,7 @@ from . import config
 from .app import running, serve, with_self_signed
 from .errors import BitMailError
 from .message import parse_message
-from .store import StoreError
+from .store import Store, StoreError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +35,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True)
     p.add_argument("--subject", default="")
     p.add_argument("--text", default="")
+    p = sub.add_parser("suppression", help="the suppression list (hard bounces, complaints)")
+    p.add_argument("action", choices=["list", "remove"])
+    p.add_argument("address", nargs="?")
     return parser
+
+
+async def _suppression(args: argparse.Namespace, store: Store) -> int:
+    """`suppression list` prints one entry a line; `remove ADDRESS` sends to it again."""
+    from .suppression import SuppressionList
+
+    suppressions = SuppressionList(store)
+    if args.action == "list":
+        before = None
+        while True:
+            docs, before = await suppressions.entries(before=before, limit=500)
+            for d in docs:
+                print(f"{d['address']}\t{d.get('reason', '')}\t{d.get('provider') or ''}\t"
+                      f"{d.get('detail') or ''}")
+            if before is None:
+                return 0
+    if not args.address:
+        print("suppression remove needs ADDRESS", file=sys.stderr)
+        return 2
+    if not await suppressions.remove(args.address):
+        print(f"{args.address} is not on the suppression list", file=sys.stderr)
+        return 1
+    print(f"removed {args.address.strip().lower()}")
+    return 0
 
 
 async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
@@ -51,6 +78,8 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
         elif args.command == "user":
             for name in sorted(await rt.accounts.usernames()):
                 print(name)
+        elif args.command == "suppression":
+            return await _suppression(args, rt.store)
         elif args.command == "send":
             user = rt.accounts.user(args.sender)
             message = parse_message({"to": args.to, "subject": args.subject, "text": args.text},

@@ -246,6 +246,7 @@ class Container:
         ambiguous = job.id in self._ambiguous
         self._ambiguous.discard(job.id)
         pmid = result.provider_message_id if result else None
+        ids = result.recipient_ids if result else {}  # a provider's own id per recipient
         events = []
         for r in job.recipients:
             if r in refused:
@@ -254,12 +255,12 @@ class Container:
                 events.append(Event(kind, job.message, r, attempt.provider, detail=f.detail))
             else:
                 events.append(Event(
-                    EventType.SENT, job.message, r, attempt.provider, pmid,
+                    EventType.SENT, job.message, r, attempt.provider, ids.get(r, pmid),
                     detail="sent; an earlier try may also have gone out" if ambiguous else "",
                     ambiguous=ambiguous))
         batch = Batch()
-        if pmid:
-            self.mailbox.track(batch, attempt.provider, pmid, job.message)
+        for tracked in dict.fromkeys(i for i in (pmid, *ids.values()) if i):
+            self.mailbox.track(batch, attempt.provider, tracked, job.message)
         retry = tuple(r for r in job.recipients
                       if r in refused and refused[r].outcome != Outcome.PERMANENT)
         if not retry:

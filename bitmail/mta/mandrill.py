@@ -89,7 +89,7 @@ class MandrillProvider(HTTPProvider):
     def _result(self, job: Job, results: list[Any]) -> SendResult:
         by_address = {r.lower(): r for r in job.recipients}
         refused: list[RecipientFailure] = []
-        ids: list[str] = []
+        ids: dict[str, str] = {}  # recipient → Mandrill's id for it
         for entry in results:
             if not isinstance(entry, dict):
                 continue
@@ -107,14 +107,16 @@ class MandrillProvider(HTTPProvider):
                     log.warning("mandrill %s: unknown status %r for message %s",
                                 self.name, status, job.message)
                 if entry.get("_id"):
-                    ids.append(str(entry["_id"]))
+                    ids[recipient] = str(entry["_id"])
         if refused and len(refused) == len(job.recipients) and all(
                 f.outcome == Outcome.PROVIDER_FAULT for f in refused):
             # Refused for the account's sake (unsigned domain, test mode): the
             # message is fine and another provider can send all of it.
             raise ProviderError(Outcome.PROVIDER_FAULT, refused[0].detail)
-        # One id per recipient at Mandrill; the first taken one stands for the send.
-        return SendResult(provider_message_id=ids[0] if ids else None, refused=tuple(refused))
+        # One id per recipient at Mandrill, each named by that recipient's
+        # webhooks; the first taken one stands for the send.
+        return SendResult(provider_message_id=next(iter(ids.values()), None),
+                          refused=tuple(refused), recipient_ids=ids)
 
     def _error(self, answer: HTTPAnswer) -> ProviderError:
         name, message = "", ""

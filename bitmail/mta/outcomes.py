@@ -7,7 +7,7 @@ never on a provider's status codes or error names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -43,10 +43,16 @@ class RecipientFailure:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """A send the provider accepted, for every recipient not in `refused`."""
+    """A send the provider accepted, for every recipient not in `refused`.
+
+    `recipient_ids` is for providers that give each recipient an id of its
+    own (Mandrill): recipient → id, which their webhooks then name.
+    `provider_message_id` stands for the whole send.
+    """
 
     provider_message_id: str | None = None
     refused: tuple[RecipientFailure, ...] = ()
+    recipient_ids: dict[str, str] = field(default_factory=dict)
 
 
 def classify_http(status: int) -> Outcome:

@@ -1,0 +1,433 @@
+"""Amazon SES through SNS: `POST /hooks/ses`.
+
+SNS signs each message with RSA (SignatureVersion 1: SHA1, 2: SHA256) over a
+canonical string of documented fields, and names the certificate in
+`SigningCertURL`. Anyone with an AWS account can make SNS sign messages, so two
+checks decide together: the signature (certificate fetched only from an
+`https://sns.<region>.amazonaws.com/….pem` URL, and cached), and the topic,
+which must be one of a configured SES provider's `sns_topics` — that also says
+which provider the events belong to.
+
+Three kinds of message: a `SubscriptionConfirmation` (confirmed by a GET on
+its `SubscribeURL`, validated as strictly), an `UnsubscribeConfirmation`
+(kept, never acted on), and a `Notification` whose `Message` is an SES event
+(event publishing's `eventType`, or identity notifications'
+`notificationType`) or received mail (`notificationType: Received`).
+
+Certificates and confirmations go through `SnsClient.fetch`, the only I/O
+here. The application holds one SnsClient under `SNS_CLIENT`; tests replace
+its `fetch` with one that serves their own self-signed certificate for an
+`https://sns.<region>.amazonaws.com/…pem` URL and records confirmations, so
+the URL checks, the cache and the signature check are exactly those that run
+in production.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import aiohttp
+from aiohttp import web
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from yarl import URL
+
+from ...config import ProviderSettings
+from ...errors import ValidationError
+from ...events import EventType
+from .base import (
+    BadSignature,
+    Inbound,
+    Incoming,
+    Notice,
+    Record,
+    Skip,
+    Unavailable,
+    Verified,
+    Webhook,
+    event_key,
+    need,
+    optional,
+    parse_json,
+    timestamp,
+)
+
+log = logging.getLogger(__name__)
+
+# The fields each message type signs, in the documented order. A Notification
+# signs Subject only when it has one.
+SIGNED_FIELDS: dict[str, tuple[str, ...]] = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token",
+                                 "TopicArn", "Type"),
+    "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token",
+                                "TopicArn", "Type"),
+}
+SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "1": hashes.SHA1,
+    "2": hashes.SHA256,
+}
+
+# SES's event names (eventType or notificationType) → BitMail's; a bounce is
+# refined by its bounceType.
+EVENT_TYPES: dict[str, EventType] = {
+    "Send": EventType.SENT,
+    "Delivery": EventType.DELIVERED,
+    "Bounce": EventType.BOUNCED,
+    "Complaint": EventType.COMPLAINED,
+    "Reject": EventType.REJECTED,
+    "DeliveryDelay": EventType.DEFERRED,
+    "Open": EventType.OPENED,
+    "Click": EventType.CLICKED,
+    "Received": EventType.INBOUND,
+}
+BOUNCE_TYPES: dict[str, EventType] = {
+    "Permanent": EventType.BOUNCED,
+    "Transient": EventType.DEFERRED,
+    "Undetermined": EventType.DEFERRED,
+}
+# Where an event names its recipients (its own object, then the list in it);
+# events not listed concern every address in mail.destination.
+RECIPIENT_LISTS: dict[str, tuple[str, str]] = {
+    "Bounce": ("bounce", "bouncedRecipients"),
+    "Complaint": ("complaint", "complainedRecipients"),
+    "Delivery": ("delivery", "recipients"),
+    "DeliveryDelay": ("deliveryDelay", "delayedRecipients"),
+}
+# Opens and clicks do not say which recipient; with one destination it is clear.
+UNATTRIBUTED = ("Open", "Click")
+
+CERT_MAX_BYTES = 64 * 1024
+# Where SNS keeps its certificates and takes confirmations: its own endpoints
+# (sns.<region>.amazonaws.com, .com.cn in China), nowhere else.
+SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+CERT_PATH = re.compile(r"^/[A-Za-z0-9_.-]+\.pem$")
+
+
+# -- URLs and signatures ------------------------------------------------------
+
+
+def _sns_url(value: str, field: str) -> URL:
+    """An https URL on an SNS endpoint host, nothing else (no port, no user)."""
+    try:
+        url = URL(value)
+    except (ValueError, TypeError):
+        raise BadSignature("is not a URL", field=field, code="bad_url") from None
+    if (url.scheme != "https" or not SNS_HOST.fullmatch(url.raw_host or "")
+            or url.user is not None or url.password is not None
+            or url.explicit_port not in (None, 443) or url.fragment):
+        raise BadSignature("must be an https://sns.<region>.amazonaws.com/ URL", field=field,
+                           code="bad_url")
+    return url
+
+
+def check_certificate_url(value: str) -> URL:
+    """SigningCertURL: an SNS host, a plain path to a .pem, no query."""
+    url = _sns_url(value, "SigningCertURL")
+    if url.query_string or not CERT_PATH.fullmatch(url.raw_path):
+        raise BadSignature("must name a .pem file on the SNS host", field="SigningCertURL",
+                           code="bad_url")
+    return url
+
+
+def check_subscribe_url(value: str, topic: str) -> URL:
+    """SubscribeURL: an SNS host, Action=ConfirmSubscription for this very topic."""
+    url = _sns_url(value, "SubscribeURL")
+    if (url.path not in ("", "/") or url.query.get("Action") != "ConfirmSubscription"
+            or url.query.get("TopicArn") != topic):
+        raise BadSignature("must confirm a subscription to this topic on the SNS host",
+                           field="SubscribeURL", code="bad_url")
+    return url
+
+
+def canonical(message: dict[str, Any]) -> bytes:
+    """The string SNS signs: "Name\\nValue\\n" for each signed field, in order."""
+    out = []
+    for name in SIGNED_FIELDS[message["Type"]]:
+        value = message.get(name)
+        if value is None:
+            continue  # only Subject may be absent (required fields were checked)
+        out.append(f"{name}\n{value}\n")
+    return "".join(out).encode()
+
+
+def verify_signature(message: dict[str, Any], key: rsa.RSAPublicKey) -> None:
+    """BadSignature unless `key` signed the canonical form of `message`."""
+    try:
+        signature = base64.b64decode(message["Signature"], validate=True)
+    except (binascii.Error, ValueError):
+        raise BadSignature("is not base64", field="Signature") from None
+    algorithm = SIGNATURE_HASHES[message["SignatureVersion"]]()
+    try:
+        key.verify(signature, canonical(message), padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        raise BadSignature("the SNS signature does not match the message",
+                           field="Signature") from None
+
+
+# -- the only I/O: certificates and confirmations ---------------------------------
+
+
+class FetchError(Exception):
+    """An SNS URL answered with something other than 200."""
+
+    def __init__(self, url: str, status: int):
+        super().__init__(f"{url} answered {status}")
+        self.status = status
+
+
+Fetch = Callable[[str], Awaitable[bytes]]
+
+
+class SnsClient:
+    """Fetches SNS signing certificates (cached by URL) and confirms subscriptions.
+
+    `fetch(url) -> bytes` is the one I/O function: raise FetchError for an HTTP
+    answer that is not 200, anything else (aiohttp.ClientError, TimeoutError,
+    OSError) when the endpoint cannot be reached. The default uses aiohttp.
+    """
+
+    def __init__(self, fetch: Fetch | None = None, *, cache_size: int = 32,
+                 timeout: float = 10.0):
+        self.fetch: Fetch = fetch or self._get
+        self._cache: OrderedDict[str, x509.Certificate] = OrderedDict()
+        self._cache_size = cache_size
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def public_key(self, url: str) -> rsa.RSAPublicKey:
+        """The RSA key of the certificate at `url` (already validated)."""
+        cert = self._cache.get(url)
+        if cert is None:
+            cert = await self._load(url)
+            self._cache[url] = cert
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(url)
+        now = datetime.now(UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            self._cache.pop(url, None)
+            raise BadSignature("the SNS signing certificate is not valid now",
+                               field="SigningCertURL")
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise BadSignature("the SNS signing certificate has no RSA key",
+                               field="SigningCertURL")
+        return key
+
+    async def _load(self, url: str) -> x509.Certificate:
+        try:
+            pem = await self.fetch(url)
+        except FetchError as exc:
+            raise BadSignature(f"the signing certificate could not be fetched ({exc.status})",
+                               field="SigningCertURL") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("cannot fetch the SNS certificate %s: %s", url, exc)
+            raise Unavailable("the SNS signing certificate cannot be fetched now; try again",
+                              field="SigningCertURL") from None
+        if len(pem) > CERT_MAX_BYTES:
+            raise BadSignature("the signing certificate is too large", field="SigningCertURL")
+        try:
+            return x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise BadSignature("the signing certificate cannot be read",
+                               field="SigningCertURL") from None
+
+    async def confirm(self, url: str) -> None:
+        """Confirm a subscription (a GET on its validated SubscribeURL)."""
+        await self.fetch(url)
+
+    async def _get(self, url: str) -> bytes:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout))
+        async with self._session.get(url, allow_redirects=False) as resp:
+            if resp.status != 200:
+                raise FetchError(url, resp.status)
+            # Reading stops past the limit; one byte over is enough to refuse it.
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(16 * 1024):
+                data += chunk
+                if len(data) > CERT_MAX_BYTES:
+                    break
+            return bytes(data[:CERT_MAX_BYTES + 1])
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+SNS_CLIENT = web.AppKey("sns_client", SnsClient)
+
+
+# -- the webhook ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    """A subscription to confirm, processed in the background."""
+
+    url: str
+    topic: str
+
+
+def _topics(provider: ProviderSettings) -> list[str]:
+    raw = provider.webhook.get("sns_topics") or []
+    if isinstance(raw, str):  # one ARN, or several with commas (an environment variable)
+        raw = raw.split(",")
+    return [str(t).strip() for t in raw if str(t).strip()]
+
+
+class SesHook(Webhook):
+    """`POST /hooks/ses`: SNS messages carrying SES events and received mail."""
+
+    type = "ses"
+    name = "ses"
+    secrets = ("sns_topics",)
+    event_types: ClassVar[dict[str, EventType]] = EVENT_TYPES
+
+    async def validate_request(self, app: web.Application, incoming: Incoming,
+                               providers: Sequence[ProviderSettings]) -> Verified:
+        message = parse_json(incoming.body)  # SNS posts JSON as text/plain
+        if not isinstance(message, dict):
+            raise ValidationError("the body must be a JSON object", code="bad_json")
+        kind = need(message, "Type", str, "Type")
+        if kind not in SIGNED_FIELDS:
+            raise ValidationError(f"unknown SNS message type {kind!r}", field="Type")
+        header = incoming.headers.get("x-amz-sns-message-type")
+        if header is not None and header != kind:
+            raise ValidationError("does not match the message's Type",
+                                  field="x-amz-sns-message-type")
+        for name in (*SIGNED_FIELDS[kind], "Signature", "SignatureVersion", "SigningCertURL"):
+            if name != "Subject":
+                need(message, name, str, name)
+        optional(message, "Subject", str, "Subject")
+        topic = message["TopicArn"]
+        provider = next((p for p in providers if topic in _topics(p)), None)
+        if provider is None:
+            raise BadSignature(f"topic {topic} is not in any SES provider's sns_topics",
+                               field="TopicArn", code="topic_not_allowed")
+        if message["SignatureVersion"] not in SIGNATURE_HASHES:
+            raise ValidationError("must be 1 or 2", field="SignatureVersion")
+        cert_url = check_certificate_url(message["SigningCertURL"])
+        verify_signature(message, await app[SNS_CLIENT].public_key(str(cert_url)))
+        return Verified(provider, (Record(event_key(provider.name, message["MessageId"]),
+                                          message),))
+
+    def parse_events(self, payload: Any) -> list[Notice | Inbound | Skip | Confirm]:
+        kind = need(payload, "Type", str, "Type")
+        if kind == "SubscriptionConfirmation":
+            topic = need(payload, "TopicArn", str, "TopicArn")
+            url = check_subscribe_url(need(payload, "SubscribeURL", str, "SubscribeURL"), topic)
+            return [Confirm(str(url), topic)]
+        if kind == "UnsubscribeConfirmation":
+            return [Skip("SNS says the subscription ended; not re-subscribing")]
+        event = parse_json(need(payload, "Message", str, "Message"), "Message")
+        if not isinstance(event, dict):
+            raise ValidationError("must be a JSON object (an SES event)", field="Message")
+        name = optional(event, "eventType", str, "Message.eventType") or optional(
+            event, "notificationType", str, "Message.notificationType")
+        if name is None:
+            raise ValidationError("has neither eventType nor notificationType", field="Message")
+        kind_of = self.event_types.get(name)
+        if kind_of is None:
+            return [Skip(f"SES event {name!r} is not tracked")]
+        mail = need(event, "mail", dict, "Message.mail")
+        if kind_of == EventType.INBOUND:
+            return _received(event, mail)
+        return _notices(name, kind_of, event, mail)
+
+    async def perform(self, app: web.Application, provider: str, item: Any) -> str:
+        if not isinstance(item, Confirm):
+            return await super().perform(app, provider, item)
+        try:
+            await app[SNS_CLIENT].confirm(item.url)
+        except (FetchError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.error("could not confirm the SNS subscription to %s for %s: %s", item.topic,
+                      provider, exc)
+            return f"confirmation failed: {exc}"
+        log.info("confirmed the SNS subscription to %s for %s", item.topic, provider)
+        return f"subscription to {item.topic} confirmed"
+
+
+def _message_id(mail: dict[str, Any]) -> str | None:
+    """The RFC Message-ID of the sent mail: from mail.headers, else commonHeaders."""
+    for header in mail.get("headers") or []:
+        if (isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id"
+                and isinstance(header.get("value"), str)):
+            return header["value"]
+    common = mail.get("commonHeaders")
+    if isinstance(common, dict) and isinstance(common.get("messageId"), str):
+        return common["messageId"]
+    return None
+
+
+def _destination(mail: dict[str, Any]) -> list[str]:
+    dest = optional(mail, "destination", list, "Message.mail.destination") or []
+    return [d for d in dest if isinstance(d, str)]
+
+
+def _notices(name: str, kind: EventType, event: dict[str, Any],
+             mail: dict[str, Any]) -> list[Notice]:
+    key = name[0].lower() + name[1:]  # the event's own object: "bounce", "deliveryDelay", …
+    body = optional(event, key, dict, f"Message.{key}") or {}
+    if name == "Bounce":
+        kind = BOUNCE_TYPES.get(str(body.get("bounceType")), EventType.BOUNCED)
+    pmid = optional(mail, "messageId", str, "Message.mail.messageId")
+    at = timestamp(body.get("timestamp")) or timestamp(mail.get("timestamp"))
+    general = _general_detail(name, body)
+    targets: list[tuple[str | None, str]] = []
+    if name in RECIPIENT_LISTS:
+        obj, listed = RECIPIENT_LISTS[name]
+        for entry in optional(body, listed, list, f"Message.{obj}.{listed}") or []:
+            if isinstance(entry, str):
+                targets.append((entry, general))
+            elif isinstance(entry, dict) and isinstance(entry.get("emailAddress"), str):
+                specific = entry.get("diagnosticCode") or entry.get("status") or ""
+                targets.append((entry["emailAddress"], str(specific) or general))
+        if not targets:
+            raise ValidationError("names no recipient", field=f"Message.{obj}.{listed}")
+    elif name in UNATTRIBUTED:
+        dest = _destination(mail)
+        targets.append((dest[0] if len(dest) == 1 else None, general))
+    else:
+        targets += [(address, general) for address in _destination(mail)] or [(None, general)]
+    return [Notice(kind, recipient, detail, at, provider_message_id=pmid,
+                   message_id=_message_id(mail)) for recipient, detail in targets]
+
+
+def _general_detail(name: str, body: dict[str, Any]) -> str:
+    fields = {"Bounce": ("bounceType", "bounceSubType"), "Complaint": ("complaintFeedbackType",),
+              "Delivery": ("smtpResponse",), "Reject": ("reason",),
+              "DeliveryDelay": ("delayType",), "Click": ("link",)}.get(name, ())
+    return " ".join(str(body[f]) for f in fields if body.get(f))
+
+
+def _received(event: dict[str, Any], mail: dict[str, Any]) -> list[Inbound | Skip]:
+    receipt = optional(event, "receipt", dict, "Message.receipt") or {}
+    recipients = [r for r in (receipt.get("recipients") or _destination(mail))
+                  if isinstance(r, str)]
+    content = optional(event, "content", str, "Message.content")
+    if content is None:
+        # An S3 action's notification carries no content; the mail is in S3.
+        return [Skip("received mail without content (not an SNS action?)")]
+    action = receipt.get("action") if isinstance(receipt.get("action"), dict) else {}
+    if str(action.get("encoding", "UTF8")).upper() == "BASE64":
+        try:
+            mime = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError("is not base64", field="Message.content") from None
+    else:
+        mime = content.encode("utf-8", "surrogateescape")
+    return [Inbound(tuple(r.strip().lower() for r in recipients), mime=mime)]

@@ -1,0 +1,44 @@
+"""The suppression list over HTTP: `GET /api/suppressions`,
+`DELETE /api/suppressions/{address}`.
+
+Entries come from providers' webhooks (hard bounces, complaints); removing
+one lets BitMail send to that address again.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import NotFound, ValidationError
+from ..suppression import SuppressionList, public
+from .keys import RUNTIME
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/suppressions")
+async def entries(request: web.Request) -> web.Response:
+    """A page of entries, newest first: `{"suppressions": [...], "next"}`."""
+    suppressions = SuppressionList(request.app[RUNTIME].store)
+    address = request.query.get("address")
+    if address:
+        doc = await suppressions.get(address)
+        return web.json_response({"suppressions": [public(doc)] if doc else [], "next": None})
+    try:
+        before = int(request.query["before"]) if "before" in request.query else None
+    except ValueError:
+        raise ValidationError("must be a whole number", field="before") from None
+    try:
+        limit = min(max(int(request.query.get("limit", 100)), 1), 1000)
+    except ValueError:
+        raise ValidationError("must be a whole number", field="limit") from None
+    docs, cursor = await suppressions.entries(before=before, limit=limit)
+    return web.json_response({"suppressions": [public(d) for d in docs], "next": cursor})
+
+
+@routes.delete("/api/suppressions/{address}")
+async def remove(request: web.Request) -> web.Response:
+    address = request.match_info["address"]
+    if not await SuppressionList(request.app[RUNTIME].store).remove(address):
+        raise NotFound(f"{address} is not on the suppression list", field="address")
+    return web.Response(status=204)

@@ -1,0 +1,468 @@
+"""Mailgun webhooks: tracking events and inbound mail, signed as Mailgun signs them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+
+import aiohttp
+import pytest
+
+from bitmail.mta.outcomes import Outcome
+from bitmail.web.hooks import BACKGROUND
+
+from conftest import (
+    MAILGUN_EU_KEY,
+    MAILGUN_KEY,
+    hook_counts,
+    hooks_idle,
+    inbox,
+    recipient_status,
+    sent_message,
+    track,
+)
+
+
+def signature(key: str = MAILGUN_KEY, *, timestamp: float | None = None,
+              token: str | None = None) -> dict[str, str]:
+    """Mailgun's `signature` object: hex HMAC-SHA256 of timestamp + token."""
+    ts = str(int(time.time() if timestamp is None else timestamp))
+    token = token or secrets.token_hex(25)
+    sig = hmac.new(key.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": ts, "token": token, "signature": sig}
+
+
+def event(name: str, recipient: str, message_id: str, **extra) -> dict:
+    """An `event-data` object as Mailgun documents it."""
+    return {"event": name, "id": secrets.token_urlsafe(16), "timestamp": time.time(),
+            "recipient": recipient, "log-level": "info",
+            "message": {"headers": {"message-id": message_id, "to": recipient,
+                                    "from": "alice@localhost", "subject": "webhook test"}},
+            **extra}
+
+
+def body(name: str, recipient: str, message_id: str, key: str = MAILGUN_KEY, **extra) -> dict:
+    return {"signature": signature(key), "event-data": event(name, recipient, message_id,
+                                                             **extra)}
+
+
+def bare(message: dict) -> str:
+    """Mailgun's id as the container tracks it: without <>."""
+    return message["message_id"].strip("<>")
+
+
+async def post(service, payload, path: str = "/hooks/mailgun"):
+    return await service.client.post(path, json=payload)
+
+
+# -- events --------------------------------------------------------------------
+
+
+async def test_delivered_webhook_shows_delivered_to_the_sender_live(hook_service):
+    message = await sent_message(hook_service)
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    updates = hook_service.runtime.store.subscribe()
+    resp = await post(hook_service, body("delivered", "bob@example.com", bare(message),
+                                         **{"delivery-status": {"code": 250,
+                                                                "message": "OK"}}))
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["status"] == "accepted"
+    await hooks_idle(hook_service)
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    assert bob["status"] == "delivered" and bob["provider"] == "mailgun"
+    carol = await recipient_status(hook_service, message, "carol@example.org")
+    assert carol["status"] == "sent"
+    live = updates.queue.get_nowait()
+    while live.get("type") != "status":
+        live = updates.queue.get_nowait()
+    assert live["owner"] == "alice" and live["message"]["id"] == message["id"]
+    updates.close()
+
+
+@pytest.mark.parametrize(("name", "extra", "event_type", "status"), [
+    ("accepted", {}, "sent", "sent"),
+    ("delivered", {}, "delivered", "delivered"),
+    ("failed", {"severity": "permanent", "reason": "bounce",
+                "delivery-status": {"code": 550, "message": "5.1.1 no such user"}},
+     "bounced", "bounced"),
+    ("failed", {"severity": "temporary", "reason": "generic",
+                "delivery-status": {"code": 452, "message": "mailbox full"}},
+     "deferred", "sent"),
+    ("rejected", {"reject": {"reason": "spam", "description": ""}}, "rejected", "failed"),
+    ("complained", {}, "complained", "complained"),
+    ("unsubscribed", {}, "unsubscribed", "sent"),
+    ("opened", {"ip": "192.0.2.1"}, "opened", "sent"),
+    ("clicked", {"url": "https://example.com/x"}, "clicked", "sent"),
+])
+async def test_every_mailgun_event_becomes_a_bitmail_event(hook_service, name, extra,
+                                                           event_type, status):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    resp = await post(hook_service, body(name, "bob@example.com", bare(message), **extra))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    got = await hook_service.client.get(f"/api/messages/{message['id']}",
+                                        headers=message["headers"])
+    doc = await got.json()
+    assert doc["recipients"][0]["status"] == status
+    last = doc["events"][-1]
+    assert last["type"] == event_type and last["provider"] == "mailgun"
+    assert last["recipient"] == "bob@example.com"
+
+
+async def test_permanent_failure_suppresses_the_address_and_counts_a_bounce(hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    resp = await post(hook_service, body("failed", "Bob@Example.com", bare(message),
+                                         severity="permanent", reason="bounce"))
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    entry = await hook_service.runtime.store.get_one("suppression", {"id": "bob@example.com"})
+    assert entry["reason"] == "bounced" and entry["provider"] == "mailgun"
+    slot = hook_service.runtime.container.slots["mailgun"]
+    assert slot.figures.events["bounced"] == 1
+    # The rate is per message the provider accepted in this process.
+    slot.figures.outcomes.clear()
+    for _ in range(4):
+        slot.figures.record(Outcome.ACCEPTED, 0.01)
+    providers = await (await hook_service.client.get(
+        "/api/providers", headers=message["headers"])).json()
+    mailgun = next(p for p in providers["providers"] if p["name"] == "mailgun")
+    assert mailgun["bounce_rate"] == 0.25 and mailgun["complaint_rate"] == 0.0
+
+
+async def test_temporary_failure_does_not_suppress(hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    await post(hook_service, body("failed", "bob@example.com", bare(message),
+                                  severity="temporary"))
+    await hooks_idle(hook_service)
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+async def test_the_provider_is_the_account_whose_key_signed(hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun-eu", bare(message), message["id"])
+    resp = await post(hook_service, body("delivered", "bob@example.com", bare(message),
+                                         key=MAILGUN_EU_KEY))
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    assert bob["status"] == "delivered" and bob["provider"] == "mailgun-eu"
+
+
+async def test_a_provider_path_accepts_only_that_providers_key(hook_service):
+    before = await hook_counts(hook_service)
+    wrong = await post(hook_service, body("delivered", "bob@example.com", "x@y"),
+                       path="/hooks/mailgun/mailgun-eu")
+    assert wrong.status == 403
+    assert (await wrong.json())["error"]["code"] == "bad_signature"
+    assert await hook_counts(hook_service) == before
+    right = await post(hook_service, body("delivered", "bob@example.com", "x@y",
+                                          key=MAILGUN_EU_KEY),
+                       path="/hooks/mailgun/mailgun-eu")
+    assert right.status == 200
+    unknown = await post(hook_service, body("delivered", "bob@example.com", "x@y"),
+                         path="/hooks/mailgun/nobody")
+    assert unknown.status == 404
+    assert (await unknown.json())["error"]["code"] == "no_provider"
+
+
+async def test_falls_back_to_the_message_id_when_nothing_was_tracked(hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    resp = await post(hook_service, body("delivered", "bob@example.com", bare(message)))
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    assert bob["status"] == "delivered"
+
+
+async def test_an_event_for_an_unknown_message_is_kept_and_answered_200(hook_service):
+    payload = body("delivered", "bob@example.com", "nobody-knows@mailgun.example")
+    resp = await post(hook_service, payload)
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    kept = await hook_service.runtime.store.get("webhook")
+    assert len(kept) == 1 and kept[0]["provider"] == "mailgun"
+    assert kept[0]["state"] == "done" and "no such message" in kept[0]["result"]
+    assert kept[0]["payload"]["event-data"]["id"] == payload["event-data"]["id"]
+
+
+async def test_an_untracked_event_name_is_kept_and_changes_nothing(hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    resp = await post(hook_service, body("stored", "bob@example.com", bare(message)))
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    assert bob["status"] == "sent"
+    assert await hook_service.runtime.store.count("webhook") == 1
+
+
+# -- refusals: each changes nothing --------------------------------------------
+
+
+async def refused(service, payload, status: int, code: str, *, path="/hooks/mailgun",
+                  raw: bytes | None = None, content_type: str = "application/json"):
+    before = await hook_counts(service)
+    if raw is None:
+        resp = await service.client.post(path, json=payload)
+    else:
+        resp = await service.client.post(path, data=raw,
+                                         headers={"Content-Type": content_type})
+    assert resp.status == status, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == code, error
+    assert await hook_counts(service) == before
+    return error
+
+
+async def test_a_forged_signature_is_refused(hook_service):
+    payload = body("delivered", "bob@example.com", "x@y", key="not-the-key")
+    error = await refused(hook_service, payload, 403, "bad_signature")
+    assert error["field"] == "signature"
+
+
+async def test_a_tampered_timestamp_is_refused(hook_service):
+    payload = body("delivered", "bob@example.com", "x@y")
+    payload["signature"]["timestamp"] = str(int(payload["signature"]["timestamp"]) + 1)
+    await refused(hook_service, payload, 403, "bad_signature")
+
+
+@pytest.mark.parametrize("shift", [-301, -3600, 3600])
+async def test_stale_and_future_timestamps_are_refused(hook_service, shift):
+    payload = {"signature": signature(timestamp=time.time() + shift),
+               "event-data": event("delivered", "bob@example.com", "x@y")}
+    error = await refused(hook_service, payload, 403, "stale_timestamp")
+    assert error["field"] == "signature.timestamp"
+
+
+async def test_a_token_used_before_is_refused_with_a_new_event(hook_service):
+    first = body("delivered", "bob@example.com", "x@y")
+    assert (await post(hook_service, first)).status == 200
+    replay = {"signature": first["signature"],
+              "event-data": event("complained", "bob@example.com", "x@y")}
+    error = await refused(hook_service, replay, 403, "replayed")
+    assert error["field"] == "token"
+
+
+async def test_the_same_request_twice_changes_nothing_the_second_time(hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    payload = body("failed", "bob@example.com", bare(message), severity="permanent")
+    assert (await post(hook_service, payload)).status == 200
+    before = await hook_counts(hook_service)
+    doc_before = await hook_service.runtime.store.get_one("message", {"id": message["id"]})
+    again = await post(hook_service, payload)
+    assert again.status == 200 and (await again.json())["status"] == "duplicate"
+    assert await hook_counts(hook_service) == before
+    doc_after = await hook_service.runtime.store.get_one("message", {"id": message["id"]})
+    assert doc_after["events"] == doc_before["events"]
+    assert hook_service.runtime.container.slots["mailgun"].figures.events["bounced"] == 1
+
+
+async def test_broken_json_is_refused(hook_service):
+    error = await refused(hook_service, None, 400, "bad_json", raw=b'{"signature": {',
+                          content_type="application/json")
+    assert "JSON" in error["message"]
+
+
+@pytest.mark.parametrize(("mutate", "field"), [
+    (lambda p: p.pop("signature"), "signature"),
+    (lambda p: p.pop("event-data"), "event-data"),
+    (lambda p: p["signature"].pop("token"), "signature.token"),
+    (lambda p: p["signature"].update(timestamp=12), "signature.timestamp"),
+    (lambda p: p["event-data"].pop("event"), "event-data.event"),
+    (lambda p: p["event-data"].update(recipient=["a", "b"]), "event-data.recipient"),
+])
+async def test_missing_or_wrong_fields_are_named(hook_service, mutate, field):
+    payload = body("delivered", "bob@example.com", "x@y")
+    mutate(payload)
+    error = await refused(hook_service, payload, 400, "invalid")
+    assert error["field"] == field
+
+
+async def test_a_json_array_is_refused(hook_service):
+    await refused(hook_service, [1, 2], 400, "bad_json")
+
+
+async def test_an_oversize_body_is_refused(hook_service):
+    payload = body("delivered", "bob@example.com", "x@y", padding="x" * (1024 * 1024))
+    error = await refused(hook_service, payload, 413, "too_large")
+    assert str(1024 * 1024) in error["message"]
+
+
+async def test_an_oversize_chunked_body_is_refused(hook_service):
+    async def chunks():
+        yield b'{"signature": {}, "padding": "'
+        for _ in range(20):
+            yield b"x" * 65536
+        yield b'"}'
+
+    before = await hook_counts(hook_service)
+    resp = await hook_service.client.post("/hooks/mailgun", data=chunks(),
+                                          headers={"Content-Type": "application/json"})
+    assert resp.status == 413
+    assert await hook_counts(hook_service) == before
+
+
+async def test_legacy_form_webhooks_are_refused_precisely(hook_service):
+    error = await refused(hook_service, None, 400, "unsupported_media_type",
+                          raw=b"event=delivered", content_type="application/x-www-form-urlencoded")
+    assert "JSON" in error["message"]
+
+
+async def test_no_configured_mailgun_provider_is_404(service):
+    resp = await service.client.post("/hooks/mailgun", json=body("delivered", "a@b.c", "x@y"))
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "no_provider"
+
+
+# -- inbound ---------------------------------------------------------------------
+
+
+def inbound_form(recipient: str = "dana@localhost", key: str = MAILGUN_KEY, *,
+                 mime: bytes | None = None, **override) -> aiohttp.FormData:
+    """What a route's forward() posts: the parsed message, attachments as files."""
+    form = aiohttp.FormData()
+    fields = {
+        "recipient": recipient, "sender": "eve@example.net",
+        "from": "Eve <eve@example.net>", "subject": "Quarterly numbers",
+        "message-headers": json.dumps([
+            ["Received", "from mx.example.net"], ["From", "Eve <eve@example.net>"],
+            ["To", recipient], ["Subject", "Quarterly numbers"],
+            ["Message-Id", f"<{secrets.token_hex(8)}@example.net>"],
+            ["Date", "Tue, 04 Jun 2024 10:00:00 +0000"]]),
+        **signature(key),
+    }
+    if mime is not None:
+        fields["body-mime"] = mime.decode()
+    else:
+        fields.update({"body-plain": "See attached.", "body-html": "<p>See <b>attached</b>.</p>",
+                       "attachment-count": "1"})
+    fields.update(override)
+    for name, value in fields.items():
+        form.add_field(name, value)
+    if mime is None:
+        form.add_field("attachment-1", b"%PDF-1.4 numbers", filename="numbers.pdf",
+                       content_type="application/pdf")
+    return form
+
+
+async def test_inbound_mail_lands_in_the_inbox_with_its_attachment_and_html(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret")
+    resp = await hook_service.client.post("/hooks/mailgun/inbound", data=inbound_form())
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    [mail] = await inbox(hook_service, "dana")
+    assert mail["subject"] == "Quarterly numbers" and mail["from"] == "Eve <eve@example.net>"
+    assert mail["html"] == "<p>See <b>attached</b>.</p>" and mail["text"] == "See attached."
+    assert [a["filename"] for a in mail["attachments"]] == ["numbers.pdf"]
+    data = await hook_service.client.get(f"/api/messages/{mail['id']}/attachments/0",
+                                         headers=mail["headers"])
+    assert await data.read() == b"%PDF-1.4 numbers"
+
+
+async def test_inbound_mime_variant_lands_in_the_inbox(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret")
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "eve@example.net", "dana@localhost", "MIME"
+    mail["Message-ID"] = "<mime-1@example.net>"
+    mail.set_content("plain body")
+    mail.add_alternative("<p>html body</p>", subtype="html")
+    mail.add_attachment(b"col1,col2\n", maintype="text", subtype="csv", filename="data.csv")
+    resp = await hook_service.client.post("/hooks/mailgun/inbound",
+                                          data=inbound_form(mime=mail.as_bytes()))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    [got] = await inbox(hook_service, "dana")
+    assert got["subject"] == "MIME" and "html body" in got["html"]
+    assert [a["filename"] for a in got["attachments"]] == ["data.csv"]
+
+
+async def test_inbound_for_an_unknown_user_is_406_and_stores_nothing(hook_service):
+    before = await hook_counts(hook_service)
+    resp = await hook_service.client.post("/hooks/mailgun/inbound",
+                                          data=inbound_form("nobody@localhost"))
+    assert resp.status == 406
+    assert (await resp.json())["error"]["code"] == "unknown_recipient"
+    assert await hook_counts(hook_service) == before
+
+
+async def test_inbound_with_a_forged_signature_is_refused(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret")
+    before = await hook_counts(hook_service)
+    resp = await hook_service.client.post("/hooks/mailgun/inbound",
+                                          data=inbound_form(key="forged"))
+    assert resp.status == 403
+    assert await hook_counts(hook_service) == before
+
+
+async def test_inbound_on_a_provider_path_accepts_only_that_providers_key(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret")
+    before = await hook_counts(hook_service)
+    wrong = await hook_service.client.post("/hooks/mailgun/inbound/mailgun-eu",
+                                           data=inbound_form())
+    assert wrong.status == 403
+    assert await hook_counts(hook_service) == before
+    right = await hook_service.client.post("/hooks/mailgun/inbound/mailgun-eu",
+                                           data=inbound_form(key=MAILGUN_EU_KEY))
+    assert right.status == 200
+    await hooks_idle(hook_service)
+    [mail] = await inbox(hook_service, "dana")
+    assert mail["received_via"] == "mailgun-eu"
+
+
+async def test_inbound_with_broken_message_headers_is_refused(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret")
+    before = await hook_counts(hook_service)
+    resp = await hook_service.client.post(
+        "/hooks/mailgun/inbound", data=inbound_form(**{"message-headers": "[[1"}))
+    assert resp.status == 400
+    assert (await resp.json())["error"]["field"] == "message-headers"
+    assert await hook_counts(hook_service) == before
+
+
+async def test_inbound_oversize_is_refused(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret")
+    form = inbound_form()
+    form.add_field("attachment-2", b"\0" * (30 * 1024 * 1024), filename="big.bin",
+                   content_type="application/octet-stream")
+    before = await hook_counts(hook_service)
+    resp = await hook_service.client.post("/hooks/mailgun/inbound", data=form)
+    assert resp.status == 413
+    assert await hook_counts(hook_service) == before
+
+
+# -- record first, process after --------------------------------------------------
+
+
+async def test_events_recorded_but_not_processed_are_processed_at_the_next_start(
+        hook_service):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bitmail.web.app import make_app
+
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    store = hook_service.runtime.store
+    payload = body("delivered", "bob@example.com", bare(message))
+    # What a process that stopped right after answering 200 leaves behind.
+    key = f"mailgun:{payload['event-data']['id']}"
+    await store.put("webhook", {"provider": "mailgun", "type": "mailgun", "hook": "mailgun",
+                                "received": time.time(), "payload": payload,
+                                "state": "pending"}, id=key)
+    await store.put("webhook_pending", {"hook": "mailgun", "at": time.time()}, id=key)
+    client = TestClient(TestServer(make_app(hook_service.runtime)))
+    await client.start_server()
+    try:
+        await client.app[BACKGROUND].idle()
+    finally:
+        await client.close()
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    assert bob["status"] == "delivered"
+    assert await store.count("webhook_pending") == 0

@@ -1,0 +1,563 @@
+"""SES through SNS: signed with a certificate and key the test makes itself."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import uuid
+from email.message import EmailMessage
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from bitmail.web.hooks import SNS_CLIENT
+from bitmail.web.hooks.ses import FetchError
+
+from conftest import (
+    SES_TOPIC,
+    hook_counts,
+    hooks_idle,
+    inbox,
+    recipient_status,
+    sent_message,
+    track,
+)
+
+CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
+OTHER_TOPIC = "arn:aws:sns:us-east-1:999999999999:someone-else"
+
+
+def make_certificate(*, days: int = 30) -> tuple[rsa.RSAPrivateKey, bytes]:
+    """An RSA key and a self-signed certificate for it, as SNS's would be."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .sign(key, hashes.SHA256()))
+    return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="module")
+def signing():
+    return make_certificate()
+
+
+# The canonical string, written from SNS's documentation (not taken from the code).
+NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+SUBSCRIPTION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn",
+                       "Type")
+
+
+def sign(message: dict, key: rsa.RSAPrivateKey) -> dict:
+    fields = NOTIFICATION_FIELDS if message["Type"] == "Notification" else SUBSCRIPTION_FIELDS
+    text = "".join(f"{f}\n{message[f]}\n" for f in fields if f in message)
+    algorithm = hashes.SHA1() if message["SignatureVersion"] == "1" else hashes.SHA256()
+    signature = key.sign(text.encode(), padding.PKCS1v15(), algorithm)
+    return {**message, "Signature": base64.b64encode(signature).decode()}
+
+
+def sns(kind: str, message: str, key: rsa.RSAPrivateKey, *, version: str = "1",
+        topic: str = SES_TOPIC, **extra) -> dict:
+    msg = {"Type": kind, "MessageId": str(uuid.uuid4()), "TopicArn": topic,
+           "Message": message, "Timestamp": "2024-06-04T10:00:00.000Z",
+           "SignatureVersion": version, "SigningCertURL": CERT_URL}
+    if kind != "Notification":
+        token = uuid.uuid4().hex
+        msg["Token"] = token
+        msg["SubscribeURL"] = ("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"
+                               f"&TopicArn={topic}&Token={token}")
+    msg.update(extra)
+    return sign(msg, key)
+
+
+def ses_event(name: str, *, message_id: str = "0100018f-ses-id", rfc_id: str | None = None,
+              destination=("bob@example.com",), field: str = "eventType",
+              common_only: bool = False, **body) -> str:
+    """An SES event as event publishing (eventType) or notifications
+    (notificationType) put it in the SNS Message."""
+    headers = [{"name": "From", "value": "alice@localhost"},
+               {"name": "To", "value": ", ".join(destination)}]
+    common = {"from": ["alice@localhost"], "to": list(destination), "subject": "webhook test"}
+    if rfc_id and not common_only:
+        headers.append({"name": "Message-ID", "value": rfc_id})
+    if rfc_id:
+        common["messageId"] = rfc_id
+    mail = {"timestamp": "2024-06-04T10:00:00.000Z", "source": "alice@localhost",
+            "sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/localhost",
+            "sendingAccountId": "123456789012", "messageId": message_id,
+            "destination": list(destination), "headersTruncated": False,
+            "headers": headers, "commonHeaders": common}
+    return json.dumps({field: name, "mail": mail, **body})
+
+
+EVENT_BODIES = {
+    "Send": {"send": {}},
+    "Delivery": {"delivery": {"timestamp": "2024-06-04T10:00:01.000Z",
+                              "processingTimeMillis": 546, "recipients": ["bob@example.com"],
+                              "smtpResponse": "250 2.6.0 Message received",
+                              "reportingMTA": "a8-70.smtp-out.amazonses.com"}},
+    "Bounce/Permanent": {"bounce": {
+        "bounceType": "Permanent", "bounceSubType": "General",
+        "bouncedRecipients": [{"emailAddress": "bob@example.com", "action": "failed",
+                               "status": "5.1.1",
+                               "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
+        "timestamp": "2024-06-04T10:00:01.000Z", "feedbackId": "fb-1"}},
+    "Bounce/Transient": {"bounce": {
+        "bounceType": "Transient", "bounceSubType": "MailboxFull",
+        "bouncedRecipients": [{"emailAddress": "bob@example.com"}],
+        "timestamp": "2024-06-04T10:00:01.000Z", "feedbackId": "fb-2"}},
+    "Complaint": {"complaint": {
+        "complainedRecipients": [{"emailAddress": "bob@example.com"}],
+        "timestamp": "2024-06-04T10:00:01.000Z", "feedbackId": "fb-3",
+        "complaintFeedbackType": "abuse"}},
+    "Reject": {"reject": {"reason": "Bad content"}},
+    "DeliveryDelay": {"deliveryDelay": {
+        "timestamp": "2024-06-04T10:00:01.000Z", "delayType": "TransientCommunicationFailure",
+        "expirationTime": "2024-06-05T10:00:00.000Z",
+        "delayedRecipients": [{"emailAddress": "bob@example.com", "status": "4.4.1",
+                               "diagnosticCode": "smtp; 421 4.4.1 Unable to connect"}]}},
+    "Open": {"open": {"ipAddress": "192.0.2.1", "timestamp": "2024-06-04T10:05:00.000Z",
+                      "userAgent": "Mozilla/5.0"}},
+    "Click": {"click": {"ipAddress": "192.0.2.1", "timestamp": "2024-06-04T10:06:00.000Z",
+                        "userAgent": "Mozilla/5.0", "link": "https://example.com/offer",
+                        "linkTags": {}}},
+}
+
+
+class FakeSns:
+    """SnsClient.fetch for tests: serves the test certificate at CERT_URL and
+    records subscription confirmations; everything else is a 404."""
+
+    def __init__(self, pem: bytes):
+        self.pem = pem
+        self.fetched: list[str] = []
+        self.confirmed: list[str] = []
+        self.down = False
+
+    async def __call__(self, url: str) -> bytes:
+        self.fetched.append(url)
+        if self.down:
+            raise aiohttp.ClientConnectionError("connection refused")
+        if url == CERT_URL:
+            return self.pem
+        if url.startswith("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"):
+            self.confirmed.append(url)
+            return b"<ConfirmSubscriptionResponse/>"
+        raise FetchError(url, 404)
+
+
+@pytest.fixture
+def fake_sns(hook_service, signing) -> FakeSns:
+    fake = FakeSns(signing[1])
+    hook_service.client.app[SNS_CLIENT].fetch = fake
+    return fake
+
+
+@pytest.fixture
+def key(signing) -> rsa.RSAPrivateKey:
+    return signing[0]
+
+
+async def post(service, message: dict, **headers):
+    # SNS posts its JSON as text/plain.
+    return await service.client.post("/hooks/ses", data=json.dumps(message).encode(), headers={
+        "Content-Type": "text/plain; charset=UTF-8",
+        "x-amz-sns-message-type": message.get("Type", "Notification"), **headers})
+
+
+async def refused(service, message, status: int, code: str, raw: bytes | None = None):
+    before = await hook_counts(service)
+    if raw is None:
+        resp = await post(service, message)
+    else:
+        resp = await service.client.post("/hooks/ses", data=raw,
+                                         headers={"Content-Type": "text/plain"})
+    assert resp.status == status, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == code, error
+    assert await hook_counts(service) == before
+    return error
+
+
+# -- subscriptions ---------------------------------------------------------------
+
+
+async def test_a_subscription_to_an_allowed_topic_is_confirmed(hook_service, fake_sns, key):
+    message = sns("SubscriptionConfirmation", "You have chosen to subscribe...", key)
+    resp = await post(hook_service, message)
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    assert fake_sns.confirmed == [message["SubscribeURL"]]
+
+
+async def test_a_subscription_to_another_topic_is_refused_and_not_confirmed(hook_service,
+                                                                            fake_sns, key):
+    message = sns("SubscriptionConfirmation", "subscribe?", key, topic=OTHER_TOPIC)
+    error = await refused(hook_service, message, 403, "topic_not_allowed")
+    assert error["field"] == "TopicArn"
+    await hooks_idle(hook_service)
+    assert fake_sns.fetched == [] and fake_sns.confirmed == []
+
+
+async def test_a_subscribe_url_off_the_sns_host_is_refused(hook_service, fake_sns, key):
+    message = sns("SubscriptionConfirmation", "subscribe?", key,
+                  SubscribeURL="https://evil.example.com/?Action=ConfirmSubscription")
+    await refused(hook_service, message, 403, "bad_url")
+    assert fake_sns.confirmed == []
+
+
+async def test_an_unsubscribe_confirmation_is_kept_and_not_acted_on(hook_service, fake_sns,
+                                                                    key):
+    resp = await post(hook_service, sns("UnsubscribeConfirmation", "unsubscribed", key))
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    assert fake_sns.confirmed == []
+    assert await hook_service.runtime.store.count("webhook") == 1
+
+
+# -- events ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "event_type", "status"), [
+    ("Send", "sent", "sent"),
+    ("Delivery", "delivered", "delivered"),
+    ("Bounce/Permanent", "bounced", "bounced"),
+    ("Bounce/Transient", "deferred", "sent"),
+    ("Complaint", "complained", "complained"),
+    ("Reject", "rejected", "failed"),
+    ("DeliveryDelay", "deferred", "sent"),
+    ("Open", "opened", "sent"),
+    ("Click", "clicked", "sent"),
+])
+async def test_every_ses_event_becomes_a_bitmail_event(hook_service, fake_sns, key, name,
+                                                       event_type, status):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "ses", "0100018f-ses-id", message["id"])
+    event = ses_event(name.partition("/")[0], **EVENT_BODIES[name])
+    resp = await post(hook_service, sns("Notification", event, key))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    doc = await (await hook_service.client.get(f"/api/messages/{message['id']}",
+                                               headers=message["headers"])).json()
+    assert doc["recipients"][0]["status"] == status
+    last = doc["events"][-1]
+    assert last["type"] == event_type and last["provider"] == "ses"
+    assert last["recipient"] == "bob@example.com"
+
+
+async def test_identity_notifications_use_notification_type(hook_service, fake_sns, key):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "ses", "0100018f-ses-id", message["id"])
+    event = ses_event("Bounce", field="notificationType", **EVENT_BODIES["Bounce/Permanent"])
+    assert (await post(hook_service, sns("Notification", event, key,
+                                         Subject="Amazon SES Email Event"))).status == 200
+    await hooks_idle(hook_service)
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    assert bob["status"] == "bounced" and "550 5.1.1" in bob["detail"]
+    entry = await hook_service.runtime.store.get_one("suppression", {"id": "bob@example.com"})
+    assert entry["reason"] == "bounced" and entry["provider"] == "ses"
+    assert hook_service.runtime.container.slots["ses"].figures.events["bounced"] == 1
+
+
+@pytest.mark.parametrize("common_only", [False, True])
+async def test_untracked_mail_is_matched_by_its_message_id_header(hook_service, fake_sns, key,
+                                                                  common_only):
+    message = await sent_message(hook_service, to="bob@example.com")
+    event = ses_event("Delivery", message_id="never-tracked", rfc_id=message["message_id"],
+                      common_only=common_only, **EVENT_BODIES["Delivery"])
+    assert (await post(hook_service, sns("Notification", event, key))).status == 200
+    await hooks_idle(hook_service)
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    assert bob["status"] == "delivered"
+
+
+async def test_signature_version_2_is_sha256(hook_service, fake_sns, key):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "ses", "0100018f-ses-id", message["id"])
+    event = ses_event("Delivery", **EVENT_BODIES["Delivery"])
+    resp = await post(hook_service, sns("Notification", event, key, version="2"))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    assert (await recipient_status(hook_service, message, "bob@example.com"))["status"] == \
+        "delivered"
+
+
+async def test_the_certificate_is_fetched_once(hook_service, fake_sns, key):
+    for _ in range(3):
+        event = ses_event("Send", **EVENT_BODIES["Send"])
+        assert (await post(hook_service, sns("Notification", event, key))).status == 200
+    assert fake_sns.fetched == [CERT_URL]
+
+
+async def test_an_event_for_an_unknown_message_is_kept_and_answered_200(hook_service,
+                                                                        fake_sns, key):
+    event = ses_event("Delivery", message_id="unknown", **EVENT_BODIES["Delivery"])
+    assert (await post(hook_service, sns("Notification", event, key))).status == 200
+    await hooks_idle(hook_service)
+    [kept] = await hook_service.runtime.store.get("webhook")
+    assert kept["provider"] == "ses" and "no such message" in kept["result"]
+
+
+# -- refusals ----------------------------------------------------------------------
+
+
+async def test_a_message_signed_by_another_key_is_refused(hook_service, fake_sns, key):
+    other, _ = make_certificate()
+    event = ses_event("Delivery", **EVENT_BODIES["Delivery"])
+    error = await refused(hook_service, sns("Notification", event, other), 403,
+                          "bad_signature")
+    assert error["field"] == "Signature"
+
+
+async def test_a_tampered_message_is_refused(hook_service, fake_sns, key):
+    message = sns("Notification", ses_event("Delivery", **EVENT_BODIES["Delivery"]), key)
+    message["Message"] = ses_event("Complaint", **EVENT_BODIES["Complaint"])
+    await refused(hook_service, message, 403, "bad_signature")
+
+
+async def test_a_signature_that_is_not_base64_is_refused(hook_service, fake_sns, key):
+    message = sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), key)
+    message["Signature"] = "not base64!"
+    await refused(hook_service, message, 403, "bad_signature")
+
+
+@pytest.mark.parametrize("url", [
+    "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.us-east-1.amazonaws.com.evil.example/SimpleNotificationService-1.pem",
+    "https://evil.example/sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.us-east-1.amazonaws.com@evil.example/SimpleNotificationService-1.pem",
+    "https://user@sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.us-east-1.amazonaws.com:8443/SimpleNotificationService-1.pem",
+    "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem?x=1",
+    "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.txt",
+    "https://sns.us-east-1.amazonaws.com/dir/SimpleNotificationService-1.pem",
+    "https://s3.amazonaws.com/SimpleNotificationService-1.pem",
+    "file:///etc/ssl/cert.pem",
+])
+async def test_a_certificate_url_off_the_sns_host_is_refused_unfetched(hook_service,
+                                                                       fake_sns, key, url):
+    message = sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), key,
+                  SigningCertURL=url)
+    error = await refused(hook_service, message, 403, "bad_url")
+    assert error["field"] == "SigningCertURL"
+    assert fake_sns.fetched == []
+
+
+async def test_a_certificate_that_cannot_be_found_is_403(hook_service, fake_sns, key):
+    message = sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), key,
+                  SigningCertURL="https://sns.us-east-1.amazonaws.com/Missing.pem")
+    error = await refused(hook_service, message, 403, "bad_signature")
+    assert "404" in error["message"]
+
+
+async def test_an_unreachable_certificate_is_503_so_sns_retries(hook_service, fake_sns, key):
+    fake_sns.down = True
+    message = sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), key)
+    await refused(hook_service, message, 503, "unavailable")
+
+
+async def test_an_expired_certificate_is_refused(hook_service, key):
+    old_key, old_pem = make_certificate(days=-1)
+    hook_service.client.app[SNS_CLIENT].fetch = FakeSns(old_pem)
+    message = sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), old_key)
+    error = await refused(hook_service, message, 403, "bad_signature")
+    assert "not valid now" in error["message"]
+
+
+async def test_the_same_message_twice_changes_nothing(hook_service, fake_sns, key):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "ses", "0100018f-ses-id", message["id"])
+    notification = sns("Notification", ses_event("Complaint", **EVENT_BODIES["Complaint"]), key)
+    assert (await post(hook_service, notification)).status == 200
+    before = await hook_counts(hook_service)
+    doc_before = await hook_service.runtime.store.get_one("message", {"id": message["id"]})
+    again = await post(hook_service, notification)
+    assert again.status == 200 and (await again.json())["status"] == "duplicate"
+    assert await hook_counts(hook_service) == before
+    doc_after = await hook_service.runtime.store.get_one("message", {"id": message["id"]})
+    assert doc_after["events"] == doc_before["events"]
+    assert hook_service.runtime.container.slots["ses"].figures.events["complained"] == 1
+
+
+async def test_broken_json_is_refused(hook_service, fake_sns):
+    await refused(hook_service, None, 400, "bad_json", raw=b'{"Type": "Notification"')
+
+
+@pytest.mark.parametrize("field", ["Type", "MessageId", "TopicArn", "Message", "Signature",
+                                   "SigningCertURL", "SignatureVersion", "Timestamp"])
+async def test_a_missing_field_is_named(hook_service, fake_sns, key, field):
+    message = sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), key)
+    del message[field]
+    error = await refused(hook_service, message, 400, "invalid")
+    assert error["field"] == field
+
+
+async def test_a_subscription_without_subscribe_url_is_refused(hook_service, fake_sns, key):
+    message = sns("SubscriptionConfirmation", "subscribe?", key)
+    del message["SubscribeURL"]
+    error = await refused(hook_service, message, 400, "invalid")
+    assert error["field"] == "SubscribeURL"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"Type": "Gossip"}, "Type"),
+    ({"SignatureVersion": "3"}, "SignatureVersion"),
+    ({"MessageId": 12}, "MessageId"),
+])
+async def test_unknown_values_are_refused(hook_service, fake_sns, key, change, field):
+    message = {**sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), key), **change}
+    error = await refused(hook_service, message, 400, "invalid")
+    assert error["field"] == field
+
+
+async def test_a_message_type_header_that_disagrees_is_refused(hook_service, fake_sns, key):
+    message = sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), key)
+    before = await hook_counts(hook_service)
+    resp = await post(hook_service, message,
+                      **{"x-amz-sns-message-type": "SubscriptionConfirmation"})
+    assert resp.status == 400
+    assert await hook_counts(hook_service) == before
+
+
+@pytest.mark.parametrize(("inner", "code", "field"), [
+    ("not json at all", "bad_json", "Message"),
+    (json.dumps({"eventType": "Delivery"}), "invalid", "Message.mail"),
+    (json.dumps({"mail": {}}), "invalid", "Message"),
+    (json.dumps(["Delivery"]), "invalid", "Message"),
+    (ses_event("Bounce", bounce={"bounceType": "Permanent", "bouncedRecipients": []}),
+     "invalid", "Message.bounce.bouncedRecipients"),
+])
+async def test_a_signed_but_malformed_ses_event_is_refused(hook_service, fake_sns, key, inner,
+                                                           code, field):
+    error = await refused(hook_service, sns("Notification", inner, key), 400, code)
+    assert error["field"] == field
+
+
+async def test_an_oversize_body_is_refused(hook_service, fake_sns, key):
+    message = sns("Notification", ses_event("Send", **EVENT_BODIES["Send"]), key,
+                  Padding="x" * (1024 * 1024))
+    await refused(hook_service, message, 413, "too_large")
+
+
+# -- received mail ------------------------------------------------------------------
+
+
+def received(mime: bytes, recipients=("dana@localhost",), encoding: str = "BASE64") -> str:
+    content = base64.b64encode(mime).decode() if encoding == "BASE64" else mime.decode()
+    return json.dumps({
+        "notificationType": "Received",
+        "receipt": {"timestamp": "2024-06-04T10:00:00.000Z", "processingTimeMillis": 222,
+                    "recipients": list(recipients), "spamVerdict": {"status": "PASS"},
+                    "virusVerdict": {"status": "PASS"}, "spfVerdict": {"status": "PASS"},
+                    "dkimVerdict": {"status": "PASS"}, "dmarcVerdict": {"status": "PASS"},
+                    "action": {"type": "SNS", "topicArn": SES_TOPIC, "encoding": encoding}},
+        "mail": {"timestamp": "2024-06-04T10:00:00.000Z", "source": "eve@example.net",
+                 "messageId": "inbound-ses-1", "destination": list(recipients),
+                 "headersTruncated": False, "headers": [],
+                 "commonHeaders": {"from": ["eve@example.net"], "to": list(recipients),
+                                   "subject": "Receipts"}},
+        "content": content,
+    })
+
+
+def mime_with_attachment() -> bytes:
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "eve@example.net", "dana@localhost", "Receipts"
+    mail["Message-ID"] = f"<{uuid.uuid4().hex}@example.net>"
+    mail.set_content("Receipts attached.")
+    mail.add_alternative("<p>Receipts <i>attached</i>.</p>", subtype="html")
+    mail.add_attachment(b"\x89PNG receipt", maintype="image", subtype="png",
+                        filename="receipt.png")
+    return mail.as_bytes()
+
+
+@pytest.mark.parametrize("encoding", ["BASE64", "UTF8"])
+async def test_received_mail_lands_in_the_inbox_with_its_attachment(hook_service, fake_sns,
+                                                                    key, encoding):
+    await hook_service.runtime.accounts.create("dana", "secret")
+    mime = mime_with_attachment()
+    if encoding == "UTF8":  # raw content must be text: use a text attachment
+        mime = mime.replace(b"image/png", b"text/plain")
+    resp = await post(hook_service, sns("Notification", received(mime, encoding=encoding), key))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    [mail] = await inbox(hook_service, "dana")
+    assert mail["subject"] == "Receipts" and "<i>attached</i>" in mail["html"]
+    assert [a["filename"] for a in mail["attachments"]] == ["receipt.png"]
+    data = await hook_service.client.get(f"/api/messages/{mail['id']}/attachments/0",
+                                         headers=mail["headers"])
+    assert await data.read() == b"\x89PNG receipt"
+
+
+async def test_received_mail_for_nobody_here_is_kept_not_delivered(hook_service, fake_sns,
+                                                                   key):
+    resp = await post(hook_service, sns("Notification",
+                                        received(mime_with_attachment(), ("x@localhost",)), key))
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    [kept] = await hook_service.runtime.store.get("webhook")
+    assert kept["result"] == "no user here"
+    assert await hook_service.runtime.store.count("message") == 0
+
+
+# -- end to end ----------------------------------------------------------------------
+
+
+async def test_a_hard_bounce_through_ses_shows_and_suppresses_the_next_send(hook_service,
+                                                                            fake_sns, key):
+    first = await sent_message(hook_service)
+    await track(hook_service, "ses", "ses-e2e", first["id"])
+    event = ses_event("Bounce", message_id="ses-e2e", **EVENT_BODIES["Bounce/Permanent"])
+    assert (await post(hook_service, sns("Notification", event, key))).status == 200
+    await hooks_idle(hook_service)
+    assert (await recipient_status(hook_service, first, "bob@example.com"))["status"] == \
+        "bounced"
+    assert (await recipient_status(hook_service, first, "carol@example.org"))["status"] == \
+        "sent"
+    resp = await hook_service.client.post("/api/messages", headers=first["headers"], json={
+        "to": "bob@example.com; carol@example.org", "subject": "again", "text": "x"})
+    second = {**await resp.json(), "headers": first["headers"]}
+    bob = await recipient_status(hook_service, second, "bob@example.com")
+    assert bob["status"] == "failed" and bob["detail"] == "suppressed"
+
+
+async def test_the_default_fetch_reads_whole_bodies_and_reports_http_errors(signing):
+    """SnsClient's own I/O, against a local server (the URL checks come before it)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from bitmail.web.hooks.ses import CERT_MAX_BYTES, SnsClient
+
+    async def cert(request):
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for i in range(0, len(signing[1]), 100):  # in small pieces
+            await resp.write(signing[1][i:i + 100])
+        return resp
+
+    async def huge(request):
+        return web.Response(body=b"x" * (CERT_MAX_BYTES * 4))
+
+    app = web.Application()
+    app.router.add_get("/cert.pem", cert)
+    app.router.add_get("/huge.pem", huge)
+    server = TestServer(app)
+    await server.start_server()
+    client = SnsClient()
+    try:
+        assert await client.fetch(str(server.make_url("/cert.pem"))) == signing[1]
+        assert len(await client.fetch(str(server.make_url("/huge.pem")))) == CERT_MAX_BYTES + 1
+        with pytest.raises(FetchError) as missing:
+            await client.fetch(str(server.make_url("/nothing.pem")))
+        assert missing.value.status == 404
+    finally:
+        await client.close()
+        await server.close()

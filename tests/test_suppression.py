@@ -1,0 +1,153 @@
+"""The suppression list: fed by hard bounces and complaints, consulted on every
+send, listed and cleared by the operator (API and command line)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+
+from bitmail import config
+from bitmail.__main__ import main
+from bitmail.app import running
+from bitmail.message import parse_message
+from bitmail.suppression import SuppressionList
+
+from conftest import (
+    MAILGUN_KEY,
+    hooks_idle,
+    recipient_status,
+    sent_message,
+    track,
+    wait_for,
+    write_config,
+)
+
+
+def mailgun(name: str, recipient: str, message_id: str, **extra) -> dict:
+    ts, token = str(int(time.time())), secrets.token_hex(25)
+    sig = hmac.new(MAILGUN_KEY.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
+    return {"signature": {"timestamp": ts, "token": token, "signature": sig},
+            "event-data": {"event": name, "id": secrets.token_hex(8), "timestamp": time.time(),
+                           "recipient": recipient,
+                           "message": {"headers": {"message-id": message_id}}, **extra}}
+
+
+async def bounce(service, message: dict, recipient: str, name: str = "failed", **extra):
+    pmid = message["message_id"].strip("<>")
+    await track(service, "mailgun", pmid, message["id"])
+    resp = await service.client.post("/hooks/mailgun", json=mailgun(name, recipient, pmid,
+                                                                    **extra))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(service)
+
+
+async def test_a_hard_bounce_stops_later_mail_to_that_address_only(hook_service):
+    first = await sent_message(hook_service)
+    await bounce(hook_service, first, "bob@example.com", severity="permanent")
+    resp = await hook_service.client.post("/api/messages", headers=first["headers"], json={
+        "to": "Bob@Example.com; carol@example.org", "subject": "again", "text": "x"})
+    assert resp.status == 202
+    second = {**await resp.json(), "headers": first["headers"]}
+    bob = await recipient_status(hook_service, second, "bob@example.com")
+    assert bob["status"] == "failed" and bob["detail"] == "suppressed"
+
+    async def carol_sent():
+        carol = await recipient_status(hook_service, second, "carol@example.org")
+        return carol["status"] == "sent"
+
+    await wait_for(carol_sent)
+    doc = await (await hook_service.client.get(f"/api/messages/{second['id']}",
+                                               headers=first["headers"])).json()
+    assert any(e["type"] == "failed" and e["detail"] == "suppressed"
+               and e["recipient"] == "bob@example.com" for e in doc["events"])
+
+
+async def test_a_complaint_suppresses_too(hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await bounce(hook_service, message, "bob@example.com", name="complained")
+    entry = await SuppressionList(hook_service.runtime.store).get("BOB@example.com")
+    assert entry["reason"] == "complained" and entry["message"] == message["id"]
+
+
+async def test_soft_bounces_opens_and_unsubscribes_do_not_suppress(hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await bounce(hook_service, message, "bob@example.com", severity="temporary")
+    await bounce(hook_service, message, "bob@example.com", name="opened")
+    await bounce(hook_service, message, "bob@example.com", name="unsubscribed")
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+async def test_the_outbox_entry_leaves_suppressed_recipients_out(make_settings):
+    async with running(make_settings(), with_mta=False) as rt:
+        await SuppressionList(rt.store).add("bob@example.com", reason="bounced",
+                                            provider="mailgun")
+        message = parse_message({"to": "bob@example.com; carol@example.org", "text": "x"},
+                                sender="alice@localhost", domain="localhost")
+        sent_id = await rt.mailbox.accept(message, "alice")
+        [entry] = await rt.store.get("outbox", {"message": sent_id})
+        assert entry["recipients"] == ["carol@example.org"]
+        only_bob = parse_message({"to": "bob@example.com", "text": "x"},
+                                 sender="alice@localhost", domain="localhost")
+        bob_id = await rt.mailbox.accept(only_bob, "alice")
+        assert await rt.store.get("outbox", {"message": bob_id}) == []
+        doc = await rt.store.get_one("message", {"id": bob_id})
+        assert doc["status"] == "failed"
+
+
+async def test_the_operator_lists_and_removes_entries(hook_service):
+    headers = await hook_service.api_key("alice")
+    store = SuppressionList(hook_service.runtime.store)
+    await store.add("old@example.com", reason="bounced", provider="ses", detail="550")
+    await store.add("new@example.com", reason="complained", provider="mailgun")
+    resp = await hook_service.client.get("/api/suppressions", headers=headers)
+    assert resp.status == 200
+    listed = (await resp.json())["suppressions"]
+    assert [e["address"] for e in listed] == ["new@example.com", "old@example.com"]
+    assert listed[1] == {"address": "old@example.com", "reason": "bounced", "provider": "ses",
+                         "at": listed[1]["at"], "message": None, "detail": "550"}
+    one = await (await hook_service.client.get("/api/suppressions?address=OLD@example.com",
+                                               headers=headers)).json()
+    assert [e["address"] for e in one["suppressions"]] == ["old@example.com"]
+    page = await (await hook_service.client.get("/api/suppressions?limit=1",
+                                                headers=headers)).json()
+    assert len(page["suppressions"]) == 1 and page["next"] is not None
+
+    gone = await hook_service.client.delete("/api/suppressions/Old@Example.com",
+                                            headers=headers)
+    assert gone.status == 204
+    again = await hook_service.client.delete("/api/suppressions/old@example.com",
+                                             headers=headers)
+    assert again.status == 404 and (await again.json())["error"]["code"] == "not_found"
+    assert await store.get("old@example.com") is None
+
+    # Removed: mail goes to that address again.
+    message = await sent_message(hook_service, to="old@example.com")
+    assert (await recipient_status(hook_service, message, "old@example.com"))["status"] == \
+        "sent"
+
+
+async def test_the_list_needs_a_logged_in_user(hook_service):
+    assert (await hook_service.client.get("/api/suppressions")).status == 401
+    assert (await hook_service.client.delete("/api/suppressions/a@b.com")).status == 401
+
+
+def test_the_command_line_lists_and_removes(tmp_path, capsys):
+    path = write_config(tmp_path)
+
+    async def seed():
+        async with running(config.load(path, environ={}), with_mta=False) as rt:
+            await SuppressionList(rt.store).add("bob@example.com", reason="bounced",
+                                                provider="mailgun", detail="550 no such user")
+
+    asyncio.run(seed())
+    assert main(["--config", str(path), "suppression", "list"]) == 0
+    assert capsys.readouterr().out == "bob@example.com\tbounced\tmailgun\t550 no such user\n"
+    assert main(["--config", str(path), "suppression", "remove", "BOB@example.com"]) == 0
+    assert "removed bob@example.com" in capsys.readouterr().out
+    assert main(["--config", str(path), "suppression", "remove", "bob@example.com"]) == 1
+    assert main(["--config", str(path), "suppression", "remove"]) == 2
+    assert main(["--config", str(path), "suppression", "list"]) == 0
+    assert capsys.readouterr().out == ""
