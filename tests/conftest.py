@@ -424,4 +424,3 @@ async def inbox(service: Service, username: str) -> list[dict]:
         full = await service.client.get(f"/api/messages/{row['id']}", headers=headers)
         out.append({**await full.json(), "headers": headers})
     return out
-
