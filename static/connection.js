@@ -1,0 +1,287 @@
+// The connection: every request to the API, and the live event stream.
+//
+// It knows the CSRF token, turns answers into values or errors
+// ({"error": {"code", "message", "field"}} → ApiError), notices when the
+// server cannot be reached, and recovers on its own: the state goes
+// "live" → "lost" → "live", and the controller re-fetches what it shows.
+
+/** The server said no: status, code, message and (maybe) the field at fault. */
+export class ApiError extends Error {
+  constructor(status, code, message, field = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/** The server could not be reached at all. */
+export class NetworkError extends Error {
+  constructor(message = "BitMail cannot be reached") {
+    super(message);
+    this.name = "NetworkError";
+  }
+}
+
+const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+const EVENT_TYPES = ["message", "status", "providers"];
+// How long an event stream may stay broken before the page says so: a
+// server's quick restart or a page reload should not flash a banner.
+const GRACE_MS = 1200;
+const PROBE_MS = 2500;
+
+/** A random key for Idempotency-Key (works outside secure contexts too). */
+export function randomKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export class Connection {
+  /**
+   * onEvent(type, data): a live event; onState(state, {recovered}): "live" or
+   * "lost"; onUnauthorized(): the session is gone.
+   */
+  constructor({ onEvent = () => {}, onState = () => {}, onUnauthorized = () => {} } = {}) {
+    this.onEvent = onEvent;
+    this.onState = onState;
+    this.onUnauthorized = onUnauthorized;
+    this.csrf = null;
+    this.state = "idle";
+    this.source = null;
+    this.wantEvents = false;
+    this.graceTimer = null;
+    this.probeTimer = null;
+    this.unloading = false;
+    addEventListener("pagehide", () => {
+      this.unloading = true;
+    });
+  }
+
+  // ---- requests -----------------------------------------------------------
+
+  async request(method, path, { json, headers = {}, quiet401 = false } = {}) {
+    const init = {
+      method,
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "application/json", ...headers },
+    };
+    if (json !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(json);
+    }
+    if (STATE_CHANGING.has(method) && this.csrf) init.headers["X-CSRF-Token"] = this.csrf;
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch {
+      this.lost();
+      throw new NetworkError();
+    }
+    // A proxy in front of a stopped server answers for it.
+    if (response.status === 502 || response.status === 504) {
+      this.lost();
+      throw new NetworkError();
+    }
+    if (this.state === "lost") this.probeSoon(0);
+    let body = null;
+    const type = response.headers.get("Content-Type") || "";
+    if (response.status !== 204 && type.includes("json")) {
+      try {
+        body = await response.json();
+      } catch {
+        body = null;
+      }
+    }
+    if (!response.ok) {
+      const err = (body && body.error) || {};
+      const error = new ApiError(
+        response.status,
+        err.code || `http_${response.status}`,
+        err.message || response.statusText || `The server answered ${response.status}`,
+        err.field ?? null,
+      );
+      if (response.status === 401 && !quiet401) this.unauthorized();
+      throw error;
+    }
+    return body;
+  }
+
+  me() {
+    return this.request("GET", "/api/me", { quiet401: true });
+  }
+
+  async login(username, password, location) {
+    const json = { username, password };
+    if (location) json.location = location;
+    const me = await this.request("POST", "/api/session", { json, quiet401: true });
+    this.csrf = me.csrf_token || null;
+    return me;
+  }
+
+  async logout() {
+    try {
+      await this.request("DELETE", "/api/session", { quiet401: true });
+    } finally {
+      this.csrf = null;
+      this.stopEvents();
+    }
+  }
+
+  folder(name, { before = null, q = "", limit = 50 } = {}) {
+    const params = new URLSearchParams({ folder: name, limit: String(limit) });
+    if (before !== null && before !== undefined) params.set("before", String(before));
+    if (q) params.set("q", q);
+    return this.request("GET", `/api/messages?${params}`);
+  }
+
+  message(id) {
+    return this.request("GET", `/api/messages/${encodeURIComponent(id)}`);
+  }
+
+  markRead(id, unread = false) {
+    return this.request("PATCH", `/api/messages/${encodeURIComponent(id)}`, { json: { unread } });
+  }
+
+  send(payload, idempotencyKey) {
+    const headers = idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {};
+    return this.request("POST", "/api/messages", { json: payload, headers });
+  }
+
+  contacts() {
+    return this.request("GET", "/api/contacts");
+  }
+
+  geolists() {
+    return this.request("GET", "/api/geolists");
+  }
+
+  providers() {
+    return this.request("GET", "/api/providers");
+  }
+
+  attachmentUrl(id, index) {
+    return `/api/messages/${encodeURIComponent(id)}/attachments/${encodeURIComponent(index)}`;
+  }
+
+  // ---- live events --------------------------------------------------------
+
+  startEvents() {
+    this.wantEvents = true;
+    this.openSource();
+  }
+
+  stopEvents() {
+    this.wantEvents = false;
+    if (this.source) this.source.close();
+    this.source = null;
+    clearTimeout(this.graceTimer);
+    clearTimeout(this.probeTimer);
+    this.graceTimer = this.probeTimer = null;
+    this.state = "idle";
+  }
+
+  openSource() {
+    if (this.source) this.source.close();
+    const source = new EventSource("/api/events");
+    this.source = source;
+    source.addEventListener("open", () => {
+      if (source === this.source) this.live();
+    });
+    for (const type of EVENT_TYPES) {
+      source.addEventListener(type, (e) => {
+        if (source !== this.source) return;
+        let data;
+        try {
+          data = JSON.parse(e.data);
+        } catch {
+          return;
+        }
+        this.onEvent(type, data);
+      });
+    }
+    source.addEventListener("error", () => {
+      if (source !== this.source || this.unloading) return;
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gave up (a refused answer, e.g. a 401 or a proxy's
+        // error page): find out why, and open a new stream when it can work.
+        source.close();
+        this.source = null;
+        this.lost();
+        return;
+      }
+      // CONNECTING: the browser retries by itself; say so only if it takes long.
+      if (this.state === "live" && !this.graceTimer) {
+        this.graceTimer = setTimeout(() => {
+          this.graceTimer = null;
+          if (this.source !== source || source.readyState !== EventSource.OPEN) this.lost();
+        }, GRACE_MS);
+      }
+    });
+  }
+
+  live() {
+    clearTimeout(this.graceTimer);
+    clearTimeout(this.probeTimer);
+    this.graceTimer = this.probeTimer = null;
+    const recovered = this.state === "lost";
+    this.state = "live";
+    this.onState("live", { recovered });
+  }
+
+  lost() {
+    if (!this.wantEvents || this.unloading) return;
+    if (this.state !== "lost") {
+      this.state = "lost";
+      this.onState("lost", { recovered: false });
+    }
+    this.probeSoon(PROBE_MS);
+  }
+
+  probeSoon(delay) {
+    if (this.probeTimer && delay > 0) return;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = setTimeout(() => this.probe(), delay);
+  }
+
+  /** While lost: is the server back, and is the session still good? */
+  async probe() {
+    this.probeTimer = null;
+    if (!this.wantEvents || this.state !== "lost") return;
+    let response;
+    try {
+      response = await fetch("/api/me", { credentials: "same-origin", cache: "no-store" });
+    } catch {
+      this.probeSoon(PROBE_MS);
+      return;
+    }
+    if (response.status === 401) {
+      this.unauthorized();
+      return;
+    }
+    if (!response.ok) {
+      this.probeSoon(PROBE_MS);
+      return;
+    }
+    const source = this.source;
+    if (source && source.readyState === EventSource.OPEN) {
+      this.live();
+    } else if (!source || source.readyState === EventSource.CLOSED) {
+      this.openSource(); // its "open" event makes the state live again
+      this.probeSoon(PROBE_MS);
+    } else {
+      // Still CONNECTING on the browser's own schedule; hurry it up.
+      this.openSource();
+      this.probeSoon(PROBE_MS);
+    }
+  }
+
+  unauthorized() {
+    const wanted = this.wantEvents;
+    this.stopEvents();
+    this.csrf = null;
+    if (wanted) this.onUnauthorized();
+  }
+}

@@ -1,0 +1,488 @@
+// The model: what the page knows, and the rules about it. No DOM, no network.
+//
+// The controller changes the model through its methods; every change is
+// announced to subscribers with a topic ("folder", "open", "providers", ...),
+// and the view redraws only what that topic concerns.
+
+export const FOLDERS = ["inbox", "sent"];
+export const FOLDER_TITLES = { inbox: "Inbox", sent: "Sent", providers: "Providers" };
+
+// Recipient statuses, and what each means to a person reading the list.
+export const STATUS_LABELS = {
+  queued: "Queued",
+  deferred: "Deferred",
+  sent: "Sent",
+  delivered: "Delivered",
+  failed: "Failed",
+  bounced: "Bounced",
+  complained: "Complained",
+};
+export const BAD_STATUSES = new Set(["failed", "bounced", "complained"]);
+
+// The same address rule as the server's (bitmail/message.py).
+const ADDRESS_RE = new RegExp(
+  "^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@" +
+    "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*" +
+    "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+);
+const SEPARATOR_RE = /[;,]/;
+
+/** The bare address of `a@x` or `Name <a@x>`. */
+export function bareAddress(text) {
+  const t = String(text || "").trim();
+  const m = /<([^<>]*)>\s*$/.exec(t);
+  return (m ? m[1] : t).trim();
+}
+
+/** Why one address is not acceptable, or null when it is. */
+export function addressProblem(token) {
+  const shown = token.trim();
+  const addr = bareAddress(shown);
+  if (!addr) return `“${shown}” has no address in it`;
+  if (/\s/.test(addr)) return `“${shown}” contains a space`;
+  const at = addr.lastIndexOf("@");
+  if (at < 0) return `“${shown}” is missing an @ and a domain`;
+  const local = addr.slice(0, at);
+  const domain = addr.slice(at + 1);
+  if (!local) return `“${shown}” has nothing before the @`;
+  if (!domain) return `“${shown}” has no domain after the @`;
+  if (local.length > 64) return `“${shown}”: the part before the @ is too long`;
+  if (addr.length > 254) return `“${shown}” is too long`;
+  if (!ADDRESS_RE.test(addr)) {
+    if (/\.\.|^\.|\.$/.test(domain) || !/^[A-Za-z0-9.-]+$/.test(domain)) {
+      return `“${shown}”: “${domain}” is not a valid domain`;
+    }
+    return `“${shown}” is not a valid e-mail address`;
+  }
+  return null;
+}
+
+/** The parts of a recipients field, `a@x; b@y` (commas work too). */
+export function splitAddresses(value) {
+  return String(value || "")
+    .split(SEPARATOR_RE)
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/**
+ * Check a recipients field. With `typing`, the last part is still being
+ * written (no separator after it yet), so it is not judged.
+ * Returns {addresses: [...], problems: [reason, ...]}.
+ */
+export function checkAddressList(value, { typing = false } = {}) {
+  const text = String(value || "");
+  let parts = splitAddresses(text);
+  if (typing && parts.length && !/[;,]\s*$/.test(text)) parts = parts.slice(0, -1);
+  const addresses = [];
+  const problems = [];
+  for (const part of parts) {
+    const problem = addressProblem(part);
+    if (problem) problems.push(problem);
+    else addresses.push(part);
+  }
+  return { addresses, problems };
+}
+
+/** The part of a recipients field around the caret: {start, end, text}. */
+export function tokenAt(value, caret) {
+  const before = value.slice(0, caret);
+  const start = Math.max(before.lastIndexOf(";"), before.lastIndexOf(",")) + 1;
+  const rest = value.slice(caret);
+  const next = rest.search(SEPARATOR_RE);
+  const end = next < 0 ? value.length : caret + next;
+  return { start, end, text: value.slice(start, end).trim() };
+}
+
+/** Replace the part around the caret with `address`; returns {value, caret}. */
+export function replaceToken(value, caret, address) {
+  const { start, end } = tokenAt(value, caret);
+  const head = value.slice(0, start).replace(/\s*$/, "");
+  const tail = value.slice(end).replace(/^[;,\s]*/, "");
+  const prefix = head ? `${head} ` : "";
+  const inserted = `${prefix}${address}; `;
+  return { value: inserted + tail, caret: inserted.length };
+}
+
+/** Append addresses to a field, skipping ones already there. */
+export function appendAddresses(value, addresses) {
+  const parts = splitAddresses(value);
+  const have = new Set(parts.map((p) => bareAddress(p).toLowerCase()));
+  for (const a of addresses) {
+    const key = bareAddress(a).toLowerCase();
+    if (!have.has(key)) {
+      parts.push(a);
+      have.add(key);
+    }
+  }
+  return parts.join("; ");
+}
+
+/** Suggestions for what is being typed: prefix matches first, then others. */
+export function suggest(contacts, typed, exclude = [], limit = 8) {
+  const q = typed.trim().toLowerCase();
+  if (!q) return [];
+  const skip = new Set(exclude.map((a) => bareAddress(a).toLowerCase()));
+  const first = [];
+  const then = [];
+  for (const c of contacts) {
+    const lc = c.toLowerCase();
+    if (skip.has(lc) || lc === q) continue;
+    const local = lc.split("@")[0];
+    if (lc.startsWith(q) || local.startsWith(q)) first.push(c);
+    else if (lc.includes(q)) then.push(c);
+  }
+  return [...first, ...then].slice(0, limit);
+}
+
+// ---- search ---------------------------------------------------------------
+
+/** `from:bob subject:"lunch plans" is:unread hello` → a query object. */
+export function parseQuery(text) {
+  const query = { from: [], to: [], subject: [], unread: false, words: [] };
+  const re = /(\w+):"([^"]*)"|(\w+):(\S+)|"([^"]*)"|(\S+)/g;
+  let m;
+  while ((m = re.exec(String(text || "")))) {
+    const key = (m[1] || m[3] || "").toLowerCase();
+    const value = (m[2] ?? m[4] ?? m[5] ?? m[6] ?? "").toLowerCase();
+    if (key === "is" && value === "unread") query.unread = true;
+    else if (key === "from" || key === "to" || key === "subject") {
+      if (value) query[key].push(value);
+    } else if (key) query.words.push(`${key}:${value}`);
+    else if (value) query.words.push(value);
+  }
+  return query;
+}
+
+export function isEmptyQuery(q) {
+  return !q.unread && !q.from.length && !q.to.length && !q.subject.length && !q.words.length;
+}
+
+function joinAddresses(value) {
+  return Array.isArray(value) ? value.join(", ") : String(value || "");
+}
+
+/** Does a folder row match a parsed query? */
+export function matchesQuery(msg, q) {
+  const from = String(msg.from || "").toLowerCase();
+  const to = joinAddresses(msg.to).toLowerCase();
+  const subject = String(msg.subject || "").toLowerCase();
+  if (q.unread && !msg.unread) return false;
+  if (!q.from.every((v) => from.includes(v))) return false;
+  if (!q.to.every((v) => to.includes(v))) return false;
+  if (!q.subject.every((v) => subject.includes(v))) return false;
+  const all = `${from} ${to} ${subject}`;
+  return q.words.every((w) => all.includes(w));
+}
+
+// ---- replies --------------------------------------------------------------
+
+function prefixed(prefix, subject) {
+  const s = String(subject || "").trim();
+  return new RegExp(`^${prefix}:`, "i").test(s) ? s : `${prefix}: ${s}`.trim();
+}
+
+function quote(text) {
+  return String(text || "")
+    .split("\n")
+    .map((line) => (line ? `> ${line}` : ">"))
+    .join("\n");
+}
+
+export function formatDateLong(seconds) {
+  if (typeof seconds !== "number") return "";
+  return new Date(seconds * 1000).toLocaleString(undefined, {
+    dateStyle: "medium",
+    timeStyle: "short",
+  });
+}
+
+/** A short date for a list row: the time today, the day this year, else the date. */
+export function formatDateShort(seconds, now = new Date()) {
+  if (typeof seconds !== "number") return "";
+  const d = new Date(seconds * 1000);
+  if (d.toDateString() === now.toDateString()) {
+    return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  }
+  if (d.getFullYear() === now.getFullYear()) {
+    return d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  }
+  return d.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}
+
+/** A draft answering `msg` (a full message). */
+export function replyDraft(msg, me) {
+  const toList = Array.isArray(msg.to) ? msg.to : splitAddresses(msg.to);
+  const mine = String(me || "").toLowerCase();
+  const fromMe = bareAddress(msg.from).toLowerCase() === mine;
+  const to = fromMe ? toList : [msg.from];
+  return {
+    to: to.filter(Boolean).join("; "),
+    cc: "",
+    bcc: "",
+    subject: prefixed("Re", msg.subject),
+    text: `\n\nOn ${formatDateLong(msg.date)}, ${msg.from} wrote:\n${quote(msg.text)}\n`,
+  };
+}
+
+/** A draft forwarding `msg` (a full message). */
+export function forwardDraft(msg) {
+  const lines = [
+    "",
+    "",
+    "---------- Forwarded message ----------",
+    `From: ${msg.from}`,
+    `Date: ${formatDateLong(msg.date)}`,
+    `Subject: ${msg.subject || ""}`,
+    `To: ${joinAddresses(msg.to)}`,
+  ];
+  if (msg.cc && msg.cc.length) lines.push(`Cc: ${joinAddresses(msg.cc)}`);
+  return {
+    to: "",
+    cc: "",
+    bcc: "",
+    subject: prefixed("Fwd", msg.subject),
+    text: `${lines.join("\n")}\n\n${msg.text || ""}`,
+  };
+}
+
+export const EMPTY_DRAFT = Object.freeze({ to: "", cc: "", bcc: "", subject: "", text: "" });
+
+export function draftIsEmpty(d) {
+  return !d || ["to", "cc", "bcc", "subject", "text"].every((k) => !String(d[k] || "").trim());
+}
+
+// ---- the state ------------------------------------------------------------
+
+function newFolder() {
+  return { byId: new Map(), next: null, loaded: false, loading: false, error: null };
+}
+
+export class MailModel {
+  constructor() {
+    this.listeners = new Set();
+    this.reset();
+  }
+
+  reset() {
+    this.user = null; // {username, address}
+    this.folders = { inbox: newFolder(), sent: newFolder() };
+    this.view = "inbox"; // a folder name, or "providers"
+    this.queryText = "";
+    this.query = parseQuery("");
+    this.selectedId = null;
+    this.open = null; // {id, loading, error, message}
+    this.showHtml = false;
+    this.providers = null;
+    this.geolists = null; // {lists, located}
+    this.serverContacts = null; // null: not (yet) known from the server
+    this.connection = "idle"; // idle | live | lost
+    this.fresh = new Set(); // ids that arrived live, highlighted once
+  }
+
+  subscribe(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  emit(topic) {
+    for (const fn of this.listeners) fn(topic, this);
+  }
+
+  setUser(user) {
+    this.user = user ? { username: user.username, address: user.address } : null;
+    this.emit("user");
+  }
+
+  // -- folders
+
+  get folder() {
+    return this.folders[this.view] || null;
+  }
+
+  setView(view) {
+    this.view = view;
+    this.selectedId = null;
+    this.emit("view");
+  }
+
+  setLoading(name, loading, error = null) {
+    const f = this.folders[name];
+    f.loading = loading;
+    f.error = error;
+    this.emit("folder");
+  }
+
+  /**
+   * Merge a page of a folder. `kind` is "first" (the newest page), "more"
+   * (the page after the cursor) or "search" (answers to `q=`, which never
+   * move the cursor). Refreshing the first page of a folder that is already
+   * loaded keeps the cursor: the older pages are still there.
+   */
+  addPage(name, page, kind = "first") {
+    const f = this.folders[name];
+    for (const m of page.messages || []) f.byId.set(m.id, { ...f.byId.get(m.id), ...m });
+    if (kind === "more" || (kind === "first" && !f.loaded)) f.next = page.next ?? null;
+    f.loaded = true;
+    f.loading = false;
+    f.error = null;
+    this.emit("folder");
+  }
+
+  /** A message that arrived live (SSE `message`). */
+  addLive(summary) {
+    const name = summary.folder || "inbox";
+    const f = this.folders[name];
+    if (!f) return;
+    const known = f.byId.has(summary.id);
+    f.byId.set(summary.id, { ...f.byId.get(summary.id), ...summary });
+    if (!known) this.fresh.add(summary.id);
+    this.emit("folder");
+  }
+
+  /** A recipient status change (SSE `status`). */
+  applyStatus(update) {
+    for (const f of Object.values(this.folders)) {
+      const row = f.byId.get(update.id);
+      if (row) {
+        row.status = update.status ?? row.status;
+        if (update.recipients) row.recipients = update.recipients;
+      }
+    }
+    const open = this.open && this.open.message;
+    if (open && open.id === update.id) {
+      open.status = update.status ?? open.status;
+      if (update.recipients) open.recipients = update.recipients;
+      if (update.events && update.events.length) {
+        open.events = [...(open.events || []), ...update.events];
+      }
+      this.emit("status");
+    }
+    this.emit("folder");
+  }
+
+  markRead(id, unread = false) {
+    for (const f of Object.values(this.folders)) {
+      const row = f.byId.get(id);
+      if (row) row.unread = unread;
+    }
+    this.emit("folder");
+  }
+
+  /** The current folder's rows, newest first, filtered by the search. */
+  visibleMessages() {
+    const f = this.folder;
+    if (!f) return [];
+    const rows = [...f.byId.values()].sort((a, b) => (b.date || 0) - (a.date || 0));
+    if (isEmptyQuery(this.query)) return rows;
+    return rows.filter((m) => matchesQuery(m, this.query));
+  }
+
+  unreadCount(name = "inbox") {
+    let n = 0;
+    for (const m of this.folders[name].byId.values()) if (m.unread) n += 1;
+    return n;
+  }
+
+  findSummary(id) {
+    for (const f of Object.values(this.folders)) if (f.byId.has(id)) return f.byId.get(id);
+    return null;
+  }
+
+  setQuery(text) {
+    this.queryText = text;
+    this.query = parseQuery(text);
+    this.emit("folder");
+  }
+
+  // -- selection and the open message
+
+  select(id) {
+    this.selectedId = id;
+    this.emit("selection");
+  }
+
+  /** Move the selection by `delta` rows; returns the new id (or null). */
+  move(delta) {
+    const rows = this.visibleMessages();
+    if (!rows.length) return null;
+    let i = rows.findIndex((m) => m.id === this.selectedId);
+    if (i < 0) i = delta > 0 ? -1 : rows.length;
+    const j = Math.min(rows.length - 1, Math.max(0, i + delta));
+    this.select(rows[j].id);
+    return rows[j].id;
+  }
+
+  openLoading(id) {
+    this.open = { id, loading: true, error: null, message: null };
+    this.showHtml = false;
+    this.emit("open");
+  }
+
+  openLoaded(id, message) {
+    if (!this.open || this.open.id !== id) return false;
+    this.open = { id, loading: false, error: null, message };
+    this.showHtml = !message.text && !!message.html;
+    this.emit("open");
+    return true;
+  }
+
+  openFailed(id, error) {
+    if (!this.open || this.open.id !== id) return;
+    this.open = { id, loading: false, error, message: null };
+    this.emit("open");
+  }
+
+  close() {
+    this.open = null;
+    this.showHtml = false;
+    this.emit("open");
+  }
+
+  toggleHtml() {
+    this.showHtml = !this.showHtml;
+    this.emit("open");
+  }
+
+  // -- side data
+
+  setProviders(list) {
+    this.providers = list;
+    this.emit("providers");
+  }
+
+  setGeolists(data) {
+    this.geolists = data;
+    this.emit("geolists");
+  }
+
+  setContacts(list) {
+    this.serverContacts = list;
+  }
+
+  /** Addresses to suggest: the server's, then everyone seen in loaded folders. */
+  contacts() {
+    const me = this.user ? this.user.address.toLowerCase() : "";
+    const out = new Map();
+    const add = (a) => {
+      const bare = bareAddress(a);
+      if (bare && bare.includes("@") && bare.toLowerCase() !== me && !out.has(bare.toLowerCase())) {
+        out.set(bare.toLowerCase(), bare);
+      }
+    };
+    for (const a of this.serverContacts || []) add(a);
+    for (const f of Object.values(this.folders)) {
+      for (const m of f.byId.values()) {
+        add(m.from);
+        for (const a of Array.isArray(m.to) ? m.to : splitAddresses(m.to)) add(a);
+      }
+    }
+    return [...out.values()];
+  }
+
+  setConnection(state) {
+    if (this.connection === state) return;
+    this.connection = state;
+    this.emit("connection");
+  }
+}

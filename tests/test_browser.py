@@ -1,0 +1,499 @@
+"""The web-mail page in a real Chromium, against a real `serve` process.
+
+Each test starts `python -m bitmail serve` on a temporary data folder and a
+free port, and drives the page with Playwright's async API. Screenshots of
+the main screens land in tests/screenshots/ (git-ignored) for a human look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from conftest import ServeProcess, free_port, require_or_skip, write_config
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).parent / "screenshots"
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 375, "height": 760}
+TIMEOUT_MS = 15_000
+
+# Around one place: one degree of latitude is about 69.09 miles.
+HOME = (40.7128, -74.0060)
+
+
+def miles_north(miles: float) -> dict[str, float]:
+    return {"latitude": HOME[0] + miles / 69.09, "longitude": HOME[1]}
+
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+async def server(tmp_path) -> AsyncIterator[ServeProcess]:
+    port = free_port()
+    proc = ServeProcess(write_config(tmp_path, port=port), port, tmp_path / "serve.log")
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        proc.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+async def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        require_or_skip(f"Chromium is not installed at {CHROMIUM}")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        require_or_skip("the playwright Python package is not installed")
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def new_page(browser, *, viewport=LAPTOP, **options):
+    context = await browser.new_context(viewport=viewport, **options)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # "Failed to load resource" is the browser noting an answer like GET
+    # /api/me's 401 before login: expected, not a fault of the page.
+    page.on("console", lambda msg: errors.append(msg.text)
+            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+    page.js_errors = errors
+    return page
+
+
+async def log_in(page, server: ServeProcess, username: str, password: str = "secret") -> None:
+    await page.goto(server.url + "/")
+    await page.get_by_label("Username", exact=True).fill(username)
+    await page.get_by_label("Password", exact=True).fill(password)
+    await page.get_by_role("button", name="Log in", exact=True).click()
+    await page.get_by_role("button", name="Log out", exact=True).wait_for()
+    await expect_text(page.locator("#me-address"), f"{username}@localhost")
+
+
+async def expect_text(locator, text: str, timeout: float = TIMEOUT_MS / 1000) -> None:
+    """Wait until the locator's text contains `text`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last = None
+    while True:
+        try:
+            last = await locator.inner_text(timeout=1000)
+            if text in last:
+                return
+        except Exception as exc:
+            last = repr(exc)
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{text!r} not in {last!r}")
+        await asyncio.sleep(0.1)
+
+
+async def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+async def api_user(server: ServeProcess, username: str) -> tuple[aiohttp.ClientSession, str]:
+    """A logged-in HTTP session for sending mail the page cannot write (HTML)."""
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with http.post(server.url + "/api/session",
+                         json={"username": username, "password": "secret"}) as resp:
+        assert resp.status in (200, 201), await resp.text()
+        return http, (await resp.json())["csrf_token"]
+
+
+async def api_send(server, http, csrf, **payload) -> str:
+    async with http.post(server.url + "/api/messages", json=payload,
+                         headers={"X-CSRF-Token": csrf}) as resp:
+        assert resp.status == 202, await resp.text()
+        return (await resp.json())["id"]
+
+
+def row(page, subject: str):
+    return page.locator("#message-list .row", has_text=subject)
+
+
+# ---- scenarios --------------------------------------------------------------------
+
+
+async def test_mail_to_two_recipients_arrives_live_and_statuses_show_in_sent(server, browser):
+    bob = await new_page(browser)
+    await log_in(bob, server, "bob")
+    await bob.evaluate("window.stillTheSamePage = true")
+
+    alice = await new_page(browser)
+    await log_in(alice, server, "alice")
+    await alice.get_by_role("button", name="Compose", exact=True).click()
+    to = alice.get_by_label("To", exact=True)
+    await to.press_sequentially("bo")
+    # The domain's users are suggested; arrow keys and Enter pick one.
+    option = alice.get_by_role("option", name="bob@localhost")
+    await option.wait_for()
+    await to.press("ArrowDown")
+    await to.press("Enter")
+    assert await to.input_value() == "bob@localhost; "
+    await to.press_sequentially("carol@example.com")
+    await alice.get_by_label("Subject", exact=True).fill("Lunch on Friday")
+    await alice.get_by_label("Message", exact=True).fill("Shall we?\nNoon at the usual place.")
+    await shot(alice, "laptop-compose")
+    await alice.get_by_role("button", name="Send", exact=True).click()
+    await alice.locator("#compose").wait_for(state="hidden")
+    await expect_text(alice.locator("#toast"), "Message sent")
+
+    # Bob's open Inbox shows it without a reload, unread (bold).
+    arrived = row(bob, "Lunch on Friday")
+    await arrived.wait_for()
+    assert "unread" in await arrived.get_attribute("class")
+    assert await arrived.locator(".who").evaluate("e => getComputedStyle(e).fontWeight") == "700"
+    assert await bob.evaluate("window.stillTheSamePage") is True
+    await arrived.click()
+    await expect_text(bob.locator("#reader .body"), "Noon at the usual place.")
+    await expect_text(bob.locator("#reader .meta"), "alice@localhost")
+    assert "unread" not in await row(bob, "Lunch on Friday").get_attribute("class")
+    await shot(bob, "laptop-inbox-reading")
+
+    # Alice's Sent folder: each recipient's own status.
+    await alice.get_by_role("button", name="Sent", exact=True).click()
+    sent = row(alice, "Lunch on Friday")
+    await sent.wait_for()
+    await sent.click()
+    table = alice.locator("#recipients")
+    await expect_text(table.locator("tr", has_text="bob@localhost"), "Delivered")
+    # The local provider takes carol's copy: queued, then sent (live).
+    await expect_text(table.locator("tr", has_text="carol@example.com"), "Sent")
+    await expect_text(sent, "Sent")
+    await shot(alice, "laptop-sent-statuses")
+    # Bob's read state survives a reload (the server was told).
+    await bob.reload()
+    await row(bob, "Lunch on Friday").wait_for()
+    assert "unread" not in await row(bob, "Lunch on Friday").get_attribute("class")
+    assert not alice.js_errors and not bob.js_errors, alice.js_errors + bob.js_errors
+
+
+async def test_geolists_count_friends_nearby_and_fill_to(server, browser):
+    for name, miles in (("bob", 0.5), ("carol", 5), ("dave", 50)):
+        page = await new_page(browser, geolocation=miles_north(miles),
+                              permissions=["geolocation"])
+        await log_in(page, server, name)
+        await page.context.close()
+    alice = await new_page(browser, geolocation=miles_north(0), permissions=["geolocation"])
+    await log_in(alice, server, "alice")
+    geo = alice.locator("#geolists")
+    await alice.get_by_role("button", name="One Mile (1 Friend)", exact=True).wait_for()
+    labels = await geo.get_by_role("button").all_inner_texts()
+    assert labels == ["One Mile (1 Friend)", "Ten Miles (2 Friends)", "100 Miles (3 Friends)"]
+    # No coordinates reach the page.
+    assert "40.7" not in await alice.content()
+
+    await alice.get_by_role("button", name="Ten Miles (2 Friends)", exact=True).click()
+    to = alice.get_by_label("To", exact=True)
+    await to.wait_for()
+    assert await to.input_value() == "bob@localhost; carol@localhost"
+    await shot(alice, "laptop-geolists")
+    # Appending never repeats an address.
+    await alice.get_by_role("button", name="100 Miles (3 Friends)", exact=True).click()
+    assert await to.input_value() == "bob@localhost; carol@localhost; dave@localhost"
+    await alice.get_by_role("button", name="One Mile (1 Friend)", exact=True).click()
+    assert await to.input_value() == "bob@localhost; carol@localhost; dave@localhost"
+
+    # Someone who does not share a location gets a note instead.
+    erin = await new_page(browser)
+    await log_in(erin, server, "erin")
+    await expect_text(erin.locator("#geolists"), "Share your location")
+    assert await erin.locator("#geolists button").count() == 0
+
+
+async def test_a_bad_address_is_refused_before_any_request(server, browser):
+    page = await new_page(browser)
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url)
+            if r.method == "POST" and r.url.endswith("/api/messages") else None)
+    await log_in(page, server, "alice")
+    await page.keyboard.press("c")
+    to = page.get_by_label("To", exact=True)
+    await to.wait_for()
+    # A finished part is judged as it is typed...
+    await to.press_sequentially("bob@localhost; carol@; ")
+    assert await to.get_attribute("aria-invalid") == "true"
+    error = page.locator("#compose-to-error")
+    await expect_text(error, "carol@")
+    # ...and fixed, the mark goes away.
+    await to.fill("")
+    await to.press_sequentially("bob@localhost; not an address")
+    assert await to.get_attribute("aria-invalid") is None  # still being typed
+    await page.get_by_label("Subject", exact=True).fill("Hello")
+    assert await to.get_attribute("aria-invalid") == "true"  # judged on leaving the field
+    await page.get_by_role("button", name="Send", exact=True).click()
+    assert await error.is_visible()
+    await expect_text(error, "not an address")
+    assert await page.locator("#compose").is_visible()
+    await shot(page, "laptop-compose-bad-address")
+    await page.wait_for_timeout(300)
+    assert posts == []
+
+
+async def test_a_refused_send_keeps_the_draft_and_marks_the_field(server, browser):
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await page.get_by_label("To", exact=True).fill("bob@example.com")
+    await page.get_by_label("Subject", exact=True).fill("Draft that fails")
+    await page.get_by_label("Message", exact=True).fill("Keep me.")
+
+    async def refuse(route):
+        await asyncio.sleep(0.6)  # long enough to see the progress
+        await route.fulfill(status=400, content_type="application/json", body=(
+            '{"error": {"code": "invalid", "message": "is not allowed here", '
+            '"field": "subject"}}'))
+
+    await page.route("**/api/messages", refuse)
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect_text(page.locator("#compose-status"), "Sending…")
+    assert await page.locator("#send").is_disabled()
+    subject = page.get_by_label("Subject", exact=True)
+    await expect_text(page.locator("#compose-subject-error"), "is not allowed here")
+    assert await subject.get_attribute("aria-invalid") == "true"
+    await expect_text(page.locator("#compose-error"), "is not allowed here")
+    assert await subject.input_value() == "Draft that fails"
+    await page.unroute("**/api/messages")
+
+    # The unsent draft survives a reload.
+    await page.wait_for_timeout(400)
+    await page.reload()
+    await page.get_by_role("button", name="Log out", exact=True).wait_for()
+    assert await page.get_by_label("To", exact=True).input_value() == "bob@example.com"
+    assert await page.get_by_label("Subject", exact=True).input_value() == "Draft that fails"
+    assert await page.get_by_label("Message", exact=True).input_value() == "Keep me."
+    # And now it goes.
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.locator("#compose").wait_for(state="hidden")
+    await page.reload()
+    await page.get_by_role("button", name="Log out", exact=True).wait_for()
+    assert not await page.locator("#compose").is_visible()
+
+
+async def test_scripts_in_html_mail_never_run(server, browser):
+    page = await new_page(browser)
+    await log_in(page, server, "bob")
+    beacons: list[str] = []
+    page.on("request", lambda r: beacons.append(r.url) if "track" in r.url else None)
+
+    http, csrf = await api_user(server, "mallory")
+    try:
+        await api_send(server, http, csrf, to="bob@localhost", subject="Totally safe",
+                       text="Plain version of the letter.",
+                       html=("<p>Hello from <b>HTML</b></p>"
+                             "<script>parent.document.title='pwned';window.top.pwned=1;"
+                             "document.body.append('script ran')</script>"
+                             "<img src=x onerror=\"parent.document.title='pwned'\">"
+                             f"<img src=\"{server.url}/track.png\">"
+                             "<form action=\"https://evil.invalid/\"><button>Go</button></form>"))
+    finally:
+        await http.close()
+
+    message = row(page, "Totally safe")
+    await message.click()
+    # Text is shown first.
+    await expect_text(page.locator("#reader .body"), "Plain version of the letter.")
+    assert await page.locator("#reader iframe").count() == 0
+    await page.get_by_role("button", name="Show HTML", exact=True).click()
+    frame_el = page.locator("#reader iframe")
+    await frame_el.wait_for()
+    assert await frame_el.get_attribute("sandbox") == ""
+    srcdoc = await frame_el.get_attribute("srcdoc")
+    assert srcdoc.startswith('<meta http-equiv="Content-Security-Policy"')
+    # The sandboxed document renders under the inherited CSP...
+    frame = page.frame_locator("#reader iframe")
+    await expect_text(frame.locator("body"), "Hello from HTML")
+    await page.wait_for_timeout(800)
+    # ...and nothing in it ran or reached out.
+    assert "script ran" not in await frame.locator("body").inner_text()
+    assert "pwned" not in await page.title()
+    assert await page.evaluate("typeof window.pwned") == "undefined"
+    assert beacons == []
+    await shot(page, "laptop-html-mail")
+    await page.get_by_role("button", name="Show text", exact=True).click()
+    await expect_text(page.locator("#reader .body"), "Plain version of the letter.")
+
+
+async def test_login_logout_wrong_password_and_session_restore(server, browser):
+    page = await new_page(browser)
+    await page.goto(server.url + "/")
+    await page.get_by_label("Username", exact=True).wait_for()
+    await shot(page, "laptop-login")
+    await log_in(page, server, "zoe", "right-password")
+    await page.reload()  # GET /api/me restores the session
+    await page.get_by_role("button", name="Log out", exact=True).wait_for()
+    await expect_text(page.locator("#me-address"), "zoe@localhost")
+    await page.get_by_role("button", name="Log out", exact=True).click()
+    await page.get_by_role("button", name="Log in", exact=True).wait_for()
+    await page.reload()
+    await page.get_by_role("button", name="Log in", exact=True).wait_for()
+
+    await page.get_by_label("Username", exact=True).fill("zoe")
+    await page.get_by_label("Password", exact=True).fill("wrong-password")
+    await page.get_by_role("button", name="Log in", exact=True).click()
+    await expect_text(page.locator("#login-error"), "The username or password is wrong.")
+    assert await page.locator("#login-screen").is_visible()
+
+
+async def test_keyboard_shortcuts_search_and_reply(server, browser):
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    http, csrf = await api_user(server, "bob")
+    try:
+        for subject in ("First note", "Second note", "Third note"):
+            await api_send(server, http, csrf, to="alice@localhost", subject=subject,
+                           text=f"This is the {subject.lower()}.")
+            await asyncio.sleep(0.05)
+    finally:
+        await http.close()
+    await row(page, "First note").wait_for()
+    await page.locator("body").click(position={"x": 5, "y": 300})
+    await page.keyboard.press("j")
+    await page.keyboard.press("j")
+    await page.keyboard.press("Enter")
+    await expect_text(page.locator("#reader .reader-subject"), "Second note")
+    await page.keyboard.press("k")
+    await expect_text(page.locator("#reader .reader-subject"), "Third note")
+    await page.keyboard.press("Escape")
+    await page.locator("#reader .reader-empty").wait_for()
+
+    # Search: field operators and plain words, over what is loaded.
+    search = page.get_by_label("Search mail")
+    await search.fill("subject:second")
+    await page.wait_for_timeout(100)
+    assert await page.locator("#message-list .row").count() == 1
+    await search.fill("from:bob is:unread")
+    await page.wait_for_timeout(100)
+    assert await page.locator("#message-list .row").count() == 1  # the other two were read
+    await search.fill("note first")
+    await page.wait_for_timeout(100)
+    assert await page.locator("#message-list .row").all_inner_texts() != []
+    assert "First note" in (await page.locator("#message-list").inner_text())
+    await search.fill("")
+
+    # Reply from the open message; typing shortcuts into a field does nothing else.
+    await row(page, "First note").click()
+    await page.get_by_role("button", name="Reply", exact=True).click()
+    assert await page.get_by_label("To", exact=True).input_value() == "bob@localhost"
+    assert await page.get_by_label("Subject", exact=True).input_value() == "Re: First note"
+    body = page.get_by_label("Message", exact=True)
+    assert "> This is the first note." in await body.input_value()
+    await body.press_sequentially("jk c")
+    await expect_text(page.locator("#reader .reader-subject"), "First note")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.locator("#compose").wait_for(state="hidden")
+    await page.get_by_role("button", name="Sent", exact=True).click()
+    await row(page, "Re: First note").wait_for()
+
+
+async def test_connection_lost_banner_and_recovery_keep_the_draft(server, browser):
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await page.get_by_label("To", exact=True).fill("bob@example.com")
+    await page.get_by_label("Subject", exact=True).fill("Written while offline")
+    await page.get_by_label("Message", exact=True).fill("Half a thought")
+    banner = page.get_by_role("alert").filter(has_text="Connection lost — reconnecting…")
+    assert not await banner.is_visible()
+
+    server.kill(signal.SIGTERM)
+    await banner.wait_for(state="visible")
+    await shot(page, "laptop-connection-lost")
+    await server.start()
+    await banner.wait_for(state="hidden", timeout=30_000)
+    assert await page.get_by_label("To", exact=True).input_value() == "bob@example.com"
+    assert await page.get_by_label("Subject", exact=True).input_value() == "Written while offline"
+    assert await page.get_by_label("Message", exact=True).input_value() == "Half a thought"
+
+    # Live updates work again after the restart.
+    http, csrf = await api_user(server, "bob")
+    try:
+        await api_send(server, http, csrf, to="alice@localhost", subject="After the restart")
+    finally:
+        await http.close()
+    await row(page, "After the restart").wait_for()
+
+
+async def test_providers_panel_and_phone_layout(server, browser):
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Providers", exact=True).click()
+    provider = page.locator("#providers-body tr").first
+    await expect_text(provider, "local")
+    await expect_text(provider, "up")
+    await shot(page, "laptop-providers")
+    await page.emulate_media(color_scheme="dark")
+    await page.get_by_role("button", name="Inbox", exact=True).click()
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await shot(page, "laptop-dark")
+    await page.emulate_media(color_scheme="light")
+
+    http, csrf = await api_user(server, "bob")
+    try:
+        await api_send(server, http, csrf, to="alice@localhost", subject="Seen on a phone",
+                       text="Small screens get one column.\n" * 3)
+    finally:
+        await http.close()
+
+    phone = await new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    await log_in(phone, server, "alice")
+    await row(phone, "Seen on a phone").wait_for()
+    width = await phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page scrolls sideways ({width}px)"
+    await shot(phone, "phone-inbox")
+    await row(phone, "Seen on a phone").click()
+    await expect_text(phone.locator("#reader .body"), "Small screens get one column.")
+    # One column: the reading pane covers the list.
+    assert not await phone.locator("#list-pane").is_visible()
+    await shot(phone, "phone-reading")
+    await phone.get_by_role("button", name="← Back").click()
+    await row(phone, "Seen on a phone").wait_for()
+    await phone.get_by_role("button", name="Compose", exact=True).click()
+    await phone.get_by_label("To", exact=True).fill("bob@localhost; nope@")
+    await phone.get_by_label("Subject", exact=True).fill("From the phone")
+    await shot(phone, "phone-compose")
+    await phone.get_by_label("Close compose (the draft is kept)").click()
+    await phone.get_by_role("button", name="Providers", exact=True).click()
+    await expect_text(phone.locator("#providers-body"), "local")
+    await shot(phone, "phone-providers")
+    await phone.get_by_role("button", name="Log out", exact=True).click()
+    await phone.get_by_role("button", name="Log in", exact=True).wait_for()
+    await shot(phone, "phone-login")
+    assert not page.js_errors and not phone.js_errors, page.js_errors + phone.js_errors
+
+
+async def test_older_mail_loads_when_scrolling_down(server, browser):
+    http, csrf = await api_user(server, "bob")
+    await api_user(server, "alice")
+    try:
+        for i in range(57):
+            await api_send(server, http, csrf, to="alice@localhost", subject=f"Number {i:02d}")
+    finally:
+        await http.close()
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    rows = page.locator("#message-list .row")
+    await row(page, "Number 56").wait_for()
+    # The newest page first (50), newest on top; the rest comes on scrolling.
+    assert (await rows.first.inner_text()).count("Number 56") == 1
+    await page.get_by_role("button", name="Load more").scroll_into_view_if_needed()
+    await row(page, "Number 00").wait_for()
+    assert await rows.count() == 57
+    assert not await page.get_by_role("button", name="Load more").is_visible()
