@@ -523,13 +523,13 @@ async def test_folder_pages_and_claims_use_indexes(pg_store_url: str) -> None:
 
         subset = {"owner": "u7", "folder": "inbox"}
         sql, args = select_sql("message", subset, limit=51, newest_first=True)
-        args = [json.dumps(a) if isinstance(a, dict) else a for a in args]
+        args = [json.dumps(a) if isinstance(a, str | dict) else a for a in args]
         nodes = await explain(conn, sql, args)
         assert ("Index Scan Backward", "docs_message_owner_folder") in nodes, nodes
         assert "Sort" not in {n for n, _ in nodes}, nodes
 
         sql, args = select_sql("message", subset, limit=51, before=20000, newest_first=True)
-        args = [json.dumps(a) if isinstance(a, dict) else a for a in args]
+        args = [json.dumps(a) if isinstance(a, str | dict) else a for a in args]
         nodes = await explain(conn, sql, args)
         assert ("Index Scan Backward", "docs_message_owner_folder") in nodes, nodes
 

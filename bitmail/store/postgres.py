@@ -2,10 +2,11 @@
 
 Documents live in one table, `docs(seq, kind, id, data jsonb)`. Subset lookups
 are `data @> $n::jsonb` (a GIN index with `jsonb_path_ops` serves any key).
-For the lookups the service makes (INDEXES, per kind) the query also names the
-keys as `data->>'key' = $n` and the kind as a literal, so the planner can walk
-that kind's partial btree, already ordered by `seq`, and stop after `limit`
-rows instead of sorting every match.
+For the lookups the service makes (INDEXES, per kind) the query instead
+compares those keys as `data->'key' = $n::jsonb` (the same thing as `@>` for
+a scalar) and names the kind as a literal, so the planner walks that kind's
+partial btree, already ordered by `seq`, and stops after `limit` rows instead
+of sorting every match.
 
 Writes go through one flusher task per process: batches that arrive while a
 commit is running wait and then share the next transaction (group commit),
@@ -64,6 +65,9 @@ DUE = "(CASE WHEN jsonb_typeof(data->'due') = 'number' THEN (data->'due')::float
 LEASE = ("(CASE WHEN jsonb_typeof(data->'lease_until') = 'number' "
          "THEN (data->'lease_until')::float8 END)")
 
+# Per kind, the keys compared by jsonb equality so that its btrees serve them.
+EQUALITY_KEYS = {kind: {k for keys in lookups for k in keys if k != "due"}
+                 for kind, lookups in INDEXES.items()}
 
 
 def claim_sql(kind: str) -> str:
@@ -101,7 +105,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         )""",
         # Listing a whole kind in seq order (get with no subset, paging).
         "CREATE INDEX docs_kind_seq ON docs (kind, seq)",
-        # Any subset lookup: `data @> $n` on any key, nested objects and arrays included.
+        # Any other subset lookup: `data @> $n` on any key, nested objects and
+        # arrays included. Every write of every kind pays for it; it is what
+        # keeps a lookup the INDEXES do not foresee from reading the whole kind.
         "CREATE INDEX docs_data ON docs USING gin (data jsonb_path_ops)",
         """CREATE TABLE notices (
             id bigserial PRIMARY KEY,
@@ -114,8 +120,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 
 def _column(key: str) -> str:
     """How an indexed key is compared: `due` as a number (claims order by it),
-    every other key as text."""
-    return DUE if key == "due" else f"(data->>'{check_key(key)}')"
+    every other key as its jsonb value."""
+    return DUE if key == "due" else f"(data->'{check_key(key)}')"
 
 
 def _key_indexes() -> dict[str, str]:
@@ -163,7 +169,7 @@ def _where(kind: str, subset: Document | None) -> tuple[str, list[Any]] | None:
     # The kind as a literal: a generic plan can only use the kind's partial
     # indexes when it can prove `kind = '…'` without knowing the parameters.
     clauses, params = [f"kind = '{check_key(kind)}'"], []
-    indexed = {k for keys in INDEXES.get(kind, ()) for k in keys if k != "due"}
+    indexed = EQUALITY_KEYS.get(kind, ())
     rest: Document = {}
     for key, value in (subset or {}).items():
         if key == "id":
@@ -171,13 +177,16 @@ def _where(kind: str, subset: Document | None) -> tuple[str, list[Any]] | None:
                 return None
             params.append(value)
             clauses.append(f"id = ${len(params)}")
-            continue
-        rest[key] = value
-        if key in indexed and isinstance(value, str):
-            # Redundant with `@>` below (which decides the result), but it is
-            # what lets the planner use the kind's btree, ordered by seq.
+        elif key in indexed and isinstance(value, (str, int, float)):
+            # For a scalar, jsonb equality is exactly what `@>` means (a
+            # string is not a number, true is not 1, 1 is 1.0), and it is
+            # what the kind's btree is on. Not also put in `@>`: the planner
+            # would count the same condition twice, expect almost no rows,
+            # and sort a bitmap scan instead of walking the index in seq order.
             params.append(value)
-            clauses.append(f"{_column(key)} = ${len(params)}")
+            clauses.append(f"{_column(key)} = ${len(params)}::jsonb")
+        else:
+            rest[key] = value
     if rest:
         params.append(rest)
         clauses.append(f"data @> ${len(params)}::jsonb")
