@@ -49,7 +49,8 @@ export function addressProblem(token) {
   if (local.length > 64) return `“${shown}”: the part before the @ is too long`;
   if (addr.length > 254) return `“${shown}” is too long`;
   if (!ADDRESS_RE.test(addr)) {
-    if (/\.\.|^\.|\.$/.test(domain) || !/^[A-Za-z0-9.-]+$/.test(domain)) {
+    const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+    if (!domain.split(".").every((part) => label.test(part))) {
       return `“${shown}”: “${domain}” is not a valid domain`;
     }
     return `“${shown}” is not a valid e-mail address`;
@@ -171,7 +172,7 @@ export function matchesQuery(msg, q) {
   if (!q.from.every((v) => from.includes(v))) return false;
   if (!q.to.every((v) => to.includes(v))) return false;
   if (!q.subject.every((v) => subject.includes(v))) return false;
-  const all = `${from} ${to} ${subject}`;
+  const all = `${from} ${to} ${subject} ${String(msg.preview || "").toLowerCase()}`;
   return q.words.every((w) => all.includes(w));
 }
 

@@ -196,7 +196,7 @@ export class View {
 
   rowSignature(m, folder) {
     const rec = (m.recipients || []).map((r) => `${r.address}:${r.status}`).join(",");
-    return [m.from, listText(m.to), m.subject, m.date, m.status, m.unread, rec,
+    return [m.from, listText(m.to), m.subject, m.preview, m.date, m.status, m.unread, rec,
       m.has_attachments, folder].join("|");
   }
 
@@ -226,7 +226,8 @@ export class View {
           datetime: typeof m.date === "number" ? new Date(m.date * 1000).toISOString() : null,
           title: formatDateLong(m.date),
         }, formatDateShort(m.date))),
-      h("span", { class: "row-subject" }, subject),
+      h("span", { class: "row-subject" }, subject,
+        m.preview ? h("span", { class: "preview" }, ` — ${m.preview}`) : null),
     );
     if (folder === "sent") {
       const statuses = h("span", { class: "row-status" });

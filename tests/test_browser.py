@@ -176,7 +176,10 @@ async def test_mail_to_two_recipients_arrives_live_and_statuses_show_in_sent(ser
     await expect_text(table.locator("tr", has_text="bob@localhost"), "Delivered")
     # The local provider takes carol's copy: queued, then sent (live).
     await expect_text(table.locator("tr", has_text="carol@example.com"), "Sent")
-    await expect_text(sent, "Sent")
+    # The row learns each recipient's status from the live `status` events
+    # (a folder row itself carries only the overall status).
+    await expect_text(sent.locator(".rcpt", has_text="carol@example.com"), "Sent")
+    await expect_text(sent.locator(".rcpt", has_text="bob@localhost"), "Delivered")
     await shot(alice, "laptop-sent-statuses")
     # Bob's read state survives a reload (the server was told).
     await bob.reload()
@@ -497,3 +500,62 @@ async def test_older_mail_loads_when_scrolling_down(server, browser):
     await row(page, "Number 00").wait_for()
     assert await rows.count() == 57
     assert not await page.get_by_role("button", name="Load more").is_visible()
+
+
+MODEL_CHECKS = """async () => {
+  const m = await import('/static/mailmodel.js');
+  const q = m.parseQuery('from:bob subject:"lunch plans" is:unread hello');
+  const row = {from: 'bob@x', to: ['me@h'], subject: 'Lunch plans today', unread: true,
+               preview: 'hello there'};
+  return {
+    ok: m.addressProblem('bob@example.com'),
+    named: m.addressProblem('Bob <bob@example.com>'),
+    noAt: m.addressProblem('bob'),
+    noDomain: m.addressProblem('bob@'),
+    noLocal: m.addressProblem('@example.com'),
+    space: m.addressProblem('bob smith@x.com'),
+    badDomain: m.addressProblem('bob@-x.com'),
+    typing: m.checkAddressList('a@x.com; b', {typing: true}).problems.length,
+    done: m.checkAddressList('a@x.com; b').problems.length,
+    comma: m.checkAddressList('a@x.com, b@y.org;').addresses,
+    query: q,
+    hit: m.matchesQuery(row, q),
+    miss: m.matchesQuery({...row, unread: false}, q),
+    append: m.appendAddresses('a@x; b@y', ['B@y', 'c@z']),
+    replace: m.replaceToken('a@x; bo', 7, 'bob@localhost'),
+    replaceMiddle: m.replaceToken('a@x; bo; c@z', 7, 'bob@localhost'),
+    suggest: m.suggest(['alice@x', 'bob@x', 'robo@y', 'bobby@z'], 'bo', ['bob@x']),
+    reply: m.replyDraft({from: 'b@x', to: ['me@h'], subject: 'Hi', text: 'a\\nb', date: 0},
+                        'me@h'),
+    replyOwn: m.replyDraft({from: 'me@h', to: ['b@x', 'c@y'], subject: 'RE: Hi', text: '',
+                            date: 0}, 'me@h'),
+    forward: m.forwardDraft({from: 'b@x', to: ['me@h'], subject: 'Hi', text: 'body', date: 0}),
+  };
+}"""
+
+
+async def test_model_rules(server, browser):
+    """The address, search and reply rules of static/mailmodel.js, run in the browser."""
+    page = await new_page(browser)
+    await page.goto(server.url + "/")
+    r = await page.evaluate(MODEL_CHECKS)
+    assert r["ok"] is None and r["named"] is None
+    assert "missing an @" in r["noAt"]
+    assert "no domain" in r["noDomain"]
+    assert "nothing before the @" in r["noLocal"]
+    assert "space" in r["space"]
+    assert "not a valid domain" in r["badDomain"]
+    assert r["typing"] == 0 and r["done"] == 1
+    assert r["comma"] == ["a@x.com", "b@y.org"]
+    assert r["query"] == {"from": ["bob"], "to": [], "subject": ["lunch plans"],
+                          "unread": True, "words": ["hello"]}
+    assert r["hit"] is True and r["miss"] is False
+    assert r["append"] == "a@x; b@y; c@z"
+    assert r["replace"] == {"value": "a@x; bob@localhost; ", "caret": 20}
+    assert r["replaceMiddle"]["value"] == "a@x; bob@localhost; c@z"
+    assert r["suggest"] == ["bobby@z", "robo@y"]
+    assert r["reply"]["to"] == "b@x" and r["reply"]["subject"] == "Re: Hi"
+    assert "> a\n> b" in r["reply"]["text"]
+    assert r["replyOwn"]["to"] == "b@x; c@y" and r["replyOwn"]["subject"] == "RE: Hi"
+    assert r["forward"]["subject"] == "Fwd: Hi" and r["forward"]["to"] == ""
+    assert "From: b@x" in r["forward"]["text"] and r["forward"]["text"].endswith("body")
