@@ -70,6 +70,7 @@ class Settings:
     data_dir: Path = Path("bitmail-data")
     max_message_size: int = 25 * 1024 * 1024
     open_signup: bool = True
+    operators: frozenset[str] = frozenset()  # usernames that may manage the service
     store_url: str = ""
     web: WebSettings = field(default_factory=WebSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
@@ -247,7 +248,12 @@ def load(path: str | os.PathLike | None = None,
         concurrency=_typed(mta_raw.get("concurrency", 8), int, "mta.concurrency"),
     )
     accounts_raw = raw.get("accounts", {})
-    _check_keys(accounts_raw, {"open_signup"}, "accounts")
+    _check_keys(accounts_raw, {"open_signup", "operators"}, "accounts")
+    operators = accounts_raw.get("operators", [])
+    if isinstance(operators, str):
+        operators = [o for o in operators.split(",") if o.strip()]
+    if not isinstance(operators, list) or not all(isinstance(o, str) for o in operators):
+        raise ConfigError("accounts.operators: must be a list of usernames")
     smtp_raw = raw.get("smtp", {})
     _check_keys(smtp_raw, {"port"}, "smtp")
     return Settings(
@@ -256,6 +262,7 @@ def load(path: str | os.PathLike | None = None,
         max_message_size=_typed(raw.get("max_message_size", 25 * 1024 * 1024), int,
                                 "max_message_size"),
         open_signup=_typed(accounts_raw.get("open_signup", True), bool, "accounts.open_signup"),
+        operators=frozenset(o.strip().lower() for o in operators),
         store_url=store_url,
         web=web,
         mta=mta,

@@ -299,6 +299,9 @@ HOOK_KINDS = ("webhook", "webhook_pending", "webhook_token", "message", "body", 
               "tracking", "outbox", "user")
 
 HOOK_CONFIG = f"""
+[accounts]
+operators = ["alice"]
+
 [[mta.providers]]
 name = "local"
 type = "local"

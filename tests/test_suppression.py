@@ -97,6 +97,20 @@ async def test_the_outbox_entry_leaves_suppressed_recipients_out(make_settings):
         assert doc["status"] == "failed"
 
 
+async def test_only_operators_see_or_change_the_list(hook_service):
+    await SuppressionList(hook_service.runtime.store).add("x@example.com", reason="bounced",
+                                                          provider="ses")
+    headers = await hook_service.api_key("mallory")
+    for resp in (await hook_service.client.get("/api/suppressions", headers=headers),
+                 await hook_service.client.delete("/api/suppressions/x@example.com",
+                                                  headers=headers)):
+        assert resp.status == 403
+        assert (await resp.json())["error"]["code"] == "not_operator"
+    assert await SuppressionList(hook_service.runtime.store).get("x@example.com")
+    me = await (await hook_service.client.get("/api/me", headers=headers)).json()
+    assert me["operator"] is False
+
+
 async def test_the_operator_lists_and_removes_entries(hook_service):
     headers = await hook_service.api_key("alice")
     store = SuppressionList(hook_service.runtime.store)

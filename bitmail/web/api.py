@@ -9,6 +9,7 @@ import json
 from aiohttp import web
 
 from .. import geo
+from ..accounts import User
 from ..errors import BitMailError, NotFound, ValidationError
 from ..mailbox import public, summary
 from ..message import parse_message
@@ -19,8 +20,10 @@ routes = web.RouteTableDef()
 FOLDERS = ("inbox", "sent")
 
 
-def _me(user, csrf: str | None = None) -> dict:
-    out = {"username": user.username, "address": user.address}
+def _me(request: web.Request, user: User, csrf: str | None = None) -> dict:
+    operators = request.app[RUNTIME].settings.operators
+    out = {"username": user.username, "address": user.address,
+           "operator": user.username in operators}
     if csrf:
         out["csrf_token"] = csrf
     return out
@@ -35,8 +38,8 @@ async def login(request: web.Request) -> web.Response:
     session, created = await runtime.accounts.login(
         body.get("username"), body.get("password"), client=request.remote or "unknown",
         location=body.get("location"))
-    response = web.json_response({**_me(session.user, session.csrf_token), "created": created},
-                                 status=201 if created else 200)
+    me = _me(request, session.user, session.csrf_token)
+    response = web.json_response({**me, "created": created}, status=201 if created else 200)
     response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="Strict",
                         secure=request.secure, path="/", max_age=14 * 24 * 3600)
     return response
@@ -55,7 +58,8 @@ async def logout(request: web.Request) -> web.Response:
 @routes.get("/api/me")
 async def me(request: web.Request) -> web.Response:
     session = session_of(request)
-    return web.json_response(_me(user_of(request), session.csrf_token if session else None))
+    csrf = session.csrf_token if session else None
+    return web.json_response(_me(request, user_of(request), csrf))
 
 
 @routes.post("/api/messages")

@@ -7,7 +7,8 @@ from pathlib import Path
 from aiohttp import web
 
 from ..runtime import Runtime
-from . import api, status
+from . import api, status, suppressions
+from .hooks import add_routes as add_hook_routes
 from .keys import RUNTIME
 from .middlewares import authenticate, errors
 from .security import security_headers
@@ -29,8 +30,7 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     app[RUNTIME] = runtime
     app.router.add_routes(api.routes)
     app.router.add_routes(status.routes)
-    from .hooks import add_routes as add_hook_routes
-
+    app.router.add_routes(suppressions.routes)
     add_hook_routes(app)
     app.router.add_get("/", index)
     if STATIC_DIR.is_dir():

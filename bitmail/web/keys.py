@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..accounts import Session, User
+from ..errors import Forbidden
 from ..runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -18,6 +19,14 @@ SESSION = web.RequestKey("session", Session)
 def user_of(request: web.Request) -> User:
     """The authenticated user; the auth middleware has already refused anonymous calls."""
     return request[USER]
+
+
+def operator_of(request: web.Request) -> User:
+    """The authenticated user, who must be one of `accounts.operators`."""
+    user = request[USER]
+    if user.username not in request.app[RUNTIME].settings.operators:
+        raise Forbidden("only the service's operators may do this", code="not_operator")
+    return user
 
 
 def session_of(request: web.Request) -> Session | None:

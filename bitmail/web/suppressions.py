@@ -2,7 +2,8 @@
 `DELETE /api/suppressions/{address}`.
 
 Entries come from providers' webhooks (hard bounces, complaints); removing
-one lets BitMail send to that address again.
+one lets BitMail send to that address again. The list names other users'
+correspondents, so only operators (`accounts.operators`) see it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from ..errors import NotFound, ValidationError
 from ..suppression import SuppressionList, public
-from .keys import RUNTIME
+from .keys import RUNTIME, operator_of
 
 routes = web.RouteTableDef()
 
@@ -19,6 +20,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/suppressions")
 async def entries(request: web.Request) -> web.Response:
     """A page of entries, newest first: `{"suppressions": [...], "next"}`."""
+    operator_of(request)
     suppressions = SuppressionList(request.app[RUNTIME].store)
     address = request.query.get("address")
     if address:
@@ -38,6 +40,7 @@ async def entries(request: web.Request) -> web.Response:
 
 @routes.delete("/api/suppressions/{address}")
 async def remove(request: web.Request) -> web.Response:
+    operator_of(request)
     address = request.match_info["address"]
     if not await SuppressionList(request.app[RUNTIME].store).remove(address):
         raise NotFound(f"{address} is not on the suppression list", field="address")

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import suppressions
 from .base import BACKGROUND, HOOKS, Background, Webhook, lifecycle
 from .mailgun import MailgunEvents, MailgunInbound
 from .mandrill import MandrillHook, head
@@ -37,7 +36,7 @@ async def _sns_client(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register every provider's webhook routes (and the suppression list API)."""
+    """Register every provider's webhook routes."""
     hooks = {cls.name: cls() for cls in WEBHOOKS}
     app[HOOKS] = hooks
     app[BACKGROUND] = Background()
@@ -49,6 +48,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(hook.path + "/{provider}", hook.handle)
     app.router.add_route("HEAD", "/hooks/mandrill", head)
     app.router.add_route("HEAD", "/hooks/mandrill/{provider}", head)
-    app.router.add_routes(suppressions.routes)
     app.cleanup_ctx.append(_sns_client)
     app.cleanup_ctx.append(lifecycle)
