@@ -4,49 +4,38 @@ classified): moto cannot throttle, time out or refuse credentials."""
 
 from __future__ import annotations
 
-import json
-import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from aiobotocore.session import get_session
-from aiohttp import web
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.server import ThreadedMotoServer
-from moto.ses.models import ses_backends
 
 from bitmail.mta import build_provider
 from bitmail.mta.outcomes import Outcome, ProviderError
 from bitmail.mta.ses import SESProvider
-from bitmail.testing.faults import FakeService
+from bitmail.testing.ses import FakeSES
 
-from conftest import assert_same_mail, free_port, sample_job
+from conftest import (
+    SES_ACCESS_KEY_ID,
+    SES_REGION,
+    SES_SECRET_KEY,
+    assert_same_mail,
+    free_port,
+    sample_job,
+    sent_by_moto,
+    ses_identity,
+)
 
-REGION = "us-east-1"
-ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+REGION = SES_REGION
+ACCESS_KEY_ID = SES_ACCESS_KEY_ID
+SECRET_KEY = SES_SECRET_KEY
 SENDER = "alice@bitmail.test"
 
 
 # -- moto: a real SES API on loopback ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 async def verified_sender(moto_url: str) -> str:
-    async with get_session().create_client(
-            "sesv2", region_name=REGION, endpoint_url=moto_url,
-            aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_KEY) as client:
-        await client.create_email_identity(EmailIdentity=SENDER)
-    return SENDER
+    return await ses_identity(moto_url, SENDER)
 
 
 def ses_provider(url: str, **options: str) -> SESProvider:
@@ -60,12 +49,6 @@ async def moto_provider(moto_url: str, verified_sender: str) -> AsyncIterator[SE
     await provider.start()
     yield provider
     await provider.close()
-
-
-def sent_by_moto(message_id: str):
-    backend = ses_backends[DEFAULT_ACCOUNT_ID][REGION]
-    [sent] = [m for m in backend.sent_messages if m.id == message_id]
-    return sent
 
 
 async def test_every_envelope_recipient_gets_the_same_mime(moto_provider):
@@ -84,6 +67,8 @@ async def test_every_envelope_recipient_gets_the_same_mime(moto_provider):
 
 
 async def test_configuration_set_is_passed_on(moto_url, verified_sender):
+    from aiobotocore.session import get_session
+
     async with get_session().create_client(
             "sesv2", region_name=REGION, endpoint_url=moto_url,
             aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_KEY) as client:
@@ -108,57 +93,17 @@ async def test_unverified_sender_is_the_accounts_fault(moto_url, verified_sender
     assert "MessageRejected" in info.value.detail
 
 
-# -- failures, as SES's v2 API reports them ------------------------------------------
-
-# fault → (HTTP status, error code, message), as SES answers them.
-SES_ERRORS: dict[int | str, tuple[int, str, str]] = {
-    500: (500, "InternalFailure", "The request processing has failed because of an "
-                                  "unknown error, exception or failure."),
-    503: (503, "ServiceUnavailable", "Service is unable to handle request."),
-    429: (429, "TooManyRequestsException", "Too many requests."),
-    401: (403, "UnrecognizedClientException",
-          "The security token included in the request is invalid."),
-    400: (400, "BadRequestException", "Invalid request."),
-    "Throttling": (400, "Throttling", "Maximum sending rate exceeded."),
-    "MessageRejected": (400, "MessageRejected", "Illegal address"),
-    "SandboxRecipient": (400, "MessageRejected",
-                         "Email address is not verified. The following identities failed "
-                         "the check in region US-EAST-1: cc@example.org"),
-    "AccountSuspended": (400, "AccountSuspendedException", "Your account has been suspended."),
-}
-
-
-class FakeSESv2(FakeService):
-    """`POST /v2/email/outbound-emails` answering success, or SES's errors on command."""
-
-    extra_faults = frozenset(k for k in SES_ERRORS if isinstance(k, str))
-
-    def __init__(self) -> None:
-        super().__init__(slow_delay=1.0)
-        self.sent: list[dict] = []
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v2/email/outbound-emails", self.guarded(self._send))]
-
-    async def _send(self, request: web.Request) -> web.StreamResponse:
-        self.sent.append(await request.json())
-        return web.json_response({"MessageId": secrets.token_hex(16)})
-
-    def error_response(self, status: int | str) -> web.StreamResponse:
-        http, code, message = SES_ERRORS[status]
-        return web.Response(status=http, text=json.dumps({"__type": code, "message": message}),
-                            content_type="application/json",
-                            headers={"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/"})
+# -- failures, as SES's v2 API reports them (bitmail.testing.ses) ----------------------
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSESv2]:
-    async with FakeSESv2() as fake:
+async def fake() -> AsyncIterator[FakeSES]:
+    async with FakeSES() as fake:
         yield fake
 
 
 @pytest.fixture
-async def provider(fake: FakeSESv2) -> AsyncIterator[SESProvider]:
+async def provider(fake: FakeSES) -> AsyncIterator[SESProvider]:
     provider = ses_provider(fake.url)
     await provider.start()
     yield provider

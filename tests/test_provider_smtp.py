@@ -5,171 +5,27 @@ how every kind of failure is classified."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
-import ssl
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bitmail.mta import build_provider
 from bitmail.mta.outcomes import Outcome, ProviderError
 from bitmail.mta.smtp import SMTPProvider
 
-from conftest import assert_same_mail, free_port, sample_job
+from conftest import (
+    SMTP_PASSWORD,
+    SMTP_USERNAME,
+    Running,
+    assert_same_mail,
+    free_port,
+    run_relay,
+    sample_job,
+)
 
-USERNAME = "bitmail"
-PASSWORD = "s3cret-relay-pa55word"
-
-
-# -- a relay: aiosmtpd with STARTTLS and AUTH, misbehaving on command --------------
-
-
-@dataclass(frozen=True)
-class Delivery:
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-    content: bytes
-    peer: tuple
-    tls: bool
-    authenticated: bool
-
-
-@dataclass
-class Relay:
-    """aiosmtpd handler: records deliveries; `refuse` answers RCPT for given
-    addresses; `mail_fault`/`data_fault` ("drop", "timeout" or an SMTP reply)
-    apply once to the next MAIL or DATA."""
-
-    received: list[Delivery] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)
-    mail_fault: str | None = None
-    data_fault: str | None = None
-
-    async def handle_MAIL(self, server: SMTPServer, session: Session, envelope: Envelope,
-                          address: str, mail_options: list[str]) -> str:
-        fault, self.mail_fault = self.mail_fault, None
-        if fault == "drop":
-            server.transport.abort()
-            return "421 4.3.0 gone"
-        if fault:
-            return fault
-        envelope.mail_from = address
-        return "250 OK"
-
-    async def handle_RCPT(self, server: SMTPServer, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTPServer, session: Session,
-                          envelope: Envelope) -> str:
-        fault, self.data_fault = self.data_fault, None
-        if fault and fault[0].isdigit():
-            return fault
-        # The relay has the message; only its answer may go missing.
-        self.received.append(Delivery(envelope.mail_from, tuple(envelope.rcpt_tos),
-                                      envelope.original_content or b"", session.peer,
-                                      server.transport.get_extra_info("ssl_object") is not None,
-                                      bool(session.authenticated)))
-        if fault == "drop":
-            server.transport.abort()
-        elif fault == "timeout":
-            await asyncio.sleep(3)
-        return "250 2.0.0 Ok: queued as 4B2C91C0A1"
-
-    @property
-    def connections(self) -> int:
-        return len({d.peer for d in self.received})
-
-
-def authenticate(server: SMTPServer, session: Session, envelope: Envelope, mechanism: str,
-                 auth_data: LoginPassword) -> AuthResult:
-    ok = (auth_data.login, auth_data.password) == (USERNAME.encode(), PASSWORD.encode())
-    # handled=False: aiosmtpd then answers a failure itself (535).
-    return AuthResult(success=ok, handled=False)
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key) files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
-def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
-    return context
-
-
-@dataclass
-class Running:
-    relay: Relay
-    port: int
-
-
-def run_relay(certificate: tuple[Path, Path], *, implicit: bool = False,
-              starttls: bool = True) -> Iterator[Running]:
-    relay = Relay()
-    port = free_port()
-    context = server_context(certificate)
-    if implicit:
-        # aiosmtpd only counts STARTTLS as TLS for AUTH; here the whole session is TLS.
-        controller = Controller(relay, hostname="127.0.0.1", port=port, ssl_context=context,
-                                authenticator=authenticate, auth_required=True,
-                                auth_require_tls=False)
-    elif starttls:
-        controller = Controller(relay, hostname="127.0.0.1", port=port, tls_context=context,
-                                require_starttls=True, authenticator=authenticate,
-                                auth_required=True)
-    else:
-        controller = Controller(relay, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield Running(relay, port)
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def relay_at(certificate) -> Iterator[Running]:
-    yield from run_relay(certificate)
-
-
-@pytest.fixture
-def relay(relay_at: Running) -> Relay:
-    return relay_at.relay
+USERNAME = SMTP_USERNAME
+PASSWORD = SMTP_PASSWORD
 
 
 def smtp_provider(port: int, certificate: tuple[Path, Path], **options) -> SMTPProvider:
