@@ -391,7 +391,13 @@ export class View {
       // Empty sandbox: no scripts, no forms, an opaque origin. The page's
       // CSP is inherited as well; FRAME_CSP narrows it further.
       frame.setAttribute("sandbox", "");
-      frame.srcdoc = FRAME_CSP + m.html;
+      if (typeof m.html_url === "string" && m.html_url.startsWith("/api/")) {
+        // A server that serves the body as its own document, under its own
+        // policy (which can let the mail's inline styles apply).
+        frame.src = m.html_url;
+      } else {
+        frame.srcdoc = FRAME_CSP + m.html;
+      }
       return h("div", { class: "body html" }, frame);
     }
     const text = m.text || (m.html ? "This message has only an HTML version: use “Show HTML”." : "");

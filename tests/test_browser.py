@@ -131,7 +131,7 @@ def row(page, subject: str):
 # ---- scenarios --------------------------------------------------------------------
 
 
-async def test_mail_to_two_recipients_arrives_live_and_statuses_show_in_sent(server, browser):
+async def test_mail_to_two_recipients_arrives_live_and_statuses_show_in_sent(browser, server):
     bob = await new_page(browser)
     await log_in(bob, server, "bob")
     await bob.evaluate("window.stillTheSamePage = true")
@@ -188,7 +188,7 @@ async def test_mail_to_two_recipients_arrives_live_and_statuses_show_in_sent(ser
     assert not alice.js_errors and not bob.js_errors, alice.js_errors + bob.js_errors
 
 
-async def test_geolists_count_friends_nearby_and_fill_to(server, browser):
+async def test_geolists_count_friends_nearby_and_fill_to(browser, server):
     for name, miles in (("bob", 0.5), ("carol", 5), ("dave", 50)):
         page = await new_page(browser, geolocation=miles_north(miles),
                               permissions=["geolocation"])
@@ -221,7 +221,7 @@ async def test_geolists_count_friends_nearby_and_fill_to(server, browser):
     assert await erin.locator("#geolists button").count() == 0
 
 
-async def test_a_bad_address_is_refused_before_any_request(server, browser):
+async def test_a_bad_address_is_refused_before_any_request(browser, server):
     page = await new_page(browser)
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url)
@@ -250,7 +250,7 @@ async def test_a_bad_address_is_refused_before_any_request(server, browser):
     assert posts == []
 
 
-async def test_a_refused_send_keeps_the_draft_and_marks_the_field(server, browser):
+async def test_a_refused_send_keeps_the_draft_and_marks_the_field(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
     await page.get_by_role("button", name="Compose", exact=True).click()
@@ -290,7 +290,7 @@ async def test_a_refused_send_keeps_the_draft_and_marks_the_field(server, browse
     assert not await page.locator("#compose").is_visible()
 
 
-async def test_scripts_in_html_mail_never_run(server, browser):
+async def test_scripts_in_html_mail_never_run(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "bob")
     beacons: list[str] = []
@@ -334,7 +334,7 @@ async def test_scripts_in_html_mail_never_run(server, browser):
     await expect_text(page.locator("#reader .body"), "Plain version of the letter.")
 
 
-async def test_login_logout_wrong_password_and_session_restore(server, browser):
+async def test_login_logout_wrong_password_and_session_restore(browser, server):
     page = await new_page(browser)
     await page.goto(server.url + "/")
     await page.get_by_label("Username", exact=True).wait_for()
@@ -355,7 +355,7 @@ async def test_login_logout_wrong_password_and_session_restore(server, browser):
     assert await page.locator("#login-screen").is_visible()
 
 
-async def test_keyboard_shortcuts_search_and_reply(server, browser):
+async def test_keyboard_shortcuts_search_and_reply(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
     http, csrf = await api_user(server, "bob")
@@ -406,7 +406,7 @@ async def test_keyboard_shortcuts_search_and_reply(server, browser):
     await row(page, "Re: First note").wait_for()
 
 
-async def test_connection_lost_banner_and_recovery_keep_the_draft(server, browser):
+async def test_connection_lost_banner_and_recovery_keep_the_draft(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
     await page.get_by_role("button", name="Compose", exact=True).click()
@@ -434,7 +434,7 @@ async def test_connection_lost_banner_and_recovery_keep_the_draft(server, browse
     await row(page, "After the restart").wait_for()
 
 
-async def test_providers_panel_and_phone_layout(server, browser):
+async def test_providers_panel_and_phone_layout(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
     await page.get_by_role("button", name="Providers", exact=True).click()
@@ -482,7 +482,7 @@ async def test_providers_panel_and_phone_layout(server, browser):
     assert not page.js_errors and not phone.js_errors, page.js_errors + phone.js_errors
 
 
-async def test_older_mail_loads_when_scrolling_down(server, browser):
+async def test_older_mail_loads_when_scrolling_down(browser, server):
     http, csrf = await api_user(server, "bob")
     await api_user(server, "alice")
     try:
@@ -534,7 +534,7 @@ MODEL_CHECKS = """async () => {
 }"""
 
 
-async def test_model_rules(server, browser):
+async def test_model_rules(browser, server):
     """The address, search and reply rules of static/mailmodel.js, run in the browser."""
     page = await new_page(browser)
     await page.goto(server.url + "/")
