@@ -23,14 +23,20 @@ from .suppression import suppressed_among
 KIND = "message"
 BODY = "body"
 MAX_EVENTS = 200
+SEARCH_SCAN = 2000
 BODY_KEYS = ("text", "html", "attachments")
 SUMMARY_KEYS = ("id", "from", "to", "subject", "date", "status", "unread", "folder",
                 "preview", "has_attachments")
 
 
 def summary(doc: Document) -> dict[str, Any]:
-    """A folder row: what the list shows of a message."""
-    return {k: doc.get(k) for k in SUMMARY_KEYS}
+    """A folder row: what the list shows of a message (in Sent, with each
+    recipient's status)."""
+    out = {k: doc.get(k) for k in SUMMARY_KEYS}
+    if doc.get("folder") == "sent":
+        out["recipients"] = [{"address": r["address"], "status": r["status"]}
+                             for r in doc.get("recipients", [])]
+    return out
 
 
 def public(doc: Document, body: Document | None) -> dict[str, Any]:
@@ -38,6 +44,8 @@ def public(doc: Document, body: Document | None) -> dict[str, Any]:
     out = {k: v for k, v in doc.items() if k not in ("owner", "seq", "body", "source")}
     body = body or {}
     out["text"], out["html"] = body.get("text", ""), body.get("html", "")
+    if out["html"]:
+        out["html_url"] = f"/api/messages/{doc['id']}/html"
     out["attachments"] = [
         {"filename": a["filename"], "content_type": a["content_type"], "size": a["size"],
          "index": i}
@@ -52,6 +60,35 @@ def split(content: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     head["preview"] = " ".join((content.get("text") or "").split())[:140]
     head["has_attachments"] = bool(content.get("attachments"))
     return head, {k: content.get(k) or ([] if k == "attachments" else "") for k in BODY_KEYS}
+
+
+class Search:
+    """A folder search: `from:x to:y subject:z is:unread words`, all of which
+    must match (case-insensitive substrings)."""
+
+    FIELDS = {"from": ("from",), "to": ("to", "cc"), "subject": ("subject",)}
+
+    def __init__(self, query: str):
+        self.terms: list[tuple[tuple[str, ...], str]] = []
+        self.unread = False
+        for word in query.lower().split():
+            key, colon, value = word.partition(":")
+            if colon and key == "is" and value == "unread":
+                self.unread = True
+            elif colon and key in self.FIELDS and value:
+                self.terms.append((self.FIELDS[key], value))
+            else:
+                self.terms.append((("from", "to", "cc", "subject", "preview"), word))
+
+    def __call__(self, doc: Document) -> bool:
+        if self.unread and not doc.get("unread"):
+            return False
+        return all(any(value in _text(doc.get(f)) for f in fields)
+                   for fields, value in self.terms)
+
+
+def _text(value: Any) -> str:
+    return " ".join(value).lower() if isinstance(value, list) else str(value or "").lower()
 
 
 class Mailbox:
@@ -191,13 +228,35 @@ class Mailbox:
         return doc_id
 
     async def folder(self, owner: str, folder: str, *, before: int | None = None,
-                     limit: int = 50) -> tuple[list[Document], int | None]:
-        """A page of a folder, newest first, and the cursor of the next page."""
-        docs = await self.store.get(KIND, {"owner": owner, "folder": folder},
-                                    before=before, limit=limit + 1, newest_first=True)
-        page = docs[:limit]
-        cursor = page[-1]["seq"] if len(docs) > limit else None
-        return page, cursor
+                     limit: int = 50, query: str = "") -> tuple[list[Document], int | None]:
+        """A page of a folder, newest first, and the cursor of the next page.
+
+        With a query (`from:`, `to:`, `subject:`, `is:unread`, plain words),
+        only matching messages; at most SEARCH_SCAN are read per call, and the
+        cursor says where to go on.
+        """
+        where = {"owner": owner, "folder": folder}
+        if not query.strip():
+            docs = await self.store.get(KIND, where, before=before, limit=limit + 1,
+                                        newest_first=True)
+            page = docs[:limit]
+            return page, page[-1]["seq"] if len(docs) > limit else None
+        matches = Search(query)
+        page: list[Document] = []
+        scanned = 0
+        while scanned < SEARCH_SCAN:
+            docs = await self.store.get(KIND, where, before=before, limit=200,
+                                        newest_first=True)
+            for doc in docs:
+                scanned += 1
+                before = doc["seq"]
+                if matches(doc):
+                    page.append(doc)
+                    if len(page) == limit:
+                        return page, before
+            if len(docs) < 200:
+                return page, None
+        return page, before
 
     async def get(self, owner: str, message_id: str) -> Document:
         """One of the owner's messages; somebody else's is as unknown as a missing one."""

@@ -212,3 +212,51 @@ async def test_api_key_requests_need_no_csrf_token(service):
     resp = await service.client.post("/api/messages", headers=headers,
                                      json={"to": "a@example.com"})
     assert resp.status == 202
+
+
+async def test_search_finds_by_field_and_word_across_pages(service):
+    headers = await service.api_key("olga")
+    for i in range(250):
+        await service.client.post("/api/messages", headers=headers, json={
+            "to": f"r{i}@example.com", "subject": "needle" if i == 3 else f"hay {i}",
+            "text": "plain words"})
+    page = await (await service.client.get("/api/messages?folder=sent&q=subject:needle",
+                                           headers=headers)).json()
+    assert [m["subject"] for m in page["messages"]] == ["needle"]
+    page = await (await service.client.get("/api/messages?folder=sent&q=to:r7@ hay",
+                                           headers=headers)).json()
+    assert {m["subject"] for m in page["messages"]} == {"hay 7"}
+    nothing = await (await service.client.get("/api/messages?folder=sent&q=is:unread",
+                                              headers=headers)).json()
+    assert nothing == {"messages": [], "next": None}
+
+
+async def test_sent_rows_carry_each_recipients_status(service):
+    headers = await service.api_key("pia")
+    await service.api_key("quinn")
+    await service.client.post("/api/messages", headers=headers,
+                              json={"to": "quinn@localhost; nobody@localhost"})
+    [row] = (await (await service.client.get("/api/messages?folder=sent",
+                                             headers=headers)).json())["messages"]
+    assert row["recipients"] == [{"address": "quinn@localhost", "status": "delivered"},
+                                 {"address": "nobody@localhost", "status": "failed"}]
+
+
+async def test_mail_html_is_served_as_its_own_sandboxed_document(service):
+    alice = await service.api_key("alice")
+    bob = await service.api_key("bob")
+    resp = await service.client.post("/api/messages", headers=alice, json={
+        "to": "bob@localhost", "html": "<p style='color:red'>hi</p><script>x()</script>"})
+    [row] = (await (await service.client.get("/api/messages?folder=inbox",
+                                             headers=bob)).json())["messages"]
+    opened = await (await service.client.get(f"/api/messages/{row['id']}",
+                                             headers=bob)).json()
+    page = await service.client.get(opened["html_url"], headers=bob)
+    assert page.status == 200 and page.content_type == "text/html"
+    policy = page.headers["Content-Security-Policy"]
+    assert policy.startswith("sandbox;") and "script-src" not in policy
+    assert "default-src 'none'" in policy
+    assert (await service.client.get(opened["html_url"], headers=alice)).status == 404
+    sent_id = (await resp.json())["id"]
+    assert (await service.client.get(f"/api/messages/{sent_id}/html",
+                                     headers=bob)).status == 404

@@ -99,8 +99,11 @@ async def folder(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", 50)), 200)
     except ValueError:
         raise ValidationError("must be a whole number", field="before") from None
+    query = request.query.get("q", "")
+    if len(query) > 500:
+        raise ValidationError("at most 500 characters", field="q")
     docs, cursor = await runtime.mailbox.folder(user_of(request).username, name,
-                                                before=before, limit=max(limit, 1))
+                                                before=before, limit=max(limit, 1), query=query)
     return web.json_response({"messages": [summary(d) for d in docs], "next": cursor})
 
 
@@ -119,6 +122,25 @@ async def mark(request: web.Request) -> web.Response:
     await request.app[RUNTIME].mailbox.mark_read(user_of(request).username,
                                                  request.match_info["id"], body["unread"])
     return web.Response(status=204)
+
+
+# Mail's HTML as a document of its own, for the reading pane's sandboxed
+# frame: its own policy lets the mail's inline styles apply while scripts,
+# plugins, forms and every remote load stay blocked.
+MAIL_HTML_POLICY = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                    "font-src data:; frame-ancestors 'self'")
+
+
+@routes.get("/api/messages/{id}/html")
+async def html(request: web.Request) -> web.Response:
+    mailbox = request.app[RUNTIME].mailbox
+    doc = await mailbox.get(user_of(request).username, request.match_info["id"])
+    body = await mailbox.body(doc) or {}
+    if not body.get("html"):
+        raise NotFound("this message has no HTML")
+    return web.Response(text=body["html"], content_type="text/html", headers={
+        "Content-Security-Policy": MAIL_HTML_POLICY, "X-Frame-Options": "SAMEORIGIN",
+        "Cache-Control": "private, no-store"})
 
 
 @routes.get("/api/messages/{id}/attachments/{index}")
