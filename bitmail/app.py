@@ -102,7 +102,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         if settings.smtp_port is not None:
             from .smtpd import start_smtp
 
-            smtp = await start_smtp(runtime, settings.web.host, settings.smtp_port)
+            smtp = await start_smtp(runtime, settings.web.host, settings.smtp_port, sslctx)
         scheme = "https" if sslctx else "http"
         log.info("BitMail serving on %s://%s:%s for @%s (store %s, providers %s)", scheme,
                  settings.web.host, settings.web.port, settings.domain,

@@ -7,7 +7,9 @@ they are checked, off the event loop, when MAIL FROM arrives.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 from email import policy
 from email.parser import BytesParser
 from typing import Any
@@ -98,18 +100,22 @@ def from_mime(raw: bytes, *, sender: str, recipients: list[str], domain: str) ->
     )
 
 
-async def start_smtp(runtime: Runtime, host: str, port: int):
-    """Listen for SMTP submission; returns the asyncio server (close() to stop)."""
-    import asyncio
+async def start_smtp(runtime: Runtime, host: str, port: int,
+                     tls: ssl.SSLContext | None = None) -> asyncio.Server:
+    """Listen for SMTP submission; returns the asyncio server (close() to stop).
 
+    With the web server's certificate (`tls`), STARTTLS is offered, and off
+    loopback it is required before AUTH, so passwords never cross in the clear.
+    """
     handler = SubmissionHandler(runtime)
     loopback = host in ("127.0.0.1", "::1", "localhost")
 
     def factory() -> SMTP:
         return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
                     hostname=runtime.settings.domain, authenticator=_record_credentials,
-                    auth_required=True, auth_require_tls=not loopback)
+                    auth_required=True, auth_require_tls=not loopback, tls_context=tls,
+                    require_starttls=tls is not None and not loopback)
 
     server = await asyncio.get_running_loop().create_server(factory, host, port)
-    log.info("SMTP submission on %s:%s", host, port)
+    log.info("SMTP submission on %s:%s%s", host, port, " (STARTTLS)" if tls else "")
     return server

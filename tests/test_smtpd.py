@@ -66,3 +66,22 @@ async def test_submission_without_auth_is_refused(smtp):
         await aiosmtplib.send(mail("a@example.com"), hostname="127.0.0.1", port=port)
     assert err.value.code == 530
     assert await service.runtime.store.count("message") == 0
+
+
+async def test_submission_over_starttls_with_the_web_certificate(service, tmp_path):
+    from bitmail.web.tls import make_self_signed, ssl_context
+
+    cert, key = make_self_signed(tmp_path / "tls")
+    port = free_port()
+    server = await start_smtp(service.runtime, "127.0.0.1", port, ssl_context(cert, key))
+    try:
+        await service.api_key("robot")
+        key_ = await service.runtime.accounts.create_api_key("robot")
+        await aiosmtplib.send(mail("a@example.com"), hostname="localhost", port=port,
+                              username="robot", password=key_, start_tls=True,
+                              cert_bundle=str(cert))
+    finally:
+        server.close()
+        await server.wait_closed()
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    assert doc["to"] == ["a@example.com"]
