@@ -3,30 +3,40 @@ next to a bare aiohttp handler measured in the same run by the same client.
 
     python bench/pipeline.py [--messages 2000] [--concurrency 64] [--sizes 2048,102400]
                              [--failure-share 0.05] [--profile]
+                             [--store sqlite|postgres] [--processes 1,2] [--pg-url URL]
 
 Each server runs as its own process: the bare handler, the Mailgun fake
 (failing a share of sends with 503), and `python -m bitmail serve` sending to
 the fake. The client is this process. Figures are ratios against the bare
 handler, so the shared machine's noise mostly cancels out.
+
+`--store postgres` runs the service on PostgreSQL (a new database per run on
+the server of `--pg-url`, default $BITMAIL_TEST_PG or the tests' server),
+and `--processes 1,2` measures one and then two `serve` processes on that
+one database, the client spreading its requests over them; every row is set
+against the same bare-handler figure for its size. SQLite allows one process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from conftest import free_port
+from conftest import PG_SERVER_URL, free_port
 
 
 def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -47,8 +57,11 @@ async def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-async def load(url: str, n: int, concurrency: int, size: int, headers: dict) -> float:
-    """Send n messages with `concurrency` clients; seconds until every 202."""
+async def load(url: str | list[str], n: int, concurrency: int, size: int,
+               headers: dict) -> float:
+    """Send n messages with `concurrency` clients (spread over the URLs, when
+    several are given); seconds until every 202."""
+    urls = [url] if isinstance(url, str) else url
     body = {"to": "someone@example.com; other@example.org", "subject": "bench",
             "text": "x" * size}
     counter = iter(range(n))
@@ -56,7 +69,7 @@ async def load(url: str, n: int, concurrency: int, size: int, headers: dict) -> 
     conn = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=conn, headers=headers) as http:
 
-        async def worker() -> None:
+        async def worker(url: str) -> None:
             for _ in counter:
                 async with http.post(url, json=body) as resp:
                     await resp.read()
@@ -64,7 +77,7 @@ async def load(url: str, n: int, concurrency: int, size: int, headers: dict) -> 
                         failures.append(resp.status)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
     if failures:
         raise SystemExit(f"{len(failures)} sends were not accepted: {set(failures)}")
@@ -102,14 +115,41 @@ async def bench_bare(work: Path, args, size: int) -> float:
     return args.messages / elapsed
 
 
-async def bench_bitmail(work: Path, args, size: int, run: int) -> tuple[float, float]:
-    fake_port, port = free_port(), free_port()
-    data = work / f"data-{run}"
-    config = work / f"bitmail-{run}.toml"
-    config.write_text(f"""
+@contextlib.asynccontextmanager
+async def bench_database(server_url: str) -> AsyncIterator[str]:
+    """A new database on the server, dropped afterwards: every run starts empty."""
+    import asyncpg
+
+    name = f"bitmail_bench_{os.urandom(4).hex()}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlsplit(server_url)._replace(path="/" + name).geturl()
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def bench_bitmail(work: Path, args, size: int, run: int,
+                        processes: int = 1) -> tuple[float, float]:
+    if args.store == "postgres":
+        async with bench_database(args.pg_url) as db:
+            return await bench_service(work, args, size, run, processes, db)
+    return await bench_service(work, args, size, run, processes, None)
+
+
+async def bench_service(work: Path, args, size: int, run: int, processes: int,
+                        db: str | None) -> tuple[float, float]:
+    fake_port, ports = free_port(), [free_port() for _ in range(processes)]
+    configs = [work / f"bitmail-{run}-{i}.toml" for i in range(processes)]
+    for i, (config, port) in enumerate(zip(configs, ports, strict=True)):
+        store = f'[store]\nurl = "{db}"\n' if db else ""
+        config.write_text(f"""
 domain = "bench.test"
-data_dir = "{data}"
-[web]
+data_dir = "{work / f"data-{run}-{i}"}"
+{store}[web]
 port = {port}
 [mta]
 retry_base = "0.2s"
@@ -122,6 +162,7 @@ domain = "mg.bench.test"
 base_url = "http://127.0.0.1:{fake_port}"
 failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
 """)
+    config = configs[0]
     fake = spawn([str(HERE / "servers.py"), "mailgun", str(fake_port), str(args.failure_share)],
                  work / "fake.log")
     subprocess.run([sys.executable, "-m", "bitmail", "--config", str(config), "user", "add",
@@ -129,8 +170,9 @@ failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
     key = subprocess.run([sys.executable, "-m", "bitmail", "--config", str(config), "apikey",
                           "create", "bench"], check=True, capture_output=True,
                          text=True).stdout.strip()
-    serve_args = ["-m", "bitmail", "serve", "--config", str(config)]
-    server = spawn(serve_args, work / "serve.log")
+    servers = [spawn(["-m", "bitmail", "serve", "--config", str(c)], work / f"serve-{i}.log")
+               for i, c in enumerate(configs)]
+    server = servers[0]
     spy = None
     if args.profile:
         # A sampling profile of every thread of the service (the store's writer too).
@@ -140,17 +182,20 @@ failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_up(f"http://127.0.0.1:{fake_port}/_stats", fake, work / "fake.log")
-        await wait_up(f"http://127.0.0.1:{port}/healthz", server, work / "serve.log")
+        for i, (proc, port) in enumerate(zip(servers, ports, strict=True)):
+            await wait_up(f"http://127.0.0.1:{port}/healthz", proc, work / f"serve-{i}.log")
         started = time.perf_counter()
-        accept_time = await load(f"http://127.0.0.1:{port}/api/messages", args.messages,
-                                 args.concurrency, size, {"Authorization": f"Bearer {key}"})
+        accept_time = await load([f"http://127.0.0.1:{port}/api/messages" for port in ports],
+                                 args.messages, args.concurrency, size,
+                                 {"Authorization": f"Bearer {key}"})
         await wait_delivered(f"http://127.0.0.1:{fake_port}/_stats", args.messages)
         deliver_time = time.perf_counter() - started
     finally:
         if spy:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
-        stop(server)
+        for proc in servers:
+            stop(proc)
         stop(fake)
     if spy:
         print_profile(work / f"serve-{size}.txt", size)
@@ -187,21 +232,32 @@ async def main() -> None:
     parser.add_argument("--failure-share", type=float, default=0.05)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--workdir", help="keep data and logs here (default: a temp dir)")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--processes", default="1",
+                        help="serve processes per run, e.g. 1,2 (more than 1 needs postgres)")
+    parser.add_argument("--pg-url", default=os.environ.get("BITMAIL_TEST_PG", PG_SERVER_URL),
+                        help="the PostgreSQL server to make the benchmark's databases on")
     args = parser.parse_args()
+    counts = [int(n) for n in args.processes.split(",")]
+    if args.store == "sqlite" and max(counts) > 1:
+        parser.error("several processes need --store postgres (SQLite allows one process)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        for run, size in enumerate(int(s) for s in args.sizes.split(",")):
+        run = 0
+        for size in (int(s) for s in args.sizes.split(",")):
             ceiling = await bench_bare(work, args, size)
-            accepted, delivered = await bench_bitmail(work, args, size, run)
-            rows.append((size, ceiling, accepted, delivered))
+            for processes in counts:
+                accepted, delivered = await bench_bitmail(work, args, size, run, processes)
+                rows.append((size, processes, ceiling, accepted, delivered))
+                run += 1
     print(f"\n{args.messages} messages, {args.concurrency} concurrent clients, "
-          f"{args.failure_share:.0%} transient failures at the fake")
-    print(f"{'size':>8} {'bare req/s':>11} {'accepted/s':>11} {'delivered/s':>12} "
+          f"{args.failure_share:.0%} transient failures at the fake, {args.store} store")
+    print(f"{'size':>8} {'procs':>5} {'bare req/s':>11} {'accepted/s':>11} {'delivered/s':>12} "
           f"{'acc/bare':>9} {'dlv/bare':>9}")
-    for size, ceiling, accepted, delivered in rows:
-        print(f"{size:>8} {ceiling:>11.0f} {accepted:>11.0f} {delivered:>12.0f} "
+    for size, processes, ceiling, accepted, delivered in rows:
+        print(f"{size:>8} {processes:>5} {ceiling:>11.0f} {accepted:>11.0f} {delivered:>12.0f} "
               f"{accepted / ceiling:>9.2f} {delivered / ceiling:>9.2f}")
 
 

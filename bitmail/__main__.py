@@ -38,7 +38,35 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("suppression", help="the suppression list (hard bounces, complaints)")
     p.add_argument("action", choices=["list", "remove"])
     p.add_argument("address", nargs="?")
+    _store_commands(sub)
     return parser
+
+
+def _store_commands(sub: argparse._SubParsersAction) -> None:
+    """`migrate`, and `store copy SRC DST`."""
+    sub.add_parser("migrate", help="bring the configured store's schema up to date")
+    p = sub.add_parser("store", help="the store as a whole")
+    p.add_argument("action", choices=["copy"])
+    p.add_argument("source", metavar="SRC", help="store URL to copy from (or env:NAME)")
+    p.add_argument("target", metavar="DST", help="store URL to copy into (or env:NAME)")
+    p.add_argument("--batch", type=int, default=200, help="documents per batch (200)")
+
+
+async def _store_admin(args: argparse.Namespace, settings: config.Settings) -> int:
+    from .store import open_store
+    from .store.copy import copy_store, resolve_url
+
+    if args.command == "migrate":
+        # Opening the store runs whatever migrations it is missing.
+        async with open_store(settings.store) as store:
+            version = await store.schema_version()
+        print(f"{settings.store.split(':', 1)[0]} store: schema version {version}")
+        return 0
+    counts = await copy_store(resolve_url(args.source), resolve_url(args.target),
+                              page=max(1, args.batch),
+                              progress=lambda kind, n: print(f"{kind}\t{n}", flush=True))
+    print(f"copied {sum(counts.values())} documents of {len(counts)} kinds")
+    return 0
 
 
 async def _suppression(args: argparse.Namespace, store: Store) -> int:
@@ -99,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.self_signed:
                 settings = with_self_signed(settings)
             return asyncio.run(serve(settings))
+        if args.command in ("migrate", "store"):
+            return asyncio.run(_store_admin(args, settings))
         return asyncio.run(_admin(args, settings))
     except config.ConfigError as exc:
         print(f"bitmail: configuration error: {exc}", file=sys.stderr)

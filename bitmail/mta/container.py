@@ -19,7 +19,7 @@ from ..config import FailurePolicy, MtaSettings
 from ..events import Event, EventType
 from ..mailbox import Mailbox
 from ..outbox import Job, Outbox
-from ..store import Batch
+from ..store import Batch, StoreError
 from .figures import Figures
 from .health import State, ThresholdHealth
 from .outcomes import Outcome
@@ -29,6 +29,10 @@ from .scheduling import Scheduler, make_scheduler
 log = logging.getLogger(__name__)
 
 EXIT_SERVICE_DOWN = 3
+# Provider health shared by the processes on one store: one document per
+# provider, the latest state change any process saw for itself.
+HEALTH_KIND = "provider_health"
+HEALTH_POLL = 1.5  # seconds between looks at the other processes' reports
 
 
 @dataclass(slots=True)
@@ -39,6 +43,8 @@ class Slot:
     health: ThresholdHealth
     figures: Figures = field(default_factory=Figures)
     reported: State = State.UP  # the state last logged and published
+    known_at: float = 0.0  # wall-clock time of the newest shared health report seen
+    adopted: bool = False  # its state came from another process's report
 
     @property
     def name(self) -> str:
@@ -123,8 +129,11 @@ class Container:
         return sum(s.runner.room for s in self.slots.values() if s.health.available())
 
     async def _claim_loop(self) -> None:
-        renewed = time.monotonic()
+        renewed, looked = time.monotonic(), 0.0  # look at the shared health at once
         while True:
+            if not self.outbox.store.exclusive and time.monotonic() - looked > HEALTH_POLL:
+                looked = time.monotonic()
+                await self._adopt_health()
             free = self._free()
             if free > 0:
                 jobs = await self.outbox.claim(min(free, 256))
@@ -156,6 +165,7 @@ class Container:
         slot = self.slots[name]
         slot.runner.queue.put_nowait(job)  # _candidates left out full queues
         slot.health.taken()
+        self._set_state(slot, slot.health.state)  # a probe is out: "probing"
         self._tried.setdefault(job.id, set()).add(name)
         return True
 
@@ -217,18 +227,61 @@ class Container:
         if not task.cancelled() and task.exception():
             log.error("recording an outcome failed", exc_info=task.exception())
 
-    def _set_state(self, slot: Slot, state: State) -> None:
+    def _set_state(self, slot: Slot, state: State, report: dict | None = None) -> None:
+        """`state` is what this process found, or what another one `report`ed."""
         if state == slot.reported:
             return
-        slot.reported = state
+        probed = slot.reported == State.PROBING
+        slot.reported, slot.adopted = state, report is not None
         self._write(self.mailbox.store.publish({"type": "providers",
                                                 "providers": self.snapshot()}))
+        # The other processes hear of every down this one found, and of an up
+        # only from a probe: an up from a send that was out already would flap.
+        if not report and (state == State.DOWN or (state == State.UP and probed)):
+            self._write(self._share_health(slot, state))
+        source = f" (reported by process {report['owner']})" if report else ""
         if state == State.DOWN:
-            log.warning("provider %s is down: %s", slot.name, slot.figures.last_error)
+            log.warning("provider %s is down%s: %s", slot.name, source,
+                        report["reason"] if report else slot.figures.last_error)
         elif state == State.UP:
-            log.info("provider %s is up again", slot.name)
-        if all(s.health.state == State.DOWN for s in self.slots.values()):
+            log.info("provider %s is up again%s", slot.name, source)
+        # Only what this process saw for itself stops it: one process's bad
+        # network must not take every process down.
+        if all(s.health.state == State.DOWN and not s.adopted for s in self.slots.values()):
             self._service_down()
+
+    def _share_health(self, slot: Slot, state: State) -> Any:
+        """The write that tells the other processes (a coroutine, for _write)."""
+        now = slot.known_at = time.time()
+        down = state == State.DOWN
+        return self.outbox.store.put(HEALTH_KIND, {
+            "state": str(state),
+            "down_until": now + slot.health.retry_in() if down else None,
+            "reason": slot.runner.provider.redact(slot.figures.last_error) if down else "",
+            "owner": self.outbox.owner,
+            "at": now,
+        }, id=slot.name)
+
+    async def _adopt_health(self) -> None:
+        """Take up the state changes other processes found since the last look."""
+        try:
+            reports = await self.outbox.store.get(HEALTH_KIND)
+        except StoreError as exc:
+            log.warning("could not read the providers' shared health: %s", exc)
+            return
+        now = time.time()
+        for report in reports:
+            slot = self.slots.get(report["id"])
+            if (slot is None or report["owner"] == self.outbox.owner
+                    or report["at"] <= slot.known_at):
+                continue
+            slot.known_at = report["at"]
+            if slot.health.state == State.PROBING:
+                continue  # our own probe is out, and decides
+            if report["state"] == State.DOWN and report["down_until"] > now:
+                self._set_state(slot, slot.health.down_for(report["down_until"] - now), report)
+            elif report["state"] == State.UP and slot.health.state != State.UP:
+                self._set_state(slot, slot.health.success(), report)
 
     def _service_down(self) -> None:
         if self.down.is_set():

@@ -63,6 +63,21 @@ class ThresholdHealth:
     def failed_to_start(self) -> State:
         return self._go_down(self._clock())
 
+    def down_for(self, seconds: float) -> State:
+        """Another process found this provider down: believe it for `seconds`.
+
+        A probe already out is left to decide; failures counted so far are
+        dropped, as when this process finds it down itself.
+        """
+        self.state = State.DOWN
+        self._down_until = max(self._down_until, self._clock() + seconds)
+        self._failures.clear()
+        return self.state
+
+    def retry_in(self) -> float:
+        """Seconds until a down provider may be probed (0 when it may be now)."""
+        return max(0.0, self._down_until - self._clock()) if self.state != State.UP else 0.0
+
     def neutral(self) -> None:
         """An outcome that says nothing about the provider (the message was refused)."""
         if self.state == State.PROBING:

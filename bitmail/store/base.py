@@ -202,6 +202,19 @@ class Store(ABC):
         that are really due. A document with `due` null is never claimed.
         """
 
+    @abstractmethod
+    async def kinds(self) -> list[str]:
+        """Every kind that has documents, in name order."""
+
+    @abstractmethod
+    async def scan(self, kind: str, *, after: int = 0, limit: int = 500) -> list[Document]:
+        """Up to `limit` documents of `kind` with `seq` > after, oldest first:
+        every document, page by page (to copy a store)."""
+
+    @abstractmethod
+    async def schema_version(self) -> int:
+        """The version of the store's schema (after open: the latest it knows)."""
+
     async def release_leases(self, kind: str) -> int:
         """Make all of `kind` due now, leases and back-off alike (only for an
         exclusive store, at start)."""

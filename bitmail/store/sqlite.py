@@ -44,6 +44,16 @@ CREATE INDEX IF NOT EXISTS ix_kind ON docs (kind, seq);
 # to the planner like the best way into any lookup by kind, and it would pick
 # it over the per-kind indexes below.
 
+# One schema so far, made at open; a change to it starts numbered versions.
+SCHEMA_VERSION = 1
+# The distinct kinds, one probe of ix_kind each rather than a scan of every row.
+KINDS_SQL = """WITH RECURSIVE k(kind) AS (
+    SELECT min(kind) FROM docs
+    UNION ALL
+    SELECT (SELECT min(kind) FROM docs WHERE docs.kind > k.kind) FROM k
+    WHERE k.kind IS NOT NULL)
+SELECT kind FROM k WHERE kind IS NOT NULL"""
+
 
 def _path(key: str) -> str:
     return f"json_extract(data, '$.{check_key(key)}')"
@@ -339,3 +349,19 @@ class SQLiteStore(Store):
             pool, lambda: self._reader().execute(
                 f"SELECT count(*) FROM docs WHERE {where}", params).fetchone()[0])
 
+    async def kinds(self) -> list[str]:
+        return [row[0] for row in await self._read(KINDS_SQL, ())]
+
+    async def scan(self, kind: str, *, after: int = 0, limit: int = 500) -> list[Document]:
+        rows = await self._read("SELECT seq, id, data FROM docs WHERE kind = ? AND seq > ? "
+                                "ORDER BY seq LIMIT ?", (kind, after, limit))
+        return [_doc(*row) for row in rows]
+
+    async def schema_version(self) -> int:
+        return SCHEMA_VERSION
+
+    async def _read(self, sql: str, params: tuple) -> list[tuple]:
+        loop = asyncio.get_running_loop()
+        pool = self._writer if self.path == ":memory:" else self._readers
+        return await loop.run_in_executor(
+            pool, lambda: self._reader().execute(sql, params).fetchall())
