@@ -13,7 +13,7 @@ import itertools
 import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +100,75 @@ class Batch:
 
     def delete(self, kind: str, id: str) -> None:
         self.ops.append(Op("delete", kind, id))
+
+
+Groups = list[list[Op]]
+
+
+class GroupCommit:
+    """Group commit: batches handed in while a commit is running wait, then
+    all go together in the next one, so concurrent writers share a commit.
+
+    `apply(groups)` writes every batch in one transaction, each batch alone
+    (a savepoint), and returns per batch its results or the exception it
+    failed with; if it raises, the whole transaction failed.
+    """
+
+    def __init__(self, apply: Callable[[Groups], Awaitable[list[Any]]], name: str):
+        self._apply = apply
+        self._name = name
+        self._pending: list[tuple[list[Op], asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=self._name)
+
+    async def stop(self) -> None:
+        """Commit every batch already handed in, then stop."""
+        if self._task is None:
+            return
+        while self._pending or not self._idle.is_set():
+            self._wake.set()
+            await asyncio.sleep(0.005)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def submit(self, ops: list[Op]) -> Any:
+        if self._task is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append((ops, future))
+        self._wake.set()
+        return await future
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            groups, self._pending = self._pending, []
+            if not groups:
+                continue
+            self._idle.clear()
+            try:
+                results = await self._apply([ops for ops, _ in groups])
+            except Exception as exc:
+                # The transaction itself failed, so every batch in it did. (A
+                # connection lost during COMMIT leaves the outcome unknown;
+                # callers treat it as any failed write.)
+                results = [StoreError(f"commit failed: {exc}")] * len(groups)
+            finally:
+                self._idle.set()
+            for (_, future), result in zip(groups, results, strict=True):
+                if future.done():  # the caller gave up waiting
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
 
 class Subscription:

@@ -40,6 +40,8 @@ from .base import (
     INDEXES,
     Batch,
     Document,
+    GroupCommit,
+    Groups,
     Op,
     Store,
     StoreError,
@@ -279,11 +281,7 @@ class PostgresStore(Store):
         super().__init__()
         self.dsn, self.pool_size, self.pool_min = _split_url(url)
         self._pool: asyncpg.Pool | None = None
-        self._pending: list[tuple[list[Op], asyncio.Future]] = []
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()  # no flush is running
-        self._idle.set()
-        self._flusher: asyncio.Task | None = None
+        self._group = GroupCommit(self._apply, "pg-group-commit")
         self._listener: asyncio.Task | None = None
         self._deliverer: asyncio.Task | None = None
         self._listening = asyncio.Event()
@@ -303,7 +301,7 @@ class PostgresStore(Store):
                 await self._pool.close()
                 self._pool = None
                 raise
-        self._flusher = asyncio.create_task(self._flush_loop(), name="pg-group-commit")
+        self._group.start()
         self._deliverer = asyncio.create_task(self._deliver_loop(), name="pg-deliver")
         self._listener = asyncio.create_task(self._listen_loop(), name="pg-listen")
         try:
@@ -342,17 +340,13 @@ class PostgresStore(Store):
                     await conn.execute(sql)
 
     async def close(self) -> None:
-        if self._flusher:
-            # Let every batch already handed to commit() finish first.
-            while self._pending or not self._idle.is_set():
-                self._wake.set()
-                await asyncio.sleep(0.01)
-        for task in (self._flusher, self._listener, self._deliverer):
+        await self._group.stop()  # every batch already handed in is committed first
+        for task in (self._listener, self._deliverer):
             if task:
                 task.cancel()
-        await asyncio.gather(*(t for t in (self._flusher, self._listener, self._deliverer) if t),
+        await asyncio.gather(*(t for t in (self._listener, self._deliverer) if t),
                              return_exceptions=True)
-        self._flusher = self._listener = self._deliverer = None
+        self._listener = self._deliverer = None
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), 10)
@@ -368,46 +362,12 @@ class PostgresStore(Store):
     # -- writes ------------------------------------------------------------
 
     async def commit(self, batch: Batch) -> list[Any]:
-        if self._flusher is None:
-            raise StoreError("the store is not open")
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((batch.ops, future))
-        self._wake.set()
-        return await future
+        return await self._group.submit(batch.ops)
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            groups, self._pending = self._pending, []
-            if not groups:
-                continue
-            self._idle.clear()
-            try:
-                results = await self._apply(groups)
-            except Exception as exc:
-                # The transaction itself failed (connection lost, COMMIT
-                # refused): every batch in it did. A lost connection during
-                # COMMIT leaves the outcome unknown; callers retry as after
-                # any failed write.
-                for _, fut in groups:
-                    if not fut.done():
-                        fut.set_exception(StoreError(f"commit failed: {exc}"))
-                continue
-            finally:
-                self._idle.set()
-            for (_, fut), result in zip(groups, results, strict=True):
-                if fut.done():  # the caller gave up waiting
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
-
-    async def _apply(self, groups: list[tuple[list[Op], asyncio.Future]]) -> list[Any]:
+    async def _apply(self, groups: Groups) -> list[Any]:
         results: list[Any] = []
         async with self._require_pool().acquire() as conn, conn.transaction():
-            for ops, _ in groups:
+            for ops in groups:
                 results.append(await self._apply_batch(conn, ops))
         return results
 

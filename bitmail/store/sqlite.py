@@ -23,6 +23,8 @@ from .base import (
     INDEXES,
     Batch,
     Document,
+    GroupCommit,
+    Groups,
     Op,
     Store,
     StoreError,
@@ -116,9 +118,7 @@ class SQLiteStore(Store):
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-read")
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
-        self._pending: list[tuple[list[Op], asyncio.Future]] = []
-        self._wake = asyncio.Event()
-        self._flusher: asyncio.Task | None = None
+        self._group = GroupCommit(self._apply, "sqlite-group-commit")
         self._lock_fd: int | None = None
         self._reader_conns: list[sqlite3.Connection] = []
 
@@ -139,7 +139,7 @@ class SQLiteStore(Store):
                 ) from None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._open_writer)
-        self._flusher = asyncio.create_task(self._flush_loop(), name="sqlite-group-commit")
+        self._group.start()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -164,13 +164,7 @@ class SQLiteStore(Store):
         return conn
 
     async def close(self) -> None:
-        if self._flusher:
-            while self._pending:
-                self._wake.set()
-                await asyncio.sleep(0.01)
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
+        await self._group.stop()
         loop = asyncio.get_running_loop()
         if self._wconn is not None:
             await loop.run_in_executor(self._writer, self._wconn.close)
@@ -187,43 +181,19 @@ class SQLiteStore(Store):
     # -- writes ------------------------------------------------------------
 
     async def commit(self, batch: Batch) -> list[Any]:
-        if self._flusher is None:
-            raise StoreError("the store is not open")
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((batch.ops, future))
-        self._wake.set()
-        return await future
+        return await self._group.submit(batch.ops)
 
-    async def _flush_loop(self) -> None:
+    async def _apply(self, groups: Groups) -> list[Any]:
         loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            groups, self._pending = self._pending, []
-            if not groups:
-                continue
-            try:
-                results = await loop.run_in_executor(self._writer, self._apply, groups)
-            except Exception as exc:  # the commit itself failed: every batch in it did
-                for _, fut in groups:
-                    if not fut.done():
-                        fut.set_exception(StoreError(f"commit failed: {exc}"))
-                continue
-            for (_, fut), result in zip(groups, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+        return await loop.run_in_executor(self._writer, self._apply_in_thread, groups)
 
-    def _apply(self, groups: list[tuple[list[Op], asyncio.Future]]) -> list[Any]:
+    def _apply_in_thread(self, groups: Groups) -> list[Any]:
         conn = self._wconn
         assert conn is not None
         results: list[Any] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for ops, _ in groups:
+            for ops in groups:
                 # Each batch in its own savepoint: one bad batch fails alone.
                 conn.execute("SAVEPOINT batch")
                 try:
