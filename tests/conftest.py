@@ -280,6 +280,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     pg_reset(url)
     return url
 
+
 # -- webhooks (test_hooks_*.py, test_suppression.py) ----------------------------
 
 from bitmail.mailbox import Mailbox  # noqa: E402
