@@ -365,11 +365,20 @@ class PostgresStore(Store):
         return await self._group.submit(batch.ops)
 
     async def _apply(self, groups: Groups) -> list[Any]:
-        results: list[Any] = []
-        async with self._require_pool().acquire() as conn, conn.transaction():
-            for ops in groups:
-                results.append(await self._apply_batch(conn, ops))
-        return results
+        async with self._require_pool().acquire() as conn:
+            try:
+                # Nearly always every batch goes: then savepoints, a round trip
+                # each way per batch, would only cost time.
+                async with conn.transaction():
+                    return [[await self._op(conn, op) for op in ops] for ops in groups]
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                raise  # the connection is gone: the whole group fails
+            except Exception:  # handled below, batch by batch
+                pass
+            # Some batch failed and took the transaction with it: again, each
+            # batch in its own savepoint, so only the failing one fails.
+            async with conn.transaction():
+                return [await self._apply_batch(conn, ops) for ops in groups]
 
     async def _apply_batch(self, conn: asyncpg.Connection, ops: list[Op]) -> Any:
         """One batch in a savepoint: its result list, or the StoreError it failed with."""
