@@ -29,6 +29,7 @@ class Job:
     mime: bytes
     message_id: str  # the RFC 5322 Message-ID, the same on every try
     attempts: int = 0
+    ambiguous: bool = False  # an earlier try may have gone out (its answer was lost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,10 @@ class Outbox:
         batch.delete(KIND, job.id)
 
     async def defer(self, job: Job, recipients: tuple[str, ...], error: str) -> float | None:
-        """Try `recipients` again after a back-off; None when it is time to give up."""
+        """Try `recipients` again after a back-off; None when it is time to give up.
+
+        Whether an earlier try may have gone out stays with the entry, so
+        whichever process sends it next says so."""
         doc = await self.store.get_one(KIND, {"id": job.id})
         now = time.time()
         if doc is None:
@@ -104,6 +108,7 @@ class Outbox:
         await self.store.update(KIND, job.id, {
             "recipients": list(recipients), "due": due,
             "attempts": attempts, "last_error": error,
+            "ambiguous": job.ambiguous or doc.get("ambiguous", False),
         })
         return due
 
@@ -111,7 +116,10 @@ class Outbox:
         """Hand jobs back untried (shutdown, no room): due now, which ends the lease."""
         async with self.store.batch() as batch:
             for job in jobs:
-                batch.update(KIND, job.id, {"due": time.time()})
+                change = {"due": time.time()}
+                if job.ambiguous:
+                    change["ambiguous"] = True
+                batch.update(KIND, job.id, change)
 
     async def pending(self) -> int:
         return await self.store.count(KIND)
@@ -126,4 +134,5 @@ def _job(doc: dict) -> Job:
         mime=base64.b64decode(doc["mime"]),
         message_id=doc["message_id"],
         attempts=doc["attempts"],
+        ambiguous=doc.get("ambiguous", False),
     )

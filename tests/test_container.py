@@ -33,11 +33,13 @@ class Scripted(Provider):
         self.delay = delay
         self.received: list[Job] = []
         self.refuse: dict[str, Outcome] = {}
+        self.ambiguous = False
 
     async def send(self, job: Job) -> SendResult:
         await asyncio.sleep(self.delay)
         if self.fail:
-            raise ProviderError(self.fail, f"{self.name} says {self.fail}")
+            raise ProviderError(self.fail, f"{self.name} says {self.fail}",
+                                ambiguous=self.ambiguous)
         self.received.append(job)
         refused = tuple(RecipientFailure(r, o, "refused") for r, o in self.refuse.items()
                         if r in job.recipients)
@@ -213,3 +215,60 @@ def _outbox_empty(outbox):
     async def check():
         return await outbox.pending() == 0
     return check
+
+
+async def test_a_lost_answer_then_a_rejection_says_the_mail_may_have_gone(parts):
+    lost, rejecting = Scripted("lost", Outcome.TRANSIENT), Scripted("rejecting", Outcome.PERMANENT)
+    lost.ambiguous = True
+    container = await start(parts, lost, rejecting, threshold=10,
+                            scheduler=RoundRobin(["lost", "rejecting"]))
+    [message_id] = await accept(parts[1])
+    container.wake()
+    doc = await wait_for(lambda: _status_is(parts[1], message_id, "failed"))
+    await container.stop()
+    failed = [e for e in doc["events"] if e["type"] == "failed"]
+    assert failed and "may also have gone out" in failed[0]["detail"]
+    assert failed[0].get("ambiguous") is True
+
+
+async def test_a_lost_answer_is_remembered_in_the_outbox_for_the_next_try(parts):
+    lost = Scripted("lost", Outcome.TRANSIENT)
+    lost.ambiguous = True
+    container = await start(parts, lost, threshold=100)
+    [message_id] = await accept(parts[1])
+    container.wake()
+    await wait_for(lambda: _status_is(parts[1], message_id, "deferred"))
+    await container.stop()
+    [entry] = await parts[0].get("outbox")
+    assert entry["ambiguous"] is True
+    restarted = Outbox(parts[0])
+    await restarted.start()
+    [job] = await restarted.claim(1)
+    assert job.ambiguous
+
+
+async def test_a_temporary_refusal_keeps_its_reason_for_the_retry(parts):
+    provider = Scripted("p")
+    provider.refuse = {"later@example.com": Outcome.TRANSIENT}
+    container = await start(parts, provider, threshold=100)
+    [message_id] = await accept(parts[1], to="now@example.com; later@example.com")
+    container.wake()
+    await wait_for(lambda: _status_is(parts[1], message_id, "sent", any_=True))
+    await container.stop()
+    [entry] = await parts[0].get("outbox")
+    assert entry["recipients"] == ["later@example.com"]
+    assert entry["last_error"] == "later@example.com: refused"
+
+
+async def test_jobs_in_flight_when_the_service_goes_down_are_handed_back(parts):
+    a = Scripted("a", Outcome.PROVIDER_FAULT, delay=0.05)
+    container = await start(parts, a, threshold=1)
+    await accept(parts[1], n=5)
+    container.wake()
+    await asyncio.wait_for(container.down.wait(), 5)
+    await wait_for(lambda: not container._writes)
+    assert container._held == {}
+    await container.stop()
+    restarted = Outbox(parts[0])
+    await restarted.start()
+    assert len(await restarted.claim(10)) == 5

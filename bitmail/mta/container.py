@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config import FailurePolicy, MtaSettings
@@ -29,6 +29,7 @@ from .scheduling import Scheduler, make_scheduler
 log = logging.getLogger(__name__)
 
 EXIT_SERVICE_DOWN = 3
+MAY_HAVE_GONE = "an earlier try may also have gone out"
 # Provider health shared by the processes on one store: one document per
 # provider, the latest state change any process saw for itself.
 HEALTH_KIND = "provider_health"
@@ -73,7 +74,6 @@ class Container:
         self._wake = asyncio.Event()
         self._held: dict[str, Job] = {}
         self._tried: dict[str, set[str]] = {}
-        self._ambiguous: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._writes: set[asyncio.Task] = set()
         self._stopping = False
@@ -181,13 +181,13 @@ class Container:
         slot.figures.record(attempt.outcome, attempt.latency, attempt.detail)
         ok = attempt.outcome in (Outcome.ACCEPTED, Outcome.PERMANENT)
         self.scheduler.observe(attempt.provider, attempt.latency, ok)
-        if attempt.ambiguous:
-            self._ambiguous.add(job.id)
+        if attempt.ambiguous and not job.ambiguous:
+            job = replace(job, ambiguous=True)  # and so it stays, wherever it goes next
 
         if attempt.outcome == Outcome.ACCEPTED:
             self._set_state(slot, slot.health.success())
             self._finish(job)
-            self._write(self._accepted(attempt))
+            self._write(self._accepted(attempt, job))
         elif attempt.outcome == Outcome.PERMANENT:
             slot.health.neutral()
             self._finish(job)
@@ -195,6 +195,8 @@ class Container:
         else:
             self._set_state(slot, slot.health.failure())
             if self.down.is_set():
+                self._finish(job)
+                self._write(self.outbox.release([job]))
                 return
             log.info("message %s: %s on %s (%s)", job.message, attempt.outcome,
                      attempt.provider, attempt.detail)
@@ -202,6 +204,7 @@ class Container:
                               detail=f"{attempt.detail}; trying another provider",
                               ambiguous=attempt.ambiguous) for r in job.recipients]
             if self._dispatch(job):
+                self._held[job.id] = job
                 self._write(self.mailbox.record(job.message, failover))
             elif self._candidates(job.id, room=False):
                 # Healthy providers are left but busy: back in line, no back-off.
@@ -210,7 +213,7 @@ class Container:
                 self._write(self.mailbox.record(job.message, failover))
             else:
                 self._finish(job)
-                self._write(self._defer(job, job.recipients, attempt))
+                self._write(self._defer(job, job.recipients, attempt.provider, attempt.detail))
 
     def _finish(self, job: Job) -> None:
         self._held.pop(job.id, None)
@@ -293,11 +296,9 @@ class Container:
 
     # -- recording (runs in tasks) --------------------------------------------
 
-    async def _accepted(self, attempt: Attempt) -> None:
-        job, result = attempt.job, attempt.result
+    async def _accepted(self, attempt: Attempt, job: Job) -> None:
+        result = attempt.result
         refused = {f.recipient: f for f in (result.refused if result else ())}
-        ambiguous = job.id in self._ambiguous
-        self._ambiguous.discard(job.id)
         pmid = result.provider_message_id if result else None
         ids = result.recipient_ids if result else {}  # a provider's own id per recipient
         events = []
@@ -309,38 +310,40 @@ class Container:
             else:
                 events.append(Event(
                     EventType.SENT, job.message, r, attempt.provider, ids.get(r, pmid),
-                    detail="sent; an earlier try may also have gone out" if ambiguous else "",
-                    ambiguous=ambiguous))
+                    detail=MAY_HAVE_GONE if job.ambiguous else "", ambiguous=job.ambiguous))
         batch = Batch()
         for tracked in dict.fromkeys(i for i in (pmid, *ids.values()) if i):
             self.mailbox.track(batch, attempt.provider, tracked, job.message)
-        retry = tuple(r for r in job.recipients
-                      if r in refused and refused[r].outcome != Outcome.PERMANENT)
+        retry = [refused[r] for r in job.recipients
+                 if r in refused and refused[r].outcome != Outcome.PERMANENT]
         if not retry:
             self.outbox.complete(batch, job)
         await self.mailbox.record(job.message, events, batch)
         if retry:
-            await self._defer(job, retry, attempt, record=False)
+            await self._defer(job, tuple(f.recipient for f in retry), attempt.provider,
+                              "; ".join(f"{f.recipient}: {f.detail}" for f in retry),
+                              record=False)
 
     async def _failed(self, job: Job, provider: str, detail: str) -> None:
+        if job.ambiguous:
+            detail = f"{detail}; {MAY_HAVE_GONE}"
         batch = Batch()
         self.outbox.complete(batch, job)
         await self.mailbox.record(job.message, [
-            Event(EventType.FAILED, job.message, r, provider, detail=detail)
-            for r in job.recipients], batch)
+            Event(EventType.FAILED, job.message, r, provider, detail=detail,
+                  ambiguous=job.ambiguous) for r in job.recipients], batch)
 
-    async def _defer(self, job: Job, recipients: tuple[str, ...], attempt: Attempt, *,
-                     record: bool = True) -> None:
-        due = await self.outbox.defer(job, recipients, attempt.detail)
+    async def _defer(self, job: Job, recipients: tuple[str, ...], provider: str, detail: str,
+                     *, record: bool = True) -> None:
+        due = await self.outbox.defer(job, recipients, detail)
         if due is None:
-            await self.mailbox.record(job.message, [
-                Event(EventType.FAILED, job.message, r, attempt.provider,
-                      detail=f"gave up: {attempt.detail}") for r in recipients])
+            await self._failed(replace(job, recipients=recipients), provider,
+                               f"gave up: {detail}")
         elif record:
             await self.mailbox.record(job.message, [
-                Event(EventType.DEFERRED, job.message, r, attempt.provider,
-                      detail=f"{attempt.detail}; retrying in {due - time.time():.0f}s",
-                      ambiguous=attempt.ambiguous) for r in recipients])
+                Event(EventType.DEFERRED, job.message, r, provider,
+                      detail=f"{detail}; retrying in {due - time.time():.0f}s",
+                      ambiguous=job.ambiguous) for r in recipients])
 
     # -- figures ---------------------------------------------------------------
 
