@@ -244,14 +244,11 @@ def pg_database_url(name: str) -> str:
     return urlsplit(PG_SERVER_URL)._replace(path="/" + name).geturl()
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL database made for this test run and dropped after it.
-
-    Skipped when the server cannot be reached (a failure under BITMAIL_REQUIRE_ALL=1).
-    Tests share it: reset it with `pg_reset` first (the `store_url` fixture does).
-    """
-    name = f"bitmail_test_{os.urandom(5).hex()}"
+@contextlib.contextmanager
+def fresh_database(prefix: str = "bitmail_test") -> Iterator[str]:
+    """A new, empty database, dropped afterwards; skipped (a failure under
+    BITMAIL_REQUIRE_ALL=1) when the server cannot be reached."""
+    name = f"{prefix}_{os.urandom(5).hex()}"
     try:
         run_aside(lambda: pg_admin(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # refused, unknown host, bad credentials, timeout…
@@ -260,8 +257,19 @@ def pg_url() -> Iterator[str]:
     try:
         yield pg_database_url(name)
     finally:
-        # FORCE: a test that failed half-way may have left a connection open.
+        # FORCE: a test that failed half-way, or a killed process, may have
+        # left connections open.
         run_aside(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database made for this test run and dropped after it.
+
+    Tests share it: reset it with `pg_reset` first (the `store_url` fixture does).
+    """
+    with fresh_database() as url:
+        yield url
 
 
 def pg_reset(url: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -22,14 +21,10 @@ from test_durability import make_key, send_many
 from bitmail.testing.mailgun import FakeMailgun
 
 from conftest import (
-    PG_SERVER_URL,
     ServeProcess,
     free_port,
-    pg_admin,
-    pg_database_url,
+    fresh_database,
     pg_reset,
-    require_or_skip,
-    run_aside,
     start_service,
     wait_for,
     write_config,
@@ -38,21 +33,6 @@ from conftest import (
 LEASE = 3.0  # seconds: a killed process's claims come back this fast
 
 
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty database, dropped afterwards; skipped (or failed under
-    BITMAIL_REQUIRE_ALL=1) when the server cannot be reached."""
-    name = f"bitmail_mp_{os.urandom(5).hex()}"
-    try:
-        run_aside(lambda: pg_admin(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        require_or_skip(f"PostgreSQL at {PG_SERVER_URL} is not reachable "
-                        f"({type(exc).__name__}: {exc}); set BITMAIL_TEST_PG to another server")
-    try:
-        yield pg_database_url(name)
-    finally:
-        # FORCE: a killed process may have left connections behind.
-        run_aside(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

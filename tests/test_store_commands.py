@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_multiprocess import fresh_database
 
 from bitmail import config
 from bitmail.store import Store, open_store
 from bitmail.store.copy import same_store
 
-from conftest import pg_reset, start_service, wait_for, write_config
+from conftest import fresh_database, pg_reset, start_service, wait_for, write_config
 
 
 async def bitmail(*args: str) -> tuple[int, str, str]:

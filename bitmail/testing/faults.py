@@ -108,6 +108,7 @@ class FakeService:
         self.slow_delay = slow_delay  # how late a "slow" answer comes (the work is done first)
         self.hang = hang  # how long a "timeout" waits at most (cut short by close())
         self.faults = Faults()
+        self.rejected: set[str] = set()  # recipients whose requests are refused
         self.requests = 0  # every request that reached a guarded handler
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -125,9 +126,15 @@ class FakeService:
         self._check(kind)
         self.faults.fail_always(kind, after_accept=after_accept)
 
+    def reject(self, address: str) -> None:
+        """Refuse every request that names `address` as a recipient (until
+        heal()), the way the provider refuses a bad address."""
+        self.rejected.add(address.lower())
+
     def heal(self) -> None:
-        """Forget every injected fault."""
+        """Forget every injected fault and rejected address."""
         self.faults.heal()
+        self.rejected.clear()
 
     def _check(self, kind: FaultKind) -> None:
         if isinstance(kind, int) and not isinstance(kind, bool) and 400 <= kind <= 599:

@@ -49,15 +49,6 @@ class FakeMailgun(FakeService):
         self.api_key = api_key
         self.domains = {domain, *domains}
         self.received: list[Received] = []
-        self.rejected: set[str] = set()
-
-    def reject(self, address: str) -> None:
-        """Refuse every request that names `address` as a recipient (until heal())."""
-        self.rejected.add(address.lower())
-
-    def heal(self) -> None:
-        super().heal()
-        self.rejected.clear()
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -58,15 +58,6 @@ class FakeSES(FakeService):
         super().__init__(delay=delay, slow_delay=slow_delay, hang=hang)
         self.sent: list[dict[str, Any]] = []
         self.received: list[Received] = []
-        self.rejected: set[str] = set()
-
-    def reject(self, address: str) -> None:
-        """Refuse every request that names `address` as a recipient (until heal())."""
-        self.rejected.add(address.lower())
-
-    def heal(self) -> None:
-        super().heal()
-        self.rejected.clear()
 
     def _check(self, kind: int | str) -> None:
         # Only the statuses SES's answers are written for (error_response needs them).
