@@ -21,6 +21,8 @@ test: install
 
 bench: install
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
+	$(BIN)/python bench/providers.py
+	$(BIN)/python bench/store_lookup.py
 
 lint: install
 	$(BIN)/ruff check .
