@@ -284,6 +284,10 @@ class SQLiteStore(Store):
 
     async def get(self, kind: str, subset: Document | None = None, *, limit: int | None = None,
                   before: int | None = None, newest_first: bool = False) -> list[Document]:
+        if subset and isinstance(subset.get("id"), str) and self.path != ":memory:":
+            # A lookup by primary key takes microseconds; handing it to a
+            # reader thread and back would cost more than the read itself.
+            return self._get(kind, subset, limit, before, newest_first)
         loop = asyncio.get_running_loop()
         pool = self._writer if self.path == ":memory:" else self._readers
         return await loop.run_in_executor(
