@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import geo
 from ..accounts import User
-from ..errors import BitMailError, NotFound, ValidationError
+from ..errors import NotFound, ValidationError
 from ..mailbox import public, summary
 from ..message import parse_message
 from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
@@ -216,8 +216,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             else:
                 continue
             await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
-    except (ConnectionResetError, BitMailError):
-        pass
+    except ConnectionResetError:
+        pass  # the page went away
     finally:
         sub.close()
     return response
