@@ -23,6 +23,7 @@ from conftest import (
     recipient_status,
     sent_message,
     track,
+    wait_for,
 )
 
 
@@ -441,7 +442,7 @@ async def test_inbound_oversize_is_refused(hook_service):
 # -- record first, process after --------------------------------------------------
 
 
-async def test_events_recorded_but_not_processed_are_processed_at_the_next_start(
+async def test_events_left_pending_by_a_dead_process_are_processed_by_the_next(
         hook_service):
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -451,18 +452,33 @@ async def test_events_recorded_but_not_processed_are_processed_at_the_next_start
     await track(hook_service, "mailgun", bare(message), message["id"])
     store = hook_service.runtime.store
     payload = body("delivered", "bob@example.com", bare(message))
-    # What a process that stopped right after answering 200 leaves behind.
+    # What a process that died while processing leaves behind: a marker
+    # whose lease has run out.
     key = f"mailgun:{payload['event-data']['id']}"
     await store.put("webhook", {"provider": "mailgun", "type": "mailgun", "hook": "mailgun",
                                 "received": time.time(), "payload": payload,
                                 "state": "pending"}, id=key)
-    await store.put("webhook_pending", {"hook": "mailgun", "at": time.time()}, id=key)
+    await store.put("webhook_pending", {"hook": "mailgun", "due": time.time() - 1,
+                                        "owner": "a-dead-process"}, id=key)
     client = TestClient(TestServer(make_app(hook_service.runtime)))
     await client.start_server()
     try:
+        async def processed() -> bool:
+            return await store.count("webhook_pending") == 0
+        await wait_for(processed)
         await client.app[BACKGROUND].idle()
     finally:
         await client.close()
     bob = await recipient_status(hook_service, message, "bob@example.com")
     assert bob["status"] == "delivered"
-    assert await store.count("webhook_pending") == 0
+
+
+async def test_an_event_another_task_holds_is_not_processed_twice(hook_service):
+    from bitmail.web.hooks.base import _claim_marker
+
+    store = hook_service.runtime.store
+    await store.put("webhook_pending", {"hook": "mailgun", "due": time.time()}, id="k")
+    assert await _claim_marker(store, "k")
+    assert not await _claim_marker(store, "k")  # the lease holds
+    await store.update("webhook_pending", "k", {"due": time.time() - 1})  # it ran out
+    assert await _claim_marker(store, "k")

@@ -20,12 +20,13 @@ The base owns the order, which is what makes webhooks safe to retry:
    "webhook_pending" marker beside it, and the one-time token, if any;
 5. answer 200 — quickly, whatever the processing will find;
 6. process in a background task that the application awaits when it stops:
-   claim the marker (a delete: exactly one claimer wins, in any process),
+   take the marker on a lease (exactly one task holds it, in any process),
    match the event to a message, record it on the Sent copy (statuses only
    move forward; the sender sees it live), suppress hard-bounced and
    complaining addresses, count bounces and complaints in the provider's
-   figures, or deliver inbound mail. Markers left behind by a process that
-   stopped between 5 and 6 are processed at the next start.
+   figures, or deliver inbound mail, then drop the marker. Markers left by a
+   process that stopped before or during 6 are taken up when their lease
+   runs out, by any process.
 
 Events for messages BitMail cannot find are kept (the "webhook" document) and
 logged, never an error: the provider has done nothing wrong.
@@ -51,14 +52,16 @@ from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import Event, EventType
 from ...message import parse_mime
 from ...runtime import Runtime
-from ...store import Batch, StoreError
+from ...store import Batch, Store, StoreError
+from ...store.base import new_id
 from ...suppression import suppress
 from ..keys import RUNTIME
 
 log = logging.getLogger(__name__)
 
 KIND = "webhook"  # every verified event, as received
-PENDING = "webhook_pending"  # events recorded but not yet processed
+PENDING = "webhook_pending"  # events recorded but not yet processed, leased when taken
+MARKER_LEASE = 60.0  # a task that took an event and died gives it back after this
 TOKENS = "webhook_token"  # one-time tokens already used (Mailgun), to refuse replays
 
 EVENTS_MAX_BODY = 1024 * 1024
@@ -449,7 +452,7 @@ class Webhook(ABC):
             batch.put(KIND, {"provider": verified.provider.name, "type": self.type,
                              "hook": self.name, "received": now, "payload": r.payload,
                              "state": "pending"}, id=r.key)
-            batch.put(PENDING, {"hook": self.name, "at": now}, id=r.key)
+            batch.put(PENDING, {"hook": self.name, "due": now}, id=r.key)
         try:
             await store.commit(batch)
         except _Replayed:
@@ -462,8 +465,8 @@ class Webhook(ABC):
         """Apply one recorded event, once, whichever process gets to it first."""
         runtime = app[RUNTIME]
         store = runtime.store
-        if not await store.delete(PENDING, key):
-            return  # another task or process claimed it
+        if not await _claim_marker(store, key):
+            return  # gone, or another task or process holds it
         applied = False
         try:
             doc = await store.get_one(KIND, {"id": key})
@@ -488,12 +491,16 @@ class Webhook(ABC):
                 elif not isinstance(item, Notice):
                     results.append(await self.perform(app, provider, item))
             applied = True
-            await store.update(KIND, key, {"state": "done",
-                                           "result": "; ".join(results) or "nothing to do"})
+            batch = Batch()
+            batch.update(KIND, key, {"state": "done",
+                                     "result": "; ".join(results) or "nothing to do"})
+            batch.delete(PENDING, key)
+            await store.commit(batch)
         except BaseException:
             if not applied:
-                # Put the marker back, so the next start tries again.
-                await store.put(PENDING, {"hook": self.name, "at": time.time()}, id=key)
+                # Due again at once; a process that dies here leaves its
+                # lease, which runs out by itself.
+                await store.update(PENDING, key, {"due": time.time()})
             raise
 
     async def _track(self, runtime: Runtime, provider: str, notices: list[Notice]) -> str:
@@ -592,11 +599,33 @@ async def local_users(runtime: Runtime, addresses: Sequence[str]) -> list[str]:
 # -- lifecycle ----------------------------------------------------------------
 
 
-async def resume_pending(app: web.Application) -> None:
-    """Process events recorded by a process that stopped before processing them."""
+async def _claim_marker(store: Store, key: str) -> bool:
+    """Take the event's marker on a lease: True when this task holds it now."""
+    owner, now = new_id(), time.time()
+
+    def take(marker: dict[str, Any]) -> dict[str, Any] | None:
+        if marker.get("due", 0) > now:
+            return None  # held by another task, and its lease still runs
+        return {**marker, "due": now + MARKER_LEASE, "owner": owner}
+
+    marker = await store.update(PENDING, key, take)
+    return marker is not None and marker.get("owner") == owner
+
+
+async def resume_pending(app: web.Application, every: float = MARKER_LEASE) -> None:
+    """Process events left pending: at start, those of a process that stopped
+    before processing them; then, now and again, those whose processing died
+    with its process and whose lease ran out."""
+    while True:
+        await _resume_once(app)
+        await asyncio.sleep(every)
+
+
+async def _resume_once(app: web.Application) -> None:
     runtime = app[RUNTIME]
     hooks = app[HOOKS]
-    for doc in await runtime.store.get(PENDING):
+    due = [d for d in await runtime.store.get(PENDING) if d.get("due", 0) <= time.time()]
+    for doc in due:
         hook = hooks.get(doc.get("hook"))
         if hook is None:
             log.warning("pending webhook %s is for an unknown endpoint %r", doc["id"],
@@ -625,9 +654,10 @@ async def forget_tokens(app: web.Application, every: float = 60.0) -> None:
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: resume what was left pending; at the end, let processing finish."""
     background = app[BACKGROUND]
-    background.spawn(resume_pending(app), name="webhook resume")
-    sweeper = asyncio.create_task(forget_tokens(app), name="webhook tokens")
+    sweepers = [asyncio.create_task(resume_pending(app), name="webhook resume"),
+                asyncio.create_task(forget_tokens(app), name="webhook tokens")]
     yield
-    sweeper.cancel()
-    await asyncio.gather(sweeper, return_exceptions=True)
+    for sweeper in sweepers:
+        sweeper.cancel()
+    await asyncio.gather(*sweepers, return_exceptions=True)
     await background.stop()
