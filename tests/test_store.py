@@ -542,3 +542,34 @@ def test_pool_size_comes_from_the_url() -> None:
         PostgresStore("postgresql://u@db.invalid/mail?pool_size=none")
     with pytest.raises(StoreError):
         PostgresStore("postgresql://u@db.invalid/mail?pool_size=2&pool_min=5")
+
+
+async def test_add_refuses_an_id_that_exists_and_fails_only_its_batch(store: Store) -> None:
+    from bitmail.store import AlreadyExists
+
+    async with store.batch() as b:
+        b.add("token", {"n": 1}, id="t1")
+    other = Batch()
+    other.put("thing", {"n": 2}, id="x")
+    other.add("token", {"n": 3}, id="t1")
+    winner = Batch()
+    winner.add("token", {"n": 4}, id="t2")
+    results = await asyncio.gather(store.commit(other), store.commit(winner),
+                                   return_exceptions=True)
+    assert isinstance(results[0], AlreadyExists)
+    assert results[1] == ["t2"]
+    assert await store.get_one("thing", {"id": "x"}) is None  # its batch rolled back
+    assert (await store.get_one("token", {"id": "t1"}))["n"] == 1
+
+
+async def test_add_lets_exactly_one_of_two_processes_claim_a_name(pg_store_url: str) -> None:
+    from bitmail.store import AlreadyExists
+
+    async with open_store(pg_store_url) as a, open_store(pg_store_url) as b:
+        tries = []
+        for s in (a, b):
+            batch = Batch()
+            batch.add("token", {"by": id(s)}, id="once")
+            tries.append(s.commit(batch))
+        results = await asyncio.gather(*tries, return_exceptions=True)
+    assert sum(isinstance(r, AlreadyExists) for r in results) == 1

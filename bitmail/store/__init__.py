@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Batch, Document, Store, StoreError, Subscription, contains
+from .base import AlreadyExists, Batch, Document, Store, StoreError, Subscription, contains
 
 
 def open_store(url: str) -> Store:
@@ -18,4 +18,5 @@ def open_store(url: str) -> Store:
     raise StoreError(f"unknown store URL scheme in {url.split(':', 1)[0]!r}")
 
 
-__all__ = ["Batch", "Document", "Store", "StoreError", "Subscription", "contains", "open_store"]
+__all__ = ["AlreadyExists", "Batch", "Document", "Store", "StoreError", "Subscription",
+           "contains", "open_store"]

@@ -45,6 +45,10 @@ class StoreError(Exception):
     """The store cannot do what was asked (bad URL, bad key, lost connection)."""
 
 
+class AlreadyExists(StoreError):
+    """Batch.add found a document with that id."""
+
+
 def check_key(key: str) -> str:
     if not _KEY.match(key):
         raise StoreError(f"document keys used in lookups must be plain names, not {key!r}")
@@ -90,6 +94,13 @@ class Batch:
         body = {k: v for k, v in doc.items() if k not in ("id", "seq")}
         self.ops.append(Op("put", kind, doc_id, doc=body))
         return doc_id
+
+    def add(self, kind: str, doc: Document, *, id: str) -> str:
+        """Like put, but the batch fails with AlreadyExists when a document
+        with this id is there already: a claim on a name, across processes."""
+        body = {k: v for k, v in doc.items() if k not in ("id", "seq")}
+        self.ops.append(Op("add", kind, id, doc=body))
+        return id
 
     def update(self, kind: str, id: str, change: Change) -> None:
         """Merge `change` into the document's top level, or replace the

@@ -38,6 +38,7 @@ import asyncpg
 
 from .base import (
     INDEXES,
+    AlreadyExists,
     Batch,
     Document,
     GroupCommit,
@@ -406,6 +407,13 @@ class PostgresStore(Store):
                 "INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3) "
                 "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
                 op.kind, op.id, op.doc or {})
+            return op.id
+        if op.action == "add":
+            try:
+                await conn.execute("INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3)",
+                                   op.kind, op.id, op.doc or {})
+            except asyncpg.UniqueViolationError:
+                raise AlreadyExists(f"{op.kind} {op.id} exists already") from None
             return op.id
         if op.action == "update":
             return await self._update(conn, op)

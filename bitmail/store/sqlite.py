@@ -21,6 +21,7 @@ from typing import Any
 
 from .base import (
     INDEXES,
+    AlreadyExists,
     Batch,
     Document,
     GroupCommit,
@@ -216,6 +217,13 @@ class SQLiteStore(Store):
                 "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
                 (op.kind, op.id, _body(op.doc or {})),
             )
+            return op.id
+        if op.action == "add":
+            try:
+                conn.execute("INSERT INTO docs (kind, id, data) VALUES (?, ?, ?)",
+                             (op.kind, op.id, _body(op.doc or {})))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"{op.kind} {op.id} exists already") from None
             return op.id
         if op.action == "update" and not callable(op.change):
             # A merge is done by SQLite's JSON functions: the document is

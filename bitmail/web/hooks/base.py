@@ -52,7 +52,7 @@ from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import Event, EventType
 from ...message import parse_mime
 from ...runtime import Runtime
-from ...store import Batch, Store, StoreError
+from ...store import AlreadyExists, Batch, Store, StoreError
 from ...store.base import new_id
 from ...suppression import suppress
 from ..keys import RUNTIME
@@ -100,14 +100,6 @@ class Unavailable(BitMailError):
 
     status = 503
     code = "unavailable"
-
-
-class _Replayed(StoreError):
-    """Raised inside the recording transaction when the token is already there."""
-
-
-def _refuse_replay(doc: dict[str, Any]) -> None:
-    raise _Replayed("this webhook token was used before")
 
 
 # -- what a request and its events become -------------------------------------
@@ -440,14 +432,9 @@ class Webhook(ABC):
         batch = Batch()
         if verified.token:
             token_id = f"{self.type}:{verified.token}"
-            if await store.get_one(TOKENS, {"id": token_id}):
-                raise _replayed()
-            # Checked again inside the commit: on SQLite (one writer) of two
-            # requests racing with the same token only the first is stored. On
-            # PostgreSQL two truly simultaneous first inserts can both pass:
-            # the store has no insert-if-absent yet.
-            batch.update(TOKENS, token_id, _refuse_replay)
-            batch.put(TOKENS, {"at": now, "provider": verified.provider.name}, id=token_id)
+            # Added, not put: of two requests with one token, even in two
+            # processes at the same moment, only the first commits.
+            batch.add(TOKENS, {"at": now, "provider": verified.provider.name}, id=token_id)
         for r in fresh:
             batch.put(KIND, {"provider": verified.provider.name, "type": self.type,
                              "hook": self.name, "received": now, "payload": r.payload,
@@ -455,7 +442,7 @@ class Webhook(ABC):
             batch.put(PENDING, {"hook": self.name, "due": now}, id=r.key)
         try:
             await store.commit(batch)
-        except _Replayed:
+        except AlreadyExists:
             raise _replayed() from None
         return [r.key for r in fresh]
 
