@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from .errors import Forbidden, RateLimited, Unauthorized, ValidationError
-from .store import Store
+from .errors import Conflict, Forbidden, RateLimited, Unauthorized, ValidationError
+from .store import AlreadyExists, Batch, Store
 
 _USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 SESSION_TTL = 14 * 24 * 3600
@@ -69,11 +69,17 @@ class Accounts:
         return await self.store.get_one("user", {"id": username}) is not None
 
     async def create(self, username: str, password: str) -> User:
+        """A new user; Conflict when the name is taken (even by a login a moment ago)."""
         username = check_username(username)
         _check_password(password)
         pw_hash = await asyncio.to_thread(self.hasher.hash, password)
-        await self.store.put("user", {"username": username, "password": pw_hash,
-                                      "created": time.time()}, id=username)
+        batch = Batch()
+        batch.add("user", {"username": username, "password": pw_hash, "created": time.time()},
+                  id=username)
+        try:
+            await self.store.commit(batch)
+        except AlreadyExists:
+            raise Conflict(f"{username} exists already", field="username") from None
         return self.user(username)
 
     async def login(self, username: object, password: object, *, client: str,
@@ -85,16 +91,19 @@ class Accounts:
         await self._check_rate(name, client)
         doc = await self.store.get_one("user", {"id": name})
         created = False
-        if doc is None:
-            if not self.open_signup:
-                await asyncio.to_thread(self._verify, self._dummy_hash, password)
+        if doc is None and self.open_signup:
+            try:
+                await self.create(name, password)
+                created = True
+            except Conflict:  # a first login with this name just won the race
+                doc = await self.store.get_one("user", {"id": name})
+        if not created:
+            # An unknown name costs a verification too: the time taken does
+            # not tell whether the name exists.
+            pw_hash = doc["password"] if doc else self._dummy_hash
+            if not await asyncio.to_thread(self._verify, pw_hash, password) or doc is None:
                 await self._fail(name, client)
                 raise Unauthorized("The username or password is wrong.")
-            await self.create(name, password)
-            created = True
-        elif not await asyncio.to_thread(self._verify, doc["password"], password):
-            await self._fail(name, client)
-            raise Unauthorized("The username or password is wrong.")
         if location is not None:
             await self.set_location(name, location)
         return await self._new_session(name), created

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -260,3 +261,14 @@ async def test_mail_html_is_served_as_its_own_sandboxed_document(service):
     sent_id = (await resp.json())["id"]
     assert (await service.client.get(f"/api/messages/{sent_id}/html",
                                      headers=bob)).status == 404
+
+
+async def test_two_first_logins_with_one_name_create_one_user(service):
+    first, second = await asyncio.gather(
+        service.client.post("/api/session", json={"username": "race", "password": "one"}),
+        service.client.post("/api/session", json={"username": "race", "password": "two"}))
+    assert sorted([first.status, second.status]) == [201, 401]
+    winner = "one" if first.status == 201 else "two"
+    again = await service.client.post("/api/session",
+                                      json={"username": "race", "password": winner})
+    assert again.status == 200
