@@ -45,7 +45,7 @@ def make_container(settings: Settings, outbox: Outbox, mailbox: Mailbox) -> Cont
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, with_mta: bool = True) -> AsyncIterator[Runtime]:
     """The started runtime (store, accounts, mailbox, outbox, container)."""
-    store = open_store(settings.store)
+    store = open_store(settings.store, sending=with_mta)
     await store.open()
     try:
         outbox = Outbox(store, RetryPolicy(lease=settings.mta.lease, base=settings.mta.retry_base,

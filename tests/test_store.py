@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -573,3 +574,14 @@ async def test_add_lets_exactly_one_of_two_processes_claim_a_name(pg_store_url: 
             tries.append(s.commit(batch))
         results = await asyncio.gather(*tries, return_exceptions=True)
     assert sum(isinstance(r, AlreadyExists) for r in results) == 1
+
+
+async def test_one_sending_process_per_sqlite_file_and_admin_commands_beside_it(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    async with open_store(url, sending=True) as serving:
+        with pytest.raises(StoreError, match="another BitMail service is sending"):
+            await open_store(url, sending=True).open()
+        async with open_store(url) as admin:
+            await admin.put("user", {"username": "robot"}, id="robot")
+        assert await serving.get_one("user", {"id": "robot"})

@@ -5,8 +5,12 @@ from __future__ import annotations
 from .base import AlreadyExists, Batch, Document, Store, StoreError, Subscription, contains
 
 
-def open_store(url: str) -> Store:
-    """The store for a URL: `sqlite:///path` (default) or `postgresql://…`."""
+def open_store(url: str, *, sending: bool = False) -> Store:
+    """The store for a URL: `sqlite:///path` (default) or `postgresql://…`.
+
+    `sending`: this process will run the MTA. An SQLite file allows one such
+    process at a time (its lock), while admin commands may use it beside it.
+    """
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
@@ -14,7 +18,8 @@ def open_store(url: str) -> Store:
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite://").removeprefix("/") or ":memory:")
+        return SQLiteStore(url.removeprefix("sqlite://").removeprefix("/") or ":memory:",
+                           exclusive=sending)
     raise StoreError(f"unknown store URL scheme in {url.split(':', 1)[0]!r}")
 
 

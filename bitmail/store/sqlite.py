@@ -110,11 +110,12 @@ def _body(doc: Document) -> str:
 class SQLiteStore(Store):
     """The default store: nothing to install, durable, one process at a time."""
 
-    exclusive = True
-
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, exclusive: bool = True):
         super().__init__()
         self.path = path
+        # The one process that sends from this file holds its lock, so no two
+        # send the same outbox and a restart may take back every lease.
+        self.exclusive = exclusive
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-read")
         self._local = threading.local()
@@ -128,6 +129,7 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path != ":memory:" and self.exclusive:
             self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -135,8 +137,8 @@ class SQLiteStore(Store):
                 os.close(self._lock_fd)
                 self._lock_fd = None
                 raise StoreError(
-                    f"{self.path} is in use by another BitMail process; "
-                    "several processes need the PostgreSQL store"
+                    f"another BitMail service is sending from {self.path}; "
+                    "several serving processes need the PostgreSQL store"
                 ) from None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._open_writer)
