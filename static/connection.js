@@ -166,6 +166,24 @@ export class Connection {
     return `/api/messages/${encodeURIComponent(id)}/attachments/${encodeURIComponent(index)}`;
   }
 
+  /** One attachment's bytes, as a Blob. */
+  async attachment(id, index) {
+    let response;
+    try {
+      response = await fetch(this.attachmentUrl(id, index), {
+        credentials: "same-origin", cache: "no-store",
+      });
+    } catch {
+      throw new NetworkError();
+    }
+    if (!response.ok) {
+      if (response.status === 401) this.unauthorized();
+      throw new ApiError(response.status, `http_${response.status}`,
+        `the server answered ${response.status}`);
+    }
+    return response.blob();
+  }
+
   // ---- live events --------------------------------------------------------
 
   startEvents() {

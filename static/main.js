@@ -15,13 +15,15 @@ import {
   suggest,
   tokenAt,
 } from "./mailmodel.js";
-import { View } from "./view.js";
+import { View, formatSize } from "./view.js";
 
 const GEO_TIMEOUT_MS = 5000;
 const PROVIDERS_POLL_MS = 5000;
 const GEOLISTS_REFRESH_MS = 60000;
 const RECIPIENT_FIELDS = ["to", "cc", "bcc"];
 const FIELD_ALIASES = { message: "text", body: "text", html: "text", recipients: "to" };
+// The server's default max_message_size: text and attachments together.
+const MAX_MESSAGE_BYTES = 25 * 1024 * 1024;
 
 const model = new MailModel();
 const view = new View();
@@ -38,6 +40,11 @@ let sendKey = null; // Idempotency-Key of the draft as it is now
 let searchTimer = null;
 let draftTimer = null;
 const suggestState = { field: null, items: [], active: -1 };
+// The draft's files: {key, filename, content_type, size, blob, state, pending}.
+// Their contents live in this page only; a saved draft keeps just the names.
+let attachments = [];
+let missingNames = []; // files of a draft from before a reload, to be chosen again
+let attachSeq = 0;
 
 // ---- model → view ------------------------------------------------------------
 
@@ -182,6 +189,7 @@ function leaveApp() {
   view.closeCompose();
   view.fillDraft(EMPTY_DRAFT);
   view.clearFieldErrors();
+  setAttachments([]);
   model.reset();
   view.banner("idle");
 }
@@ -374,9 +382,14 @@ function saveDraft() {
   clearTimeout(draftTimer);
   if (!model.user) return;
   const draft = view.readDraft();
+  const names = [...new Set([...attachments.map((a) => a.filename), ...missingNames])];
   try {
-    if (draftIsEmpty(draft)) localStorage.removeItem(draftKey());
-    else localStorage.setItem(draftKey(), JSON.stringify({ ...draft, open: view.composeOpen }));
+    if (draftIsEmpty(draft) && !names.length) localStorage.removeItem(draftKey());
+    else {
+      localStorage.setItem(draftKey(), JSON.stringify({
+        ...draft, attachments: names, open: view.composeOpen,
+      }));
+    }
   } catch {
     // Storage full or refused: the draft lives on in the open page.
   }
@@ -389,25 +402,35 @@ function restoreDraft() {
   } catch {
     saved = null;
   }
+  const names = saved && Array.isArray(saved.attachments)
+    ? saved.attachments.filter((n) => typeof n === "string")
+    : [];
   view.fillDraft(saved || EMPTY_DRAFT);
   view.clearFieldErrors();
+  setAttachments([], names);
   sendKey = null;
-  if (saved && !draftIsEmpty(saved) && saved.open !== false) view.openCompose("to");
+  if (saved && (!draftIsEmpty(saved) || names.length) && saved.open !== false) {
+    view.openCompose("to");
+  }
 }
 
+/** Open compose; with a draft, replace the current one. False: the user kept theirs. */
 function openCompose(draft = null, focus = "to") {
   if (draft) {
     const current = view.readDraft();
-    if (!draftIsEmpty(current) && !window.confirm("Replace the draft you are writing?")) {
+    const busy = !draftIsEmpty(current) || attachments.length > 0;
+    if (busy && !window.confirm("Replace the draft you are writing?")) {
       view.openCompose();
-      return;
+      return false;
     }
     view.fillDraft(draft);
     view.clearFieldErrors();
+    setAttachments([]);
     sendKey = null;
   }
   view.openCompose(focus);
   saveDraft();
+  return true;
 }
 
 function closeCompose() {
@@ -419,6 +442,7 @@ function closeCompose() {
 function discardDraft() {
   view.fillDraft(EMPTY_DRAFT);
   view.clearFieldErrors();
+  setAttachments([]);
   sendKey = null;
   view.closeCompose();
   try {
@@ -427,6 +451,94 @@ function discardDraft() {
     // nothing to remove
   }
   document.getElementById("compose-button").focus();
+}
+
+// ---- attachments ----------------------------------------------------------------------
+
+function attachmentBytes() {
+  return attachments.reduce((n, a) => n + (a.size || 0), 0);
+}
+
+function renderAttachments() {
+  view.renderAttachments(attachments, {
+    total: attachmentBytes(), limit: MAX_MESSAGE_BYTES, missing: missingNames,
+  });
+}
+
+function setAttachments(list, missing = []) {
+  attachments = list;
+  missingNames = missing;
+  renderAttachments();
+}
+
+/** A MIME type the server takes ("type/subtype"), else the generic one. */
+function cleanType(type) {
+  const t = String(type || "").split(";")[0].trim().toLowerCase();
+  return /^[\w.+-]+\/[\w.+-]+$/.test(t) ? t : "application/octet-stream";
+}
+
+function onFilesChosen() {
+  const input = view.el.files;
+  const files = [...(input.files || [])];
+  input.value = ""; // so the same file can be chosen again after a remove
+  if (!files.length) return;
+  for (const file of files) {
+    attachments.push({
+      key: ++attachSeq, filename: file.name || "attachment", content_type: cleanType(file.type),
+      size: file.size, blob: file, state: "ready", pending: null,
+    });
+  }
+  const chosen = new Set(files.map((f) => f.name));
+  missingNames = missingNames.filter((n) => !chosen.has(n));
+  sendKey = null;
+  view.composeError("");
+  renderAttachments();
+  view.el.filesList.scrollIntoView({ block: "nearest" });
+  saveDraft();
+  view.announce(`Attached ${files.map((f) => f.name).join(", ")}`);
+}
+
+function removeAttachment(key) {
+  const i = attachments.findIndex((a) => a.key === key);
+  if (i < 0) return;
+  const [gone] = attachments.splice(i, 1);
+  sendKey = null;
+  renderAttachments();
+  saveDraft();
+  const buttons = view.el.filesList.querySelectorAll("[data-remove]");
+  (buttons[i] || buttons[i - 1] || view.el.files).focus();
+  view.announce(`Removed ${gone.filename}`);
+}
+
+/** A forward carries the message's attachments: fetch their bytes into the draft. */
+function forwardAttachments(m) {
+  setAttachments((m.attachments || []).map((a) => {
+    const item = {
+      key: ++attachSeq, filename: a.filename || "attachment", content_type: cleanType(a.content_type),
+      size: a.size || 0, blob: null, state: "fetching", pending: null,
+    };
+    item.pending = conn.attachment(m.id, a.index).then((blob) => {
+      item.blob = blob;
+      item.size = blob.size;
+      item.state = "ready";
+    }, () => {
+      item.state = "failed";
+    }).finally(renderAttachments);
+    return item;
+  }));
+}
+
+/** The file's bytes in base64 (read by the browser, no size-sized strings built here). */
+function base64Of(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => {
+      const url = String(reader.result);
+      resolve(url.slice(url.indexOf(",") + 1));
+    };
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
 }
 
 /** Check one recipients field; `typing` leaves the part being written alone. */
@@ -454,8 +566,25 @@ async function send(event) {
     view.fields[bad || "to"].focus();
     return;
   }
+  const size = draft.subject.length + draft.text.length + attachmentBytes();
+  if (size > MAX_MESSAGE_BYTES) {
+    view.composeError(`Not sent: with its attachments the message is ${formatSize(size)}, ` +
+      `over the ${formatSize(MAX_MESSAGE_BYTES)} limit. Remove some files.`);
+    view.el.files.focus();
+    return;
+  }
   sending = true;
   view.setSending(true);
+  const files = attachments.slice();
+  await Promise.all(files.map((a) => a.pending));
+  const failed = files.filter((a) => a.state !== "ready");
+  if (failed.length) {
+    sending = false;
+    view.setSending(false);
+    view.composeError(`Not sent: ${failed.map((a) => a.filename).join(", ")} could not be ` +
+      "fetched from the original message. Remove it to send without it.");
+    return;
+  }
   sendKey = sendKey || randomKey();
   const payload = {
     to: draft.to,
@@ -465,11 +594,17 @@ async function send(event) {
     text: draft.text,
   };
   try {
+    if (files.length) {
+      payload.attachments = await Promise.all(files.map(async (a) => ({
+        filename: a.filename, content_type: a.content_type, content: await base64Of(a.blob),
+      })));
+    }
     await conn.send(payload, sendKey);
     sending = false;
     view.setSending(false);
     view.fillDraft(EMPTY_DRAFT);
     view.clearFieldErrors();
+    setAttachments([]);
     sendKey = null;
     view.closeCompose();
     saveDraft();
@@ -481,6 +616,15 @@ async function send(event) {
     view.setSending(false);
     if (err instanceof NetworkError) {
       view.composeError("Not sent: BitMail cannot be reached. Your draft is kept — try again when the connection is back.");
+      return;
+    }
+    if (!(err instanceof ApiError)) {
+      view.composeError(`Not sent: a file could not be read (${err.message || err}).`);
+      return;
+    }
+    if (err.status === 413) {
+      view.composeError(`Not sent: the message is too large for the server (${err.message}). ` +
+        "Remove some files.");
       return;
     }
     const field = FIELD_ALIASES[err.field] || err.field;
@@ -649,6 +793,11 @@ function bindEvents() {
   document.getElementById("discard").addEventListener("click", discardDraft);
   view.el.composeForm.addEventListener("submit", send);
   view.el.composeForm.addEventListener("input", onComposeInput);
+  view.el.files.addEventListener("change", onFilesChosen);
+  view.el.filesList.addEventListener("click", (e) => {
+    const button = e.target.closest("[data-remove]");
+    if (button) removeAttachment(Number(button.dataset.remove));
+  });
   view.fields.text.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
@@ -711,7 +860,7 @@ function bindEvents() {
     },
     forward: () => {
       const m = model.open && model.open.message;
-      if (m) openCompose(forwardDraft(m), "to");
+      if (m && openCompose(forwardDraft(m), "to")) forwardAttachments(m);
     },
     toggleHtml: () => model.toggleHtml(),
     geolist: (g) => {

@@ -43,7 +43,7 @@ function listText(value) {
   return String(value || "");
 }
 
-function formatSize(bytes) {
+export function formatSize(bytes) {
   if (typeof bytes !== "number") return "";
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(bytes < 10240 ? 1 : 0)} KB`;
@@ -88,6 +88,10 @@ export class View {
       composeStatus: $("compose-status"),
       composeError: $("compose-error"),
       send: $("send"),
+      files: $("compose-files"),
+      filesList: $("compose-files-list"),
+      filesTotal: $("compose-files-total"),
+      filesNote: $("compose-files-note"),
       toast: $("toast"),
       live: $("live"),
     };
@@ -524,6 +528,34 @@ export class View {
 
   fillDraft(draft) {
     for (const [name, field] of Object.entries(this.fields)) field.value = draft[name] || "";
+  }
+
+  /**
+   * The draft's attachments: [{key, filename, size, state: "ready"|"fetching"|"failed"}],
+   * their total against `limit`, and the names a reload lost (`missing`).
+   */
+  renderAttachments(items, { total = 0, limit = 0, missing = [] } = {}) {
+    const list = this.el.filesList;
+    list.replaceChildren(...items.map((a) => h("li", { "data-key": a.key },
+      h("span", { class: "attach-name" }, a.filename),
+      h("span", { class: "muted" }, formatSize(a.size)),
+      a.state === "fetching" ? h("span", { class: "muted" }, "fetching…") : null,
+      a.state === "failed" ? h("span", { class: "field-error" }, "could not be fetched") : null,
+      h("button", {
+        type: "button", class: "icon small", "aria-label": `Remove ${a.filename}`,
+        title: "Remove", "data-remove": a.key,
+      }, "✕"))));
+    list.hidden = items.length === 0;
+    const over = limit && total > limit;
+    this.el.filesTotal.textContent = items.length
+      ? `${items.length} ${items.length === 1 ? "file" : "files"}, ${formatSize(total)}` +
+        (over ? ` — over the ${formatSize(limit)} limit` : "")
+      : "";
+    this.el.filesTotal.classList.toggle("field-error", !!over);
+    this.el.filesNote.textContent = missing.length
+      ? `Attachments are not kept when the page reloads — choose again: ${missing.join(", ")}`
+      : "";
+    this.el.filesNote.hidden = !missing.length;
   }
 
   fieldError(name, message) {

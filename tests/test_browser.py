@@ -567,3 +567,81 @@ async def test_model_rules(browser, server):
     assert r["replyOwn"]["to"] == "b@x; c@y" and r["replyOwn"]["subject"] == "RE: Hi"
     assert r["forward"]["subject"] == "Fwd: Hi" and r["forward"]["to"] == ""
     assert "From: b@x" in r["forward"]["text"] and r["forward"]["text"].endswith("body")
+
+
+async def test_attachments_are_sent_received_and_forwarded(browser, server, tmp_path):
+    content = b"Quarterly numbers\n\x00\x01\xfe\xff caf\xc3\xa9\n"
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(26 * 1024 * 1024)  # sparse: costs no disk
+    bob = await new_page(browser)
+    await log_in(bob, server, "bob")
+    carol = await new_page(browser)
+    await log_in(carol, server, "carol")
+
+    alice = await new_page(browser)
+    posts: list[str] = []
+    alice.on("request", lambda r: posts.append(r.url)
+             if r.method == "POST" and r.url.endswith("/api/messages") else None)
+    await log_in(alice, server, "alice")
+    await alice.get_by_role("button", name="Compose", exact=True).click()
+    await alice.get_by_label("To", exact=True).fill("bob@localhost")
+    await alice.get_by_label("Subject", exact=True).fill("Report attached")
+    await alice.get_by_label("Message", exact=True).fill("The numbers are in the file.")
+    files = alice.get_by_label("Attachments", exact=True)
+    assert await files.get_attribute("type") == "file"
+    attached = alice.locator("#compose-files-list")
+
+    # Too big altogether: refused in the page, without a request.
+    await files.set_input_files([notes, big])
+    await expect_text(attached, "big.bin")
+    await alice.get_by_role("button", name="Send", exact=True).click()
+    await expect_text(alice.locator("#compose-error"), "over the 25.0 MB limit")
+    assert posts == []
+    await shot(alice, "laptop-compose-attachment-too-big")
+    await alice.get_by_role("button", name="Remove big.bin", exact=True).click()
+    assert "big.bin" not in await attached.inner_text()
+    # Focus stays in the list, on the next remove button (keyboard users).
+    assert await alice.evaluate("document.activeElement.getAttribute('aria-label')") == \
+        "Remove notes.txt"
+
+    # A reload keeps the draft and the names, and says the files must be chosen again.
+    await alice.wait_for_timeout(300)
+    await alice.reload()
+    await alice.get_by_role("button", name="Log out", exact=True).wait_for()
+    note = alice.locator("#compose-files-note")
+    await expect_text(note, "choose again: notes.txt")
+    assert await attached.is_hidden()
+    await shot(alice, "laptop-compose-attachment-reloaded")
+    await files.set_input_files([notes])
+    await expect_text(attached, "notes.txt")
+    await expect_text(attached, f"{len(content)} B")
+    assert await note.is_hidden()
+    await shot(alice, "laptop-compose-attachment")
+    await alice.get_by_role("button", name="Send", exact=True).click()
+    await alice.locator("#compose").wait_for(state="hidden")
+    await expect_text(alice.locator("#toast"), "Message sent")
+
+    fetch_link = """async (a) => Array.from(new Uint8Array(
+        await (await fetch(a.href)).arrayBuffer()))"""
+    await row(bob, "Report attached").click()
+    link = bob.locator("#reader .attachments a", has_text="notes.txt")
+    await link.wait_for()
+    assert bytes(await link.evaluate(fetch_link)) == content
+
+    # Bob forwards it to Carol: the file goes along.
+    await bob.get_by_role("button", name="Forward", exact=True).click()
+    fwd_list = bob.locator("#compose-files-list")
+    await expect_text(fwd_list, "notes.txt")
+    await bob.get_by_label("To", exact=True).fill("carol@localhost")
+    await bob.get_by_role("button", name="Send", exact=True).click()
+    await bob.locator("#compose").wait_for(state="hidden")
+
+    await row(carol, "Fwd: Report attached").click()
+    link = carol.locator("#reader .attachments a", has_text="notes.txt")
+    await link.wait_for()
+    assert bytes(await link.evaluate(fetch_link)) == content
+    errors = alice.js_errors + bob.js_errors + carol.js_errors
+    assert not errors, errors
