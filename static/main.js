@@ -22,8 +22,9 @@ const PROVIDERS_POLL_MS = 5000;
 const GEOLISTS_REFRESH_MS = 60000;
 const RECIPIENT_FIELDS = ["to", "cc", "bcc"];
 const FIELD_ALIASES = { message: "text", body: "text", html: "text", recipients: "to" };
-// The server's default max_message_size: text and attachments together.
-const MAX_MESSAGE_BYTES = 25 * 1024 * 1024;
+// The server's max_message_size (text and attachments together), as /api/me
+// and the login answer give it; the default until then.
+let MAX_MESSAGE_BYTES = 25 * 1024 * 1024;
 
 const model = new MailModel();
 const view = new View();
@@ -146,6 +147,7 @@ async function login(event) {
 }
 
 async function enterApp(me) {
+  if (Number.isFinite(me.max_message_size)) MAX_MESSAGE_BYTES = me.max_message_size;
   model.reset();
   model.setUser(me);
   view.showApp();

@@ -21,9 +21,10 @@ FOLDERS = ("inbox", "sent")
 
 
 def _me(request: web.Request, user: User, csrf: str | None = None) -> dict:
-    operators = request.app[RUNTIME].settings.operators
+    settings = request.app[RUNTIME].settings
     out = {"username": user.username, "address": user.address,
-           "operator": user.username in operators}
+           "operator": user.username in settings.operators,
+           "max_message_size": settings.max_message_size}
     if csrf:
         out["csrf_token"] = csrf
     return out
