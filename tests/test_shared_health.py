@@ -216,7 +216,7 @@ async def test_a_process_that_only_heard_every_provider_is_down_keeps_running(
 
 async def test_an_sqlite_store_keeps_reports_but_never_reads_them(
         tmp_path, containers, quick_looks) -> None:
-    async with open_store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+    async with open_store(f"sqlite:///{tmp_path / 'db.sqlite'}", sending=True) as store:
         b = await start(containers, store, Scripted("x"), Scripted("y"))
         await put_report(store, "x", "down", at=time.time())
         await asyncio.sleep(3 * quick_looks)
