@@ -11,6 +11,7 @@ store, so open pages see it live in whichever process serves them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .errors import NotFound
@@ -24,6 +25,7 @@ KIND = "message"
 BODY = "body"
 MAX_EVENTS = 200
 SEARCH_SCAN = 2000
+LOCAL_DOMAIN = "local-domain"  # the "provider" of mail between this service's own users
 BODY_KEYS = ("text", "html", "attachments")
 SUMMARY_KEYS = ("id", "from", "to", "subject", "date", "status", "unread", "folder",
                 "preview", "has_attachments")
@@ -101,43 +103,20 @@ class Mailbox:
     def is_local(self, address: str) -> bool:
         return address.rpartition("@")[2].lower() == self.domain
 
-    async def _local_users(self, addresses: list[str]) -> set[str]:
-        names = {a.rpartition("@")[0].lower() for a in addresses}
-        return {n for n in names if await self.store.get_one("user", {"id": n})}
+    async def local_users(self, addresses: Iterable[str]) -> list[str]:
+        """The users of this domain, once each, that those addresses name."""
+        names = dict.fromkeys(a.rpartition("@")[0].strip().lower()
+                              for a in addresses if self.is_local(a))
+        return [n for n in names if n and await self.store.get_one("user", {"id": n})]
 
     async def accept(self, message: Message, owner: str) -> str:
         """Store the Sent copy, the body, the outbox entry and local Inbox copies
         in one commit; return the message id only once they are durable."""
         now = time.time()
-        external = tuple(r for r in message.recipients if not self.is_local(r))
-        # An address that hard-bounced or complained is not mailed again: that
-        # recipient fails at once ("suppressed"), the others still go.
-        suppressed = await suppressed_among(self.store, external)
-        external = tuple(r for r in external if r not in suppressed)
-        local = [r for r in message.recipients if self.is_local(r)]
-        local_users = await self._local_users(local) if local else set()
-        recipients = []
-        events = []
-        inbox_owners = []
-        for address in message.recipients:
-            entry = {"address": address, "status": Status.QUEUED, "provider": None,
-                     "provider_message_id": None, "detail": ""}
-            if address in local:
-                name = address.rpartition("@")[0].lower()
-                if name in local_users:
-                    entry.update(status=Status.DELIVERED, provider="local-domain")
-                    inbox_owners.append(name)
-                    events.append(_event(EventType.DELIVERED, address, "local-domain", now))
-                else:
-                    entry.update(status=Status.FAILED, detail="no such user here")
-                    events.append(_event(EventType.FAILED, address, None, now,
-                                         "no such user here"))
-            elif address in suppressed:
-                entry.update(status=Status.FAILED, detail="suppressed")
-                events.append(_event(EventType.FAILED, address, None, now, "suppressed"))
-            else:
-                events.append(_event(EventType.QUEUED, address, None, now))
-            recipients.append(entry)
+        recipients, events = await self._first_statuses(message, now)
+        external = tuple(r["address"] for r in recipients if r["status"] == Status.QUEUED)
+        inbox_owners = [r["address"].rpartition("@")[0].lower() for r in recipients
+                        if r["provider"] == LOCAL_DOMAIN]
         head, body = split(message.to_json())
         status = least_advanced([r["status"] for r in recipients])
         batch = Batch()
@@ -160,6 +139,31 @@ class Mailbox:
             await self.store.publish({"type": "message", "owner": name,
                                       "message": summary(copy)})
         return sent_id
+
+    async def _first_statuses(self, message: Message, now: float
+                              ) -> tuple[list[Document], list[dict[str, Any]]]:
+        """Each recipient's status at accept, and the events that say so: our
+        own users' mail is delivered at once, a local name nobody has and a
+        suppressed address fail, everybody else is queued for a provider."""
+        # An address that hard-bounced or complained is not mailed again: that
+        # recipient fails at once ("suppressed"), the others still go.
+        external = [r for r in message.recipients if not self.is_local(r)]
+        suppressed = await suppressed_among(self.store, external)
+        users = set(await self.local_users(message.recipients))
+        recipients, events = [], []
+        for address in message.recipients:
+            status, provider, detail = Status.QUEUED, None, ""
+            if self.is_local(address):
+                if address.rpartition("@")[0].lower() in users:
+                    status, provider = Status.DELIVERED, LOCAL_DOMAIN
+                else:
+                    status, detail = Status.FAILED, "no such user here"
+            elif address in suppressed:
+                status, detail = Status.FAILED, "suppressed"
+            recipients.append({"address": address, "status": status, "provider": provider,
+                               "provider_message_id": None, "detail": detail})
+            events.append(_event(EventType(status), address, provider, now, detail))
+        return recipients, events
 
     async def record(self, message_id: str, events: list[Event],
                      batch: Batch | None = None) -> Document | None:

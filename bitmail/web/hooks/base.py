@@ -548,7 +548,7 @@ class Webhook(ABC):
     async def _receive(self, runtime: Runtime, provider: str, key: str,
                        inbound: Inbound) -> str:
         """Deliver received mail to each recipient who is a user here."""
-        users = await local_users(runtime, inbound.recipients)
+        users = await runtime.mailbox.local_users(inbound.recipients)
         if not users:
             log.info("webhook %s from %s: mail for %s, nobody here; kept", key, provider,
                      ", ".join(inbound.recipients) or "no recipient")
@@ -569,18 +569,6 @@ class Webhook(ABC):
 def _replayed() -> BadSignature:
     return BadSignature("this signature's token was used before (a replay)",
                         field="token", code="replayed")
-
-
-async def local_users(runtime: Runtime, addresses: Sequence[str]) -> list[str]:
-    """The usernames behind those addresses that are at our domain and exist."""
-    names = []
-    for address in addresses:
-        if not runtime.mailbox.is_local(address):
-            continue
-        name = address.rpartition("@")[0].strip().lower()
-        if name and name not in names and await runtime.accounts.exists(name):
-            names.append(name)
-    return names
 
 
 # -- lifecycle ----------------------------------------------------------------

@@ -41,7 +41,6 @@ from .base import (
     check_fresh,
     content_key,
     event_key,
-    local_users,
     need,
     optional,
     parse_json,
@@ -197,7 +196,7 @@ class MailgunInbound(Webhook):
         # Mail for nobody here is refused now, with the answer Mailgun takes
         # as final (406: no retries), and nothing is stored.
         recipients = [r for item in items if isinstance(item, Inbound) for r in item.recipients]
-        if not await local_users(runtime, recipients):
+        if not await runtime.mailbox.local_users(recipients):
             raise NotAcceptable(f"no user here for {', '.join(recipients)}", field="recipient")
 
 
