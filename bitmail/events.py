@@ -1,16 +1,15 @@
 """One vocabulary of events for the whole system.
 
-Provider outcomes, webhook notifications and health changes are all turned
-into these types, in the spirit of django-anymail's normalized events, so that
-nothing above the provider modules sees a provider's own names.
+Provider outcomes and webhook notifications are all turned into these types,
+in the spirit of django-anymail's normalized events, so that nothing above
+the provider modules sees a provider's own names.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 
 class EventType(StrEnum):
@@ -26,9 +25,6 @@ class EventType(StrEnum):
     OPENED = "opened"
     CLICKED = "clicked"
     INBOUND = "inbound"
-    PROVIDER_UP = "provider_up"
-    PROVIDER_DOWN = "provider_down"
-    PROVIDER_PROBING = "provider_probing"
 
 
 class Status(StrEnum):
@@ -93,11 +89,3 @@ class Event:
     detail: str = ""
     ambiguous: bool = False  # the mail may already have gone out once
     at: float = field(default_factory=time.time)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["type"] = str(self.type)
-        if not data["extra"]:
-            del data["extra"]
-        return data

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from email import policy
 from email.encoders import encode_base64
 from email.header import Header
-from email.headerregistry import Address
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -301,7 +300,3 @@ def parse_mime(raw: bytes) -> dict[str, Any]:
         "message_id": str(mail.get("Message-ID", "")),
         "date": date,
     }
-
-
-def format_address(username: str, domain: str) -> str:
-    return str(Address(addr_spec=f"{username}@{domain}"))

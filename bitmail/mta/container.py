@@ -76,7 +76,6 @@ class Container:
         self._tried: dict[str, set[str]] = {}
         self._tasks: list[asyncio.Task] = []
         self._writes: set[asyncio.Task] = set()
-        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -96,7 +95,6 @@ class Container:
 
     async def stop(self) -> None:
         """Stop taking work; hand back everything not yet sent."""
-        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
