@@ -385,6 +385,19 @@ async def hook_counts(service: Service) -> dict[str, int]:
     return {kind: await service.runtime.store.count(kind) for kind in HOOK_KINDS}
 
 
+async def assert_repeat_changes_nothing(service: Service, message_id: str, post) -> None:
+    """Posting a webhook the provider already delivered once (its earlier
+    answer was lost): 200 "duplicate", and neither the store nor the
+    message's events change. `post()` sends it again."""
+    before = await hook_counts(service)
+    doc_before = await service.runtime.store.get_one("message", {"id": message_id})
+    again = await post()
+    assert again.status == 200 and (await again.json())["status"] == "duplicate"
+    assert await hook_counts(service) == before
+    doc_after = await service.runtime.store.get_one("message", {"id": message_id})
+    assert doc_after["events"] == doc_before["events"]
+
+
 async def hooks_idle(service: Service) -> None:
     """Wait until every webhook's background processing has ended."""
     from bitmail.web.hooks import BACKGROUND

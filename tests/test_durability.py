@@ -46,9 +46,14 @@ async def send_many(url: str, key: str, count: int, accepted: dict[str, str]) ->
         await asyncio.gather(*(one(i) for i in range(count)))
 
 
-async def make_key(config: Path) -> str:
+async def make_key(config: Path, username: str = "loader") -> str:
+    """Through the command line, as an operator would: a user and its API key."""
+    add = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bitmail", "--config", str(config), "user", "add", username,
+        "--password", "pw", stdout=asyncio.subprocess.DEVNULL)
+    assert await add.wait() == 0
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bitmail", "--config", str(config), "apikey", "create", "loader",
+        sys.executable, "-m", "bitmail", "--config", str(config), "apikey", "create", username,
         stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     return out.decode().strip()
@@ -57,10 +62,6 @@ async def make_key(config: Path) -> str:
 async def test_sigkill_while_accepting_loses_no_accepted_message(tmp_path, capsys):
     port = free_port()
     config = write_config(tmp_path, port=port)
-    add = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bitmail", "--config", str(config), "user", "add", "loader",
-        "--password", "pw", stdout=asyncio.subprocess.DEVNULL)
-    await add.wait()
     key = await make_key(config)
     server = await ServeProcess(config, port, tmp_path / "serve.log").start()
     accepted: dict[str, str] = {}
@@ -104,10 +105,6 @@ async def test_all_providers_failing_exits_non_zero_and_a_restart_delivers_every
         failure = {{ threshold = 2, window = "60s", retry_after = "60s" }}
     """
     config = write_config(tmp_path, failing, port=port)
-    add = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bitmail", "--config", str(config), "user", "add", "loader",
-        "--password", "pw", stdout=asyncio.subprocess.DEVNULL)
-    await add.wait()
     key = await make_key(config)
     server = await ServeProcess(config, port, tmp_path / "serve.log").start()
     accepted: dict[str, str] = {}

@@ -3,9 +3,7 @@ two loopback Mailgun fakes."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import sys
 from collections import Counter
 
 import pytest
@@ -92,10 +90,6 @@ async def test_every_provider_refusing_credentials_stops_the_service_and_a_resta
     b.fail_always(401)
     port = free_port()
     config = write_config(tmp_path, mailgun_providers(a, b, threshold=2), port=port)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bitmail", "--config", str(config), "user", "add", "loader",
-        "--password", "pw", stdout=asyncio.subprocess.DEVNULL)
-    await proc.wait()
     key = await make_key(config)
     server = await ServeProcess(config, port, tmp_path / "serve.log").start()
     accepted: dict[str, str] = {}

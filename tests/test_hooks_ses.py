@@ -20,6 +20,7 @@ from bitmail.web.hooks.ses import FetchError
 
 from conftest import (
     SES_TOPIC,
+    assert_repeat_changes_nothing,
     hook_counts,
     hooks_idle,
     inbox,
@@ -377,13 +378,8 @@ async def test_the_same_message_twice_changes_nothing(hook_service, fake_sns, ke
     await track(hook_service, "ses", "0100018f-ses-id", message["id"])
     notification = sns("Notification", ses_event("Complaint", **EVENT_BODIES["Complaint"]), key)
     assert (await post(hook_service, notification)).status == 200
-    before = await hook_counts(hook_service)
-    doc_before = await hook_service.runtime.store.get_one("message", {"id": message["id"]})
-    again = await post(hook_service, notification)
-    assert again.status == 200 and (await again.json())["status"] == "duplicate"
-    assert await hook_counts(hook_service) == before
-    doc_after = await hook_service.runtime.store.get_one("message", {"id": message["id"]})
-    assert doc_after["events"] == doc_before["events"]
+    await assert_repeat_changes_nothing(hook_service, message["id"],
+                                        lambda: post(hook_service, notification))
     assert hook_service.runtime.container.slots["ses"].figures.events["complained"] == 1
 
 

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -223,10 +222,6 @@ async def leased(db_url: str) -> Counter:
 async def test_killing_one_of_two_processes_mid_stream_loses_nothing(
         pair, fake, fresh_db, capsys) -> None:
     a, b = pair
-    add = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bitmail", "--config", str(a.config_path), "user", "add", "loader",
-        "--password", "pw", stdout=asyncio.subprocess.DEVNULL)
-    assert await add.wait() == 0
     key = await make_key(a.config_path)
     via_a: dict[str, str] = {}
     via_b: dict[str, str] = {}
