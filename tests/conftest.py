@@ -33,6 +33,7 @@ REQUIRE_ALL = os.environ.get("BITMAIL_REQUIRE_ALL") == "1"
 # Fixtures kept in modules of their own under tests/support/.
 pytest_plugins = [
     "support.stores",
+    "support.tmpfs",
 ]
 
 
