@@ -272,7 +272,11 @@ async def submit(url: str, n: int, concurrency: int, size: int, key: str) -> Non
         raise SystemExit(f"{len(failures)} messages were not accepted: {set(failures)}")
 
 
-async def run_bitmail(work: Path, run: int, size: int, n: int, args) -> float:
+async def run_bitmail(work: Path, run: int, size: int, n: int, args,
+                      source: str | None = None) -> float:
+    """One BitMail run; `source` is another checkout of BitMail to run instead
+    (to set a change against the code before it, in alternating runs)."""
+    env = {**os.environ, "PYTHONPATH": source} if source else None
     sink = Sink(work, f"bitmail-sink-{run}")
     port = free_port()
     config = bitmail_config(work, run, port, sink.port)
@@ -280,10 +284,10 @@ async def run_bitmail(work: Path, run: int, size: int, n: int, args) -> float:
     deadline = time.monotonic() + args.timeout
     cli = [sys.executable, "-m", "bitmail", "--config", str(config)]
     subprocess.run([*cli, "user", "add", "bench", "--password", "pw"], check=True,
-                   capture_output=True, timeout=60)
+                   capture_output=True, timeout=60, env=env)
     key = subprocess.run([*cli, "apikey", "create", "bench"], check=True, capture_output=True,
-                         text=True, timeout=60).stdout.strip()
-    server = spawn(["-m", "bitmail", "serve", "--config", str(config)], log)
+                         text=True, timeout=60, env=env).stdout.strip()
+    server = spawn(["-m", "bitmail", "serve", "--config", str(config)], log, env)
     spy = None
     if args.profile:
         # A sampling profile of every thread of the service (the store's writer too).
@@ -327,6 +331,8 @@ async def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy profile of each BitMail run (py-spy on PATH)")
     parser.add_argument("--sides", default="postfix,bitmail", help="which sides to run")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the BitMail checkout in DIR (side 'baseline')")
     parser.add_argument("--workdir", help="keep logs here (default: a temp dir)")
     args = parser.parse_args()
     ensure_postfix()
@@ -341,24 +347,34 @@ async def main() -> None:
         run = 0
         for size in (int(s) for s in args.sizes.split(",")):
             n = args.messages if size <= 10240 else args.large_messages
-            rates: dict[str, list[float]] = {"postfix": [], "bitmail": []}
+            rates: dict[str, list[float]] = {"postfix": [], "bitmail": [], "baseline": []}
+            sides = [s for s in ("postfix", "bitmail") if s in args.sides.split(",")]
+            sides += ["baseline"] if args.baseline else []
             for round_ in range(args.rounds):
-                order = ["postfix", "bitmail"] if round_ % 2 == 0 else ["bitmail", "postfix"]
-                for side in (s for s in order if s in args.sides.split(",")):
-                    bench = run_postfix if side == "postfix" else run_bitmail
-                    rate = await bench(work, run, size, n, args)
+                order = sides if round_ % 2 == 0 else sides[::-1]
+                for side in order:
+                    if side == "postfix":
+                        rate = await run_postfix(work, run, size, n, args)
+                    else:
+                        rate = await run_bitmail(work, run, size, n, args,
+                                                 args.baseline if side == "baseline" else None)
                     run += 1
                     rates[side].append(rate)
                     print(f"  {size:>7} B  round {round_ + 1}  {side:<8} {rate:8.0f} msg/s",
                           flush=True)
-            p, b = (statistics.median(rates[s] or [float("nan")]) for s in ("postfix", "bitmail"))
-            rows.append((size, n, p, b))
+            p, b, base = (statistics.median(rates[s] or [float("nan")])
+                          for s in ("postfix", "bitmail", "baseline"))
+            rows.append((size, n, p, b, base))
     print(f"\nrelay, {args.concurrency} concurrent clients, medians of {args.rounds} "
           "alternating rounds, every message fsync'd before it is acknowledged")
     print(f"{'size':>8} {'messages':>9} {'postfix/s':>10} {'bitmail/s':>10} {'ratio':>6} "
           f"{'goal':>5}")
-    for size, n, p, b in rows:
+    for size, n, p, b, _ in rows:
         print(f"{size:>8} {n:>9} {p:>10.0f} {b:>10.0f} {b / p:>6.2f} {'1.5':>5}")
+    if args.baseline:
+        for size, _, _, b, base in rows:
+            print(f"{size:>8} B: this checkout / baseline = {b / base:.2f} "
+                  f"({b:.0f} / {base:.0f} msg/s)")
 
 
 if __name__ == "__main__":
