@@ -41,6 +41,9 @@ class ProviderSettings:
     webhook: dict[str, Any] = field(default_factory=dict)
 
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
 @dataclass(frozen=True, slots=True)
 class WebSettings:
     host: str = "127.0.0.1"
@@ -75,6 +78,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
     smtp_port: int | None = None  # SMTP submission, off unless set
+    event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
 
     @property
     def store(self) -> str:
@@ -195,7 +199,10 @@ def load(path: str | os.PathLike | None = None,
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     _env_overrides(raw, environ)
     _check_keys(raw, {"domain", "data_dir", "max_message_size", "web", "store", "mta",
-                      "accounts", "smtp"}, "")
+                      "accounts", "smtp", "event_loop"}, "")
+    event_loop = _typed(raw.get("event_loop", "auto"), str, "event_loop")
+    if event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop: must be one of {', '.join(EVENT_LOOPS)}")
     domain = _typed(raw.get("domain", "localhost"), str, "domain").lower()
     if not re.match(r"^[a-z0-9.-]+$", domain):
         raise ConfigError(f"domain: {domain!r} is not a domain name")
@@ -267,4 +274,5 @@ def load(path: str | os.PathLike | None = None,
         web=web,
         mta=mta,
         smtp_port=_typed(smtp_raw["port"], int, "smtp.port") if "port" in smtp_raw else None,
+        event_loop=event_loop,
     )
