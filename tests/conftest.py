@@ -61,4 +61,6 @@ pytest_plugins = [
     "support.postgres",
     "support.webhooks",
     "support.peers",
+    "support.stores",
+    "support.tmpfs",
 ]

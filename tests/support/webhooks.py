@@ -12,6 +12,7 @@ from bitmail.mta import PROVIDER_TYPES
 from bitmail.mta.outcomes import SendResult
 from bitmail.mta.provider import Job, Provider
 from bitmail.store import Batch
+
 from support.harness import Service, start_service, wait_for
 
 MAILGUN_KEY = "mailgun-signing-key"
