@@ -69,8 +69,6 @@ class SubmissionHandler:
             message_id = await self.runtime.mailbox.accept(message, user.username)
         except BitMailError as exc:
             return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
-        if self.runtime.container:
-            self.runtime.container.wake()
         return f"250 2.0.0 queued as {message_id}"
 
 

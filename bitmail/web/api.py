@@ -8,7 +8,7 @@ import json
 
 from aiohttp import web
 
-from .. import geo
+from .. import geo, live
 from ..accounts import User
 from ..errors import NotFound, ValidationError
 from ..mailbox import public, summary
@@ -80,8 +80,6 @@ async def send(request: web.Request) -> web.Response:
     message = parse_message(payload, sender=user.address, domain=runtime.settings.domain,
                             max_size=runtime.settings.max_message_size)
     message_id = await runtime.mailbox.accept(message, user.username)
-    if runtime.container:
-        runtime.container.wake()
     body = {"id": message_id, "status": "queued", "message_id": message.message_id}
     if key is not None:
         await runtime.store.put("idempotency", {"status": 202, "body": body,
@@ -207,13 +205,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            kind = payload.get("type")
-            if kind == "providers":
-                data = {"providers": payload["providers"]}
-            elif payload.get("owner") == username:
-                data = payload["message"]
-            else:
+            found = live.for_user(payload, username)
+            if found is None:
                 continue
+            kind, data = found
             await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
     except ConnectionResetError:
         pass  # the page went away
