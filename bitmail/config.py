@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,21 @@ def parse_duration(value: Any, key: str) -> float:
     raise ConfigError(f"{key}: {value!r} is not a duration (like 30s, 5m, 3d)")
 
 
-def _resolve_secrets(value: Any, key: str, environ: dict[str, str]) -> Any:
-    if isinstance(value, str) and value.startswith("env:"):
-        name = value[4:]
-        if name not in environ:
-            raise ConfigError(f"{key}: environment variable {name} is not set")
-        return environ[name]
+def resolve_env(value: str, key: str, environ: Mapping[str, str]) -> str:
+    """`"env:NAME"` → the variable NAME's value; any other string as it is.
+
+    ConfigError naming `key` when NAME is not set."""
+    if not value.startswith("env:"):
+        return value
+    name = value[4:]
+    if name not in environ:
+        raise ConfigError(f"{key}: environment variable {name} is not set")
+    return environ[name]
+
+
+def _resolve_secrets(value: Any, key: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return resolve_env(value, key, environ)
     if isinstance(value, dict):
         return {k: _resolve_secrets(v, f"{key}.{k}", environ) for k, v in value.items()}
     if isinstance(value, list):

@@ -20,6 +20,7 @@ from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advan
 from .message import Message
 from .outbox import Outbox
 from .store import Batch, Document, Store
+from .store.paging import newest_first
 from .suppression import suppressed_among
 
 KIND = "message"
@@ -242,10 +243,7 @@ class Mailbox:
         """
         where = {"owner": owner, "folder": folder}
         if not query.strip():
-            docs = await self.store.get(KIND, where, before=before, limit=limit + 1,
-                                        newest_first=True)
-            page = docs[:limit]
-            return page, page[-1]["seq"] if len(docs) > limit else None
+            return await newest_first(self.store, KIND, where, before=before, limit=limit)
         matches = Search(query)
         page: list[Document] = []
         scanned = 0

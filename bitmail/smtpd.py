@@ -17,6 +17,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from .errors import BitMailError
+from .hosts import is_loopback
 from .message import Attachment, Message, check_address, new_message_id, parse_addresses
 from .runtime import Runtime
 
@@ -106,7 +107,7 @@ async def start_smtp(runtime: Runtime, host: str, port: int,
     loopback it is required before AUTH, so passwords never cross in the clear.
     """
     handler = SubmissionHandler(runtime)
-    loopback = host in ("127.0.0.1", "::1", "localhost")
+    loopback = is_loopback(host)
 
     def factory() -> SMTP:
         return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
