@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 
-from . import config
+from . import config, logs
 from .app import running, serve, with_self_signed
 from .datadir import DataDirError
 from .errors import BitMailError
@@ -124,10 +123,9 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load(args.config)
+        logs.configure(settings)
         if args.command == "serve":
             if args.self_signed:
                 settings = with_self_signed(settings)

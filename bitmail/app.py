@@ -95,10 +95,16 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
 
     sslctx = tls_context(settings)
     stop = asyncio.Event()
+    signals: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals.append(sig.name)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     async with running(settings) as runtime:
         app = make_app(runtime, https=sslctx is not None)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -127,6 +133,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             smtp.close()
         await runner.cleanup()
         code = EXIT_SERVICE_DOWN if container.down.is_set() else 0
+    reason = ("every provider is down" if code else
+              f"{signals[0]} received" if signals else "asked to stop")
+    log.log(logging.ERROR if code else logging.INFO, "BitMail stopped: %s (exit code %d)",
+            reason, code)
     return code
 
 

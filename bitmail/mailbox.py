@@ -10,6 +10,7 @@ store, so open pages see it live in whichever process serves them.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -18,10 +19,13 @@ from . import live
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
 from .message import Message
+from .metrics import MESSAGES_ACCEPTED
 from .outbox import Outbox
 from .store import Batch, Document, Store
 from .store.paging import newest_first
 from .suppression import suppressed_among
+
+log = logging.getLogger(__name__)
 
 KIND = "message"
 BODY = "body"
@@ -135,6 +139,10 @@ class Mailbox:
             Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
                            mime=message.to_mime(), message_id=message.message_id, now=now)
         await self.store.commit(batch)
+        MESSAGES_ACCEPTED.inc()
+        log.info("message %s accepted from %s for %d recipients (%s)", sent_id, owner,
+                 len(recipients), message.message_id,
+                 extra={"message_doc_id": sent_id, "message_id": message.message_id})
         await self.store.publish({"type": "message", "owner": owner,
                                   "message": summary({**sent, "id": sent_id})})
         for name, copy in inbox.items():
