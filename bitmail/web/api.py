@@ -8,11 +8,12 @@ import json
 
 from aiohttp import web
 
-from .. import geo
+from .. import geo, idempotency
 from ..accounts import User
 from ..errors import NotFound, ValidationError
 from ..mailbox import public, summary
 from ..message import parse_message
+from ..store import AlreadyExists
 from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
 from .middlewares import read_json
 from .params import MAX_CURSOR, query_int
@@ -69,25 +70,23 @@ async def send(request: web.Request) -> web.Response:
     """Accept a message: 202 only once it is durably stored."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        if not 1 <= len(key) <= 200:
-            raise ValidationError("must be 1 to 200 characters", field="Idempotency-Key")
-        first = await runtime.store.get_one("idempotency", {"id": f"{user.username}:{key}"})
-        if first:
-            return web.json_response(first["body"], status=first["status"])
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     payload = await read_json(request)
+    claim = idempotency.Claim.of(user.username, key, payload) if key else None
+    if claim and (first := await idempotency.first_answer(runtime.store, claim)):
+        return web.json_response(first, status=202)
     message = parse_message(payload, sender=user.address, domain=runtime.settings.domain,
                             max_size=runtime.settings.max_message_size)
-    message_id = await runtime.mailbox.accept(message, user.username)
+    try:
+        message_id = await runtime.mailbox.accept(message, user.username, idempotency=claim)
+    except AlreadyExists:
+        # A request with the same key committed first: its answer is ours too.
+        assert claim is not None
+        first = await idempotency.first_answer(runtime.store, claim)
+        return web.json_response(first, status=202)
     if runtime.container:
         runtime.container.wake()
-    body = {"id": message_id, "status": "queued", "message_id": message.message_id}
-    if key is not None:
-        await runtime.store.put("idempotency", {"status": 202, "body": body,
-                                                "username": user.username},
-                                id=f"{user.username}:{key}")
-    return web.json_response(body, status=202)
+    return web.json_response(idempotency.answer(message_id, message.message_id), status=202)
 
 
 @routes.get("/api/messages")
