@@ -74,8 +74,6 @@ class SubmissionHandler:
             return "452 4.3.1 Insufficient system storage"  # RFC 3463: try later
         except StoreError:
             return "451 4.3.0 Temporary storage failure"
-        if self.runtime.container:
-            self.runtime.container.wake()
         return f"250 2.0.0 queued as {message_id}"
 
 

@@ -97,11 +97,25 @@ class Op:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+# What to do once a batch is durable: given the store and the batch's results,
+# return a live update to publish (or None), and perhaps signal something in
+# this process.
+AfterCommit = Callable[["Store", list[Any]], dict[str, Any] | None]
+
+
 class Batch:
-    """Writes that commit together or not at all."""
+    """Writes that commit together or not at all, and what follows once they
+    are durable (live updates, wake-ups): whoever adds writes adds their
+    consequences beside them, and the owner of the step commits once."""
 
     def __init__(self) -> None:
         self.ops: list[Op] = []
+        self.after: list[AfterCommit] = []
+
+    def on_commit(self, hook: AfterCommit) -> None:
+        """Run `hook(store, results)` after the commit succeeds (results as
+        commit returns them)."""
+        self.after.append(hook)
 
     def put(self, kind: str, doc: Document, *, id: str | None = None) -> str:
         doc_id = id or doc.get("id") or new_id()
@@ -265,10 +279,20 @@ class Store(ABC):
     async def close(self) -> None:
         """Finish pending commits and disconnect."""
 
-    @abstractmethod
     async def commit(self, batch: Batch) -> list[Any]:
         """Apply a batch atomically; returns each op's result
-        (put: id, update: the new document or None, delete: bool, claim: docs)."""
+        (put: id, update: the new document or None, delete: bool, claim: docs).
+        Then runs the batch's after-commit hooks and publishes what they give."""
+        results = await self._commit(batch)
+        for hook in batch.after:
+            payload = hook(self, results)
+            if payload is not None:
+                await self.publish(payload)
+        return results
+
+    @abstractmethod
+    async def _commit(self, batch: Batch) -> list[Any]:
+        """Apply the batch's operations atomically (group commit); each op's result."""
 
     @abstractmethod
     async def get(

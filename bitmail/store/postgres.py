@@ -377,7 +377,7 @@ class PostgresStore(Store):
 
     # -- writes ------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> list[Any]:
+    async def _commit(self, batch: Batch) -> list[Any]:
         return await self._group.submit(batch.ops)
 
     async def _apply(self, groups: Groups) -> list[Any]:

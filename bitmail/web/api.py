@@ -8,7 +8,7 @@ import json
 
 from aiohttp import web
 
-from .. import geo, idempotency
+from .. import geo, idempotency, live
 from ..accounts import User
 from ..errors import NotFound, ValidationError
 from ..mailbox import public, summary
@@ -84,8 +84,6 @@ async def send(request: web.Request) -> web.Response:
         assert claim is not None
         first = await idempotency.first_answer(runtime.store, claim)
         return web.json_response(first, status=202)
-    if runtime.container:
-        runtime.container.wake()
     return web.json_response(idempotency.answer(message_id, message.message_id), status=202)
 
 
@@ -206,13 +204,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            kind = payload.get("type")
-            if kind == "providers":
-                data = {"providers": payload["providers"]}
-            elif payload.get("owner") == username:
-                data = payload["message"]
-            else:
+            found = live.for_user(payload, username)
+            if found is None:
                 continue
+            kind, data = found
             await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
     except ConnectionResetError:
         pass  # the page went away

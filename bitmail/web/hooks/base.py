@@ -518,8 +518,7 @@ class Webhook(ABC):
                          provider, ", ".join(str(e.type) for e in events), ", ".join(ids))
                 results.append("no such message")
                 continue
-            await runtime.mailbox.record(message, events, batch)
-            batch = Batch()
+            runtime.mailbox.record(batch, message, events)
             log.info("message %s: %s from %s", message,
                      ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider)
             results.append(f"recorded on {message}")
