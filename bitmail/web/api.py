@@ -169,14 +169,22 @@ async def contacts(request: web.Request) -> web.Response:
 
 @routes.get("/api/geolists")
 async def geolists(request: web.Request) -> web.Response:
+    """The caller's GeoLists; none until they share a location (opt-in)."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
     domain = runtime.settings.domain
-    where = dict(await runtime.accounts.locations())
+    where = await geo.Places(runtime.store).everyone()
     others = [(f"{name}@{domain}", loc) for name, loc in where.items()
               if name != user.username]
     return web.json_response({"lists": geo.geolists(where.get(user.username), others),
                               "located": user.username in where})
+
+
+@routes.delete("/api/geolists")
+async def leave_geolists(request: web.Request) -> web.Response:
+    """Stop sharing a location: the caller's position is deleted."""
+    await geo.Places(request.app[RUNTIME].store).forget(user_of(request).username)
+    return web.Response(status=204)
 
 
 @routes.get("/api/providers")
