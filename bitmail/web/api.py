@@ -157,14 +157,17 @@ async def attachment(request: web.Request) -> web.Response:
 
 @routes.get("/api/contacts")
 async def contacts(request: web.Request) -> web.Response:
+    """Addresses for the compose autocomplete: the caller's own correspondents,
+    and every local account only where `accounts.directory` allows it (off by
+    default: the list of accounts is nobody's business)."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
-    domain = runtime.settings.domain
-    own = [f"{name}@{domain}" for name in await runtime.accounts.usernames()
-           if name != user.username]
-    seen = await runtime.mailbox.contacts(user.username)
-    merged = list(dict.fromkeys([*seen, *own]))
-    return web.json_response({"contacts": [a for a in merged if a != user.address]})
+    merged = await runtime.mailbox.contacts(user.username)
+    if runtime.settings.directory:
+        domain = runtime.settings.domain
+        merged += [f"{name}@{domain}" for name in await runtime.accounts.usernames()]
+    return web.json_response(
+        {"contacts": [a for a in dict.fromkeys(merged) if a != user.address]})
 
 
 @routes.get("/api/geolists")
