@@ -40,7 +40,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 async def server(tmp_path) -> AsyncIterator[ServeProcess]:
     port = free_port()
-    proc = ServeProcess(write_config(tmp_path, port=port), port, tmp_path / "serve.log")
+    # A published directory, so the compose autocomplete offers the domain's users.
+    proc = ServeProcess(write_config(tmp_path, "[accounts]\ndirectory = true\n", port=port),
+                        port, tmp_path / "serve.log")
     await proc.start()
     try:
         yield proc
