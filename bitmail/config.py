@@ -82,6 +82,7 @@ class Settings:
     max_message_size: int = 25 * 1024 * 1024
     open_signup: bool = True
     operators: frozenset[str] = frozenset()  # usernames that may manage the service
+    directory: bool = False  # /api/contacts offers every local account, not only correspondents
     store_url: str = ""
     web: WebSettings = field(default_factory=WebSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
@@ -269,7 +270,7 @@ def load(path: str | os.PathLike | None = None,
         concurrency=_typed(mta_raw.get("concurrency", 8), int, "mta.concurrency"),
     )
     accounts_raw = raw.get("accounts", {})
-    _check_keys(accounts_raw, {"open_signup", "operators"}, "accounts")
+    _check_keys(accounts_raw, {"open_signup", "operators", "directory"}, "accounts")
     operators = accounts_raw.get("operators", [])
     if isinstance(operators, str):
         operators = [o for o in operators.split(",") if o.strip()]
@@ -285,6 +286,7 @@ def load(path: str | os.PathLike | None = None,
                                 "max_message_size"),
         open_signup=_typed(accounts_raw.get("open_signup", True), bool, "accounts.open_signup"),
         operators=frozenset(o.strip().lower() for o in operators),
+        directory=_typed(accounts_raw.get("directory", False), bool, "accounts.directory"),
         store_url=store_url,
         web=web,
         mta=mta,

@@ -18,6 +18,8 @@ from typing import Any
 from . import live
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
+from .idempotency import KIND as IDEMPOTENCY
+from .idempotency import Claim
 from .message import Message
 from .metrics import MESSAGES_ACCEPTED
 from .outbox import Outbox
@@ -115,9 +117,14 @@ class Mailbox:
                               for a in addresses if self.is_local(a))
         return [n for n in names if n and await self.store.get_one("user", {"id": n})]
 
-    async def accept(self, message: Message, owner: str) -> str:
+    async def accept(self, message: Message, owner: str, *,
+                     idempotency: Claim | None = None) -> str:
         """Store the Sent copy, the body, the outbox entry and local Inbox copies
-        in one commit; return the message id only once they are durable."""
+        in one commit; return the message id only once they are durable.
+
+        With an idempotency claim, its record goes into the same commit, and
+        AlreadyExists (nothing stored) when another request made it first.
+        """
         now = time.time()
         recipients, events = await self._first_statuses(message, now)
         external = tuple(r["address"] for r in recipients if r["status"] == Status.QUEUED)
@@ -138,6 +145,9 @@ class Mailbox:
         if external:
             Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
                            mime=message.to_mime(), message_id=message.message_id, now=now)
+        if idempotency is not None:
+            batch.add(IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
+                      id=idempotency.id)
         await self.store.commit(batch)
         MESSAGES_ACCEPTED.inc()
         log.info("message %s accepted from %s for %d recipients (%s)", sent_id, owner,

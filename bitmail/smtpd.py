@@ -21,6 +21,7 @@ from .errors import BitMailError
 from .hosts import is_loopback
 from .message import Attachment, Message, check_address, new_message_id, parse_addresses
 from .runtime import Runtime
+from .store import StorageFull, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ class SubmissionHandler:
             message_id = await self.runtime.mailbox.accept(message, user.username)
         except BitMailError as exc:
             return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
+        except StorageFull:
+            return "452 4.3.1 Insufficient system storage"  # RFC 3463: try later
+        except StoreError:
+            return "451 4.3.0 Temporary storage failure"
         return f"250 2.0.0 queued as {message_id}"
 
 

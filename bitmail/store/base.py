@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import re
 import secrets
 import time
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..metrics import STORE_COMMIT_SECONDS
+
+log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Change = dict[str, Any] | Callable[[Document], Document | None]
@@ -197,8 +200,13 @@ class GroupCommit:
             except Exception as exc:
                 # The transaction itself failed, so every batch in it did. (A
                 # connection lost during COMMIT leaves the outcome unknown;
-                # callers treat it as any failed write.)
-                results = [StoreError(f"commit failed: {exc}")] * len(groups)
+                # callers treat it as any failed write.) The database's own
+                # words go to the log: they are what an operator acts on.
+                log.error("%s: a commit of %d batches failed: %s: %s", self._name,
+                          len(groups), type(exc).__name__, exc)
+                failed = exc if isinstance(exc, StoreError) else StoreError(
+                    f"commit failed: {exc}")
+                results = [failed] * len(groups)
             finally:
                 self._idle.set()
             for (_, future), result in zip(groups, results, strict=True):
