@@ -114,6 +114,13 @@ class Container:
         """New mail is in the outbox: claim now rather than at the next poll."""
         self._wake.set()
 
+    def count_event(self, provider: str, event: str) -> None:
+        """A provider's webhook reported `event` (bounced, complained, …): its
+        figures count it (the bounce and complaint rates)."""
+        slot = self.slots.get(provider)
+        if slot is not None:
+            slot.figures.events[str(event)] += 1
+
     # -- claiming and dispatch --------------------------------------------
 
     def _candidates(self, job_id: str | None = None, *, room: bool = True) -> list[str]:
