@@ -592,9 +592,9 @@ async def test_the_window_is_the_operators_sns_max_age(make_settings, monkeypatc
 
     from conftest import HOOK_CONFIG, start_service
 
-    monkeypatch.setitem(PROVIDER_TYPES, "ses", "conftest:StubSes")
-    monkeypatch.setitem(PROVIDER_TYPES, "mailgun", "conftest:StubMailgun")
-    monkeypatch.setitem(PROVIDER_TYPES, "mandrill", "conftest:StubMandrill")
+    monkeypatch.setitem(PROVIDER_TYPES, "ses", "support.webhooks:StubSes")
+    monkeypatch.setitem(PROVIDER_TYPES, "mailgun", "support.webhooks:StubMailgun")
+    monkeypatch.setitem(PROVIDER_TYPES, "mandrill", "support.webhooks:StubMandrill")
     config = HOOK_CONFIG.replace(f'sns_topics = ["{SES_TOPIC}"]',
                                  f'sns_topics = ["{SES_TOPIC}"]\nsns_max_age = "6h"')
     async with start_service(make_settings(config)) as svc:

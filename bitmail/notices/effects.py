@@ -21,6 +21,7 @@ from ..events import EVENT_STATUS, Event, EventType
 from ..mailbox import KIND as MESSAGES
 from ..mailbox import Mailbox
 from ..message import parse_mime
+from ..metrics import WEBHOOK_EVENTS
 from ..store import Batch, Document, Store
 from ..suppression import suppress
 from .filenames import safe_attachments
@@ -77,6 +78,7 @@ class Effects:
             elif isinstance(item, Skip):
                 log.info("notice %s from %s: %s", key, provider, item.reason)
                 results.append(item.reason)
+        _count(provider, items)
         return "; ".join(r for r in results if r) or "nothing to do"
 
     # -- delivery events ------------------------------------------------------
@@ -116,12 +118,13 @@ class Effects:
                 n.type, doc["id"], placed, provider, detail=n.detail[:1000],
                 at=n.at or time.time()))
         for message, (_, events) in by_message.items():
-            await self.mailbox.record(message, events, batch)
-            batch = Batch()
+            self.mailbox.record(batch, message, events)
             log.info("message %s: %s from %s", message,
-                     ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider)
+                     ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider,
+                     extra={"message_doc_id": message, "provider": provider})
             results.append(f"recorded on {message}")
         if batch.ops:
+            # One commit: every status change, suppression and the live updates after it.
             await self.store.commit(batch)
         return "; ".join(dict.fromkeys(results))
 
@@ -164,8 +167,18 @@ class Effects:
         content = safe_attachments(content)
         for name in users:
             doc_id = await self.mailbox.deliver(name, content, source=provider)
-            log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id)
+            log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id,
+                     extra={"message_doc_id": doc_id, "provider": provider})
         return "delivered to " + ", ".join(users)
+
+
+def _count(provider: str, items: Sequence[Item]) -> None:
+    """Webhook events applied, by provider and type ("inbound" for mail)."""
+    for item in items:
+        if isinstance(item, Notice):
+            WEBHOOK_EVENTS.labels(provider, str(item.type)).inc()
+        elif isinstance(item, Inbound):
+            WEBHOOK_EVENTS.labels(provider, "inbound").inc()
 
 
 def _place(doc: Document, recipient: str | None, kind: EventType) -> str | bool | None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 from collections import OrderedDict
@@ -49,6 +48,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from yarl import URL
 
+from ... import jsonlimits
 from ...config import ProviderSettings
 from ...errors import ValidationError
 from ...events import EventType
@@ -349,8 +349,11 @@ class SesHook(Webhook):
             return [Skip("SNS says the subscription ended; not re-subscribing")]
         text = need(payload, "Message", str, "Message")
         try:
-            event = json.loads(text)
-        except ValueError:
+            event = jsonlimits.loads(text)
+        except ValueError as exc:
+            if isinstance(exc, jsonlimits.JSONTooDeep):
+                raise ValidationError(f"is not valid JSON: {exc}", field="Message",
+                                      code="bad_json") from None
             # SES sends plain text too ("Successfully validated SNS topic for
             # Amazon SES event publishing." when a topic is set up): kept.
             return [Skip(f"SNS message is not an SES event: {text[:200]!r}")]
