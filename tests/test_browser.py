@@ -78,7 +78,7 @@ async def new_page(browser, *, viewport=LAPTOP, **options):
     return page
 
 
-async def log_in(page, server: ServeProcess, username: str, password: str = "secret") -> None:
+async def log_in(page, server: ServeProcess, username: str, password: str = "secret-pass") -> None:
     await page.goto(server.url + "/")
     await page.get_by_label("Username", exact=True).fill(username)
     await page.get_by_label("Password", exact=True).fill(password)
@@ -112,7 +112,7 @@ async def api_user(server: ServeProcess, username: str) -> tuple[aiohttp.ClientS
     """A logged-in HTTP session for sending mail the page cannot write (HTML)."""
     http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
     async with http.post(server.url + "/api/session",
-                         json={"username": username, "password": "secret"}) as resp:
+                         json={"username": username, "password": "secret-pass"}) as resp:
         assert resp.status in (200, 201), await resp.text()
         return http, (await resp.json())["csrf_token"]
 

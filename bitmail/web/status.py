@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+
 from aiohttp import web
 
+from ..errors import Unauthorized
 from ..mta.figures import BUCKETS
 from .keys import RUNTIME
 
@@ -20,7 +23,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; with `web.metrics_token` set, only for
+    `Authorization: Bearer <token>` (401 otherwise)."""
     runtime = request.app[RUNTIME]
+    token = runtime.settings.web.metrics_token
+    if token:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            raise Unauthorized("send the metrics token: Authorization: Bearer <token>",
+                               code="metrics_token")
     lines = [
         "# HELP bitmail_outbox_pending Messages waiting in the outbox.",
         "# TYPE bitmail_outbox_pending gauge",
