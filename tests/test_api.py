@@ -19,13 +19,15 @@ async def other_client(service: Service) -> TestClient:
 
 
 async def test_first_login_creates_the_user_and_a_wrong_password_is_401(service):
-    first = await service.client.post("/api/session", json={"username": "Alice", "password": "pw-12345678"})
+    first = await service.client.post("/api/session",
+                                      json={"username": "Alice", "password": "pw-12345678"})
     assert first.status == 201
     body = await first.json()
     assert body["address"] == "alice@localhost" and body["csrf_token"]
     cookie = first.cookies["bitmail_session"]
     assert cookie["httponly"] and cookie["samesite"] == "Strict"
-    again = await service.client.post("/api/session", json={"username": "alice", "password": "pw-12345678"})
+    again = await service.client.post("/api/session",
+                                      json={"username": "alice", "password": "pw-12345678"})
     assert again.status == 200
     wrong = await service.client.post("/api/session", json={"username": "alice", "password": "x"})
     assert wrong.status == 401
