@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from . import live
 from .apikeys import PREFIX as KEY_PREFIX
 from .apikeys import ApiKeys
 from .errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
@@ -234,7 +235,7 @@ class Accounts:
         """End the session, and every live stream opened with it, in every process."""
         digest = _digest(token)
         await self.store.delete("session", digest)
-        await self.store.publish({"type": "credential_ended", "credential": f"session:{digest}"})
+        await self.store.publish(live.credential_ended(f"session:{digest}"))
 
     async def purge(self) -> int:
         """Remove expired sessions and rate-limit counters; how many went."""

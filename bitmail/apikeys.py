@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import live
 from .errors import Conflict, NotFound, ValidationError
 from .store import Store
 
@@ -113,7 +114,6 @@ class ApiKeys:
         for doc in await self.store.get(KIND, {"username": username} if username else None):
             if doc["id"].startswith(key_id):
                 await self.store.delete(KIND, doc["id"])
-                await self.store.publish({"type": "credential_ended",
-                                          "credential": f"apikey:{doc['id']}"})
+                await self.store.publish(live.credential_ended(f"apikey:{doc['id']}"))
                 return _info(doc)
         raise NotFound("no such API key")

@@ -14,8 +14,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import live
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
+from .idempotency import KIND as IDEMPOTENCY
+from .idempotency import Claim
 from .message import Message
 from .outbox import Outbox
 from .store import Batch, Document, Store
@@ -109,9 +112,14 @@ class Mailbox:
                               for a in addresses if self.is_local(a))
         return [n for n in names if n and await self.store.get_one("user", {"id": n})]
 
-    async def accept(self, message: Message, owner: str) -> str:
+    async def accept(self, message: Message, owner: str, *,
+                     idempotency: Claim | None = None) -> str:
         """Store the Sent copy, the body, the outbox entry and local Inbox copies
-        in one commit; return the message id only once they are durable."""
+        in one commit; return the message id only once they are durable.
+
+        With an idempotency claim, its record goes into the same commit, and
+        AlreadyExists (nothing stored) when another request made it first.
+        """
         now = time.time()
         recipients, events = await self._first_statuses(message, now)
         external = tuple(r["address"] for r in recipients if r["status"] == Status.QUEUED)
@@ -132,6 +140,9 @@ class Mailbox:
         if external:
             Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
                            mime=message.to_mime(), message_id=message.message_id, now=now)
+        if idempotency is not None:
+            batch.add(IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
+                      id=idempotency.id)
         await self.store.commit(batch)
         await self.store.publish({"type": "message", "owner": owner,
                                   "message": summary({**sent, "id": sent_id})})
@@ -165,12 +176,13 @@ class Mailbox:
             events.append(_event(EventType(status), address, provider, now, detail))
         return recipients, events
 
-    async def record(self, message_id: str, events: list[Event],
-                     batch: Batch | None = None) -> Document | None:
-        """Apply events to a Sent copy: statuses move forward only; all are kept.
-
-        Writes already in `batch` (the outbox entry's end, say) commit with it.
-        """
+    @staticmethod
+    def record(batch: Batch, message_id: str, events: list[Event]) -> None:
+        """Add to `batch`: apply events to a Sent copy (statuses move forward
+        only; all are kept), and once the batch is durable, tell the owner's
+        open pages. The caller commits the batch, with whatever else the same
+        step writes (the outbox entry's end, say)."""
+        stored = [_event_json(e) for e in events]
 
         def apply(doc: Document) -> Document:
             by_address = {r["address"]: r for r in doc["recipients"]}
@@ -187,19 +199,18 @@ class Mailbox:
                         rec["provider"] = ev.provider
                     if ev.provider_message_id:
                         rec["provider_message_id"] = ev.provider_message_id
-                doc["events"] = (doc["events"] + [_event_json(ev)])[-MAX_EVENTS:]
+            doc["events"] = (doc["events"] + stored)[-MAX_EVENTS:]
             doc["status"] = least_advanced([r["status"] for r in doc["recipients"]])
             return doc
 
-        batch = batch or Batch()
         batch.update(KIND, message_id, apply)
-        doc = (await self.store.commit(batch))[-1]
-        if doc is not None:
-            await self.store.publish({
-                "type": "status", "owner": doc["owner"], "message": {
-                    "id": doc["id"], "status": doc["status"], "recipients": doc["recipients"],
-                    "events": [_event_json(e) for e in events]}})
-        return doc
+        index = len(batch.ops) - 1
+
+        def published(store: Store, results: list[Any]) -> dict[str, Any] | None:
+            doc = results[index]
+            return live.status(doc, stored) if doc is not None else None
+
+        batch.on_commit(published)
 
     @staticmethod
     def track(batch: Batch, provider: str, provider_message_id: str, message_id: str) -> None:

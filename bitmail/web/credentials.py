@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from .. import live
 from ..accounts import Accounts
 
 RECHECK = 5.0  # seconds between reads of the credential
@@ -39,7 +40,7 @@ class CredentialWatch:
         return await self.accounts.credential_alive(self.credential)
 
     def ended_by(self, payload: dict) -> bool:
-        return (payload.get("type") == "credential_ended"
+        return (payload.get("type") == live.Kind.CREDENTIAL_ENDED
                 and payload.get("credential") == self.credential)
 
     def keep_alive_due(self) -> bool:
