@@ -228,7 +228,10 @@ def _charge(policy: Policy, now: float, *, force: bool = False
         if until > now and not force:
             raise Throttled(until - now)
         n += 1
-        until = max(until, now + policy.delay(n))
+        delay = policy.delay(n)
+        # No delay, no `until`: attempts that queued with an earlier clock
+        # reading must not find themselves "in the future".
+        until = max(until, now + delay) if delay else until
         return {"n": n, "until": until, "last": now,
                 "expires": max(until, now) + policy.forget}
     return change
