@@ -174,8 +174,10 @@ class Accounts:
         """A program's credentials (SMTP AUTH): an API key, or the user's own
         password. None when wrong; RateLimited when this client must wait.
         Counted by the same limiter as the page's logins."""
+        # Mail programs often log in with the whole address.
+        login = username.strip().lower().removesuffix(f"@{self.domain}")
         try:
-            name = check_username(username)
+            name = check_username(login)
         except ValidationError:
             name = None
         attempt = await self.limiter.begin(name, client)
@@ -190,6 +192,40 @@ class Accounts:
                 return self.user(name)
         await self.limiter.failed(attempt)
         return None
+
+    async def verify_password(self, username: str, password: str, *, client: str) -> bool:
+        """The user's own password, checked as a login is (the same limiter):
+        for a change of password or another step that asks for it again.
+        RateLimited while this account and address must wait."""
+        attempt = await self.limiter.begin(username, client)
+        if await self._password_ok(await self.store.get_one("user", {"id": username}),
+                                   password):
+            await self.limiter.succeeded(attempt)
+            return True
+        await self.limiter.failed(attempt)
+        return False
+
+    async def end_sessions(self, username: str, *, keep: str | None = None) -> int:
+        """End every session of the user but the one with token `keep`, and
+        their live streams, in every process; how many ended."""
+        kept = _digest(keep) if keep else None
+        ended = [d["id"] for d in await self.store.get("session", {"username": username})
+                 if d["id"] != kept]
+        batch = Batch()
+        for digest in ended:
+            batch.delete("session", digest)
+        await self.store.commit(batch)
+        for digest in ended:
+            await self.store.publish(live.credential_ended(f"session:{digest}"))
+        return len(ended)
+
+    # The limiter's two steps as they were once named here; verify_password
+    # does both at once, atomically, and is the one to use.
+    async def _check_rate(self, name: str, client: str) -> None:
+        await self.limiter.check(name, client)
+
+    async def _fail(self, name: str, client: str) -> None:
+        await self.limiter.charge(name, client)
 
     async def api_key_user(self, key: str, *, client: str | None = None) -> User | None:
         """The key's user, read from the store on every call (a revoked key

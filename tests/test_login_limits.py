@@ -109,7 +109,8 @@ async def test_a_right_smtp_login_answers_235_and_a_guess_on_the_page_counts_ove
         smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
         await smtp.connect()
         await smtp.ehlo()
-        assert (await smtp.auth_plain("robot", PASSWORD)).code == 235
+        # The whole address works as the login too, as mail programs send it.
+        assert (await smtp.auth_plain("robot@localhost", PASSWORD)).code == 235
         await smtp.quit()
         for _ in range(5):
             assert (await page_login(service, "robot", "wrong-guess")).status == 401
@@ -279,3 +280,27 @@ async def test_expired_sessions_and_rate_limit_counters_are_purged(store_url):
         assert [await accounts.session(s.token) for s, _ in old] == [None] * 3
         counters = {d["id"] for d in await store.get("ratelimit")}
         assert not any(ATTACKER in c for c in counters)
+
+
+async def test_asking_for_the_password_again_goes_through_the_same_limiter(tmp_path):
+    async with open_store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        accounts = Accounts(store, "localhost", hasher=FAST)
+        await accounts.create("alice", PASSWORD)
+        assert await accounts.verify_password("alice", PASSWORD, client=ATTACKER)
+        for _ in range(limits.PAIR.free):
+            assert not await accounts.verify_password("alice", "wrong-guess", client=ATTACKER)
+        with pytest.raises(RateLimited):
+            await accounts.verify_password("alice", PASSWORD, client=ATTACKER)
+        with pytest.raises(RateLimited):
+            await accounts.login("alice", PASSWORD, client=ATTACKER)
+
+
+async def test_ending_a_users_other_sessions_keeps_the_one_in_use(tmp_path):
+    async with open_store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        accounts = Accounts(store, "localhost", hasher=FAST)
+        await accounts.create("alice", PASSWORD)
+        here, _ = await accounts.login("alice", PASSWORD, client=OWNER)
+        there, _ = await accounts.login("alice", PASSWORD, client=ATTACKER)
+        assert await accounts.end_sessions("alice", keep=here.token) == 1
+        assert await accounts.session(here.token) is not None
+        assert await accounts.session(there.token) is None
