@@ -72,6 +72,7 @@ class Settings:
     data_dir: Path = Path("bitmail-data")
     max_message_size: int = 25 * 1024 * 1024
     open_signup: bool = True
+    directory: bool = False  # /api/contacts offers every local account, not only correspondents
     store_url: str = ""
     web: WebSettings = field(default_factory=WebSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
@@ -254,7 +255,7 @@ def load(path: str | os.PathLike | None = None,
         concurrency=_typed(mta_raw.get("concurrency", 8), int, "mta.concurrency"),
     )
     accounts_raw = raw.get("accounts", {})
-    _check_keys(accounts_raw, {"open_signup", "operators"}, "accounts")
+    _check_keys(accounts_raw, {"open_signup", "operators", "directory"}, "accounts")
     if "operators" in accounts_raw:
         # A name in the configuration is a role for whoever signs up with it
         # first; the role now belongs to an account an administrator marks.
@@ -270,6 +271,7 @@ def load(path: str | os.PathLike | None = None,
         max_message_size=_typed(raw.get("max_message_size", 25 * 1024 * 1024), int,
                                 "max_message_size"),
         open_signup=_typed(accounts_raw.get("open_signup", True), bool, "accounts.open_signup"),
+        directory=_typed(accounts_raw.get("directory", False), bool, "accounts.directory"),
         store_url=store_url,
         web=web,
         mta=mta,
