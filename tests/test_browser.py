@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -458,6 +459,11 @@ async def test_connection_lost_banner_and_recovery_keep_the_draft(browser, serve
 
 
 async def test_providers_panel_and_phone_layout(browser, server):
+    # The panel is the operators': alice is made one from the command line.
+    add = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bitmail", "--config", str(server.config_path), "user", "add",
+        "alice", "--password", "secret-pass", "--operator", stdout=asyncio.subprocess.DEVNULL)
+    assert await add.wait() == 0
     page = await new_page(browser)
     await log_in(page, server, "alice")
     await page.get_by_role("button", name="Providers", exact=True).click()
