@@ -20,6 +20,7 @@ from .apikeys import PREFIX as KEY_PREFIX
 from .apikeys import ApiKeys
 from .errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from .limits import Limiter
+from .metrics import LOGIN_FAILURES
 from .store import AlreadyExists, Batch, Store
 
 _USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
@@ -154,6 +155,7 @@ class Accounts:
                     doc = await self.store.get_one("user", {"id": name})
             if not created and not await self._password_ok(doc, password):
                 await self.limiter.failed(attempt)
+                LOGIN_FAILURES.labels(via="web").inc()
                 raise Unauthorized(WRONG)
         except ValidationError:
             await self.limiter.release(attempt)  # a refused signup is no guess
@@ -191,6 +193,7 @@ class Accounts:
                 await self.limiter.succeeded(attempt)
                 return self.user(name)
         await self.limiter.failed(attempt)
+        LOGIN_FAILURES.labels(via="smtp").inc()
         return None
 
     async def verify_password(self, username: str, password: str, *, client: str) -> bool:
@@ -235,6 +238,7 @@ class Accounts:
         if username is not None:
             return self.user(username)
         if client is not None:
+            LOGIN_FAILURES.labels(via="api_key").inc()
             await self.limiter.check(None, client)
             await self.limiter.charge(None, client)
         return None

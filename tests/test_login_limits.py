@@ -304,3 +304,21 @@ async def test_ending_a_users_other_sessions_keeps_the_one_in_use(tmp_path):
         assert await accounts.end_sessions("alice", keep=here.token) == 1
         assert await accounts.session(here.token) is not None
         assert await accounts.session(there.token) is None
+
+
+async def test_refused_credentials_are_counted_in_the_metrics_by_way_in(service):
+    from prometheus_client import REGISTRY
+
+    def failures(via: str) -> float:
+        return REGISTRY.get_sample_value("bitmail_login_failures_total", {"via": via}) or 0.0
+
+    await service.runtime.accounts.create("alice", PASSWORD)
+    before = {via: failures(via) for via in ("web", "smtp", "api_key")}
+    resp = await service.client.post("/api/session",
+                                     json={"username": "alice", "password": "wrong-password"})
+    assert resp.status == 401
+    resp = await service.client.get("/api/me", headers={"Authorization": "Bearer bm_nope"})
+    assert resp.status == 401
+    assert await service.runtime.accounts.authenticate("alice", "wrong", client=OWNER) is None
+    assert {via: failures(via) - before[via] for via in before} == {
+        "web": 1, "smtp": 1, "api_key": 1}
