@@ -343,3 +343,22 @@ def _gone(store, kind: str, doc_id: str):
     async def check() -> bool:
         return await store.get_one(kind, {"id": doc_id}) is None
     return check
+
+
+async def test_a_store_failure_during_smtp_auth_is_a_temporary_refusal(service, monkeypatch):
+    from bitmail.store import StoreError
+
+    await service.runtime.accounts.create("robot", PASSWORD)
+
+    async def broken(*args, **kw):
+        raise StoreError("the database went away")
+
+    monkeypatch.setattr(service.runtime.accounts.limiter, "begin", broken)
+    async with smtp_server(service) as port:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await smtp.connect()
+        await smtp.ehlo()
+        with pytest.raises(aiosmtplib.SMTPResponseException) as err:
+            await smtp.auth_plain("robot", PASSWORD)
+        assert err.value.code == 454 and "Temporary" in err.value.message
+        await smtp.quit()
