@@ -292,7 +292,7 @@ async def run_bitmail(work: Path, run: int, size: int, n: int, args,
     cli = [sys.executable, "-m", "bitmail", "--config", str(config)]
     # Run from the work folder: `python -m` puts the current folder first on
     # the path, which would shadow `source`.
-    subprocess.run([*cli, "user", "add", "bench", "--password", "pw"], check=True,
+    subprocess.run([*cli, "user", "add", "bench", "--password", "bench-password"], check=True,
                    capture_output=True, timeout=60, env=env, cwd=work)
     key = subprocess.run([*cli, "apikey", "create", "bench"], check=True, capture_output=True,
                          text=True, timeout=60, env=env, cwd=work).stdout.strip()
