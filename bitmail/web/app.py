@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..errors import NotFound
 from ..runtime import Runtime
-from . import api, status, suppressions
+from . import api, openapi, status, suppressions
 from .hooks import add_routes as add_hook_routes
 from .keys import RUNTIME
 from .middlewares import authenticate, errors
@@ -41,6 +41,7 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     app.router.add_routes(api.routes)
     app.router.add_routes(status.routes)
     app.router.add_routes(suppressions.routes)
+    app.router.add_routes(openapi.routes)
     add_hook_routes(app)
     app.router.add_get("/", index)
     app.router.add_get("/static/{name:.+}", static_file)
