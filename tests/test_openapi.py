@@ -85,9 +85,11 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_descript
     if schemathesis is None:
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
     port = free_port()
-    config_path = write_config(tmp_path, '[accounts]\noperators = ["fuzzer"]\n', port=port)
+    config_path = write_config(tmp_path, port=port)
     bitmail = (sys.executable, "-m", "bitmail", "--config", str(config_path))
-    code, out = await run(*bitmail, "user", "add", "fuzzer", "--password", PASSWORD)
+    # An operator, so that the operators' routes are reached too.
+    code, out = await run(*bitmail, "user", "add", "fuzzer", "--password", PASSWORD,
+                          "--operator")
     assert code == 0, out
     code, out = await run(*bitmail, "apikey", "create", "fuzzer")
     assert code == 0, out
