@@ -14,6 +14,7 @@ import asyncio
 import logging
 import ssl
 import warnings
+from dataclasses import replace
 from email import policy
 from email.parser import BytesParser
 from typing import Any
@@ -96,8 +97,13 @@ class SubmissionHandler:
         if user is None:
             return "530 5.7.0 Authentication required"
         try:
+            domain = self.runtime.settings.domain
             message = from_mime(envelope.content, sender=user.address,
-                                recipients=envelope.rcpt_tos, domain=self.runtime.settings.domain)
+                                recipients=envelope.rcpt_tos, domain=domain)
+            if await self.runtime.mailbox.find_by_message_id(message.message_id):
+                # A Message-ID another message already has would let that
+                # message's provider events be matched to this one: replaced.
+                message = replace(message, message_id=new_message_id(domain))
             message_id = await self.runtime.mailbox.accept(message, user.username)
         except BitMailError as exc:
             return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"

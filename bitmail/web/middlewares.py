@@ -21,7 +21,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Paths anyone may call: the page itself, logging in, health, and the
 # webhooks, which prove themselves with the provider's signature instead.
 PUBLIC_PREFIXES = ("/hooks/", "/static/", "/healthz", "/metrics")
-PUBLIC_PATHS = {"/", "/index.html", "/favicon.ico"}
+PUBLIC_PATHS = {"/", "/index.html", "/favicon.ico", "/api/openapi.json"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Seconds a client is asked to wait: room on a disk takes an operator.
 STORAGE_RETRY_AFTER = 60
