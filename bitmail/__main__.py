@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 
 from . import config
 from .app import running, serve, with_self_signed
@@ -16,36 +18,42 @@ from .store import Store, StoreError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bitmail", description=__doc__)
-    parser.add_argument("--config", help="TOML settings file (or BITMAIL_CONFIG)")
+    # `--config` is taken before or after the command; SUPPRESS keeps a
+    # subcommand's unset option from overwriting the one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="TOML settings file (or BITMAIL_CONFIG)")
+    parser = argparse.ArgumentParser(prog="python -m bitmail", description=__doc__,
+                                     parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the service")
-    p.add_argument("--config", help=argparse.SUPPRESS)
+    add = functools.partial(sub.add_parser, parents=[common])
+    p = add("serve", help="run the service")
     p.add_argument("--self-signed", action="store_true",
                    help="serve HTTPS with a certificate made for trying it out")
-    p = sub.add_parser("apikey", help="API keys")
+    p = add("apikey", help="API keys")
     p.add_argument("action", choices=["create"])
     p.add_argument("username")
-    p = sub.add_parser("user", help="users")
+    p = add("user", help="users")
     p.add_argument("action", choices=["add", "list"])
     p.add_argument("username", nargs="?")
     p.add_argument("--password")
-    p = sub.add_parser("send", help="send one message as a user")
-    p.add_argument("--from", dest="sender", required=True, help="username")
+    p = add("send", help="send one message as a user")
+    p.add_argument("--from", dest="sender", required=True,
+                   help="an existing user: USERNAME or USERNAME@DOMAIN")
     p.add_argument("--to", required=True)
     p.add_argument("--subject", default="")
     p.add_argument("--text", default="")
-    p = sub.add_parser("suppression", help="the suppression list (hard bounces, complaints)")
+    p = add("suppression", help="the suppression list (hard bounces, complaints)")
     p.add_argument("action", choices=["list", "remove"])
     p.add_argument("address", nargs="?")
-    _store_commands(sub)
+    _store_commands(add)
     return parser
 
 
-def _store_commands(sub: argparse._SubParsersAction) -> None:
+def _store_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     """`migrate`, and `store copy SRC DST`."""
-    sub.add_parser("migrate", help="bring the configured store's schema up to date")
-    p = sub.add_parser("store", help="the store as a whole")
+    add("migrate", help="bring the configured store's schema up to date")
+    p = add("store", help="the store as a whole")
     p.add_argument("action", choices=["copy"])
     p.add_argument("source", metavar="SRC", help="store URL to copy from (or env:NAME)")
     p.add_argument("target", metavar="DST", help="store URL to copy into (or env:NAME)")
@@ -109,9 +117,20 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
         elif args.command == "suppression":
             return await _suppression(args, rt.store)
         elif args.command == "send":
-            user = rt.accounts.user(args.sender)
+            name, at, domain = args.sender.strip().rpartition("@")
+            if at and domain.lower() != settings.domain.lower():
+                print(f"--from: {args.sender} is not an address of {settings.domain}",
+                      file=sys.stderr)
+                return 2
+            username = (name if at else args.sender).strip().lower()
+            if not await rt.accounts.exists(username):
+                print(f"--from: no user {username!r} here (python -m bitmail user add)",
+                      file=sys.stderr)
+                return 2
+            user = rt.accounts.user(username)
             message = parse_message({"to": args.to, "subject": args.subject, "text": args.text},
-                                    sender=user.address, domain=settings.domain)
+                                    sender=user.address, domain=settings.domain,
+                                    max_size=settings.max_message_size)
             message_id = await rt.mailbox.accept(message, user.username)
             print(json.dumps({"id": message_id, "status": "queued"}))
     return 0
@@ -122,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = config.load(args.config)
+        settings = config.load(getattr(args, "config", None))
         if args.command == "serve":
             if args.self_signed:
                 settings = with_self_signed(settings)

@@ -28,6 +28,7 @@ API_KEY_CACHE = 30.0
 class User:
     username: str
     address: str
+    display_name: str = ""  # shown in From as "Name" <address>
 
 
 @dataclass(frozen=True, slots=True)
