@@ -30,6 +30,12 @@ from bitmail.web.app import make_app
 
 REQUIRE_ALL = os.environ.get("BITMAIL_REQUIRE_ALL") == "1"
 
+# Fixtures kept in modules of their own under tests/support/.
+pytest_plugins = [
+    "support.stores",
+    "support.tmpfs",
+]
+
 
 def require_or_skip(reason: str) -> None:
     """Skip for a missing part (Chromium, PostgreSQL) — or fail under BITMAIL_REQUIRE_ALL=1."""

@@ -49,6 +49,17 @@ class AlreadyExists(StoreError):
     """Batch.add found a document with that id."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be opened at all (a corrupt or unreadable file, an
+    unreachable server); the message names the file or server and the problem."""
+
+
+class StorageFull(StoreError):
+    """A write failed because the disk (or the database server's disk) is
+    full. Nothing of the batch was committed; the same write may succeed once
+    there is room again."""
+
+
 def check_key(key: str) -> str:
     if not _KEY.match(key):
         raise StoreError(f"document keys used in lookups must be plain names, not {key!r}")

@@ -46,6 +46,7 @@ from .base import (
     Op,
     Store,
     StoreError,
+    StoreUnavailable,
     apply_change,
     check_key,
 )
@@ -259,6 +260,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                               schema="pg_catalog")
 
 
+def _server_name(dsn: str) -> str:
+    """host:port/database of a URL, without user or password, for messages."""
+    parts = urlsplit(dsn)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.hostname or 'localhost'}{port}{parts.path}"
+
+
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
     """Database and connection failures as the store's one error type."""
@@ -291,17 +299,23 @@ class PostgresStore(Store):
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
-        with _store_errors():
-            self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.pool_min, max_size=self.pool_size,
-                init=_init_connection)
-            try:
-                async with self._pool.acquire() as conn:
-                    await self._migrate(conn)
-            except BaseException:
-                await self._pool.close()
-                self._pool = None
-                raise
+        """Connect and migrate. Raises StoreUnavailable naming the server
+        (never its password) and the problem."""
+        try:
+            with _store_errors():
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=self.pool_min, max_size=self.pool_size,
+                    init=_init_connection)
+                try:
+                    async with self._pool.acquire() as conn:
+                        await self._migrate(conn)
+                except BaseException:
+                    await self._pool.close()
+                    self._pool = None
+                    raise
+        except StoreError as exc:
+            raise StoreUnavailable(f"cannot open the PostgreSQL store at "
+                                   f"{_server_name(self.dsn)}: {exc}") from None
         self._group.start()
         self._deliverer = asyncio.create_task(self._deliver_loop(), name="pg-deliver")
         self._listener = asyncio.create_task(self._listen_loop(), name="pg-listen")

@@ -19,6 +19,7 @@ from ..message.headers import MSG_ID
 from .downloads import content_disposition, with_inline_parts
 from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
 from .middlewares import read_json
+from .params import MAX_CURSOR, query_int
 
 routes = web.RouteTableDef()
 FOLDERS = ("inbox", "sent")
@@ -123,16 +124,13 @@ async def folder(request: web.Request) -> web.Response:
     name = request.query.get("folder", "inbox")
     if name not in FOLDERS:
         raise ValidationError(f"must be one of {', '.join(FOLDERS)}", field="folder")
-    try:
-        before = int(request.query["before"]) if "before" in request.query else None
-        limit = min(int(request.query.get("limit", 50)), 200)
-    except ValueError:
-        raise ValidationError("must be a whole number", field="before") from None
+    before = query_int(request, "before", None, minimum=1, maximum=MAX_CURSOR)
+    limit = query_int(request, "limit", 50, minimum=1, maximum=200, cap=True)
     query = request.query.get("q", "")
     if len(query) > 500:
         raise ValidationError("at most 500 characters", field="q")
     docs, cursor = await runtime.mailbox.folder(user_of(request).username, name,
-                                                before=before, limit=max(limit, 1), query=query)
+                                                before=before, limit=limit, query=query)
     return web.json_response({"messages": [summary(d) for d in docs], "next": cursor})
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .. import jsonlimits
 from ..errors import BitMailError, Forbidden, Unauthorized
 from .keys import RUNTIME, SESSION, SESSION_COOKIE, USER
 
@@ -26,11 +28,21 @@ def error_json(status: int, code: str, message: str, field: str | None = None) -
                              status=status)
 
 
+def _reason_json(status: int, reason: str) -> web.Response:
+    return error_json(status, reason.lower().replace(" ", "_"), reason)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every refusal in one JSON shape: {"error": {"code", "message", "field"}}."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if response.status >= 400 and response.content_type != "application/json" and (
+                isinstance(response, web.Response)):
+            # A refusal some handler (aiohttp's static files, say) returned
+            # rather than raised: the same shape as every other.
+            return _reason_json(response.status, response.reason)
+        return response
     except BitMailError as exc:
         return web.json_response(exc.to_json(), status=exc.status)
     except web.HTTPRequestEntityTooLarge:
@@ -39,9 +51,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        return error_json(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        return _reason_json(exc.status, exc.reason)
     except json.JSONDecodeError as exc:
         return error_json(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
+    except ConnectionResetError:
+        raise  # the client went away: nobody to answer
+    except Exception:
+        # A bug, not a refusal: the traceback goes to the log under a
+        # reference the client is given, and no internals go to the client.
+        ref = uuid.uuid4().hex[:12]
+        log.exception("unexpected error on %s %s (ref %s)", request.method, request.path, ref)
+        return error_json(500, "internal", f"something went wrong on our side (ref {ref})")
 
 
 @web.middleware
@@ -79,7 +99,7 @@ async def read_json(request: web.Request) -> object:
     if not body:
         raise BitMailError("the body is empty", code="bad_json")
     try:
-        return json.loads(body)
+        return jsonlimits.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BitMailError(f"the body is not valid JSON: {exc}", code="bad_json") from None
 
