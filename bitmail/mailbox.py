@@ -10,13 +10,14 @@ store, so open pages see it live in whichever process serves them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from .bodies import load_mime, put_body
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
-from .bodies import load_mime, put_body
 from .message import Content, Message, read_content, read_summary
 from .outbox import Outbox
 from .store import Batch, Document, Store
@@ -216,8 +217,10 @@ class Mailbox:
         """Put received mail, as its bytes, into a user's Inbox and tell their
         open pages. `received_via` is how it arrived (a provider's name, or
         LOCAL_DOMAIN); `verdicts` are the provider's spam/virus findings."""
+        # A large message takes a while to read: not on the event loop.
+        head = await asyncio.to_thread(read_summary, mime)
         batch = Batch()
-        doc = {**read_summary(mime), "bcc": [], "owner": username, "folder": "inbox",
+        doc = {**head, "bcc": [], "owner": username, "folder": "inbox",
                "unread": True, "status": Status.DELIVERED, "received_via": received_via,
                "body": put_body(batch, mime)}
         if verdicts:

@@ -9,8 +9,7 @@
 - `text` is the one check for control characters and broken Unicode.
 """
 
-from .addresses import (check_envelope_address, envelope, flatten, parse_address,
-                        parse_address_list)
+from .addresses import check_envelope_address, envelope, flatten, parse_address, parse_address_list
 from .compose import parse_message
 from .model import DEFAULT_MAX_SIZE, MAX_RECIPIENTS, Message, new_message_id
 from .reading import Content, Part, read_content, read_part, read_summary, safe_filename

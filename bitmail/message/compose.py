@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address, Group
 from email.message import EmailMessage, MIMEPart
@@ -28,10 +28,22 @@ from email.utils import format_datetime
 from typing import Any
 
 from ..errors import TooLarge, ValidationError
-from .addresses import (ascii_domain, envelope, flatten, needs_smtputf8, parse_address,
-                        parse_address_list)
-from .headers import (ADDRESS_HEADERS, MAX_HEADERS, WIRE, WIRE_UTF8, check_header_name,
-                      check_header_value)
+from .addresses import (
+    ascii_domain,
+    envelope,
+    flatten,
+    needs_smtputf8,
+    parse_address,
+    parse_address_list,
+)
+from .headers import (
+    ADDRESS_HEADERS,
+    MAX_HEADERS,
+    WIRE,
+    WIRE_UTF8,
+    check_header_name,
+    check_header_value,
+)
 from .model import DEFAULT_MAX_SIZE, MAX_RECIPIENTS, Message, new_message_id
 from .reading import parse
 from .text import check_body_text, check_header_text
@@ -95,7 +107,7 @@ def parse_message(payload: Any, *, sender: str | Address, domain: str,
     subject = _string(payload, "subject", MAX_SUBJECT)
     if subject:
         mail["Subject"] = check_header_text(subject, "subject")
-    mail["Date"] = format_datetime(datetime.now(timezone.utc))
+    mail["Date"] = format_datetime(datetime.now(UTC))
     message_id = new_message_id(domain)
     mail["Message-ID"] = message_id
     _custom_headers(mail, payload.get("headers"), thread, ascii_only, domain)

@@ -199,7 +199,8 @@ def _text_of(part: EmailMessage | None) -> str:
     except (LookupError, ValueError, AssertionError):
         # An unknown or broken charset: show what can be shown.
         content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
-    return content if isinstance(content, str) else ""
+    # On the wire every line ends in CRLF (RFC 5322 §2.3); pages want "\n".
+    return content.replace("\r\n", "\n") if isinstance(content, str) else ""
 
 
 def _header(value: Any) -> str:

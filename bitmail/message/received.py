@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from .headers import WIRE_UTF8
 from .compose import attached_message
+from .headers import WIRE_UTF8
 from .text import is_header_safe
 
 # Headers that describe the MIME structure, which is built anew.

@@ -18,7 +18,7 @@ control character, or a Message-ID that is not a msg-id, is refused too.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.utils import format_datetime
 
@@ -62,7 +62,7 @@ def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: s
     if not from_addresses:
         added.append(("From", user_address.encode()))
     if "date" not in present:
-        added.append(("Date", format_datetime(datetime.now(timezone.utc)).encode()))
+        added.append(("Date", format_datetime(datetime.now(UTC)).encode()))
     if "message-id" not in present:
         message_id = new_message_id(domain)
         added.append(("Message-ID", message_id.encode()))

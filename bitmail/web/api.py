@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-
 from email.headerregistry import Address
 
 from aiohttp import web
@@ -12,8 +11,7 @@ from aiohttp import web
 from .. import geo
 from ..accounts import User
 from ..errors import NotFound, ValidationError
-from ..mailbox import public, summary
-from ..mailbox import Mailbox
+from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
 from ..message.headers import MSG_ID
 from .downloads import content_disposition, with_inline_parts

@@ -51,7 +51,6 @@ from ... import jsonlimits
 from ...config import ProviderSettings
 from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import Event, EventType
-from ...message import parse_mime
 from ...runtime import Runtime
 from ...store import AlreadyExists, Batch, Store, StoreError
 from ...store.base import new_id
@@ -164,12 +163,10 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """Received mail for addresses at our domain: MIME, or content already in
-    parse_mime's shape (Mailgun's parsed form)."""
+    """Received mail for addresses at our domain, as its MIME bytes."""
 
     recipients: tuple[str, ...]
-    mime: bytes | None = None
-    content: dict[str, Any] | None = None
+    mime: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,15 +551,10 @@ class Webhook(ABC):
             log.info("webhook %s from %s: mail for %s, nobody here; kept", key, provider,
                      ", ".join(inbound.recipients) or "no recipient")
             return "no user here"
-        if inbound.content is not None:
-            content = inbound.content
-        elif inbound.mime is not None:
-            # A large MIME takes a while to parse: not on the event loop.
-            content = await asyncio.to_thread(parse_mime, inbound.mime)
-        else:
+        if not inbound.mime:
             return "no content"
         for name in users:
-            doc_id = await runtime.mailbox.deliver(name, content, source=provider)
+            doc_id = await runtime.mailbox.deliver(name, inbound.mime, received_via=provider)
             log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id)
         return "delivered to " + ", ".join(users)
 

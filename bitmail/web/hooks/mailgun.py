@@ -15,9 +15,7 @@ import base64
 import hashlib
 import hmac
 import re
-import time
 from collections.abc import Sequence
-from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -25,6 +23,8 @@ from aiohttp import web
 from ...config import ProviderSettings
 from ...errors import ValidationError
 from ...events import EventType
+from ...message import safe_filename
+from ...message.received import ReceivedPart, rebuild
 from ...runtime import Runtime
 from .base import (
     FORM_TYPES,
@@ -189,8 +189,7 @@ class MailgunInbound(Webhook):
         if fields.get("body-mime"):
             return [Inbound(recipients, mime=str(fields["body-mime"]).encode("utf-8",
                                                                              "surrogateescape"))]
-        return [Inbound(recipients, content=_content(fields, payload.get("files") or [],
-                                                     recipients))]
+        return [Inbound(recipients, mime=_mime(fields, payload.get("files") or []))]
 
     async def admit(self, runtime: Runtime, verified: Verified, items: list[Any]) -> None:
         # Mail for nobody here is refused now, with the answer Mailgun takes
@@ -217,35 +216,40 @@ def _headers(fields: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _content(fields: dict[str, Any], files: list[dict[str, Any]],
-             recipients: tuple[str, ...]) -> dict[str, Any]:
-    """The parsed form in parse_mime's shape, attachments in attachment-N order."""
-    headers = _headers(fields)
+def _mime(fields: dict[str, Any], files: list[dict[str, Any]]) -> bytes:
+    """The parsed form rebuilt as MIME: the original headers, the bodies, and
+    the `attachment-N` files in order, those named in `content-id-map` inline."""
+    pairs = parse_json(fields["message-headers"], "message-headers") \
+        if fields.get("message-headers") else []
+    headers = [(n, v) for n, v in pairs] if _header_pairs(pairs) else []
+    if not any(n.lower() == "from" for n, _ in headers) and fields.get("from"):
+        headers.append(("From", str(fields["from"])))
+    if not any(n.lower() == "subject" for n, _ in headers) and fields.get("subject"):
+        headers.append(("Subject", str(fields["subject"])))
+    cids: dict[str, str] = {}
+    if fields.get("content-id-map"):
+        mapping = parse_json(fields["content-id-map"], "content-id-map")
+        if isinstance(mapping, dict):
+            cids = {str(name): str(cid).strip("<>") for cid, name in mapping.items()}
     numbered = []
     for f in files:
         m = _ATTACHMENT.match(str(f.get("name", "")))
         if m and isinstance(f.get("content"), str):
             numbered.append((int(m.group(1)), f))
-    attachments = []
-    for _, f in sorted(numbered, key=lambda pair: pair[0]):
-        size = len(base64.b64decode(f["content"]))
-        attachments.append({"filename": str(f.get("filename") or "attachment"),
-                            "content_type": str(f.get("content_type")
-                                                or "application/octet-stream"),
-                            "size": size, "content": f["content"]})
-    try:
-        date = parsedate_to_datetime(headers["date"]).timestamp()
-    except (KeyError, TypeError, ValueError, IndexError):
-        date = timestamp(fields.get("timestamp")) or time.time()
-    return {
-        "from": fields.get("from") or headers.get("from") or fields.get("sender", ""),
-        "to": [a for _, a in getaddresses([headers["to"]]) if a] if headers.get("to")
-        else list(recipients),
-        "cc": [a for _, a in getaddresses([headers["cc"]]) if a] if headers.get("cc") else [],
-        "subject": fields.get("subject") or headers.get("subject", ""),
-        "text": fields.get("body-plain", ""),
-        "html": fields.get("body-html", ""),
-        "attachments": attachments,
-        "message_id": headers.get("message-id", ""),
-        "date": date,
-    }
+    parts = []
+    for index, f in sorted(numbered, key=lambda pair: pair[0]):
+        content_type = str(f.get("content_type") or "application/octet-stream")
+        parts.append(ReceivedPart(
+            filename=safe_filename(str(f.get("filename") or ""), index - 1, content_type),
+            content_type=content_type, content=base64.b64decode(f["content"]),
+            content_id=cids.get(str(f.get("name")), "")))
+    return rebuild(headers, str(fields.get("body-plain") or ""),
+                   str(fields.get("body-html") or ""), parts)
+
+
+def _header_pairs(pairs: Any) -> bool:
+    return isinstance(pairs, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+        for p in pairs)
+
+
