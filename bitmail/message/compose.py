@@ -179,14 +179,24 @@ def _custom_headers(mail: EmailMessage, value: Any,
             mail[name] = text
 
 
+def text_cte(text: str, line_limit: int = 78) -> str:
+    """The transfer encoding that keeps a body readable: 7bit for short ASCII
+    lines, quoted-printable while most characters are ASCII, else base64
+    (RFC 2045 §6: the shortest readable form)."""
+    if text.isascii() and all(len(line) <= line_limit for line in text.splitlines()):
+        return "7bit"
+    ascii_share = sum(c.isascii() for c in text) / max(1, len(text))
+    return "quoted-printable" if ascii_share >= 0.6 else "base64"
+
+
 def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment]) -> None:
     if html and text:
-        mail.set_content(text)
-        mail.add_alternative(html, subtype="html")
+        mail.set_content(text, cte=text_cte(text))
+        mail.add_alternative(html, subtype="html", cte=text_cte(html))
     elif html:
-        mail.set_content(html, subtype="html")
+        mail.set_content(html, subtype="html", cte=text_cte(html))
     else:
-        mail.set_content(text)
+        mail.set_content(text, cte=text_cte(text))
     inline = [a for a in attachments if a.inline]
     if inline:
         html_part = mail.get_body(preferencelist=("html",))
