@@ -106,7 +106,9 @@ class Mailbox:
         external = tuple(r["address"] for r in recipients if r["status"] == Status.QUEUED)
         inbox_owners = [r["address"].rpartition("@")[0].lower() for r in recipients
                         if r["provider"] == LOCAL_DOMAIN]
-        head = message.summary()
+        # Folders sort by when BitMail took the message, to the microsecond;
+        # the Date header (whole seconds) stays in the bytes.
+        head = {**message.summary(), "date": now}
         status = least_advanced([r["status"] for r in recipients])
         batch = Batch()
         body_id = put_body(batch, message.mime)
@@ -218,7 +220,7 @@ class Mailbox:
         open pages. `received_via` is how it arrived (a provider's name, or
         LOCAL_DOMAIN); `verdicts` are the provider's spam/virus findings."""
         # A large message takes a while to read: not on the event loop.
-        head = await asyncio.to_thread(read_summary, mime)
+        head = {**await asyncio.to_thread(read_summary, mime), "date": time.time()}
         batch = Batch()
         doc = {**head, "bcc": [], "owner": username, "folder": "inbox",
                "unread": True, "status": Status.DELIVERED, "received_via": received_via,

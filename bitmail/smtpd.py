@@ -56,7 +56,7 @@ class SubmissionHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return f"452 5.5.3 too many recipients (at most {MAX_RECIPIENTS} per message)"
+            return f"452 4.5.3 too many recipients (at most {MAX_RECIPIENTS} per message)"
         try:
             envelope.rcpt_tos.append(check_envelope_address(
                 address, "to", own_domain=self.runtime.settings.domain))

@@ -408,8 +408,11 @@ def test_the_senders_display_name_goes_into_from():
 
 # -- property: addresses survive the round trip -----------------------------
 
-names = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")),
-                max_size=30).map(str.strip)
+# Python's own reader folds a space next to another Unicode space (U+00A0 ...)
+# into one, though the encoded-word on the wire holds both: names here use
+# only U+0020 as space, so what is compared is what BitMail wrote.
+names = st.text(st.one_of(st.just(" "), st.characters(
+    codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp", "Zs"))), max_size=30)
 local_parts = st.text(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~",
                       min_size=1, max_size=20)
 domains = st.sampled_from(["example.com", "bücher.example", "mail.example.org", "xn--p1ai.ru",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from email.header import Header
+from email.utils import formataddr
 from email.policy import SMTP, EmailPolicy
 from typing import Any
 
@@ -97,8 +98,10 @@ class WirePolicy(EmailPolicy):
 
     def fold(self, name: str, value: Any) -> str:
         lower = name.lower()
+        if hasattr(value, "groups") and lower in _ADDRESS_FOLDED:
+            return self._fold_addresses(name, value.groups)
         if lower in MSG_ID_HEADERS or lower.startswith("list-"):
-            return _fold_between_items(name, str(value), self.linesep, self.max_line_length)
+            return _fold_items(name, str(value).split(), self.linesep, self.max_line_length)
         if _is_unstructured(lower) and _ENCODED_WORD.search(str(value)):
             encoded = Header(str(value), "utf-8", header_name=name).encode(
                 linesep=self.linesep, maxlinelen=self.max_line_length or 78)
@@ -107,24 +110,58 @@ class WirePolicy(EmailPolicy):
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         lower = name.lower()
-        if lower in MSG_ID_HEADERS or lower.startswith("list-") or (
+        if (hasattr(value, "groups") and lower in _ADDRESS_FOLDED) or \
+                lower in MSG_ID_HEADERS or lower.startswith("list-") or (
                 _is_unstructured(lower) and _ENCODED_WORD.search(str(value))):
             return self.fold(name, value).encode("ascii" if not self.utf8 else "utf-8")
         return super().fold_binary(name, value)
+
+
+    def _fold_addresses(self, name: str, groups: Any) -> str:
+        """Each mailbox as `formataddr` writes it (a name that needs it quoted,
+        or encoded as whole encoded-words, RFC 2047 §5(3)), folded between
+        mailboxes. The stdlib folder can glue an encoded-word to the next
+        word, which readers then misread; this never does."""
+        items = []
+        for group in groups:
+            mailboxes = [self._mailbox(a) for a in group.addresses]
+            if group.display_name is None:
+                items.extend(mailboxes)
+            else:
+                items.append(f"{self._phrase(group.display_name)}: {', '.join(mailboxes)};")
+        return _fold_items(name, items, self.linesep, self.max_line_length, joiner=",")
+
+    def _mailbox(self, address: Any) -> str:
+        if not address.display_name:
+            return str(address.addr_spec)
+        return f"{self._phrase(address.display_name)} <{address.addr_spec}>"
+
+    def _phrase(self, text: str) -> str:
+        if text.isascii() or self.utf8:
+            quoted = formataddr((text, "x@y")).rpartition(" <")[0]
+            return quoted
+        return Header(text, "utf-8").encode(linesep=self.linesep, maxlinelen=0)
+
+
+_ADDRESS_FOLDED = frozenset({"from", "to", "cc", "reply-to"})
 
 
 def _is_unstructured(lower: str) -> bool:
     return lower in ("subject", "comments", "keywords", "organization") or lower.startswith("x-")
 
 
-def _fold_between_items(name: str, value: str, linesep: str, width: int | None) -> str:
+def _fold_items(name: str, items: list[str], linesep: str, width: int | None,
+                joiner: str = "") -> str:
+    """`Name: item item ...` (with `joiner` after every item but the last),
+    folded only between items, never inside one."""
     width = width or 78
     lines, line = [], f"{name}:"
-    for item in value.split():
-        if len(line) + 1 + len(item) > width and line != f"{name}:":
+    for n, item in enumerate(items):
+        piece = item + (joiner if n < len(items) - 1 else "")
+        if len(line) + 1 + len(piece) > width and line != f"{name}:":
             lines.append(line)
             line = ""
-        line += f" {item}"
+        line += f" {piece}"
     lines.append(line)
     return linesep.join(lines) + linesep
 

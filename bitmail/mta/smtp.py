@@ -245,7 +245,8 @@ class SMTPProvider(Provider):
             if not job.mime.isascii() and smtp.supports_extension("8bitmime"):
                 options.append("BODY=8BITMIME")
             try:
-                await smtp.mail(job.sender, options=options)
+                await smtp.mail(job.sender, options=options,
+                                encoding="utf-8" if job.smtputf8 else "ascii")
             except aiosmtplib.SMTPSenderRefused as exc:
                 await self._reset(smtp)
                 raise ProviderError(classify(exc.code, exc.message),
@@ -279,7 +280,7 @@ class SMTPProvider(Provider):
         """RCPT for each recipient; yields a RecipientFailure for each refused one."""
         for recipient in job.recipients:
             try:
-                await smtp.rcpt(recipient)
+                await smtp.rcpt(recipient, encoding="utf-8" if job.smtputf8 else "ascii")
             except aiosmtplib.SMTPRecipientRefused as exc:
                 yield RecipientFailure(recipient, classify(exc.code, exc.message),
                                        f"smtp {exc.code} {exc.message}")
