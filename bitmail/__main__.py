@@ -157,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing to retry from here: the operator must fix the file or server.
         print(f"bitmail: {exc}", file=sys.stderr)
         return 2
-    except (BitMailError, StoreError) as exc:
+    except BitMailError as exc:
+        where = f"{exc.field}: " if exc.field else ""
+        print(f"bitmail: {where}{exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:
         print(f"bitmail: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

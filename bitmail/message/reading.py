@@ -114,7 +114,7 @@ def safe_filename(name: str | None, index: int, content_type: str) -> str:
     """A file name a person and a file system can use: the base name of a
     Windows or POSIX path, without control characters; an empty or dots-only
     name becomes `attachment-N.ext` (the extension from the content type)."""
-    base = re.split(r"[\\/]", name or "")[-1]
+    base = re.split(r"[\\/]", (name or "").rstrip("\\/"))[-1]
     base = _CONTROLS.sub("", base).strip()
     if not base.strip("."):
         extension = mimetypes.guess_extension(content_type) or ".bin"
