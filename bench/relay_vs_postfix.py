@@ -32,6 +32,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,7 @@ import aiohttp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from pipeline import free_port, spawn, stop, wait_up
+from pipeline import free_port, print_profile, spawn, stop, wait_up
 
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postfix/sbin")
 POSTFIX_USER = "postfix"
@@ -283,6 +284,13 @@ async def run_bitmail(work: Path, run: int, size: int, n: int, args) -> float:
     key = subprocess.run([*cli, "apikey", "create", "bench"], check=True, capture_output=True,
                          text=True, timeout=60).stdout.strip()
     server = spawn(["-m", "bitmail", "serve", "--config", str(config)], log)
+    spy = None
+    if args.profile:
+        # A sampling profile of every thread of the service (the store's writer too).
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--threads",
+                                "--format", "raw", "--rate", "200", "--nonblocking",
+                                "-o", str(work / f"profile-{run}.txt")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_up(f"http://127.0.0.1:{port}/healthz", server, log)
         await wait_port(sink.port, deadline)
@@ -296,9 +304,14 @@ async def run_bitmail(work: Path, run: int, size: int, n: int, args) -> float:
         if sink.count() != n:
             raise SystemExit(f"BitMail's sink counted {sink.count()} messages, not {n}")
     finally:
+        if spy:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         stop(server)
         sink.close()
         shutil.rmtree(work / f"bitmail-data-{run}", ignore_errors=True)
+    if spy:
+        print_profile(work / f"profile-{run}.txt", size)
     return n / elapsed
 
 
@@ -311,6 +324,9 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run at most")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy profile of each BitMail run (py-spy on PATH)")
+    parser.add_argument("--sides", default="postfix,bitmail", help="which sides to run")
     parser.add_argument("--workdir", help="keep logs here (default: a temp dir)")
     args = parser.parse_args()
     ensure_postfix()
@@ -328,14 +344,14 @@ async def main() -> None:
             rates: dict[str, list[float]] = {"postfix": [], "bitmail": []}
             for round_ in range(args.rounds):
                 order = ["postfix", "bitmail"] if round_ % 2 == 0 else ["bitmail", "postfix"]
-                for side in order:
+                for side in (s for s in order if s in args.sides.split(",")):
                     bench = run_postfix if side == "postfix" else run_bitmail
                     rate = await bench(work, run, size, n, args)
                     run += 1
                     rates[side].append(rate)
                     print(f"  {size:>7} B  round {round_ + 1}  {side:<8} {rate:8.0f} msg/s",
                           flush=True)
-            p, b = statistics.median(rates["postfix"]), statistics.median(rates["bitmail"])
+            p, b = (statistics.median(rates[s] or [float("nan")]) for s in ("postfix", "bitmail"))
             rows.append((size, n, p, b))
     print(f"\nrelay, {args.concurrency} concurrent clients, medians of {args.rounds} "
           "alternating rounds, every message fsync'd before it is acknowledged")

@@ -11,17 +11,25 @@ store, so open pages see it live in whichever process serves them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import live
 from .bodies import load_mime, put_body
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
+from .idempotency import KIND as IDEMPOTENCY
+from .idempotency import Claim
 from .message import Content, Message, read_content, read_summary
+from .metrics import MESSAGES_ACCEPTED
 from .outbox import Outbox
 from .store import Batch, Document, Store
+from .store.paging import newest_first
 from .suppression import suppressed_among
+
+log = logging.getLogger(__name__)
 
 KIND = "message"
 MAX_EVENTS = 200
@@ -98,9 +106,14 @@ class Mailbox:
                               for a in addresses if self.is_local(a))
         return [n for n in names if n and await self.store.get_one("user", {"id": n})]
 
-    async def accept(self, message: Message, owner: str) -> str:
+    async def accept(self, message: Message, owner: str, *,
+                     idempotency: Claim | None = None) -> str:
         """Store the Sent copy, the body, the outbox entry and local Inbox copies
-        in one commit; return the message id only once they are durable."""
+        in one commit; return the message id only once they are durable.
+
+        With an idempotency claim, its record goes into the same commit, and
+        AlreadyExists (nothing stored) when another request made it first.
+        """
         now = time.time()
         recipients, events = await self._first_statuses(message, now)
         external = tuple(r["address"] for r in recipients if r["status"] == Status.QUEUED)
@@ -125,7 +138,14 @@ class Mailbox:
             Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
                            body=body_id, message_id=message.message_id,
                            smtputf8=message.smtputf8, now=now)
+        if idempotency is not None:
+            batch.add(IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
+                      id=idempotency.id)
         await self.store.commit(batch)
+        MESSAGES_ACCEPTED.inc()
+        log.info("message %s accepted from %s for %d recipients (%s)", sent_id, owner,
+                 len(recipients), message.message_id,
+                 extra={"message_doc_id": sent_id, "message_id": message.message_id})
         await self.store.publish({"type": "message", "owner": owner,
                                   "message": summary({**sent, "id": sent_id})})
         for name, copy in inbox.items():
@@ -158,12 +178,13 @@ class Mailbox:
             events.append(_event(EventType(status), address, provider, now, detail))
         return recipients, events
 
-    async def record(self, message_id: str, events: list[Event],
-                     batch: Batch | None = None) -> Document | None:
-        """Apply events to a Sent copy: statuses move forward only; all are kept.
-
-        Writes already in `batch` (the outbox entry's end, say) commit with it.
-        """
+    @staticmethod
+    def record(batch: Batch, message_id: str, events: list[Event]) -> None:
+        """Add to `batch`: apply events to a Sent copy (statuses move forward
+        only; all are kept), and once the batch is durable, tell the owner's
+        open pages. The caller commits the batch, with whatever else the same
+        step writes (the outbox entry's end, say)."""
+        stored = [_event_json(e) for e in events]
 
         def apply(doc: Document) -> Document:
             by_address = {r["address"]: r for r in doc["recipients"]}
@@ -180,19 +201,18 @@ class Mailbox:
                         rec["provider"] = ev.provider
                     if ev.provider_message_id:
                         rec["provider_message_id"] = ev.provider_message_id
-                doc["events"] = (doc["events"] + [_event_json(ev)])[-MAX_EVENTS:]
+            doc["events"] = (doc["events"] + stored)[-MAX_EVENTS:]
             doc["status"] = least_advanced([r["status"] for r in doc["recipients"]])
             return doc
 
-        batch = batch or Batch()
         batch.update(KIND, message_id, apply)
-        doc = (await self.store.commit(batch))[-1]
-        if doc is not None:
-            await self.store.publish({
-                "type": "status", "owner": doc["owner"], "message": {
-                    "id": doc["id"], "status": doc["status"], "recipients": doc["recipients"],
-                    "events": [_event_json(e) for e in events]}})
-        return doc
+        index = len(batch.ops) - 1
+
+        def published(store: Store, results: list[Any]) -> dict[str, Any] | None:
+            doc = results[index]
+            return live.status(doc, stored) if doc is not None else None
+
+        batch.on_commit(published)
 
     @staticmethod
     def track(batch: Batch, provider: str, provider_message_id: str, message_id: str) -> None:
@@ -243,10 +263,7 @@ class Mailbox:
         """
         where = {"owner": owner, "folder": folder}
         if not query.strip():
-            docs = await self.store.get(KIND, where, before=before, limit=limit + 1,
-                                        newest_first=True)
-            page = docs[:limit]
-            return page, page[-1]["seq"] if len(docs) > limit else None
+            return await newest_first(self.store, KIND, where, before=before, limit=limit)
         matches = Search(query)
         page: list[Document] = []
         scanned = 0

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import warnings
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from .errors import BitMailError, TooLarge
+from .hosts import is_loopback
 from .message import MAX_RECIPIENTS, check_envelope_address, submitted
 from .message.submission import SubmissionRefused, replace_message_id
 from .runtime import Runtime
+from .store import StorageFull, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +86,23 @@ class SubmissionHandler:
             return f"550 5.7.1 {exc.message}"
         except BitMailError as exc:
             return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
-        if self.runtime.container:
-            self.runtime.container.wake()
+        except StorageFull:
+            return "452 4.3.1 Insufficient system storage"  # RFC 3463: try later
+        except StoreError:
+            return "451 4.3.0 Temporary storage failure"
         return f"250 2.0.0 queued as {message_id}"
+
+
+# aiosmtpd logs these for every connection: the first because AUTH without
+# TLS is allowed, which start_smtp does on loopback only and on purpose; the
+# second because aiosmtpd itself sets its deprecated `Session.login_data`
+# after every AUTH (BitMail reads `session.auth_data`).
+_KNOWN_NOTICES = ("auth_required == True but auth_require_tls == False",
+                  "login_data is deprecated")
+
+
+def _drop_known_notices(record: logging.LogRecord) -> bool:
+    return not any(notice in record.getMessage() for notice in _KNOWN_NOTICES)
 
 
 async def start_smtp(runtime: Runtime, host: str, port: int,
@@ -96,14 +113,25 @@ async def start_smtp(runtime: Runtime, host: str, port: int,
     loopback it is required before AUTH, so passwords never cross in the clear.
     """
     handler = SubmissionHandler(runtime)
-    loopback = host in ("127.0.0.1", "::1", "localhost")
+    loopback = is_loopback(host)
+    # aiosmtpd's log is a trace of every command of every session: only its
+    # warnings belong in the service's log, and not those two about choices
+    # made here (filters are added once, however often this runs).
+    aiosmtpd_log = logging.getLogger("mail.log")
+    aiosmtpd_log.setLevel(logging.WARNING)
+    aiosmtpd_log.addFilter(_drop_known_notices)
 
     def factory() -> SMTP:
-        return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
-                    hostname=runtime.settings.domain, authenticator=_record_credentials,
-                    auth_required=True, auth_require_tls=not loopback, tls_context=tls,
-                    require_starttls=tls is not None and not loopback,
-                    enable_SMTPUTF8=True)
+        with warnings.catch_warnings():
+            # On loopback AUTH without TLS is the choice made above, not an
+            # oversight; aiosmtpd would warn about it for every connection.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS",
+                                    UserWarning)
+            return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
+                        hostname=runtime.settings.domain, authenticator=_record_credentials,
+                        auth_required=True, auth_require_tls=not loopback, tls_context=tls,
+                        require_starttls=tls is not None and not loopback,
+                        enable_SMTPUTF8=True)
 
     server = await asyncio.get_running_loop().create_server(factory, host, port)
     log.info("SMTP submission on %s:%s%s", host, port, " (STARTTLS)" if tls else "")

@@ -158,6 +158,10 @@ export class Connection {
     return this.request("GET", "/api/geolists");
   }
 
+  leaveGeolists() {
+    return this.request("DELETE", "/api/geolists");
+  }
+
   providers() {
     return this.request("GET", "/api/providers");
   }

@@ -88,6 +88,11 @@ model.subscribe((topic) => {
 async function boot() {
   bindEvents();
   try {
+    view.el.loginShareLocation.checked = localStorage.getItem("bitmail.geolists") === "1";
+  } catch {
+    // no storage: unticked
+  }
+  try {
     const me = await conn.me();
     conn.csrf = me.csrf_token || null;
     await enterApp(me);
@@ -133,7 +138,14 @@ async function login(event) {
   }
   view.loginError("");
   view.setLoginBusy(true);
-  const location = await currentLocation();
+  // GeoLists are opt-in: the browser is asked only when the box is ticked.
+  const share = view.el.loginShareLocation?.checked;
+  try {
+    localStorage.setItem("bitmail.geolists", share ? "1" : "");
+  } catch {
+    // storage refused (private mode): the box just starts unticked next time
+  }
+  const location = share ? await currentLocation() : null;
   try {
     const me = await conn.login(username, password, location);
     await enterApp(me);
@@ -865,6 +877,16 @@ function bindEvents() {
       if (m && openCompose(forwardDraft(m), "to")) forwardAttachments(m);
     },
     toggleHtml: () => model.toggleHtml(),
+    leaveGeolists: async () => {
+      try {
+        await conn.leaveGeolists();
+        localStorage.removeItem("bitmail.geolists");
+        if (view.el.loginShareLocation) view.el.loginShareLocation.checked = false;
+      } catch (err) {
+        view.toast(err.message);
+      }
+      loadGeolists();
+    },
     geolist: (g) => {
       const field = view.fields.to;
       field.value = appendAddresses(field.value, g.addresses || []);

@@ -19,8 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitmail.errors import TooLarge, ValidationError
-from bitmail.message import (envelope, flatten, parse_address_list, parse_message,
-                             read_content, read_summary, safe_filename)
+from bitmail.message import (
+    envelope,
+    flatten,
+    parse_address_list,
+    parse_message,
+    read_content,
+    read_summary,
+    safe_filename,
+)
 
 DOMAIN = "localhost"
 

@@ -73,7 +73,7 @@ async def test_17_a_lone_surrogate_is_a_json_400_naming_the_field_on_both_stores
         store_service, field):
     headers = await store_service.api_key("alice")
     value = "\\ud800@example.com" if field == "to" else "bad \\ud800 text"
-    body = ('{"to": "a@example.com", "%s": "%s"}' % (field, value)).encode()
+    body = f'{{"to": "a@example.com", "{field}": "{value}"}}'.encode()
     resp = await store_service.client.post("/api/messages", data=body, headers={
         **headers, "Content-Type": "application/json"})
     assert resp.status == 400 and resp.content_type == "application/json"
@@ -214,8 +214,8 @@ async def test_20_send_needs_an_existing_user_and_understands_a_full_address(tmp
                                  "--subject", "x\x0bBcc: spy@evil.example", *conf, cwd=tmp_path)
     assert code == 1 and "subject" in err
     # The queued message, as it will go out.
-    from bitmail.store import open_store
     from bitmail import config as config_module
+    from bitmail.store import open_store
     settings = config_module.load(config_file)
     async with open_store(settings.store) as store:
         [doc] = await store.get("message", {"owner": "alice", "folder": "sent"})

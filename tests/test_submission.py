@@ -41,7 +41,7 @@ async def submission(make_settings):
 
 async def submit(submission, raw: bytes, recipients: list[str],
                  sender: str = "robot@localhost") -> tuple[int, str]:
-    service, port, key = submission
+    _, port, key = submission
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
     await client.connect()
     try:

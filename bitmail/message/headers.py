@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 from email.header import Header
-from email.utils import formataddr
 from email.policy import SMTP, EmailPolicy
+from email.utils import formataddr
 from typing import Any
 
 from ..errors import ValidationError

@@ -44,6 +44,7 @@ from .base import (
     GroupCommit,
     Groups,
     Op,
+    StorageFull,
     Store,
     StoreError,
     StoreUnavailable,
@@ -376,18 +377,25 @@ class PostgresStore(Store):
 
     # -- writes ------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> list[Any]:
+    async def _commit(self, batch: Batch) -> list[Any]:
         return await self._group.submit(batch.ops)
 
     async def _apply(self, groups: Groups) -> list[Any]:
+        try:
+            return await self._apply_groups(groups)
+        except asyncpg.DiskFullError as exc:
+            raise StorageFull(f"PostgreSQL: {exc}") from exc
+
+    async def _apply_groups(self, groups: Groups) -> list[Any]:
         async with self._require_pool().acquire() as conn:
             try:
                 # Nearly always every batch goes: then savepoints, a round trip
                 # each way per batch, would only cost time.
                 async with conn.transaction():
                     return [[await self._op(conn, op) for op in ops] for ops in groups]
-            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
-                raise  # the connection is gone: the whole group fails
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError,
+                    asyncpg.DiskFullError):
+                raise  # the connection is gone, or the disk full: the whole group fails
             except Exception:  # handled below, batch by batch
                 pass
             # Some batch failed and took the transaction with it: again, each
@@ -409,8 +417,9 @@ class PostgresStore(Store):
                     return StoreError(f"deadlock: {exc}")
             except StoreError as exc:
                 return exc
-            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
-                raise  # the connection is gone: the whole group fails
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError,
+                    asyncpg.DiskFullError):
+                raise  # the connection is gone, or the disk full: the whole group fails
             except Exception as exc:  # a bad document, a failing update function
                 return StoreError(str(exc))
         raise AssertionError("unreachable")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -28,12 +29,15 @@ from .base import (
     GroupCommit,
     Groups,
     Op,
+    StorageFull,
     Store,
     StoreError,
     StoreUnavailable,
     check_key,
     contains,
 )
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -58,6 +62,12 @@ KINDS_SQL = """WITH RECURSIVE k(kind) AS (
     SELECT (SELECT min(kind) FROM docs WHERE docs.kind > k.kind) FROM k
     WHERE k.kind IS NOT NULL)
 SELECT kind FROM k WHERE kind IS NOT NULL"""
+
+
+def _storage_failed(exc: BaseException) -> bool:
+    """A write refused for want of room (SQLITE_FULL: SQLite turns ENOSPC into it)."""
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL)
 
 
 def _problem(exc: BaseException) -> str:
@@ -229,7 +239,7 @@ class SQLiteStore(Store):
 
     # -- writes ------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> list[Any]:
+    async def _commit(self, batch: Batch) -> list[Any]:
         return await self._group.submit(batch.ops)
 
     async def _apply(self, groups: Groups) -> list[Any]:
@@ -240,8 +250,8 @@ class SQLiteStore(Store):
         conn = self._wconn
         assert conn is not None
         results: list[Any] = []
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             for ops in groups:
                 # Each batch in its own savepoint: one bad batch fails alone.
                 conn.execute("SAVEPOINT batch")
@@ -249,12 +259,22 @@ class SQLiteStore(Store):
                     results.append([self._op(conn, op) for op in ops])
                     conn.execute("RELEASE batch")
                 except Exception as exc:
+                    if _storage_failed(exc):
+                        raise  # the whole transaction is lost, not only this batch
                     conn.execute("ROLLBACK TO batch")
                     conn.execute("RELEASE batch")
                     results.append(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may have rolled back by itself already (a full disk
+            # does); a ROLLBACK then would only hide the real error.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as again:
+                    log.error("rollback after %s failed too: %s", exc, again)
+            if _storage_failed(exc):
+                raise StorageFull(f"SQLite {self.path}: {exc}") from exc
             raise
         return results
 

@@ -8,12 +8,13 @@ from email.headerregistry import Address
 
 from aiohttp import web
 
-from .. import geo
+from .. import geo, idempotency, live
 from ..accounts import User
 from ..errors import NotFound, ValidationError
 from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
 from ..message.headers import MSG_ID
+from ..store import AlreadyExists
 from .downloads import content_disposition, with_inline_parts
 from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
 from .middlewares import read_json
@@ -71,14 +72,11 @@ async def send(request: web.Request) -> web.Response:
     """Accept a message: 202 only once it is durably stored."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        if not 1 <= len(key) <= 200:
-            raise ValidationError("must be 1 to 200 characters", field="Idempotency-Key")
-        first = await runtime.store.get_one("idempotency", {"id": f"{user.username}:{key}"})
-        if first:
-            return web.json_response(first["body"], status=first["status"])
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     payload = await read_json(request)
+    claim = idempotency.Claim.of(user.username, key, payload) if key else None
+    if claim and (first := await idempotency.first_answer(runtime.store, claim)):
+        return web.json_response(first, status=202)
     thread = None
     if isinstance(payload, dict) and payload.get("in_reply_to") is not None:
         thread = await _thread(runtime.mailbox, user, payload["in_reply_to"])
@@ -88,15 +86,14 @@ async def send(request: web.Request) -> web.Response:
         domain=runtime.settings.domain, max_size=runtime.settings.max_message_size,
         smtputf8=runtime.container.carries_smtputf8() if runtime.container else True,
         thread=thread)
-    message_id = await runtime.mailbox.accept(message, user.username)
-    if runtime.container:
-        runtime.container.wake()
-    body = {"id": message_id, "status": "queued", "message_id": message.message_id}
-    if key is not None:
-        await runtime.store.put("idempotency", {"status": 202, "body": body,
-                                                "username": user.username},
-                                id=f"{user.username}:{key}")
-    return web.json_response(body, status=202)
+    try:
+        message_id = await runtime.mailbox.accept(message, user.username, idempotency=claim)
+    except AlreadyExists:
+        # A request with the same key committed first: its answer is ours too.
+        assert claim is not None
+        first = await idempotency.first_answer(runtime.store, claim)
+        return web.json_response(first, status=202)
+    return web.json_response(idempotency.answer(message_id, message.message_id), status=202)
 
 
 async def _thread(mailbox: Mailbox, user: User, replied: object
@@ -190,26 +187,37 @@ async def attachment(request: web.Request) -> web.Response:
 
 @routes.get("/api/contacts")
 async def contacts(request: web.Request) -> web.Response:
+    """Addresses for the compose autocomplete: the caller's own correspondents,
+    and every local account only where `accounts.directory` allows it (off by
+    default: the list of accounts is nobody's business)."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
-    domain = runtime.settings.domain
-    own = [f"{name}@{domain}" for name in await runtime.accounts.usernames()
-           if name != user.username]
-    seen = await runtime.mailbox.contacts(user.username)
-    merged = list(dict.fromkeys([*seen, *own]))
-    return web.json_response({"contacts": [a for a in merged if a != user.address]})
+    merged = await runtime.mailbox.contacts(user.username)
+    if runtime.settings.directory:
+        domain = runtime.settings.domain
+        merged += [f"{name}@{domain}" for name in await runtime.accounts.usernames()]
+    return web.json_response(
+        {"contacts": [a for a in dict.fromkeys(merged) if a != user.address]})
 
 
 @routes.get("/api/geolists")
 async def geolists(request: web.Request) -> web.Response:
+    """The caller's GeoLists; none until they share a location (opt-in)."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
     domain = runtime.settings.domain
-    where = dict(await runtime.accounts.locations())
+    where = await geo.Places(runtime.store).everyone()
     others = [(f"{name}@{domain}", loc) for name, loc in where.items()
               if name != user.username]
     return web.json_response({"lists": geo.geolists(where.get(user.username), others),
                               "located": user.username in where})
+
+
+@routes.delete("/api/geolists")
+async def leave_geolists(request: web.Request) -> web.Response:
+    """Stop sharing a location: the caller's position is deleted."""
+    await geo.Places(request.app[RUNTIME].store).forget(user_of(request).username)
+    return web.Response(status=204)
 
 
 @routes.get("/api/providers")
@@ -237,13 +245,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            kind = payload.get("type")
-            if kind == "providers":
-                data = {"providers": payload["providers"]}
-            elif payload.get("owner") == username:
-                data = payload["message"]
-            else:
+            found = live.for_user(payload, username)
+            if found is None:
                 continue
+            kind, data = found
             await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
     except ConnectionResetError:
         pass  # the page went away

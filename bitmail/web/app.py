@@ -9,6 +9,7 @@ from aiohttp import web
 from ..errors import NotFound
 from ..runtime import Runtime
 from . import api, status, suppressions
+from .access import access
 from .hooks import add_routes as add_hook_routes
 from .keys import RUNTIME
 from .middlewares import authenticate, errors
@@ -35,7 +36,7 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     """The web application for a runtime whose store is already open."""
     app = web.Application(
         client_max_size=runtime.settings.web.max_body,
-        middlewares=[security_headers(https), errors, authenticate],
+        middlewares=[access, security_headers(https), errors, authenticate],
     )
     app[RUNTIME] = runtime
     app.router.add_routes(api.routes)

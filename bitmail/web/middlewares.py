@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .. import jsonlimits
 from ..errors import BitMailError, Forbidden, Unauthorized
+from ..store import StorageFull, StoreError
 from .keys import RUNTIME, SESSION, SESSION_COOKIE, USER
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PREFIXES = ("/hooks/", "/static/", "/healthz", "/metrics")
 PUBLIC_PATHS = {"/", "/index.html", "/favicon.ico"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Seconds a client is asked to wait: room on a disk takes an operator.
+STORAGE_RETRY_AFTER = 60
+STORE_RETRY_AFTER = 5
 
 
 def error_json(status: int, code: str, message: str, field: str | None = None) -> web.Response:
@@ -54,6 +58,20 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _reason_json(exc.status, exc.reason)
     except json.JSONDecodeError as exc:
         return error_json(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
+    except StorageFull as exc:
+        # Nothing was committed, so nothing was accepted; the client may
+        # retry the same request (with its Idempotency-Key) once there is room.
+        log.error("refused %s %s: the store is full: %s", request.method, request.path, exc)
+        response = error_json(503, "storage_full",
+                              "the service is out of storage space; try again later")
+        response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+        return response
+    except StoreError as exc:
+        log.error("refused %s %s: the store failed: %s", request.method, request.path, exc)
+        response = error_json(503, "store_unavailable",
+                              "the service cannot reach its storage; try again later")
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return response
     except ConnectionResetError:
         raise  # the client went away: nobody to answer
     except Exception:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conftest import Service, start_service
+from support.harness import Service, start_service
 
 
 @pytest.fixture

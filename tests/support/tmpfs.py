@@ -31,11 +31,11 @@ def fill(folder: Path, *, leave: int = 0) -> Path:
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs mounted at tmp_path/"tmpfs", unmounted afterwards; the
+    """A 16 MiB tmpfs mounted at tmp_path/"tmpfs", unmounted afterwards; the
     test is skipped when mounting is not permitted (not root, a container)."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs",
                            str(mount)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")

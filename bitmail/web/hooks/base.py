@@ -51,6 +51,7 @@ from ... import jsonlimits
 from ...config import ProviderSettings
 from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import Event, EventType
+from ...metrics import WEBHOOK_EVENTS
 from ...runtime import Runtime
 from ...store import AlreadyExists, Batch, Store, StoreError
 from ...store.base import new_id
@@ -476,6 +477,7 @@ class Webhook(ABC):
                 elif not isinstance(item, Notice):
                     results.append(await self.perform(app, provider, item))
             applied = True
+            _count(provider, items)
             batch = Batch()
             batch.update(KIND, key, {"state": "done",
                                      "result": "; ".join(results) or "nothing to do"})
@@ -515,10 +517,10 @@ class Webhook(ABC):
                          provider, ", ".join(str(e.type) for e in events), ", ".join(ids))
                 results.append("no such message")
                 continue
-            await runtime.mailbox.record(message, events, batch)
-            batch = Batch()
+            runtime.mailbox.record(batch, message, events)
             log.info("message %s: %s from %s", message,
-                     ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider)
+                     ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider,
+                     extra={"message_doc_id": message, "provider": provider})
             results.append(f"recorded on {message}")
         if batch.ops:
             await runtime.store.commit(batch)
@@ -555,8 +557,18 @@ class Webhook(ABC):
             return "no content"
         for name in users:
             doc_id = await runtime.mailbox.deliver(name, inbound.mime, received_via=provider)
-            log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id)
+            log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id,
+                     extra={"message_doc_id": doc_id, "provider": provider})
         return "delivered to " + ", ".join(users)
+
+
+def _count(provider: str, items: list[Any]) -> None:
+    """Webhook events applied, by provider and type ("inbound" for mail)."""
+    for item in items:
+        if isinstance(item, Notice):
+            WEBHOOK_EVENTS.labels(provider, str(item.type)).inc()
+        elif isinstance(item, Inbound):
+            WEBHOOK_EVENTS.labels(provider, "inbound").inc()
 
 
 def _replayed() -> BadSignature:

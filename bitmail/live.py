@@ -1,0 +1,53 @@
+"""Live updates: every payload published on the store is built here, and
+read here for the page's event stream.
+
+A payload is a JSON object with a `type`:
+
+- `message` — `{"type", "owner", "message": folder row}`: new mail in a folder;
+- `status` — `{"type", "owner", "message": {"id", "status", "recipients",
+  "events"}}`: a Sent copy's recipients moved on;
+- `providers` — `{"type", "providers": [provider snapshot, ...]}`: every
+  user may see the providers' health.
+
+They travel between processes as JSON (PostgreSQL NOTIFY), so they hold only
+JSON values.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    MESSAGE = "message"
+    STATUS = "status"
+    PROVIDERS = "providers"
+
+
+def new_message(owner: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Mail arrived in one of `owner`'s folders; `row` as a folder lists it."""
+    return {"type": Kind.MESSAGE.value, "owner": owner, "message": row}
+
+
+def status(doc: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Sent copy `doc` after `events` (as stored on it) were applied."""
+    return {"type": Kind.STATUS.value, "owner": doc["owner"], "message": {
+        "id": doc["id"], "status": doc["status"], "recipients": doc["recipients"],
+        "events": events}}
+
+
+def providers(snapshot: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every provider's state and figures, as GET /api/providers gives them."""
+    return {"type": Kind.PROVIDERS.value, "providers": snapshot}
+
+
+def for_user(payload: dict[str, Any], username: str) -> tuple[str, Any] | None:
+    """(event name, data) of a payload for `username`'s page, or None when it
+    is none of theirs."""
+    kind = payload.get("type")
+    if kind == Kind.PROVIDERS:
+        return kind, {"providers": payload["providers"]}
+    if kind in (Kind.MESSAGE, Kind.STATUS) and payload.get("owner") == username:
+        return kind, payload["message"]
+    return None
