@@ -1,8 +1,11 @@
 """SMTP submission (aiosmtpd) into the same accept path as the HTTP API.
 
 Programs log in with AUTH (username and an API key, or the password). aiosmtpd
-calls its authenticator synchronously, so AUTH only records the credentials;
-they are checked, off the event loop, when MAIL FROM arrives.
+calls its authenticator synchronously, so the handler's own `auth_PLAIN` and
+`auth_LOGIN` (aiosmtpd calls a handler's `auth_<MECHANISM>` in place of its
+built-in one) let aiosmtpd decode the exchange, then check the credentials
+awaiting the store and the password hasher. A wrong credential gets 535 at
+once (RFC 4954 §6); the login limiter shared with the page may answer 454.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from .errors import BitMailError, TooLarge
+from .accounts import User
+from .errors import BitMailError, RateLimited, TooLarge
 from .hosts import is_loopback
 from .message import MAX_RECIPIENTS, check_envelope_address, submitted
 from .message.submission import SubmissionRefused, replace_message_id
@@ -25,11 +29,11 @@ from .store import StorageFull, StoreError
 log = logging.getLogger(__name__)
 
 
-def _record_credentials(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                        data: Any) -> AuthResult:
-    if not isinstance(data, LoginPassword):
-        return AuthResult(success=False, handled=False)
-    return AuthResult(success=True, auth_data=data)
+def _decoded_only(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                  data: Any) -> AuthResult:
+    """aiosmtpd's synchronous authenticator: only hands the decoded
+    credentials back to SubmissionHandler._check, which really checks them."""
+    return AuthResult(success=isinstance(data, LoginPassword), auth_data=data, handled=False)
 
 
 class SubmissionHandler:
@@ -38,16 +42,35 @@ class SubmissionHandler:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._check(server, await server.auth_PLAIN(server, args))
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._check(server, await server.auth_LOGIN(server, args))
+
+    async def _check(self, server: SMTP, decoded: AuthResult) -> AuthResult:
+        creds = decoded.auth_data
+        if not decoded.success or not isinstance(creds, LoginPassword):
+            return decoded  # aiosmtpd has answered already (bad base64, '*')
+        peer = server.session.peer if server.session else None
+        client = peer[0] if isinstance(peer, tuple) else str(peer)
+        try:
+            user = await self.runtime.accounts.authenticate(
+                creds.login.decode(errors="replace"), creds.password.decode(errors="replace"),
+                client=client)
+        except RateLimited as exc:
+            return AuthResult(success=False, handled=False,
+                              message=f"454 4.7.0 {exc.message}")
+        if user is None:
+            return AuthResult(success=False, handled=False,
+                              message="535 5.7.8 Authentication credentials invalid")
+        return AuthResult(success=True, auth_data=user)
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        creds = session.auth_data
-        if not isinstance(creds, LoginPassword):
+        user = session.auth_data
+        if not isinstance(user, User):
             return "530 5.7.0 Authentication required"
-        user = await self.runtime.accounts.authenticate(creds.login.decode(),
-                                                        creds.password.decode())
-        if user is None:
-            session.auth_data = None
-            return "535 5.7.8 Authentication credentials invalid"
         session.bitmail_user = user  # type: ignore[attr-defined]
         if address.strip("<>").lower() != user.address.lower():
             # RFC 6409 §6.1: the submission server decides who may send.
@@ -128,7 +151,7 @@ async def start_smtp(runtime: Runtime, host: str, port: int,
             warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS",
                                     UserWarning)
             return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
-                        hostname=runtime.settings.domain, authenticator=_record_credentials,
+                        hostname=runtime.settings.domain, authenticator=_decoded_only,
                         auth_required=True, auth_require_tls=not loopback, tls_context=tls,
                         require_starttls=tls is not None and not loopback,
                         enable_SMTPUTF8=True)

@@ -349,7 +349,7 @@ def inbound_form(recipient: str = "dana@localhost", key: str = MAILGUN_KEY, *,
 
 
 async def test_inbound_mail_lands_in_the_inbox_with_its_attachment_and_html(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     resp = await hook_service.client.post("/hooks/mailgun/inbound", data=inbound_form())
     assert resp.status == 200, await resp.text()
     await hooks_idle(hook_service)
@@ -364,7 +364,7 @@ async def test_inbound_mail_lands_in_the_inbox_with_its_attachment_and_html(hook
 
 
 async def test_inbound_mime_variant_lands_in_the_inbox(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     from email.message import EmailMessage
 
     mail = EmailMessage()
@@ -392,7 +392,7 @@ async def test_inbound_for_an_unknown_user_is_406_and_stores_nothing(hook_servic
 
 
 async def test_inbound_with_a_forged_signature_is_refused(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     before = await hook_counts(hook_service)
     resp = await hook_service.client.post("/hooks/mailgun/inbound",
                                           data=inbound_form(key="forged"))
@@ -401,7 +401,7 @@ async def test_inbound_with_a_forged_signature_is_refused(hook_service):
 
 
 async def test_inbound_on_a_provider_path_accepts_only_that_providers_key(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     before = await hook_counts(hook_service)
     wrong = await hook_service.client.post("/hooks/mailgun/inbound/mailgun-eu",
                                            data=inbound_form())
@@ -416,7 +416,7 @@ async def test_inbound_on_a_provider_path_accepts_only_that_providers_key(hook_s
 
 
 async def test_inbound_with_broken_message_headers_is_refused(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     before = await hook_counts(hook_service)
     resp = await hook_service.client.post(
         "/hooks/mailgun/inbound", data=inbound_form(**{"message-headers": "[[1"}))
@@ -426,7 +426,7 @@ async def test_inbound_with_broken_message_headers_is_refused(hook_service):
 
 
 async def test_inbound_oversize_is_refused(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     form = inbound_form()
     form.add_field("attachment-2", b"\0" * (30 * 1024 * 1024), filename="big.bin",
                    content_type="application/octet-stream")

@@ -275,7 +275,7 @@ def inbound_event(recipient: str = "dana@localhost") -> dict:
 
 
 async def test_inbound_mail_lands_in_the_inbox_with_its_attachment(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     resp = await post(hook_service, [inbound_event()])
     assert resp.status == 200, await resp.text()
     await hooks_idle(hook_service)

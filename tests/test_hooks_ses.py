@@ -478,7 +478,7 @@ def mime_with_attachment() -> bytes:
 @pytest.mark.parametrize("encoding", ["BASE64", "UTF8"])
 async def test_received_mail_lands_in_the_inbox_with_its_attachment(hook_service, fake_sns,
                                                                     key, encoding):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     mime = mime_with_attachment()
     if encoding == "UTF8":  # raw content must be text: use a text attachment
         mime = mime.replace(b"image/png", b"text/plain")

@@ -377,6 +377,14 @@ class Store(ABC):
         batch.delete(kind, id)
         return (await self.commit(batch))[0]
 
+    async def expire(self, kind: str, now: float) -> int:
+        """Delete every document of `kind` whose number `expires` is below
+        `now` (Unix seconds); how many went. For sessions, rate-limit
+        counters and other documents with a lifetime."""
+        batch = Batch()
+        batch.ops.append(Op("expire", kind, args={"now": float(now)}))
+        return (await self.commit(batch))[0]
+
     async def get_one(self, kind: str, subset: Document) -> Document | None:
         found = await self.get(kind, subset, limit=1)
         return found[0] if found else None

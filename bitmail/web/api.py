@@ -15,8 +15,9 @@ from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
 from ..message.headers import MSG_ID
 from ..store import AlreadyExists
+from .credentials import CredentialWatch
 from .downloads import content_disposition, with_inline_parts
-from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
+from .keys import CREDENTIAL, RUNTIME, SESSION_COOKIE, operator_of, session_of, user_of
 from .middlewares import read_json
 from .params import MAX_CURSOR, query_int
 
@@ -24,10 +25,11 @@ routes = web.RouteTableDef()
 FOLDERS = ("inbox", "sent")
 
 
-def _me(request: web.Request, user: User, csrf: str | None = None) -> dict:
-    settings = request.app[RUNTIME].settings
+async def _me(request: web.Request, user: User, csrf: str | None = None) -> dict:
+    runtime = request.app[RUNTIME]
+    settings = runtime.settings
     out = {"username": user.username, "address": user.address,
-           "operator": user.username in settings.operators,
+           "operator": await runtime.accounts.is_operator(user.username),
            "max_message_size": settings.max_message_size}
     if csrf:
         out["csrf_token"] = csrf
@@ -43,7 +45,7 @@ async def login(request: web.Request) -> web.Response:
     session, created = await runtime.accounts.login(
         body.get("username"), body.get("password"), client=request.remote or "unknown",
         location=body.get("location"))
-    me = _me(request, session.user, session.csrf_token)
+    me = await _me(request, session.user, session.csrf_token)
     response = web.json_response({**me, "created": created}, status=201 if created else 200)
     response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="Strict",
                         secure=request.secure, path="/", max_age=14 * 24 * 3600)
@@ -64,7 +66,7 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     session = session_of(request)
     csrf = session.csrf_token if session else None
-    return web.json_response(_me(request, user_of(request), csrf))
+    return web.json_response(await _me(request, user_of(request), csrf))
 
 
 @routes.post("/api/messages")
@@ -222,16 +224,22 @@ async def leave_geolists(request: web.Request) -> web.Response:
 
 @routes.get("/api/providers")
 async def providers(request: web.Request) -> web.Response:
+    await operator_of(request)  # provider names, error texts and rates are the operator's
     container = request.app[RUNTIME].container
     return web.json_response({"providers": container.snapshot() if container else []})
 
 
 @routes.get("/api/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: new mail, status changes and provider figures, for
-    this user only."""
+    """Server-sent events: new mail, status changes (and provider figures for
+    an operator), for this user only. The stream ends when the session or API
+    key it was opened with ends (logout, expiry, revocation), in any process."""
     runtime = request.app[RUNTIME]
     username = user_of(request).username
+    session = session_of(request)
+    watch = CredentialWatch(runtime.accounts, request[CREDENTIAL],
+                            expires=session.expires if session else None)
+    operator = await runtime.accounts.is_operator(username)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-store",
         "X-Accel-Buffering": "no"})
@@ -241,11 +249,16 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         while True:
             try:
-                payload = await asyncio.wait_for(sub.queue.get(), 15.0)
+                payload = await asyncio.wait_for(sub.queue.get(), watch.timeout())
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                if not await watch.alive():
+                    break
+                if watch.keep_alive_due():
+                    await response.write(b": keep-alive\n\n")
                 continue
-            found = live.for_user(payload, username)
+            if watch.ended_by(payload):
+                break
+            found = live.for_user(payload, username, operator=operator)
             if found is None:
                 continue
             kind, data = found

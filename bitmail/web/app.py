@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..errors import NotFound
 from ..runtime import Runtime
-from . import api, status, suppressions
+from . import account_api, api, status, suppressions
 from .access import access
 from .hooks import add_routes as add_hook_routes
 from .keys import RUNTIME
@@ -40,6 +40,8 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     )
     app[RUNTIME] = runtime
     app.router.add_routes(api.routes)
+    app.router.add_routes(account_api.routes)
+    app.cleanup_ctx.append(account_api.housekeeping)
     app.router.add_routes(status.routes)
     app.router.add_routes(suppressions.routes)
     add_hook_routes(app)

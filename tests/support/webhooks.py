@@ -13,7 +13,7 @@ from bitmail.mta.outcomes import SendResult
 from bitmail.mta.provider import Job, Provider
 from bitmail.store import Batch
 
-from support.harness import Service, start_service, wait_for
+from support.harness import PASSWORD, Service, start_service, wait_for
 
 MAILGUN_KEY = "mailgun-signing-key"
 MAILGUN_EU_KEY = "mailgun-eu-signing-key"
@@ -26,9 +26,6 @@ HOOK_KINDS = ("webhook", "webhook_pending", "webhook_token", "message", "body", 
               "tracking", "outbox", "user")
 
 HOOK_CONFIG = f"""
-[accounts]
-operators = ["alice"]
-
 [[mta.providers]]
 name = "local"
 type = "local"
@@ -92,6 +89,8 @@ async def hook_service(make_settings, monkeypatch) -> AsyncIterator[Service]:
                        ("mandrill", "StubMandrill")):
         monkeypatch.setitem(PROVIDER_TYPES, ptype, f"support.webhooks:{cls}")
     async with start_service(make_settings(HOOK_CONFIG)) as svc:
+        # alice is the operator (test_suppression.py).
+        await svc.runtime.accounts.create("alice", PASSWORD, operator=True)
         yield svc
 
 
