@@ -61,6 +61,12 @@ class SubmissionHandler:
         except RateLimited as exc:
             return AuthResult(success=False, handled=False,
                               message=f"454 4.7.0 {exc.message}")
+        except StoreError as exc:
+            # The counters or the account could not be read or written: a
+            # temporary failure (RFC 4954 §6), never a guess let through.
+            log.error("SMTP AUTH from %s: the store failed: %s", client, exc)
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
         if user is None:
             return AuthResult(success=False, handled=False,
                               message="535 5.7.8 Authentication credentials invalid")

@@ -322,3 +322,43 @@ async def test_refused_credentials_are_counted_in_the_metrics_by_way_in(service)
     assert await service.runtime.accounts.authenticate("alice", "wrong", client=OWNER) is None
     assert {via: failures(via) - before[via] for via in before} == {
         "web": 1, "smtp": 1, "api_key": 1}
+
+
+async def test_the_service_purges_on_its_own(make_settings):
+    """The running application purges at start and every PURGE_EVERY seconds."""
+    from conftest import wait_for
+
+    settings = make_settings()
+    async with start_service(settings) as first:
+        await first.runtime.store.put("session", {"username": "x", "csrf": "c", "expires": 1.0},
+                                      id="stale")
+        await first.runtime.store.put("ratelimit", {"n": 9, "expires": 1.0}, id="addr:stale")
+    async with start_service(settings) as again:
+        store = again.runtime.store
+        await wait_for(_gone(store, "session", "stale"))
+        await wait_for(_gone(store, "ratelimit", "addr:stale"))
+
+
+def _gone(store, kind: str, doc_id: str):
+    async def check() -> bool:
+        return await store.get_one(kind, {"id": doc_id}) is None
+    return check
+
+
+async def test_a_store_failure_during_smtp_auth_is_a_temporary_refusal(service, monkeypatch):
+    from bitmail.store import StoreError
+
+    await service.runtime.accounts.create("robot", PASSWORD)
+
+    async def broken(*args, **kw):
+        raise StoreError("the database went away")
+
+    monkeypatch.setattr(service.runtime.accounts.limiter, "begin", broken)
+    async with smtp_server(service) as port:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await smtp.connect()
+        await smtp.ehlo()
+        with pytest.raises(aiosmtplib.SMTPResponseException) as err:
+            await smtp.auth_plain("robot", PASSWORD)
+        assert err.value.code == 454 and "Temporary" in err.value.message
+        await smtp.quit()

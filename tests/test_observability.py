@@ -81,6 +81,15 @@ async def test_requests_are_counted_by_route_template_not_by_path(service):
     assert "nope-" not in text
 
 
+async def test_a_wrong_password_is_a_login_failure(service):
+    await service.login("alice", "right-password-1")
+    before = value("bitmail_login_failures_total", via="web")
+    resp = await service.client.post("/api/session",
+                                     json={"username": "alice", "password": "wrong-password"})
+    assert resp.status == 401
+    assert value("bitmail_login_failures_total", via="web") == before + 1
+
+
 async def test_store_commits_are_timed(store_url):
     engine = "sqlite" if store_url.startswith("sqlite") else "postgres"
     async with open_store(store_url) as store:
