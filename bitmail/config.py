@@ -195,10 +195,13 @@ def _provider(raw: Any, index: int, environ: dict[str, str]) -> ProviderSettings
     )
     if failure.threshold < 1:
         raise ConfigError(f"{where}.failure.threshold: must be at least 1")
-    webhook_keys = {"webhook_signing_key", "webhook_key", "webhook_url", "sns_topics"}
+    webhook_keys = {"webhook_signing_key", "webhook_key", "webhook_url", "sns_topics",
+                    "sns_max_age"}
     options = {k: v for k, v in raw.items()
                if k not in ("name", "type", "failure") and k not in webhook_keys}
     webhook = {k: v for k, v in raw.items() if k in webhook_keys}
+    if "sns_max_age" in webhook:  # how old a signed SNS message may be (its retry window)
+        webhook["sns_max_age"] = parse_duration(webhook["sns_max_age"], f"{where}.sns_max_age")
     return ProviderSettings(name=name or ptype, type=ptype, failure=failure,
                             options=options, webhook=webhook)
 

@@ -469,4 +469,4 @@ def test_attached_text_in_any_charset_arrives_byte_for_byte(charset):
     ("résumé.pdf", "résumé.pdf"),
 ])
 def test_safe_filename(name, want):
-    assert safe_filename(name, 0, "application/pdf") == want
+    assert safe_filename(name, "application/pdf", 0) == want

@@ -139,8 +139,9 @@ async def test_inline_images_render_in_the_html_view_as_data_urls(service):
 
 @pytest.mark.parametrize("filename,fallback,served", [
     ("Grüße.pdf", "Gr__e.pdf", "Grüße.pdf"),
-    # A trailing backslash is a path separator: the base name is served.
-    ('a "quoted" name\\', "a _quoted_ name", 'a "quoted" name'),
+    ('a "quoted" name.txt', "a _quoted_ name.txt", 'a "quoted" name.txt'),
+    # A trailing backslash is a path separator naming no file: a name is made.
+    ("folder\\", "attachment-1.bin", "attachment-1.bin"),
     ("100% sure.txt", "100_ sure.txt", "100% sure.txt")])
 async def test_21_downloads_name_the_file_as_rfc_6266_says(service, filename, fallback,
                                                            served):

@@ -140,9 +140,7 @@ async def test_webhook_events_are_counted_by_provider_and_type(hook_service):
                        "message": {"headers": {"message-id": message["message_id"].strip("<>")}},
                        "delivery-status": {"code": 250, "message": "OK"}}})
     assert resp.status == 200, await resp.text()
-    from bitmail.web.hooks import BACKGROUND
-
-    await hook_service.client.app[BACKGROUND].idle()
+    await hook_service.runtime.notices.idle()
     assert value("bitmail_webhook_events_total", provider="mailgun",
                  type="delivered") == before + 1
 

@@ -11,8 +11,9 @@
 
 from .addresses import check_envelope_address, envelope, flatten, parse_address, parse_address_list
 from .compose import parse_message
+from .filenames import safe_filename
 from .model import DEFAULT_MAX_SIZE, MAX_RECIPIENTS, Message, new_message_id
-from .reading import Content, Part, read_content, read_part, read_summary, safe_filename
+from .reading import Content, Part, read_content, read_part, read_summary
 from .submission import submitted
 
 __all__ = [

@@ -9,7 +9,6 @@ with an index that stays the same for the same bytes).
 
 from __future__ import annotations
 
-import mimetypes
 import re
 import time
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from html.parser import HTMLParser
 from typing import Any
+
+from .filenames import safe_filename
 
 PREVIEW = 140  # characters of body text a folder row shows
 _CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
@@ -110,18 +111,6 @@ def read_part(raw: bytes, index: int) -> tuple[Part, bytes] | None:
     return content.parts[index], _bytes_of(leaf)
 
 
-def safe_filename(name: str | None, index: int, content_type: str) -> str:
-    """A file name a person and a file system can use: the base name of a
-    Windows or POSIX path, without control characters; an empty or dots-only
-    name becomes `attachment-N.ext` (the extension from the content type)."""
-    base = re.split(r"[\\/]", (name or "").rstrip("\\/"))[-1]
-    base = _CONTROLS.sub("", base).strip()
-    if not base.strip("."):
-        extension = mimetypes.guess_extension(content_type) or ".bin"
-        return f"attachment-{index + 1}{extension}"
-    return base[:255]
-
-
 def html_to_text(html: str) -> str:
     """The words of an HTML document, for previews and search (not for display)."""
     if not html:
@@ -178,7 +167,7 @@ def _describe(index: int, part: EmailMessage) -> Part:
         inner = part.get_payload(0) if part.is_multipart() else None
         subject = _header(inner.get("Subject")) if inner is not None else ""
         name = f"{subject or 'message'}.eml"
-    return Part(index=index, filename=safe_filename(name, index, content_type),
+    return Part(index=index, filename=safe_filename(name, content_type, index),
                 content_type=content_type, size=len(_bytes_of(part)), content_id=cid,
                 inline=inline)
 

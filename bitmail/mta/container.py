@@ -123,6 +123,13 @@ class Container:
         when mail is enqueued in this process)."""
         self.outbox.added.set()
 
+    def count_event(self, provider: str, event: str) -> None:
+        """A provider's webhook reported `event` (bounced, complained, …): its
+        figures count it (the bounce and complaint rates)."""
+        slot = self.slots.get(provider)
+        if slot is not None:
+            slot.figures.events[str(event)] += 1
+
     # -- claiming and dispatch --------------------------------------------
 
     def _candidates(self, job_id: str | None = None, *, room: bool = True,

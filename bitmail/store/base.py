@@ -33,6 +33,7 @@ Change = dict[str, Any] | Callable[[Document], Document | None]
 INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "message": (("owner", "folder"), ("message_id",)),
     "outbox": (("due",),),
+    "notice": (("due",),),  # recorded webhook notices, claimed like the outbox
 }
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 
