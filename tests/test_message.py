@@ -328,7 +328,7 @@ def test_16_no_input_string_adds_a_header_line_or_a_mime_part(subject, name, val
     assert len(list(mail.iter_parts())) == 2
     assert folded(str(mail["X-Tag"])) == folded(value)
     assert folded(str(mail["Subject"] or "")) == folded(subject)
-    assert mail["To"].addresses[0].display_name == folded(name)
+    assert folded(mail["To"].addresses[0].display_name) == folded(name)
     [part] = mail.iter_attachments()
     assert folded(part.get_filename()) == folded(filename or "f")
 
