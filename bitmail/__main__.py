@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _account_commands(sub: argparse._SubParsersAction) -> None:
+def _account_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`user add|set|list` and `apikey create|list|revoke`."""
     p = sub.add_parser("apikey", help="API keys: create USERNAME, list [USERNAME], revoke ID")
     p.add_argument("action", choices=["create", "list", "revoke"])
@@ -103,7 +103,7 @@ async def _user(args: argparse.Namespace, accounts: Accounts) -> int:
     return 0
 
 
-def _store_commands(sub: argparse._SubParsersAction) -> None:
+def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`migrate`, and `store copy SRC DST`."""
     sub.add_parser("migrate", help="bring the configured store's schema up to date")
     p = sub.add_parser("store", help="the store as a whole")
