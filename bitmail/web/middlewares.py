@@ -12,7 +12,7 @@ from aiohttp import web
 from .. import jsonlimits
 from ..apikeys import digest as key_digest
 from ..errors import BitMailError, Forbidden, Unauthorized
-from ..store import StorageFull, StoreError
+from ..store import AlreadyExists, StorageFull, StoreError
 from .keys import CREDENTIAL, RUNTIME, SESSION, SESSION_COOKIE, USER
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _reason_json(exc.status, exc.reason)
     except json.JSONDecodeError as exc:
         return error_json(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
+    except AlreadyExists:
+        return error_json(409, "conflict", "this was created already (by another request)")
     except StorageFull as exc:
         # Nothing was committed, so nothing was accepted; the client may
         # retry the same request (with its Idempotency-Key) once there is room.
