@@ -9,7 +9,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from . import config, logs
 from .accounts import Accounts
@@ -193,6 +194,23 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
+def run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:
+    """Run the service on uvloop (setting `event_loop`: "auto" takes it when
+    installed, "uvloop" insists, "asyncio" keeps the standard loop).
+
+    uvloop is a drop-in loop written on libuv: the same asyncio API, less time
+    per callback and per socket operation."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise config.ConfigError("event_loop: uvloop is not installed") from None
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -201,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             if args.self_signed:
                 settings = with_self_signed(settings)
-            return asyncio.run(serve(settings))
+            return run_loop(serve(settings), settings.event_loop)
         if args.command in ("migrate", "store"):
             return asyncio.run(_store_admin(args, settings))
         return asyncio.run(_admin(args, settings))

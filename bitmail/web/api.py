@@ -174,10 +174,9 @@ async def attachment(request: web.Request) -> web.Response:
     mailbox = request.app[RUNTIME].mailbox
     doc = await mailbox.get(user_of(request).username, request.match_info["id"])
     mime = await mailbox.mime(doc)
-    try:
-        found = read_part(mime, int(request.match_info["index"])) if mime else None
-    except ValueError:
-        found = None
+    index = request.match_info["index"]
+    # Digits only: "-1" or "+1" are not part numbers.
+    found = read_part(mime, int(index)) if mime and index.isdigit() else None
     if found is None:
         raise NotFound("no such attachment")
     part, data = found

@@ -11,7 +11,7 @@ structure still render.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 
 from aiohttp import web
 
@@ -29,6 +29,7 @@ CSP = "; ".join((
 HSTS = "max-age=31536000; includeSubDomains"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def header_values(https: bool) -> dict[str, str]:
@@ -46,12 +47,12 @@ def header_values(https: bool) -> dict[str, str]:
     return headers
 
 
-def security_headers(https: bool):
+def security_headers(https: bool) -> Middleware:
     """Middleware adding CSP, nosniff, referrer, opener and framing policies
     (and HSTS when served over HTTPS). A handler's own value wins."""
     values = header_values(https)
 
-    def apply(headers) -> None:
+    def apply(headers: MutableMapping[str, str]) -> None:
         for name, value in values.items():
             headers.setdefault(name, value)
 
