@@ -193,7 +193,17 @@ def _text_of(part: EmailMessage | None) -> str:
 
 
 def _header(value: Any) -> str:
-    return "" if value is None else _CONTROLS.sub(" ", str(value))
+    return "" if value is None else _CONTROLS.sub(" ", _utf8(str(value)))
+
+
+def _utf8(text: str) -> str:
+    """The parser keeps raw 8-bit header bytes as surrogate escapes; UTF-8
+    headers (RFC 6532) are text, anything else shows as U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _addresses(mail: EmailMessage, name: str) -> list[tuple[str, str]]:
@@ -204,12 +214,13 @@ def _addresses(mail: EmailMessage, name: str) -> list[tuple[str, str]]:
             addresses = header.addresses
         except (AttributeError, TypeError, ValueError, IndexError):
             continue
-        out.extend((_header(str(a)), a.addr_spec) for a in addresses if a.addr_spec != "<>")
+        out.extend((_header(str(a)), _utf8(a.addr_spec)) for a in addresses
+                   if a.addr_spec != "<>")
     return out
 
 
 def _msg_ids(value: Any) -> list[str]:
-    return re.findall(r"<[^<>\s]+>", str(value)) if value is not None else []
+    return re.findall(r"<[^<>\s]+>", _utf8(str(value))) if value is not None else []
 
 
 def _date(mail: EmailMessage) -> float:
