@@ -49,7 +49,7 @@ async def metrics(request: web.Request) -> web.Response:
                                  await runtime.outbox.oldest_age(),
                                  list(runtime.container.slots.values())
                                  if runtime.container else [])
-    body = generate_latest(REGISTRY) + generate_latest(now_figures)  # type: ignore[arg-type]
+    body = generate_latest(REGISTRY) + generate_latest(now_figures)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
