@@ -382,6 +382,10 @@ class Container:
 
     # -- figures ---------------------------------------------------------------
 
+    def figures(self) -> list[tuple[str, State, Figures]]:
+        """Each provider's name, state and figures (for /metrics)."""
+        return [(s.name, s.health.state, s.figures) for s in self.slots.values()]
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Each provider's state and figures, as GET /api/providers shows them."""
         out = []
