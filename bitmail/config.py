@@ -210,7 +210,7 @@ def _provider(raw: Any, index: int, environ: dict[str, str]) -> ProviderSettings
                             options=options, webhook=webhook)
 
 
-def load(path: str | os.PathLike | None = None,
+def load(path: str | os.PathLike[str] | None = None,
          environ: dict[str, str] | None = None) -> Settings:
     """Settings from the file (or BITMAIL_CONFIG, or none) and the environment."""
     environ = dict(os.environ if environ is None else environ)

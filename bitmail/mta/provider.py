@@ -45,6 +45,9 @@ class Provider(ABC):
     #: The most recipients one call may name, as the provider documents it
     #: (None: no limit). The runner sends a job with more in several calls.
     max_recipients: int | None = None
+    #: Whether it can send a message whose addresses have UTF-8 local parts
+    #: (SMTPUTF8, RFC 6531). The HTTP APIs take ASCII addresses only.
+    smtputf8: bool = False
 
     def __init__(self, name: str, **options: Any):
         self.name = name

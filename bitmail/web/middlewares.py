@@ -49,8 +49,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return _reason_json(response.status, response.reason)
         return response
     except BitMailError as exc:
-        headers = ({"Retry-After": str(exc.retry_after)}
-                   if getattr(exc, "retry_after", None) is not None else None)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return web.json_response(exc.to_json(), status=exc.status, headers=headers)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[RUNTIME].settings.web.max_body
