@@ -42,6 +42,9 @@ class ProviderSettings:
     webhook: dict[str, Any] = field(default_factory=dict)
 
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
 @dataclass(frozen=True, slots=True)
 class WebSettings:
     host: str = "127.0.0.1"
@@ -64,7 +67,7 @@ class MtaSettings:
     retry_max: float = 600.0
     send_timeout: float = 30.0
     queue_size: int = 64
-    concurrency: int = 8
+    concurrency: int = 16  # sends in flight per provider: round trips overlap
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
     smtp_port: int | None = None  # SMTP submission, off unless set
+    event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -195,15 +199,18 @@ def _provider(raw: Any, index: int, environ: dict[str, str]) -> ProviderSettings
     )
     if failure.threshold < 1:
         raise ConfigError(f"{where}.failure.threshold: must be at least 1")
-    webhook_keys = {"webhook_signing_key", "webhook_key", "webhook_url", "sns_topics"}
+    webhook_keys = {"webhook_signing_key", "webhook_key", "webhook_url", "sns_topics",
+                    "sns_max_age"}
     options = {k: v for k, v in raw.items()
                if k not in ("name", "type", "failure") and k not in webhook_keys}
     webhook = {k: v for k, v in raw.items() if k in webhook_keys}
+    if "sns_max_age" in webhook:  # how old a signed SNS message may be (its retry window)
+        webhook["sns_max_age"] = parse_duration(webhook["sns_max_age"], f"{where}.sns_max_age")
     return ProviderSettings(name=name or ptype, type=ptype, failure=failure,
                             options=options, webhook=webhook)
 
 
-def load(path: str | os.PathLike | None = None,
+def load(path: str | os.PathLike[str] | None = None,
          environ: dict[str, str] | None = None) -> Settings:
     """Settings from the file (or BITMAIL_CONFIG, or none) and the environment."""
     environ = dict(os.environ if environ is None else environ)
@@ -218,7 +225,10 @@ def load(path: str | os.PathLike | None = None,
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     _env_overrides(raw, environ)
     _check_keys(raw, {"domain", "data_dir", "max_message_size", "web", "store", "mta",
-                      "accounts", "smtp", "log"}, "")
+                      "accounts", "smtp", "log", "event_loop"}, "")
+    event_loop = _typed(raw.get("event_loop", "auto"), str, "event_loop")
+    if event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop: must be one of {', '.join(EVENT_LOOPS)}")
     domain = _typed(raw.get("domain", "localhost"), str, "domain").lower()
     if not re.match(r"^[a-z0-9.-]+$", domain):
         raise ConfigError(f"domain: {domain!r} is not a domain name")
@@ -273,7 +283,7 @@ def load(path: str | os.PathLike | None = None,
         retry_max=parse_duration(mta_raw.get("retry_max", 600), "mta.retry_max"),
         send_timeout=parse_duration(mta_raw.get("send_timeout", 30), "mta.send_timeout"),
         queue_size=_typed(mta_raw.get("queue_size", 64), int, "mta.queue_size"),
-        concurrency=_typed(mta_raw.get("concurrency", 8), int, "mta.concurrency"),
+        concurrency=_typed(mta_raw.get("concurrency", 16), int, "mta.concurrency"),
     )
     accounts_raw = raw.get("accounts", {})
     _check_keys(accounts_raw, {"open_signup", "operators", "directory"}, "accounts")
@@ -298,6 +308,7 @@ def load(path: str | os.PathLike | None = None,
         web=web,
         mta=mta,
         smtp_port=_typed(smtp_raw["port"], int, "smtp.port") if "port" in smtp_raw else None,
+        event_loop=event_loop,
         log=log,
     )
 

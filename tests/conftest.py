@@ -58,6 +58,7 @@ from support.webhooks import (
     inbox,
     recipient_status,
     sent_message,
+    sent_through,
     track,
 )
 

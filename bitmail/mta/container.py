@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..clock import Clock
 from ..config import FailurePolicy, MtaSettings
 from ..events import Event, EventType
 from ..mailbox import Mailbox
@@ -58,18 +58,20 @@ class Container:
 
     def __init__(self, providers: list[tuple[Provider, FailurePolicy]], outbox: Outbox,
                  mailbox: Mailbox, settings: MtaSettings | None = None,
-                 scheduler: Scheduler | None = None, board: HealthBoard | None = None):
+                 scheduler: Scheduler | None = None, board: HealthBoard | None = None,
+                 clock: Clock | None = None):
         self.settings = settings or MtaSettings()
         self.outbox = outbox
         self.mailbox = mailbox
         self.store = outbox.store
-        self.board = board or HealthBoard(outbox.store, outbox.owner)
+        self.clock = clock or outbox.clock  # one clock for leases, health and back-off
+        self.board = board or HealthBoard(outbox.store, outbox.owner, clock=self.clock)
         self.events: asyncio.Queue[Attempt] = asyncio.Queue()
         self.slots = {
             p.name: Slot(ProviderRunner(p, self.events, queue_size=self.settings.queue_size,
                                         concurrency=self.settings.concurrency,
                                         timeout=self.settings.send_timeout),
-                         ThresholdHealth(policy))
+                         ThresholdHealth(policy, clock=self.clock.monotonic))
             for p, policy in providers
         }
         self.scheduler = scheduler or make_scheduler(self.settings.scheduler, list(self.slots))
@@ -78,6 +80,7 @@ class Container:
         self._tried: dict[str, set[str]] = {}
         self._tasks: list[asyncio.Task] = []
         self._writes: set[asyncio.Task] = set()
+        self.turns = 0  # times the claim loop went round (tests wait for the next one)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -120,23 +123,38 @@ class Container:
         when mail is enqueued in this process)."""
         self.outbox.added.set()
 
+    def count_event(self, provider: str, event: str) -> None:
+        """A provider's webhook reported `event` (bounced, complained, …): its
+        figures count it (the bounce and complaint rates)."""
+        slot = self.slots.get(provider)
+        if slot is not None:
+            slot.figures.events[str(event)] += 1
+
     # -- claiming and dispatch --------------------------------------------
 
-    def _candidates(self, job_id: str | None = None, *, room: bool = True) -> list[str]:
-        """Providers that may take this job now: healthy, with room, not yet tried."""
+    def _candidates(self, job_id: str | None = None, *, room: bool = True,
+                    smtputf8: bool = False) -> list[str]:
+        """Providers that may take this job now: healthy, with room, not yet
+        tried, and able to carry SMTPUTF8 when the job needs it."""
         tried = self._tried.get(job_id, set()) if job_id else set()
         return [n for n, s in self.slots.items()
                 if s.health.available() and (s.runner.room > 0 or not room)
-                and n not in tried]
+                and n not in tried and (s.runner.provider.smtputf8 or not smtputf8)]
+
+    def carries_smtputf8(self) -> bool:
+        """Whether some provider can send a message that needs SMTPUTF8."""
+        return any(s.runner.provider.smtputf8 for s in self.slots.values())
 
     def _free(self) -> int:
         return sum(s.runner.room for s in self.slots.values() if s.health.available())
 
     async def _claim_loop(self) -> None:
-        renewed, looked = time.monotonic(), 0.0  # look at the shared health at once
+        clock = self.clock
+        renewed, looked = clock.monotonic(), 0.0  # look at the shared health at once
         while True:
-            if not self.outbox.store.exclusive and time.monotonic() - looked > HEALTH_POLL:
-                looked = time.monotonic()
+            self.turns += 1
+            if not self.outbox.store.exclusive and clock.monotonic() - looked > HEALTH_POLL:
+                looked = clock.monotonic()
                 await self._adopt_health()
             free = self._free()
             if free > 0:
@@ -154,9 +172,9 @@ class Container:
                 if len(jobs) == min(free, 256):
                     await asyncio.sleep(0)
                     continue
-            if time.monotonic() - renewed > self.settings.lease / 3 and self._held:
+            if clock.monotonic() - renewed > self.settings.lease / 3 and self._held:
                 await self.outbox.renew(list(self._held))
-                renewed = time.monotonic()
+                renewed = clock.monotonic()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await self.outbox.added.wait()
@@ -165,7 +183,7 @@ class Container:
     def _dispatch(self, job: Job) -> bool:
         """Put the job on a provider's queue; False when none can take it now."""
         load = {name: slot.runner.load for name, slot in self.slots.items()}
-        name = self.scheduler.pick(self._candidates(job.id), load)
+        name = self.scheduler.pick(self._candidates(job.id, smtputf8=job.smtputf8), load)
         if name is None:
             return False
         slot = self.slots[name]
@@ -268,7 +286,7 @@ class Container:
     async def _share_health(self, slot: Slot, state: State) -> None:
         """Tell the other processes (runs in a task, through _write)."""
         down = state == State.DOWN
-        slot.known_at = time.time()  # reports older than this one are stale already
+        slot.known_at = self.clock.time()  # reports older than this one are stale already
         slot.known_at = await self.board.post(
             slot.name, state, retry_in=slot.health.retry_in() if down else 0.0,
             reason=slot.runner.provider.redact(slot.figures.last_error) if down else "")
@@ -280,7 +298,7 @@ class Container:
         except StoreError as exc:
             log.warning("could not read the providers' shared health: %s", exc)
             return
-        now = time.time()
+        now = self.clock.time()
         for report in reports:
             slot = self.slots.get(report.provider)
             if slot is None or report.at <= slot.known_at:
@@ -288,8 +306,9 @@ class Container:
             slot.known_at = report.at
             if slot.health.state == State.PROBING:
                 continue  # our own probe is out, and decides
-            if report.state == State.DOWN and (report.down_until or 0) > now:
-                self._set_state(slot, slot.health.down_for(report.down_until - now), report)
+            until = report.down_until or 0.0
+            if report.state == State.DOWN and until > now:
+                self._set_state(slot, slot.health.down_for(until - now), report)
             elif report.state == State.UP and slot.health.state != State.UP:
                 self._set_state(slot, slot.health.success(), report)
 
@@ -344,7 +363,7 @@ class Container:
 
     def _defer(self, batch: Batch, job: Job, recipients: tuple[str, ...], provider: str,
                detail: str, *, record: bool = True) -> None:
-        now = time.time()
+        now = self.clock.time()
         due = self.outbox.defer(batch, job, recipients, detail, now)
         if due is None:
             # Given up: the entry is gone with this batch; the failure is recorded in it.
@@ -362,6 +381,10 @@ class Container:
                       ambiguous=job.ambiguous) for r in recipients])
 
     # -- figures ---------------------------------------------------------------
+
+    def figures(self) -> list[tuple[str, State, Figures]]:
+        """Each provider's name, state and figures (for /metrics)."""
+        return [(s.name, s.health.state, s.figures) for s in self.slots.values()]
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Each provider's state and figures, as GET /api/providers shows them."""

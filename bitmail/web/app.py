@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..errors import NotFound
 from ..runtime import Runtime
-from . import account_api, api, status, suppressions
+from . import account_api, api, openapi, status, suppressions
 from .access import access
 from .hooks import add_routes as add_hook_routes
 from .keys import RUNTIME
@@ -44,6 +44,7 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     app.cleanup_ctx.append(account_api.housekeeping)
     app.router.add_routes(status.routes)
     app.router.add_routes(suppressions.routes)
+    app.router.add_routes(openapi.routes)
     add_hook_routes(app)
     app.router.add_get("/", index)
     app.router.add_get("/static/{name:.+}", static_file)
