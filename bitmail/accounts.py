@@ -34,6 +34,7 @@ WRONG = "The username or password is wrong."
 class User:
     username: str
     address: str
+    display_name: str = ""  # shown in From as "Name" <address>
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,9 @@ class Provider(ABC):
     """A way out to the world: SES, Mailgun, Mandrill, an SMTP relay, local files."""
 
     type: str = ""
+    #: Whether it can send a message whose addresses have UTF-8 local parts
+    #: (SMTPUTF8, RFC 6531). The HTTP APIs take ASCII addresses only.
+    smtputf8: bool = False
 
     def __init__(self, name: str, **options: Any):
         self.name = name

@@ -110,6 +110,7 @@ class SMTPProvider(Provider):
     """
 
     type = "smtp"
+    smtputf8 = True  # when the relay offers it (checked per message, RFC 6531 §3.4)
 
     def __init__(self, name: str, *, host: str, port: int | None = None,
                  username: str | None = None, password: str | None = None,
@@ -237,8 +238,19 @@ class SMTPProvider(Provider):
     async def _transaction(self, smtp: aiosmtplib.SMTP, job: Job) -> SendResult:
         in_data = False
         try:
+            options = []
+            if job.smtputf8:
+                if not smtp.supports_extension("smtputf8"):
+                    # RFC 6531 §3.4: such a message must not be downgraded here.
+                    raise ProviderError(Outcome.PERMANENT,
+                                        "smtp: the relay does not offer SMTPUTF8, which this "
+                                        "message's addresses need (RFC 6531)")
+                options.append("SMTPUTF8")
+            if not job.mime.isascii() and smtp.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")
             try:
-                await smtp.mail(job.sender)
+                await smtp.mail(job.sender, options=options,
+                                encoding="utf-8" if job.smtputf8 else "ascii")
             except aiosmtplib.SMTPSenderRefused as exc:
                 await self._reset(smtp)
                 raise ProviderError(classify(exc.code, exc.message),
@@ -272,7 +284,7 @@ class SMTPProvider(Provider):
         """RCPT for each recipient; yields a RecipientFailure for each refused one."""
         for recipient in job.recipients:
             try:
-                await smtp.rcpt(recipient)
+                await smtp.rcpt(recipient, encoding="utf-8" if job.smtputf8 else "ascii")
             except aiosmtplib.SMTPRecipientRefused as exc:
                 yield RecipientFailure(recipient, classify(exc.code, exc.message),
                                        f"smtp {exc.code} {exc.message}")
