@@ -9,6 +9,7 @@ import os
 
 import asyncpg
 import pytest
+from aiosmtpd.smtp import Envelope
 
 from bitmail import config
 from bitmail.store import StorageFull
@@ -61,10 +62,11 @@ async def test_a_full_disk_refuses_smtp_submission_with_452(small_tmpfs):
         await svc.runtime.accounts.create("alice", "correct horse battery")
         handler = SubmissionHandler(svc.runtime)
         session = type("S", (), {"bitmail_user": svc.runtime.accounts.user("alice")})()
-        envelope = type("E", (), {
-            "content": b"From: alice@localhost\r\nTo: bob@example.com\r\nSubject: s\r\n\r\n"
-                       + b"y" * 1_500_000 + b"\r\n",
-            "rcpt_tos": ["bob@example.com"]})()
+        envelope = Envelope()
+        envelope.content = envelope.original_content = (
+            b"From: alice@localhost\r\nTo: bob@example.com\r\nSubject: s\r\n\r\n"
+            + b"y" * 1_500_000 + b"\r\n")
+        envelope.rcpt_tos = ["bob@example.com"]
         fill(small_tmpfs, leave=16 * 1024)
         reply = await handler.handle_DATA(None, session, envelope)
         assert reply.startswith("452 4.3.1"), reply
