@@ -13,6 +13,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import unicodedata
+from typing import Any
 
 MAX_LENGTH = 255
 _SEPARATORS = re.compile(r"[\\/]")
@@ -43,7 +44,7 @@ def safe_filename(filename: str | None, content_type: str, index: int) -> str:
     return f"attachment-{index + 1}{ext}"
 
 
-def safe_attachments(content: dict) -> dict:
+def safe_attachments(content: dict[str, Any]) -> dict[str, Any]:
     """Content in parse_mime's shape with every attachment's name made safe."""
     attachments = content.get("attachments") or []
     if not attachments:

@@ -119,8 +119,8 @@ def check_signature(providers: Sequence[ProviderSettings], timestamp: str, token
 
 def _signature_fields(source: Any, where: str) -> tuple[str, str, str]:
     prefix = f"{where}." if where else ""
-    return tuple(need(source, k, str, prefix + k)  # type: ignore[return-value]
-                 for k in _SIGNATURE_FIELDS)
+    ts, token, sig = (str(need(source, k, str, prefix + k)) for k in _SIGNATURE_FIELDS)
+    return ts, token, sig
 
 
 def _verify(providers: Sequence[ProviderSettings], source: Any,
@@ -364,19 +364,23 @@ class MailgunInbound(MailgunHook):
 
 
 def _headers(fields: dict[str, Any]) -> dict[str, str]:
-    """`message-headers` (a JSON list of [name, value]) as a dict, first value wins."""
+    """`message-headers` (a JSON list of [name, value]) as a dict, first value wins.
+
+    Mailgun writes some parsed values as structures (Content-Type as
+    `["multipart/alternative", {"boundary": ...}]`); only text values are kept.
+    """
     raw = fields.get("message-headers")
     if not raw:
         return {}
     pairs = parse_json(raw, "message-headers")
     if not isinstance(pairs, list) or not all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
-            for p in pairs):
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
         raise ValidationError("must be a JSON list of [name, value] pairs",
                               field="message-headers")
     out: dict[str, str] = {}
     for name, value in pairs:
-        out.setdefault(name.lower(), value)
+        if isinstance(value, str):
+            out.setdefault(name.lower(), value)
     return out
 
 
