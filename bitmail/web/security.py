@@ -2,11 +2,11 @@
 
 The page is plain files from this origin, so the policy can be strict: no
 inline scripts or styles, no plugins, no framing of the page, no foreign
-form targets. Mail bodies are shown in `<iframe sandbox="" srcdoc=...>`; a
-srcdoc document inherits this policy, so scripts in mail can never run there
-(the empty sandbox forbids them as well) and remote images never load. The
-price is that mail's own inline styles are not applied either; the text and
-structure still render.
+form targets. A mail's HTML is never put into the page: the reading pane
+shows it in an `<iframe sandbox="">` that loads it from this origin
+(`GET /api/messages/{id}/html`), where it is answered under a policy of its
+own (web/api.py, MAIL_HTML_POLICY): its inline styles apply, while scripts,
+plugins, forms and every remote load (tracking images too) stay blocked.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 CSP = "; ".join((
     "default-src 'self'",
@@ -29,7 +30,6 @@ CSP = "; ".join((
 HSTS = "max-age=31536000; includeSubDomains"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def header_values(https: bool) -> dict[str, str]:
