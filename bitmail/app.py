@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .accounts import Accounts
 from .config import ConfigError, Settings
+from .folders import trash_sweeper
 from .mailbox import Mailbox
 from .mta import build_provider
 from .mta.container import EXIT_SERVICE_DOWN, Container
@@ -58,7 +59,10 @@ async def running(settings: Settings, *, with_mta: bool = True) -> AsyncIterator
             runtime.container = make_container(settings, outbox, mailbox)
             await runtime.container.start()
         try:
-            yield runtime
+            async with contextlib.AsyncExitStack() as tasks:
+                if with_mta:  # the serving process also empties old Trash
+                    await tasks.enter_async_context(trash_sweeper(store, settings.trash_after))
+                yield runtime
         finally:
             if runtime.container:
                 await runtime.container.stop()

@@ -75,6 +75,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
     smtp_port: int | None = None  # SMTP submission, off unless set
+    trash_after: float = 30 * 24 * 3600.0  # seconds a message stays in Trash ([mail] trash_after)
 
     @property
     def store(self) -> str:
@@ -195,7 +196,7 @@ def load(path: str | os.PathLike | None = None,
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     _env_overrides(raw, environ)
     _check_keys(raw, {"domain", "data_dir", "max_message_size", "web", "store", "mta",
-                      "accounts", "smtp"}, "")
+                      "accounts", "smtp", "mail"}, "")
     domain = _typed(raw.get("domain", "localhost"), str, "domain").lower()
     if not re.match(r"^[a-z0-9.-]+$", domain):
         raise ConfigError(f"domain: {domain!r} is not a domain name")
@@ -256,6 +257,8 @@ def load(path: str | os.PathLike | None = None,
         raise ConfigError("accounts.operators: must be a list of usernames")
     smtp_raw = raw.get("smtp", {})
     _check_keys(smtp_raw, {"port"}, "smtp")
+    mail_raw = raw.get("mail", {})
+    _check_keys(mail_raw, {"trash_after"}, "mail")
     return Settings(
         domain=domain,
         data_dir=data_dir,
@@ -267,4 +270,5 @@ def load(path: str | os.PathLike | None = None,
         web=web,
         mta=mta,
         smtp_port=_typed(smtp_raw["port"], int, "smtp.port") if "port" in smtp_raw else None,
+        trash_after=parse_duration(mail_raw.get("trash_after", "30d"), "mail.trash_after"),
     )

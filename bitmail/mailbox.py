@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from .dsn import BAD, notify_failures
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
 from .message import Message
@@ -172,7 +173,10 @@ class Mailbox:
         Writes already in `batch` (the outbox entry's end, say) commit with it.
         """
 
+        newly_bad: dict[str, str] = {}
+
         def apply(doc: Document) -> Document:
+            newly_bad.clear()
             by_address = {r["address"]: r for r in doc["recipients"]}
             for ev in events:
                 targets = [by_address[ev.recipient]] if ev.recipient in by_address else (
@@ -181,6 +185,8 @@ class Mailbox:
                     if ev.type in EVENT_STATUS:
                         new = advance(rec["status"], EVENT_STATUS[ev.type])
                         if new != rec["status"] or ev.type == EventType.SENT:
+                            if new in BAD and rec["status"] not in BAD:
+                                newly_bad[rec["address"]] = ev.detail
                             rec["status"] = new
                             rec["detail"] = ev.detail
                     if ev.provider and ev.type in (EventType.SENT, EventType.DELIVERED):
@@ -199,6 +205,8 @@ class Mailbox:
                 "type": "status", "owner": doc["owner"], "message": {
                     "id": doc["id"], "status": doc["status"], "recipients": doc["recipients"],
                     "events": [_event_json(e) for e in events]}})
+            if newly_bad:  # the sender finds a delivery-failure notice in the Inbox
+                await notify_failures(self.store, self.domain, doc, list(newly_bad.items()))
         return doc
 
     @staticmethod

@@ -25,7 +25,7 @@ Change = dict[str, Any] | Callable[[Document], Document | None]
 # so no lookup scans a kind and no write pays for another kind's indexes.
 # Everything else is looked up by id.
 INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "message": (("owner", "folder"), ("message_id",)),
+    "message": (("owner", "folder"), ("message_id",), ("body",)),
     "outbox": (("due",),),
 }
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")

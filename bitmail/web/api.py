@@ -4,30 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 
 from aiohttp import web
 
 from .. import geo
 from ..accounts import User
+from ..drafts import DRAFT_ID, Drafts
+from ..dsn import failed_recipients, notify_failures
 from ..errors import NotFound, ValidationError
+from ..folders import FOLDERS
 from ..mailbox import public, summary
 from ..message import parse_message
+from ..profile import Profiles, geolist_locations
 from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
 from .middlewares import read_json
 
 routes = web.RouteTableDef()
-FOLDERS = ("inbox", "sent")
 
 
-def _me(request: web.Request, user: User, csrf: str | None = None) -> dict:
-    settings = request.app[RUNTIME].settings
+async def _me(request: web.Request, user: User, csrf: str | None = None) -> dict:
+    runtime = request.app[RUNTIME]
+    settings = runtime.settings
+    profile = await Profiles(runtime.store, runtime.accounts).get(user.username)
     out = {"username": user.username, "address": user.address,
            "operator": user.username in settings.operators,
-           "max_message_size": settings.max_message_size}
+           "max_message_size": settings.max_message_size, **profile.to_json()}
     if csrf:
         out["csrf_token"] = csrf
     return out
+
+
+def own_username(typed: object, domain: str) -> object:
+    """`bob@DOMAIN` means bob; an address at another domain is refused with why."""
+    if isinstance(typed, str) and "@" in typed:
+        name, _, at = typed.strip().rpartition("@")
+        if at.lower() != domain:
+            raise ValidationError(f"this is BitMail for @{domain}: log in with your username "
+                                  f"alone (the part before @{domain})", field="username")
+        return name
+    return typed
 
 
 @routes.post("/api/session")
@@ -37,9 +54,9 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     session, created = await runtime.accounts.login(
-        body.get("username"), body.get("password"), client=request.remote or "unknown",
-        location=body.get("location"))
-    me = _me(request, session.user, session.csrf_token)
+        own_username(body.get("username"), runtime.settings.domain), body.get("password"),
+        client=request.remote or "unknown", location=body.get("location"))
+    me = await _me(request, session.user, session.csrf_token)
     response = web.json_response({**me, "created": created}, status=201 if created else 200)
     response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="Strict",
                         secure=request.secure, path="/", max_age=14 * 24 * 3600)
@@ -60,7 +77,7 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     session = session_of(request)
     csrf = session.csrf_token if session else None
-    return web.json_response(_me(request, user_of(request), csrf))
+    return web.json_response(await _me(request, user_of(request), csrf))
 
 
 @routes.post("/api/messages")
@@ -76,11 +93,20 @@ async def send(request: web.Request) -> web.Response:
         if first:
             return web.json_response(first["body"], status=first["status"])
     payload = await read_json(request)
+    draft = payload.get("draft") if isinstance(payload, dict) else None
+    if draft is not None and not (isinstance(draft, str) and DRAFT_ID.match(draft)):
+        raise ValidationError("must be the id of one of your drafts", field="draft")
     message = parse_message(payload, sender=user.address, domain=runtime.settings.domain,
                             max_size=runtime.settings.max_message_size)
     message_id = await runtime.mailbox.accept(message, user.username)
     if runtime.container:
         runtime.container.wake()
+    sent = await runtime.store.get_one("message", {"id": message_id})
+    if sent and (failed := failed_recipients(sent)):  # refused at once: tell the sender
+        await notify_failures(runtime.store, runtime.settings.domain, sent, failed)
+    if draft is not None:  # sent: the draft has done its job
+        with contextlib.suppress(NotFound):
+            await Drafts(runtime.store).remove(user.username, draft)
     body = {"id": message_id, "status": "queued", "message_id": message.message_id}
     if key is not None:
         await runtime.store.put("idempotency", {"status": 202, "body": body,
@@ -113,16 +139,6 @@ async def message(request: web.Request) -> web.Response:
     mailbox = request.app[RUNTIME].mailbox
     doc = await mailbox.get(user_of(request).username, request.match_info["id"])
     return web.json_response(public(doc, await mailbox.body(doc)))
-
-
-@routes.patch("/api/messages/{id}")
-async def mark(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body, dict) or not isinstance(body.get("unread"), bool):
-        raise ValidationError("send {\"unread\": true|false}", field="unread")
-    await request.app[RUNTIME].mailbox.mark_read(user_of(request).username,
-                                                 request.match_info["id"], body["unread"])
-    return web.Response(status=204)
 
 
 # Mail's HTML as a document of its own, for the reading pane's sandboxed
@@ -169,7 +185,9 @@ async def contacts(request: web.Request) -> web.Response:
            if name != user.username]
     seen = await runtime.mailbox.contacts(user.username)
     merged = list(dict.fromkeys([*seen, *own]))
-    return web.json_response({"contacts": [a for a in merged if a != user.address]})
+    # local_users: who exists here, so compose can flag an unknown local name as it is typed.
+    return web.json_response({"contacts": [a for a in merged if a != user.address],
+                              "local_users": own})
 
 
 @routes.get("/api/geolists")
@@ -177,7 +195,7 @@ async def geolists(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     user = user_of(request)
     domain = runtime.settings.domain
-    where = dict(await runtime.accounts.locations())
+    where = await geolist_locations(runtime.store)
     others = [(f"{name}@{domain}", loc) for name, loc in where.items()
               if name != user.username]
     return web.json_response({"lists": geo.geolists(where.get(user.username), others),

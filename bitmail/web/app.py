@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..runtime import Runtime
-from . import api, status, suppressions
+from . import api, drafts_api, folders_api, settings_api, status, suppressions
 from .hooks import add_routes as add_hook_routes
 from .keys import RUNTIME
 from .middlewares import authenticate, errors
@@ -29,6 +29,9 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     )
     app[RUNTIME] = runtime
     app.router.add_routes(api.routes)
+    app.router.add_routes(folders_api.routes)
+    app.router.add_routes(drafts_api.routes)
+    app.router.add_routes(settings_api.routes)
     app.router.add_routes(status.routes)
     app.router.add_routes(suppressions.routes)
     add_hook_routes(app)
