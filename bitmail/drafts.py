@@ -33,8 +33,8 @@ def check_id(draft_id: str) -> str:
 
 def parse_draft(payload: object) -> dict[str, Any]:
     """{"to", "cc", "bcc", "subject", "text", "in_reply_to"?, "forward_of"?,
-    "reply_all"?} as typed: strings, each optional; ValidationError names
-    the field of a wrong type or length."""
+    "mode"?, "attachments"?: [file names]} as typed, each optional;
+    ValidationError names the field of a wrong type or length."""
     if not isinstance(payload, dict):
         raise ValidationError("the body must be a JSON object")
     out: dict[str, Any] = {}
@@ -56,6 +56,12 @@ def parse_draft(payload: object) -> dict[str, Any]:
         if value is not None and not (isinstance(value, str) and 0 < len(value) <= 200):
             raise ValidationError("must be a message id", field=name)
         out[name] = value
+    names = payload.get("attachments", [])
+    if not (isinstance(names, list) and len(names) <= 100
+            and all(isinstance(n, str) and 0 < len(n) <= 255 for n in names)):
+        raise ValidationError("a list of file names (the files themselves are not kept)",
+                              field="attachments")
+    out["attachments"] = names
     mode = payload.get("mode", "new")
     if mode not in ("new", "reply", "reply_all", "forward"):
         raise ValidationError("must be new, reply, reply_all or forward", field="mode")
@@ -91,7 +97,8 @@ class Drafts:
             "owner": owner, "folder": "drafts", "unread": False, "status": "draft",
             "from": address, "to": _addresses(fields["to"]), "cc": _addresses(fields["cc"]),
             "subject": fields["subject"], "date": self.clock(),
-            "preview": " ".join(text.split())[:140], "has_attachments": False,
+            "preview": " ".join(text.split())[:140],
+            "has_attachments": bool(fields["attachments"]),
             "draft": {**fields, "text": text},
         }
         batch = Batch()

@@ -275,8 +275,8 @@ async def test_a_refused_send_keeps_the_draft_and_marks_the_field(browser, serve
     assert await subject.input_value() == "Draft that fails"
     await page.unroute("**/api/messages")
 
-    # The unsent draft survives a reload.
-    await page.wait_for_timeout(400)
+    # The unsent draft is kept on the server, and a reload opens it again.
+    await expect_text(page.locator("#compose-saved"), "Draft saved")
     await page.reload()
     await page.get_by_role("button", name="Log out", exact=True).wait_for()
     assert await page.get_by_label("To", exact=True).input_value() == "bob@example.com"
@@ -442,7 +442,19 @@ async def test_connection_lost_banner_and_recovery_keep_the_draft(browser, serve
     await row(page, "After the restart").wait_for()
 
 
-async def test_providers_panel_and_phone_layout(browser, server):
+async def test_providers_panel_and_phone_layout(browser, tmp_path):
+    # The operations panel is for operators only (alice here).
+    port = free_port()
+    server = ServeProcess(write_config(tmp_path, '[accounts]\noperators = ["alice"]\n',
+                                       port=port), port, tmp_path / "serve.log")
+    await server.start()
+    try:
+        await providers_panel_and_phone_layout(browser, server)
+    finally:
+        server.kill(signal.SIGTERM)
+
+
+async def providers_panel_and_phone_layout(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
     await page.get_by_role("button", name="Providers", exact=True).click()
@@ -474,7 +486,7 @@ async def test_providers_panel_and_phone_layout(browser, server):
     # One column: the reading pane covers the list.
     assert not await phone.locator("#list-pane").is_visible()
     await shot(phone, "phone-reading")
-    await phone.get_by_role("button", name="← Back").click()
+    await phone.get_by_role("button", name="Back", exact=True).click()
     await row(phone, "Seen on a phone").wait_for()
     await phone.get_by_role("button", name="Compose", exact=True).click()
     await phone.get_by_label("To", exact=True).fill("bob@localhost; nope@")
@@ -608,7 +620,7 @@ async def test_attachments_are_sent_received_and_forwarded(browser, server, tmp_
         "Remove notes.txt"
 
     # A reload keeps the draft and the names, and says the files must be chosen again.
-    await alice.wait_for_timeout(300)
+    await expect_text(alice.locator("#compose-saved"), "Draft saved")
     await alice.reload()
     await alice.get_by_role("button", name="Log out", exact=True).wait_for()
     note = alice.locator("#compose-files-note")
