@@ -43,7 +43,8 @@ function base64Of(blob) {
 }
 
 export class Compose {
-  constructor({ conn, model, view, cv, maxBytes }) {
+  constructor({ conn, model, view, cv, maxBytes, refreshUsers }) {
+    this.refreshUsers = refreshUsers; // ask the server again who is a user here
     this.conn = conn;
     this.model = model;
     this.view = view; // toasts and announcements
@@ -287,10 +288,15 @@ export class Compose {
     const { addresses, problems } = checkAddressList(this.cv.fields[name].value, { typing });
     const domain = this.model.user ? this.model.user.address.split("@")[1] : "";
     const users = this.model.localUsers && [...this.model.localUsers, this.model.user.address];
-    for (const a of unknownLocal(addresses, domain, users)) {
-      problems.push(`There is no user ${a} here.`);
-    }
+    const unknown = unknownLocal(addresses, domain, users);
+    for (const a of unknown) problems.push(`There is no user ${a} here.`);
     this.cv.fieldError(name, problems.length ? problems.join(" · ") : null);
+    if (unknown.length && this.refreshUsers) {
+      // Somebody may have joined since the list was fetched: ask again, then judge again.
+      this.refreshUsers().then((changed) => {
+        if (changed) this.validateRecipients(name, { typing });
+      });
+    }
     return problems.length === 0;
   }
 
@@ -299,6 +305,7 @@ export class Compose {
     this.hideAllSuggestions();
     const cv = this.cv;
     cv.composeError("");
+    await this.refreshUsers?.();
     let ok = true;
     for (const name of RECIPIENT_FIELDS) ok = this.validateRecipients(name) && ok;
     const draft = this.draft();

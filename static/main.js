@@ -37,7 +37,9 @@ const conn = new Connection({
   onState: handleConnectionState,
   onUnauthorized: () => sessionEnded("Your session has ended. Please log in again."),
 });
-const compose = new Compose({ conn, model, view, cv, maxBytes: () => maxMessageBytes });
+const compose = new Compose({
+  conn, model, view, cv, maxBytes: () => maxMessageBytes, refreshUsers: () => loadContacts(),
+});
 const settings = new Settings({ conn, model, view, onProfile: (me) => model.setUser({ ...model.user, ...me }) });
 
 let providersTimer = null;
@@ -163,6 +165,7 @@ async function enterApp(me) {
   reopenDraft();
   loadFolder("inbox");
   loadCounts();
+  contactsLoaded = 0;
   loadContacts();
   loadGeolists();
   clearInterval(geoTimer);
@@ -265,14 +268,29 @@ async function loadProviders() {
   }
 }
 
-async function loadContacts() {
-  try {
-    const body = await conn.contacts();
-    model.setContacts(body.contacts);
-    model.localUsers = body.local_users;
-  } catch {
-    // Addresses seen in the loaded folders still help.
-  }
+let contactsLoaded = 0;
+let contactsLoading = null;
+
+/** Contacts and this domain's users; true when the users changed. Asked at
+ * most every few seconds (compose asks again when a name is not known). */
+function loadContacts() {
+  if (contactsLoading) return contactsLoading;
+  if (Date.now() - contactsLoaded < 3000) return Promise.resolve(false);
+  contactsLoading = (async () => {
+    try {
+      const body = await conn.contacts();
+      const before = JSON.stringify(model.localUsers);
+      model.setContacts(body.contacts);
+      model.localUsers = body.local_users;
+      contactsLoaded = Date.now();
+      return JSON.stringify(model.localUsers) !== before;
+    } catch {
+      return false; // addresses seen in the loaded folders still help
+    } finally {
+      contactsLoading = null;
+    }
+  })();
+  return contactsLoading;
 }
 
 async function loadGeolists() {

@@ -222,6 +222,8 @@ async def test_geolists_count_friends_nearby_and_fill_to(browser, server):
 
 
 async def test_a_bad_address_is_refused_before_any_request(browser, server):
+    http, _ = await api_user(server, "bob")  # a user here: compose knows bob@localhost
+    await http.close()
     page = await new_page(browser)
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url)
