@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
 	$(BIN)/python bench/providers.py
 	$(BIN)/python bench/store_lookup.py
+	$(BIN)/python bench/relay_vs_postfix.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -10,9 +10,10 @@ import sys
 
 from . import config
 from .app import running, serve, with_self_signed
+from .datadir import DataDirError
 from .errors import BitMailError
 from .message import parse_message
-from .store import Store, StoreError
+from .store import Store, StoreError, StoreUnavailable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_admin(args, settings))
     except config.ConfigError as exc:
         print(f"bitmail: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (DataDirError, StoreUnavailable) as exc:
+        # Nothing to retry from here: the operator must fix the file or server.
+        print(f"bitmail: {exc}", file=sys.stderr)
         return 2
     except (BitMailError, StoreError) as exc:
         print(f"bitmail: {exc}", file=sys.stderr)

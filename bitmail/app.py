@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .accounts import Accounts
 from .config import ConfigError, Settings
+from .datadir import private_folder
 from .folders import trash_sweeper
 from .mailbox import Mailbox
 from .mta import build_provider
@@ -45,7 +46,13 @@ def make_container(settings: Settings, outbox: Outbox, mailbox: Mailbox) -> Cont
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, with_mta: bool = True) -> AsyncIterator[Runtime]:
-    """The started runtime (store, accounts, mailbox, outbox, container)."""
+    """The started runtime (store, accounts, mailbox, outbox, container).
+
+    Raises DataDirError or StoreUnavailable when the data folder or the store
+    cannot be used (the command line says it in one line, exit code 2).
+    """
+    if with_mta or settings.data_dir.exists():
+        private_folder(settings.data_dir)
     store = open_store(settings.store, sending=with_mta)
     await store.open()
     try:

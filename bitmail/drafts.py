@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import live
 from .errors import Conflict, NotFound, TooLarge, ValidationError
 from .mailbox import BODY, KIND, summary
 from .store import Batch, Store
@@ -107,7 +108,7 @@ class Drafts:
         batch.put(KIND, doc, id=draft_id)
         await self.store.commit(batch)
         row = summary({**doc, "id": draft_id})
-        await self.store.publish({"type": "draft", "owner": owner, "message": row})
+        await self.store.publish(live.draft(owner, row))
         return row, old is None
 
     async def remove(self, owner: str, draft_id: str) -> bool:
@@ -124,6 +125,5 @@ class Drafts:
         if doc.get("body"):
             batch.delete(BODY, doc["body"])
         await self.store.commit(batch)
-        await self.store.publish({"type": "deleted", "owner": owner,
-                                  "message": {"id": draft_id, "folder": "drafts"}})
+        await self.store.publish(live.deleted(owner, draft_id, "drafts"))
         return True

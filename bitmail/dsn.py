@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import live
 from .events import Status
 from .store import AlreadyExists, Batch, Document, Store
 
@@ -85,9 +86,8 @@ async def notify_failures(store: Store, domain: str, sent: Document,
         added.append(doc_id)
         from .mailbox import summary  # mailbox imports this module
 
-        await store.publish({"type": "message", "owner": owner,
-                             "message": {**summary({**doc, "id": doc_id}),
-                                         "notice": doc["notice"]}})
+        await store.publish(live.new_message(owner, {**summary({**doc, "id": doc_id}),
+                                                    "notice": doc["notice"]}))
     return added
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
+from . import live
 from .errors import Conflict, NotFound, ValidationError
 from .mailbox import BODY, KIND, summary
 from .store import Batch, Document, Store
@@ -130,8 +131,7 @@ class Folders:
             batch.update(KIND, doc["id"], changer(targets.get(doc["id"])))
         changed = [d for d in await self.store.commit(batch) if d is not None]
         for doc in changed:
-            await self.store.publish({"type": "moved", "owner": owner,
-                                      "message": summary(doc)})
+            await self.store.publish(live.moved(owner, summary(doc)))
         return changed
 
     async def mark_all_read(self, owner: str, folder: str) -> int:
@@ -165,8 +165,7 @@ class Folders:
             if not await self.store.get_one(KIND, {"body": body_id}):
                 await self.store.delete(BODY, body_id)
         for doc in docs:
-            await self.store.publish({"type": "deleted", "owner": doc["owner"],
-                                      "message": {"id": doc["id"], "folder": doc["folder"]}})
+            await self.store.publish(live.deleted(doc["owner"], doc["id"], doc["folder"]))
 
     async def counts(self, owner: str) -> list[dict[str, Any]]:
         """[{"name", "total", "unread"}] for every folder, counted in the store."""

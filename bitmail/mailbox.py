@@ -10,18 +10,24 @@ store, so open pages see it live in whichever process serves them.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from . import live
 from .dsn import BAD, notify_failures
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
+from .idempotency import KIND as IDEMPOTENCY
+from .idempotency import Claim
 from .message import Message
 from .outbox import Outbox
 from .store import Batch, Document, Store
 from .suppression import suppressed_among
 
+log = logging.getLogger(__name__)
 KIND = "message"
 BODY = "body"
 MAX_EVENTS = 200
@@ -110,9 +116,14 @@ class Mailbox:
                               for a in addresses if self.is_local(a))
         return [n for n in names if n and await self.store.get_one("user", {"id": n})]
 
-    async def accept(self, message: Message, owner: str) -> str:
+    async def accept(self, message: Message, owner: str, *,
+                     idempotency: Claim | None = None) -> str:
         """Store the Sent copy, the body, the outbox entry and local Inbox copies
-        in one commit; return the message id only once they are durable."""
+        in one commit; return the message id only once they are durable.
+
+        With an idempotency claim, its record goes into the same commit, and
+        AlreadyExists (nothing stored) when another request made it first.
+        """
         now = time.time()
         recipients, events = await self._first_statuses(message, now)
         external = tuple(r["address"] for r in recipients if r["status"] == Status.QUEUED)
@@ -133,6 +144,9 @@ class Mailbox:
         if external:
             Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
                            mime=message.to_mime(), message_id=message.message_id, now=now)
+        if idempotency is not None:
+            batch.add(IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
+                      id=idempotency.id)
         await self.store.commit(batch)
         await self.store.publish({"type": "message", "owner": owner,
                                   "message": summary({**sent, "id": sent_id})})
@@ -166,12 +180,12 @@ class Mailbox:
             events.append(_event(EventType(status), address, provider, now, detail))
         return recipients, events
 
-    async def record(self, message_id: str, events: list[Event],
-                     batch: Batch | None = None) -> Document | None:
-        """Apply events to a Sent copy: statuses move forward only; all are kept.
-
-        Writes already in `batch` (the outbox entry's end, say) commit with it.
-        """
+    def record(self, batch: Batch, message_id: str, events: list[Event]) -> None:
+        """Add to `batch`: apply events to a Sent copy (statuses move forward
+        only; all are kept), and once the batch is durable, tell the owner's
+        open pages. The caller commits the batch, with whatever else the same
+        step writes (the outbox entry's end, say)."""
+        stored = [_event_json(e) for e in events]
 
         newly_bad: dict[str, str] = {}
 
@@ -193,21 +207,24 @@ class Mailbox:
                         rec["provider"] = ev.provider
                     if ev.provider_message_id:
                         rec["provider_message_id"] = ev.provider_message_id
-                doc["events"] = (doc["events"] + [_event_json(ev)])[-MAX_EVENTS:]
+            doc["events"] = (doc["events"] + stored)[-MAX_EVENTS:]
             doc["status"] = least_advanced([r["status"] for r in doc["recipients"]])
             return doc
 
-        batch = batch or Batch()
         batch.update(KIND, message_id, apply)
-        doc = (await self.store.commit(batch))[-1]
-        if doc is not None:
-            await self.store.publish({
-                "type": "status", "owner": doc["owner"], "message": {
-                    "id": doc["id"], "status": doc["status"], "recipients": doc["recipients"],
-                    "events": [_event_json(e) for e in events]}})
-            if newly_bad:  # the sender finds a delivery-failure notice in the Inbox
-                await notify_failures(self.store, self.domain, doc, list(newly_bad.items()))
-        return doc
+        index = len(batch.ops) - 1
+
+        def published(store: Store, results: list[Any]) -> dict[str, Any] | None:
+            doc = results[index]
+            if doc is not None and newly_bad:
+                # The sender finds a delivery-failure notice in the Inbox. Its
+                # own write, once this one is durable (a notice's id is fixed,
+                # so doing it twice adds nothing).
+                _background(notify_failures(store, self.domain, doc,
+                                            list(newly_bad.items())))
+            return live.status(doc, stored) if doc is not None else None
+
+        batch.on_commit(published)
 
     @staticmethod
     def track(batch: Batch, provider: str, provider_message_id: str, message_id: str) -> None:
@@ -294,6 +311,22 @@ class Mailbox:
                 if addr and "@" in addr:
                     seen.setdefault(addr)
         return list(seen)
+
+
+_TASKS: set[asyncio.Task] = set()
+
+
+def _background(work: Coroutine[Any, Any, Any]) -> None:
+    """Run `work` on its own (kept referenced until it ends; a failure is logged)."""
+    task = asyncio.get_running_loop().create_task(work)
+    _TASKS.add(task)
+
+    def done(t: asyncio.Task) -> None:
+        _TASKS.discard(t)
+        if not t.cancelled() and t.exception():
+            log.error("delivery-failure notice not stored", exc_info=t.exception())
+
+    task.add_done_callback(done)
 
 
 def _event(type: EventType, recipient: str, provider: str | None, at: float,

@@ -1,17 +1,24 @@
 """The durable queue of messages to send, on the store.
 
-An entry is written in the same batch as the sender's Sent copy. The container
-claims due entries with a lease, so a crashed process's entries come back when
-its lease runs out and two processes never hold the same entry at once.
+An entry is written in the same batch as the sender's Sent copy; once that
+batch is durable, the outbox itself tells its claimer in this process that new
+work is there (`Outbox.added`). The container claims due entries with a lease,
+so a crashed process's entries come back when its lease runs out and two
+processes never hold the same entry at once. What happens to an entry after a
+send (complete, defer, give up, release) goes into the batch that records the
+outcome, so each outcome is one commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from .store import Batch, Store
 
@@ -30,6 +37,7 @@ class Job:
     message_id: str  # the RFC 5322 Message-ID, the same on every try
     attempts: int = 0
     ambiguous: bool = False  # an earlier try may have gone out (its answer was lost)
+    accepted_at: float = 0.0  # wall-clock seconds, when it was first accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,22 +55,30 @@ class RetryPolicy:
 class Outbox:
     """enqueue, claim with a lease, complete, defer with back-off, give up."""
 
+    # The started outboxes of this process: an enqueue on their store wakes them.
+    _started: ClassVar[weakref.WeakSet[Outbox]] = weakref.WeakSet()
+
     def __init__(self, store: Store, policy: RetryPolicy | None = None):
         self.store = store
         self.policy = policy or RetryPolicy()
         self.owner = uuid.uuid4().hex  # this process, as the holder of leases
+        self.added = asyncio.Event()  # set when entries were enqueued; the claimer clears it
 
     async def start(self) -> None:
         if self.store.exclusive:
             # Nobody else uses this store: leases left are from our own crash.
             await self.store.release_leases(KIND)
+        Outbox._started.add(self)
+
+    def stop(self) -> None:
+        Outbox._started.discard(self)
 
     @staticmethod
     def enqueue(batch: Batch, *, message: str, sender: str, recipients: tuple[str, ...],
                 mime: bytes, message_id: str, now: float | None = None) -> str:
         """Add an entry to `batch`, which the caller commits with the Sent copy."""
         now = time.time() if now is None else now
-        return batch.put(KIND, {
+        entry = batch.put(KIND, {
             "message": message,
             "sender": sender,
             "recipients": list(recipients),
@@ -73,6 +89,8 @@ class Outbox:
             "accepted_at": now,
             "last_error": "",
         })
+        batch.on_commit(_signal_added)
+        return entry
 
     async def claim(self, limit: int) -> list[Job]:
         docs = await self.store.claim(KIND, now=time.time(), owner=self.owner,
@@ -91,35 +109,38 @@ class Outbox:
         """Remove a job that needs nothing more, with the batch that records why."""
         batch.delete(KIND, job.id)
 
-    async def defer(self, job: Job, recipients: tuple[str, ...], error: str) -> float | None:
-        """Try `recipients` again after a back-off; None when it is time to give up.
+    def defer(self, batch: Batch, job: Job, recipients: tuple[str, ...], error: str,
+              now: float | None = None) -> float | None:
+        """Add to `batch`: try `recipients` again after a back-off. Returns when
+        (wall-clock seconds), or None when it is time to give up (the entry is
+        then removed in the batch, and the caller records the failure with it).
 
-        Whether an earlier try may have gone out stays with the entry, so
+        The claim gave this process the entry and its attempts, so nothing is
+        read. Whether an earlier try may have gone out stays with the entry, so
         whichever process sends it next says so."""
-        doc = await self.store.get_one(KIND, {"id": job.id})
-        now = time.time()
-        if doc is None:
+        now = time.time() if now is None else now
+        if now - job.accepted_at > self.policy.give_up_after:
+            batch.delete(KIND, job.id)
             return None
-        if now - doc["accepted_at"] > self.policy.give_up_after:
-            await self.store.delete(KIND, job.id)
-            return None
-        attempts = doc["attempts"] + 1
+        attempts = job.attempts + 1
         due = now + self.policy.delay(attempts)
-        await self.store.update(KIND, job.id, {
-            "recipients": list(recipients), "due": due,
-            "attempts": attempts, "last_error": error,
-            "ambiguous": job.ambiguous or doc.get("ambiguous", False),
-        })
+        change: dict[str, Any] = {"recipients": list(recipients), "due": due,
+                                  "attempts": attempts, "last_error": error}
+        if job.ambiguous:
+            change["ambiguous"] = True
+        batch.update(KIND, job.id, change)
         return due
 
-    async def release(self, jobs: list[Job]) -> None:
-        """Hand jobs back untried (shutdown, no room): due now, which ends the lease."""
-        async with self.store.batch() as batch:
-            for job in jobs:
-                change = {"due": time.time()}
-                if job.ambiguous:
-                    change["ambiguous"] = True
-                batch.update(KIND, job.id, change)
+    @staticmethod
+    def release(batch: Batch, jobs: list[Job]) -> None:
+        """Add to `batch`: hand jobs back untried (shutdown, no room): due now,
+        which ends the lease."""
+        now = time.time()
+        for job in jobs:
+            change: dict[str, Any] = {"due": now}
+            if job.ambiguous:
+                change["ambiguous"] = True
+            batch.update(KIND, job.id, change)
 
     async def pending(self) -> int:
         return await self.store.count(KIND)
@@ -135,4 +156,11 @@ def _job(doc: dict) -> Job:
         message_id=doc["message_id"],
         attempts=doc["attempts"],
         ambiguous=doc.get("ambiguous", False),
+        accepted_at=doc.get("accepted_at", 0.0),
     )
+
+
+def _signal_added(store: Store, results: list[Any]) -> None:
+    for outbox in list(Outbox._started):
+        if outbox.store is store:
+            outbox.added.set()

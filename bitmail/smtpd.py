@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from .errors import BitMailError
 from .message import Attachment, Message, check_address, new_message_id, parse_addresses
 from .runtime import Runtime
+from .store import StorageFull, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,10 @@ class SubmissionHandler:
             message_id = await self.runtime.mailbox.accept(message, user.username)
         except BitMailError as exc:
             return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
-        if self.runtime.container:
-            self.runtime.container.wake()
+        except StorageFull:
+            return "452 4.3.1 Insufficient system storage"  # RFC 3463: try later
+        except StoreError:
+            return "451 4.3.0 Temporary storage failure"
         return f"250 2.0.0 queued as {message_id}"
 
 

@@ -36,13 +36,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def start(folder: Path) -> tuple[subprocess.Popen, str]:
+async def start(folder: Path) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     config = folder / "bitmail.toml"
     config.write_text(f'domain = "localhost"\ndata_dir = "{folder / "data"}"\n'
                       f'[accounts]\noperators = ["alice"]\n[web]\nport = {port}\n')
-    proc = subprocess.Popen([sys.executable, "-m", "bitmail", "serve", "--config", str(config)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bitmail", "serve", "--config", str(config), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         for _ in range(200):
@@ -119,7 +120,7 @@ async def shoot(url: str, out: Path) -> list[Path]:
                                                 permissions=["geolocation"])
             page = await context.new_page()
 
-            async def snap(view: str) -> None:
+            async def snap(view: str, page=page, kind=kind) -> None:
                 await page.wait_for_timeout(300)  # let fonts and transitions settle
                 path = out / f"{kind}-{view}.png"
                 await page.screenshot(path=str(path))
@@ -168,7 +169,7 @@ async def main() -> None:
                 print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
         finally:
             proc.terminate()
-            proc.wait(10)
+            await proc.wait()
 
 
 if __name__ == "__main__":

@@ -14,9 +14,12 @@ import signal
 from pathlib import Path
 
 import pytest
+import test_browser
+from test_browser import api_send, api_user, log_in, new_page, row
 
 from conftest import ServeProcess, free_port, require_or_skip, write_config
-from test_browser import api_send, api_user, browser, log_in, new_page, row  # noqa: F401
+
+browser = test_browser.browser  # the same Chromium fixture
 
 AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = {"width": 390, "height": 844}
@@ -352,7 +355,8 @@ async def test_phone_layout_gives_the_message_the_screen_and_44px_targets(browse
     small = await page.evaluate("""() => [...document.querySelectorAll('#reader button')]
         .filter(b => b.offsetParent)
         .map(b => [b.textContent.trim() || b.title, b.getBoundingClientRect()])
-        .filter(([, r]) => r.height < 44 || r.width < 44).map(([t, r]) => `${t} ${r.width}x${r.height}`)""")
+        .filter(([, r]) => r.height < 44 || r.width < 44)
+        .map(([t, r]) => `${t} ${r.width}x${r.height}`)""")
     assert small == [], small
     await page.get_by_role("button", name="Back", exact=True).click()
     await expect(page.locator(".topbar")).to_be_visible()

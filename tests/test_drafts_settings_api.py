@@ -3,15 +3,25 @@ notices (item 6) and logging in with a full address (item 10)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp.test_utils import TestClient, TestServer
 
 from bitmail.dsn import notice_id
 from bitmail.events import Event, EventType
+from bitmail.store import Batch
 from bitmail.web.app import make_app
 
 from conftest import Service, wait_for
 
 DRAFT = "d0a1b2c3d4e5f6a7"
+
+
+async def record(service: Service, message_id: str, *events: Event) -> None:
+    """Apply provider events to a Sent copy, as the container does."""
+    batch = Batch()
+    service.runtime.mailbox.record(batch, message_id, list(events))
+    await service.runtime.store.commit(batch)
 
 
 async def other_client(service: Service) -> TestClient:
@@ -200,8 +210,8 @@ async def test_an_unknown_local_user_brings_a_delivery_failure_notice_once(servi
                               "reason": "no such user here", "action": "failed",
                               "status": "5.1.1"}
     # The same failure reported again adds nothing.
-    await service.runtime.mailbox.record(sent_id, [Event(EventType.FAILED, sent_id,
-                                                         recipient="nobody@localhost")])
+    await record(service, sent_id, Event(EventType.FAILED, sent_id, recipient="nobody@localhost"))
+    await asyncio.sleep(0.2)
     assert await service.runtime.store.count("message", {"owner": "alice",
                                                          "folder": "inbox"}) == 1
 
@@ -213,9 +223,9 @@ async def test_a_later_bounce_brings_a_notice_live(service):
     sent_id = (await resp.json())["id"]
     sub = service.runtime.store.subscribe()
     try:
-        await service.runtime.mailbox.record(sent_id, [Event(
+        await record(service, sent_id, Event(
             EventType.BOUNCED, sent_id, recipient="carol@example.com",
-            detail="550 5.1.1 mailbox unavailable")])
+            detail="550 5.1.1 mailbox unavailable"))
 
         async def notice():
             while not sub.queue.empty():

@@ -205,6 +205,15 @@ def reject(address: str) -> Inject:
     return inject
 
 
+def refuse_with(address: str, reply: str) -> Inject:
+    """The relay answers RCPT for `address` with this reply."""
+    return lambda f: f.peer.refuse.__setitem__(address, reply)
+
+
+# Postfix's standard refusal of a recipient whose domain does not exist: the
+# recipient's fault, not the relay's (issue 10, item 16).
+DOMAIN_NOT_FOUND = "550 5.1.2 <{}>: Recipient address rejected: Domain not found"
+
 BAD_CREDENTIALS = "bad-credentials"  # BitMail is given a key the peer does not take
 
 
@@ -263,6 +272,8 @@ CASES = [
     Case("smtp", "dropped", smtp("mail", "drop"), T, R, note="before-data"),
     Case("smtp", BAD_CREDENTIALS, None, F, D, note="535"),
     Case("smtp", "rejected-recipient", reject(CC), P, FR, note="550-at-rcpt"),
+    Case("smtp", "domain-not-found", refuse_with(CC, DOMAIN_NOT_FOUND.format(CC)), P, FR,
+         note="postfix-550-5.1.2"),
     Case("smtp", "timeout-after-accept", smtp("data", "timeout", standing=False), T, A,
          ambiguous=True, note="during-data"),
 ]
@@ -335,6 +346,33 @@ async def test_fault_is_classified_and_acted_on(case: Case, make_settings, certi
         assert "backup" not in {e["provider"] for e in events}
         assert states["faulty"]["state"] == "up"  # the message's fault, not the provider's
     assert doc["status"] == ("failed" if case.action == Action.FAIL_MESSAGE else "sent")
+
+
+async def test_postfix_domain_not_found_for_the_only_recipient_fails_it_here(
+        make_settings, certificate):
+    """One recipient, refused with Postfix's 550 5.1.2 "Domain not found": the
+    message fails, is not tried elsewhere, and the relay's health is untouched."""
+    async with (open_faulty("smtp", certificate, configured="pw", accepted="pw") as faulty,
+                FakeMailgun(api_key="key-backup", domain="mg.example.com") as backup):
+        faulty.peer.refuse[TO] = DOMAIN_NOT_FOUND.format(TO)
+        settings = make_settings(MTA + faulty_toml(faulty, threshold=1, name="faulty")
+                                 + backup_toml(backup))
+        async with start_service(settings) as svc:
+            headers = await svc.api_key("alice")
+            resp = await svc.client.post("/api/messages", headers=headers, json={
+                "to": TO, "subject": "nx", "text": "hello"})
+            msg = await resp.json()
+            doc = await settled(svc, headers, msg)
+            states = await provider_states(svc, headers)
+            outcomes = dict(svc.runtime.container.slots["faulty"].figures.outcomes)
+    [recipient] = doc["recipients"]
+    assert recipient["status"] == "failed"
+    [failed] = [e for e in doc["events"] if e["type"] == "failed"]
+    assert failed["provider"] == "faulty" and "Domain not found" in failed["detail"]
+    assert not [e for e in doc["events"] if e["type"] == "deferred"]
+    assert backup.received == []
+    assert outcomes == {Outcome.ACCEPTED: 1}  # the relay answered; nothing against it
+    assert states["faulty"]["state"] == "up" and states["faulty"]["last_error"] is None
 
 
 BACK_OFF = {

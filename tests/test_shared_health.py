@@ -15,7 +15,8 @@ from test_container import Scripted, accept
 from bitmail.config import FailurePolicy, MtaSettings
 from bitmail.mailbox import Mailbox
 from bitmail.mta import container as container_module
-from bitmail.mta.container import HEALTH_KIND, Container
+from bitmail.mta.board import KIND as HEALTH_KIND
+from bitmail.mta.container import Container
 from bitmail.mta.health import State, ThresholdHealth
 from bitmail.mta.outcomes import Outcome, ProviderError
 from bitmail.mta.scheduling import RoundRobin

@@ -2,8 +2,11 @@
 
 The shape is channel plumbing: one bounded queue into each provider task, one
 events queue out of all of them, and one decision loop. The loop's decisions
-(health, failover) are made at once and in order; what they write to the
-store runs in tasks beside it, so those writes share group commits.
+(health, failover) are made at once and in order. Each outcome becomes one
+batch — the outbox entry's end or back-off, the Sent copy's new statuses, the
+provider's ids — that the container commits once, in a task beside the loop,
+so those commits share group commits. The outbox says when new mail is there;
+the health board holds the health shared with other processes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ..events import Event, EventType
 from ..mailbox import Mailbox
 from ..outbox import Job, Outbox
 from ..store import Batch, StoreError
+from .board import HealthBoard, Report
 from .figures import Figures
 from .health import State, ThresholdHealth
 from .outcomes import Outcome
@@ -30,9 +34,6 @@ log = logging.getLogger(__name__)
 
 EXIT_SERVICE_DOWN = 3
 MAY_HAVE_GONE = "an earlier try may also have gone out"
-# Provider health shared by the processes on one store: one document per
-# provider, the latest state change any process saw for itself.
-HEALTH_KIND = "provider_health"
 HEALTH_POLL = 1.5  # seconds between looks at the other processes' reports
 
 
@@ -57,10 +58,12 @@ class Container:
 
     def __init__(self, providers: list[tuple[Provider, FailurePolicy]], outbox: Outbox,
                  mailbox: Mailbox, settings: MtaSettings | None = None,
-                 scheduler: Scheduler | None = None):
+                 scheduler: Scheduler | None = None, board: HealthBoard | None = None):
         self.settings = settings or MtaSettings()
         self.outbox = outbox
         self.mailbox = mailbox
+        self.store = outbox.store
+        self.board = board or HealthBoard(outbox.store, outbox.owner)
         self.events: asyncio.Queue[Attempt] = asyncio.Queue()
         self.slots = {
             p.name: Slot(ProviderRunner(p, self.events, queue_size=self.settings.queue_size,
@@ -71,7 +74,6 @@ class Container:
         }
         self.scheduler = scheduler or make_scheduler(self.settings.scheduler, list(self.slots))
         self.down = asyncio.Event()  # set when every provider is down: the service stops
-        self._wake = asyncio.Event()
         self._held: dict[str, Job] = {}
         self._tried: dict[str, set[str]] = {}
         self._tasks: list[asyncio.Task] = []
@@ -107,12 +109,16 @@ class Container:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self._held:
-            await self.outbox.release(list(self._held.values()))
+            batch = Batch()
+            self.outbox.release(batch, list(self._held.values()))
+            await self.store.commit(batch)
             self._held.clear()
+        self.outbox.stop()
 
     def wake(self) -> None:
-        """New mail is in the outbox: claim now rather than at the next poll."""
-        self._wake.set()
+        """Claim now rather than at the next poll (the outbox does this itself
+        when mail is enqueued in this process)."""
+        self.outbox.added.set()
 
     # -- claiming and dispatch --------------------------------------------
 
@@ -142,7 +148,9 @@ class Container:
                         self._finish(job)
                         unplaced.append(job)
                 if unplaced:
-                    await self.outbox.release(unplaced)
+                    batch = Batch()
+                    self.outbox.release(batch, unplaced)
+                    await self.store.commit(batch)
                 if len(jobs) == min(free, 256):
                     await asyncio.sleep(0)
                     continue
@@ -151,8 +159,8 @@ class Container:
                 renewed = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
-                    await self._wake.wait()
-            self._wake.clear()
+                    await self.outbox.added.wait()
+            self.outbox.added.clear()
 
     def _dispatch(self, job: Job) -> bool:
         """Put the job on a provider's queue; False when none can take it now."""
@@ -182,41 +190,48 @@ class Container:
         if attempt.ambiguous and not job.ambiguous:
             job = replace(job, ambiguous=True)  # and so it stays, wherever it goes next
 
+        batch = Batch()
         if attempt.outcome == Outcome.ACCEPTED:
             self._set_state(slot, slot.health.success())
             self._finish(job)
-            self._write(self._accepted(attempt, job))
+            self._accepted(batch, attempt, job)
         elif attempt.outcome == Outcome.PERMANENT:
             slot.health.neutral()
             self._finish(job)
-            self._write(self._failed(job, attempt.provider, attempt.detail))
+            self._failed(batch, job, attempt.provider, attempt.detail)
         else:
             self._set_state(slot, slot.health.failure())
             if self.down.is_set():
                 self._finish(job)
-                self._write(self.outbox.release([job]))
-                return
-            log.info("message %s: %s on %s (%s)", job.message, attempt.outcome,
-                     attempt.provider, attempt.detail)
-            failover = [Event(EventType.DEFERRED, job.message, r, attempt.provider,
-                              detail=f"{attempt.detail}; trying another provider",
-                              ambiguous=attempt.ambiguous) for r in job.recipients]
-            if self._dispatch(job):
-                self._held[job.id] = job
-                self._write(self.mailbox.record(job.message, failover))
-            elif self._candidates(job.id, room=False):
-                # Healthy providers are left but busy: back in line, no back-off.
-                self._finish(job)
-                self._write(self.outbox.release([job]))
-                self._write(self.mailbox.record(job.message, failover))
+                self.outbox.release(batch, [job])
             else:
-                self._finish(job)
-                self._write(self._defer(job, job.recipients, attempt.provider, attempt.detail))
+                self._retry(batch, attempt, job)
+        self._write(self.store.commit(batch))
+
+    def _retry(self, batch: Batch, attempt: Attempt, job: Job) -> None:
+        """A transient failure or a provider fault: another provider now, or
+        back in line, or a back-off when none is left."""
+        log.info("message %s: %s on %s (%s)", job.message, attempt.outcome,
+                 attempt.provider, attempt.detail)
+        failover = [Event(EventType.DEFERRED, job.message, r, attempt.provider,
+                          detail=f"{attempt.detail}; trying another provider",
+                          ambiguous=attempt.ambiguous) for r in job.recipients]
+        if self._dispatch(job):
+            self._held[job.id] = job
+            self.mailbox.record(batch, job.message, failover)
+        elif self._candidates(job.id, room=False):
+            # Healthy providers are left but busy: back in line, no back-off.
+            self._finish(job)
+            self.outbox.release(batch, [job])
+            self.mailbox.record(batch, job.message, failover)
+        else:
+            self._finish(job)
+            self._defer(batch, job, job.recipients, attempt.provider, attempt.detail)
 
     def _finish(self, job: Job) -> None:
         self._held.pop(job.id, None)
         self._tried.pop(job.id, None)
-        self._wake.set()
+        self.outbox.added.set()  # room for one more: claim
 
     def _write(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -228,22 +243,21 @@ class Container:
         if not task.cancelled() and task.exception():
             log.error("recording an outcome failed", exc_info=task.exception())
 
-    def _set_state(self, slot: Slot, state: State, report: dict | None = None) -> None:
+    def _set_state(self, slot: Slot, state: State, report: Report | None = None) -> None:
         """`state` is what this process found, or what another one `report`ed."""
         if state == slot.reported:
             return
         probed = slot.reported == State.PROBING
         slot.reported, slot.adopted = state, report is not None
-        self._write(self.mailbox.store.publish({"type": "providers",
-                                                "providers": self.snapshot()}))
+        self._write(self.board.publish(self.snapshot()))
         # The other processes hear of every down this one found, and of an up
         # only from a probe: an up from a send that was out already would flap.
         if not report and (state == State.DOWN or (state == State.UP and probed)):
             self._write(self._share_health(slot, state))
-        source = f" (reported by process {report['owner']})" if report else ""
+        source = f" (reported by process {report.owner})" if report else ""
         if state == State.DOWN:
             log.warning("provider %s is down%s: %s", slot.name, source,
-                        report["reason"] if report else slot.figures.last_error)
+                        report.reason if report else slot.figures.last_error)
         elif state == State.UP:
             log.info("provider %s is up again%s", slot.name, source)
         # Only what this process saw for itself stops it: one process's bad
@@ -251,37 +265,32 @@ class Container:
         if all(s.health.state == State.DOWN and not s.adopted for s in self.slots.values()):
             self._service_down()
 
-    def _share_health(self, slot: Slot, state: State) -> Any:
-        """The write that tells the other processes (a coroutine, for _write)."""
-        now = slot.known_at = time.time()
+    async def _share_health(self, slot: Slot, state: State) -> None:
+        """Tell the other processes (runs in a task, through _write)."""
         down = state == State.DOWN
-        return self.outbox.store.put(HEALTH_KIND, {
-            "state": str(state),
-            "down_until": now + slot.health.retry_in() if down else None,
-            "reason": slot.runner.provider.redact(slot.figures.last_error) if down else "",
-            "owner": self.outbox.owner,
-            "at": now,
-        }, id=slot.name)
+        slot.known_at = time.time()  # reports older than this one are stale already
+        slot.known_at = await self.board.post(
+            slot.name, state, retry_in=slot.health.retry_in() if down else 0.0,
+            reason=slot.runner.provider.redact(slot.figures.last_error) if down else "")
 
     async def _adopt_health(self) -> None:
         """Take up the state changes other processes found since the last look."""
         try:
-            reports = await self.outbox.store.get(HEALTH_KIND)
+            reports = await self.board.others()
         except StoreError as exc:
             log.warning("could not read the providers' shared health: %s", exc)
             return
         now = time.time()
         for report in reports:
-            slot = self.slots.get(report["id"])
-            if (slot is None or report["owner"] == self.outbox.owner
-                    or report["at"] <= slot.known_at):
+            slot = self.slots.get(report.provider)
+            if slot is None or report.at <= slot.known_at:
                 continue
-            slot.known_at = report["at"]
+            slot.known_at = report.at
             if slot.health.state == State.PROBING:
                 continue  # our own probe is out, and decides
-            if report["state"] == State.DOWN and report["down_until"] > now:
-                self._set_state(slot, slot.health.down_for(report["down_until"] - now), report)
-            elif report["state"] == State.UP and slot.health.state != State.UP:
+            if report.state == State.DOWN and (report.down_until or 0) > now:
+                self._set_state(slot, slot.health.down_for(report.down_until - now), report)
+            elif report.state == State.UP and slot.health.state != State.UP:
                 self._set_state(slot, slot.health.success(), report)
 
     def _service_down(self) -> None:
@@ -292,9 +301,9 @@ class Container:
                      "outbox and goes out after a restart", reasons)
         self.down.set()
 
-    # -- recording (runs in tasks) --------------------------------------------
+    # -- recording: what an outcome writes, added to its one batch ----------------
 
-    async def _accepted(self, attempt: Attempt, job: Job) -> None:
+    def _accepted(self, batch: Batch, attempt: Attempt, job: Job) -> None:
         result = attempt.result
         refused = {f.recipient: f for f in (result.refused if result else ())}
         pmid = result.provider_message_id if result else None
@@ -309,38 +318,40 @@ class Container:
                 events.append(Event(
                     EventType.SENT, job.message, r, attempt.provider, ids.get(r, pmid),
                     detail=MAY_HAVE_GONE if job.ambiguous else "", ambiguous=job.ambiguous))
-        batch = Batch()
         for tracked in dict.fromkeys(i for i in (pmid, *ids.values()) if i):
             self.mailbox.track(batch, attempt.provider, tracked, job.message)
+        self.mailbox.record(batch, job.message, events)
         retry = [refused[r] for r in job.recipients
                  if r in refused and refused[r].outcome != Outcome.PERMANENT]
         if not retry:
             self.outbox.complete(batch, job)
-        await self.mailbox.record(job.message, events, batch)
-        if retry:
-            await self._defer(job, tuple(f.recipient for f in retry), attempt.provider,
-                              "; ".join(f"{f.recipient}: {f.detail}" for f in retry),
-                              record=False)
+        else:
+            self._defer(batch, job, tuple(f.recipient for f in retry), attempt.provider,
+                        "; ".join(f"{f.recipient}: {f.detail}" for f in retry), record=False)
 
-    async def _failed(self, job: Job, provider: str, detail: str) -> None:
+    def _failed(self, batch: Batch, job: Job, provider: str, detail: str) -> None:
         if job.ambiguous:
             detail = f"{detail}; {MAY_HAVE_GONE}"
-        batch = Batch()
         self.outbox.complete(batch, job)
-        await self.mailbox.record(job.message, [
+        self.mailbox.record(batch, job.message, [
             Event(EventType.FAILED, job.message, r, provider, detail=detail,
-                  ambiguous=job.ambiguous) for r in job.recipients], batch)
+                  ambiguous=job.ambiguous) for r in job.recipients])
 
-    async def _defer(self, job: Job, recipients: tuple[str, ...], provider: str, detail: str,
-                     *, record: bool = True) -> None:
-        due = await self.outbox.defer(job, recipients, detail)
+    def _defer(self, batch: Batch, job: Job, recipients: tuple[str, ...], provider: str,
+               detail: str, *, record: bool = True) -> None:
+        now = time.time()
+        due = self.outbox.defer(batch, job, recipients, detail, now)
         if due is None:
-            await self._failed(replace(job, recipients=recipients), provider,
-                               f"gave up: {detail}")
+            # Given up: the entry is gone with this batch; the failure is recorded in it.
+            if job.ambiguous:
+                detail = f"{detail}; {MAY_HAVE_GONE}"
+            self.mailbox.record(batch, job.message, [
+                Event(EventType.FAILED, job.message, r, provider, detail=f"gave up: {detail}",
+                      ambiguous=job.ambiguous) for r in recipients])
         elif record:
-            await self.mailbox.record(job.message, [
+            self.mailbox.record(batch, job.message, [
                 Event(EventType.DEFERRED, job.message, r, provider,
-                      detail=f"{detail}; retrying in {due - time.time():.0f}s",
+                      detail=f"{detail}; retrying in {due - now:.0f}s",
                       ambiguous=job.ambiguous) for r in recipients])
 
     # -- figures ---------------------------------------------------------------

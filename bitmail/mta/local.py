@@ -7,9 +7,12 @@ would leave the service is written, atomically, to DATA_DIR/outgoing/.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
+from ..datadir import DataDirError, private_folder
 from .outcomes import Outcome, ProviderError, SendResult
 from .provider import Job, Provider
 
@@ -28,17 +31,34 @@ class LocalProvider(Provider):
         try:
             await asyncio.to_thread(self._write, job)
         except OSError as exc:
-            raise ProviderError(Outcome.PROVIDER_FAULT, f"cannot write: {exc.strerror}") from None
+            raise ProviderError(Outcome.PROVIDER_FAULT,
+                                f"cannot write: {exc.strerror or exc}") from None
+        except DataDirError as exc:
+            raise ProviderError(Outcome.PROVIDER_FAULT, f"cannot write: {exc}") from None
         return SendResult(provider_message_id=job.id)
 
     def _write(self, job: Job) -> None:
+        """Write `<id>.eml` whole or not at all: a temporary file (0600, a
+        name of its own) is fsynced and renamed, and removed when anything
+        fails on the way — a full disk leaves nothing behind."""
         envelope = (f"X-BitMail-Envelope-From: {job.sender}\r\n"
                     f"X-BitMail-Envelope-To: {', '.join(job.recipients)}\r\n").encode()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_folder(self.directory, close=False)
         final = self.directory / f"{job.id}.eml"
-        tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(envelope + job.mime)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{job.id}.", suffix=".tmp")
+        try:
+            with open(fd, "wb") as f:
+                f.write(envelope + job.mime)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        # The rename is durable only once the folder itself is synced.
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -15,12 +15,38 @@ import logging
 import aiohttp
 
 from .http import HTTPAnswer, HTTPProvider
-from .outcomes import ProviderError, SendResult, classify_http, classify_name
+from .outcomes import Outcome, ProviderError, SendResult, classify_http
 from .provider import Job
 
-__all__ = ["MailgunProvider"]
+__all__ = ["ERRORS", "MailgunProvider", "classify"]
 
 log = logging.getLogger(__name__)
+
+# Mailgun's error texts (the "message" of its JSON answer) that say more than
+# the HTTP status: each phrase, matched case-insensitively, → Outcome. From
+# Mailgun's API response codes and sending errors: a 400 is the request's
+# fault unless its text says the account or domain cannot send.
+ERRORS: dict[str, Outcome] = {
+    # 404 {"message": "Domain not found: mg.example.com"}: the sending domain
+    # is gone (the provider's configuration), whatever the recipients.
+    "domain not found": Outcome.PROVIDER_FAULT,
+    # 400 on a sandbox domain for a recipient not authorized in the account.
+    "sandbox subdomains are for test purposes only": Outcome.PROVIDER_FAULT,
+    # 400/403 "Domain x is not allowed to send: Free accounts are for test
+    # purposes only ..." and the like: the account, not the message.
+    "is not allowed to send": Outcome.PROVIDER_FAULT,
+    "free accounts are for test purposes only": Outcome.PROVIDER_FAULT,
+}
+
+
+def classify(status: int, message: str) -> Outcome:
+    """Mailgun's answer → Outcome: its ERRORS phrases, else the HTTP status."""
+    text = message.lower()
+    for phrase, outcome in ERRORS.items():
+        if phrase in text:
+            return outcome
+    return classify_http(status)
+
 
 
 class MailgunProvider(HTTPProvider):
@@ -86,5 +112,5 @@ class MailgunProvider(HTTPProvider):
         except ValueError:
             message = ""
         message = message or answer.text()
-        outcome = classify_name(message, classify_http(answer.status))
+        outcome = classify(answer.status, message)
         return ProviderError(outcome, self.redact(f"mailgun {answer.status}: {message}"))

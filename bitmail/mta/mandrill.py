@@ -5,7 +5,7 @@ queued message goes out later and must never be sent again elsewhere),
 "rejected" (with a reason) or "invalid". A refused recipient is reported on
 its own; the others are sent. API errors come as HTTP 500 with a `name`
 (Invalid_Key, PaymentRequired, GeneralError, ValidationError, ...), which
-outcomes.py classifies.
+ERRORS below classifies.
 """
 
 from __future__ import annotations
@@ -23,15 +23,47 @@ from .outcomes import (
     RecipientFailure,
     SendResult,
     classify_http,
-    classify_name,
 )
 from .provider import Job
 
-__all__ = ["MandrillProvider"]
+__all__ = ["ERRORS", "REJECT_REASONS", "MandrillProvider", "classify"]
 
 log = logging.getLogger(__name__)
 
 TAKEN = frozenset({"sent", "queued", "scheduled"})
+
+# Mandrill's error names (`name` in {"status": "error", "code", "name",
+# "message"}, answered with HTTP 500 whatever the cause) → Outcome.
+ERRORS: dict[str, Outcome] = {
+    "Invalid_Key": Outcome.PROVIDER_FAULT,
+    "PaymentRequired": Outcome.PROVIDER_FAULT,
+    "Unknown_Subaccount": Outcome.PROVIDER_FAULT,
+    "PoorReputation": Outcome.PROVIDER_FAULT,
+    "ServiceUnavailable": Outcome.TRANSIENT,
+    "GeneralError": Outcome.TRANSIENT,
+    "ValidationError": Outcome.PERMANENT,
+}
+# Mandrill's reject_reason for one recipient of a send it otherwise took. Most
+# say this address cannot get mail; some say the sending account cannot send
+# (unverified domain, test mode), which another provider can.
+REJECT_REASONS: dict[str, Outcome] = {
+    "hard-bounce": Outcome.PERMANENT,
+    "soft-bounce": Outcome.TRANSIENT,
+    "spam": Outcome.PERMANENT,
+    "unsub": Outcome.PERMANENT,
+    "custom": Outcome.PERMANENT,
+    "rule": Outcome.PERMANENT,
+    "invalid": Outcome.PERMANENT,
+    "invalid-sender": Outcome.PROVIDER_FAULT,
+    "unsigned": Outcome.PROVIDER_FAULT,
+    "test-mode-limit": Outcome.PROVIDER_FAULT,
+    "recipient-domain-mismatch": Outcome.PROVIDER_FAULT,
+}
+
+
+def classify(status: int, name: str) -> Outcome:
+    """An API error → Outcome: its ERRORS name, else the HTTP status."""
+    return ERRORS.get(name) or classify_http(status)
 
 
 class MandrillProvider(HTTPProvider):
@@ -99,7 +131,8 @@ class MandrillProvider(HTTPProvider):
                 continue
             if status in ("rejected", "invalid"):
                 reason = str(entry.get("reject_reason") or status)
-                refused.append(RecipientFailure(recipient, classify_name(reason, Outcome.PERMANENT),
+                outcome = REJECT_REASONS.get(reason, Outcome.PERMANENT)
+                refused.append(RecipientFailure(recipient, outcome,
                                                 f"mandrill {status}: {reason}"))
             else:
                 if status not in TAKEN:
@@ -126,8 +159,7 @@ class MandrillProvider(HTTPProvider):
                 name, message = str(body.get("name", "")), str(body.get("message", ""))
         except ValueError:
             pass
-        outcome = classify_name(name, classify_http(answer.status)) if name else \
-            classify_http(answer.status)
+        outcome = classify(answer.status, name)
         detail = f"mandrill {answer.status} {name}: {message}" if name else \
             f"mandrill {answer.status}: {answer.text()}"
         return ProviderError(outcome, self.redact(detail))

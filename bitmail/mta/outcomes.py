@@ -1,12 +1,19 @@
-"""How a send turned out, and the one table that classifies provider errors.
+"""How a send turned out, and the generic helpers that read a failure.
 
 Every provider module reports failures by raising ProviderError with an
-Outcome taken from the functions below; the container acts on the Outcome and
-never on a provider's status codes or error names.
+Outcome; the container acts on the Outcome and never on a provider's status
+codes or error names. What a provider's own error names and texts mean is in
+that provider's module (its ERRORS table): a phrase means one thing from one
+provider and another from the next ("Domain not found" is Mailgun's missing
+sending domain, but a recipient's missing domain from an SMTP relay), so no
+table here is matched against every provider's text. What is here is what
+the standards say: HTTP status codes, SMTP reply codes (RFC 5321, RFC 4954)
+and enhanced status codes (RFC 3463).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -68,9 +75,16 @@ def classify_http(status: int) -> Outcome:
     return Outcome.PERMANENT
 
 
+# Reply codes that say the client is not allowed in (RFC 4954: 530 authentication
+# required, 534 mechanism too weak, 535 credentials invalid, 538 encryption
+# required): the relay's configuration, never the message's.
+SMTP_AUTH_CODES = frozenset({530, 534, 535, 538})
+
+
 def classify_smtp(code: int) -> Outcome:
-    """An SMTP reply code: 4xx transient, 5xx permanent; 530/535 are bad credentials."""
-    if code in (530, 534, 535, 538):
+    """An SMTP reply code (RFC 5321 4.2.1): 2xx/3xx accepted, 4xx transient, 5xx
+    permanent; the RFC 4954 authentication refusals are the provider's fault."""
+    if code in SMTP_AUTH_CODES:
         return Outcome.PROVIDER_FAULT
     if 200 <= code < 400:
         return Outcome.ACCEPTED
@@ -79,86 +93,48 @@ def classify_smtp(code: int) -> Outcome:
     return Outcome.PERMANENT
 
 
-# Error names carried in a provider's answer body, which say more than its
-# HTTP status (SES sends MessageRejected as 400 or 403, Mandrill uses 500 for
-# a bad key).
-ERROR_NAMES: dict[str, Outcome] = {
-    # Amazon SES
-    "TooManyRequestsException": Outcome.TRANSIENT,
-    "Throttling": Outcome.TRANSIENT,
-    "ThrottlingException": Outcome.TRANSIENT,
-    "LimitExceededException": Outcome.TRANSIENT,
-    "ServiceUnavailable": Outcome.TRANSIENT,
-    "InternalFailure": Outcome.TRANSIENT,
-    "AccountSuspendedException": Outcome.PROVIDER_FAULT,
-    "SendingPausedException": Outcome.PROVIDER_FAULT,
-    "MailFromDomainNotVerifiedException": Outcome.PROVIDER_FAULT,
-    "InvalidClientTokenId": Outcome.PROVIDER_FAULT,
-    "SignatureDoesNotMatch": Outcome.PROVIDER_FAULT,
-    "UnrecognizedClientException": Outcome.PROVIDER_FAULT,
-    "AccessDenied": Outcome.PROVIDER_FAULT,
-    "AccessDeniedException": Outcome.PROVIDER_FAULT,
-    "NotFoundException": Outcome.PROVIDER_FAULT,
-    "ExpiredToken": Outcome.PROVIDER_FAULT,
-    "ExpiredTokenException": Outcome.PROVIDER_FAULT,
-    "InvalidSignatureException": Outcome.PROVIDER_FAULT,
-    "IncompleteSignature": Outcome.PROVIDER_FAULT,
-    "MissingAuthenticationToken": Outcome.PROVIDER_FAULT,
-    "ConfigurationSetDoesNotExist": Outcome.PROVIDER_FAULT,
-    "ConfigurationSetDoesNotExistException": Outcome.PROVIDER_FAULT,
-    "ServiceUnavailableException": Outcome.TRANSIENT,
-    "InternalServerError": Outcome.TRANSIENT,
-    "RequestTimeout": Outcome.TRANSIENT,
-    "RequestTimeoutException": Outcome.TRANSIENT,
-    "MessageRejected": Outcome.PERMANENT,
-    "BadRequestException": Outcome.PERMANENT,
-    "InvalidParameterValue": Outcome.PERMANENT,
-    # SES says MessageRejected for an unverified sender, or an unverified
-    # recipient while the account is in the sandbox: the account's fault, and
-    # another provider can send the same message.
-    "Email address is not verified": Outcome.PROVIDER_FAULT,
-    "Email address not verified": Outcome.PROVIDER_FAULT,
-    "Did not have authority to send from": Outcome.PROVIDER_FAULT,
-    # Mandrill
-    "Invalid_Key": Outcome.PROVIDER_FAULT,
-    "PaymentRequired": Outcome.PROVIDER_FAULT,
-    "Unknown_Subaccount": Outcome.PROVIDER_FAULT,
-    "GeneralError": Outcome.TRANSIENT,
-    "ValidationError": Outcome.PERMANENT,
-    # Mandrill's reject_reason for one recipient of a send it otherwise took.
-    # Most say this address cannot get mail; some say the sending account
-    # cannot send (unverified domain, test mode), which another provider can.
-    "hard-bounce": Outcome.PERMANENT,
-    "soft-bounce": Outcome.TRANSIENT,
-    "spam": Outcome.PERMANENT,
-    "unsub": Outcome.PERMANENT,
-    "custom": Outcome.PERMANENT,
-    "rule": Outcome.PERMANENT,
-    "invalid": Outcome.PERMANENT,
-    "invalid-sender": Outcome.PROVIDER_FAULT,
-    "unsigned": Outcome.PROVIDER_FAULT,
-    "test-mode-limit": Outcome.PROVIDER_FAULT,
-    "recipient-domain-mismatch": Outcome.PROVIDER_FAULT,
-    # Mailgun answers 400/404 with this text when the sending domain is gone
-    "Domain not found": Outcome.PROVIDER_FAULT,
-    # An SMTP relay that will not relay for us (5.7.1) is configured wrongly,
-    # whatever the recipient.
-    "Relay access denied": Outcome.PROVIDER_FAULT,
-    # Mailgun's sandbox domain refuses unauthorized recipients with a 400.
-    "Sandbox subdomains are for test purposes only": Outcome.PROVIDER_FAULT,
-}
+@dataclass(frozen=True, slots=True)
+class EnhancedStatus:
+    """An RFC 3463 enhanced status code, `class.subject.detail` (e.g. 5.1.1)."""
+
+    klass: int  # 2 success, 4 persistent transient failure, 5 permanent failure
+    subject: int  # 1 addressing, 2 mailbox, 3 mail system, 4 network, 5 protocol,
+    #               6 content, 7 security or policy
+    detail: int
+
+    def __str__(self) -> str:
+        return f"{self.klass}.{self.subject}.{self.detail}"
 
 
-def classify_name(name: str, default: Outcome) -> Outcome:
-    """A provider's error name (or a message containing one) → Outcome."""
-    if name in ERROR_NAMES:
-        return ERROR_NAMES[name]
-    if "Maximum sending rate exceeded" in name:
-        return Outcome.TRANSIENT
-    for key, outcome in ERROR_NAMES.items():
-        if " " in key and key.lower() in name.lower():
-            return outcome
-    return default
+# RFC 3463 section 2: class "." subject "." detail, class 2, 4 or 5, subject up
+# to three digits, detail up to three; RFC 2034 puts it first in the reply text.
+_ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+
+
+def enhanced_status(text: str) -> EnhancedStatus | None:
+    """The enhanced status code at the start of a reply's text (RFC 2034: right
+    after the reply code, "550 5.1.1 ..."), else the first one in it (DSN
+    diagnostic texts quote it later), else None."""
+    match = _ENHANCED.match(text.strip()) or _ENHANCED.search(text)
+    if match is None:
+        return None
+    return EnhancedStatus(*(int(g) for g in match.groups()))
+
+
+def classify_smtp_reply(code: int, text: str) -> Outcome:
+    """A whole SMTP reply by the standards alone: the reply code (RFC 5321),
+    refined by its enhanced status code (RFC 3463) where that says the client
+    is not allowed in — X.7.8 credentials invalid, X.7.9 mechanism too weak,
+    X.7.11 encryption required, X.7.12 password transition needed (RFC 4954,
+    5248): the relay's configuration, never the message's. A provider's
+    module reads the text for what the codes do not say.
+    """
+    outcome = classify_smtp(code)
+    status = enhanced_status(text)
+    if (status is not None and code >= 400 and status.subject == 7
+            and status.detail in (8, 9, 11, 12)):
+        return Outcome.PROVIDER_FAULT
+    return outcome
 
 
 def connection_failure(detail: str, *, sent: bool) -> ProviderError:

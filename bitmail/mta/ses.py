@@ -33,12 +33,70 @@ from .outcomes import (
     ProviderError,
     SendResult,
     classify_http,
-    classify_name,
     connection_failure,
 )
 from .provider import Job, Provider
 
-__all__ = ["SESProvider"]
+__all__ = ["ERRORS", "MESSAGES", "SESProvider", "classify"]
+
+# SES's error codes (the `Code` botocore reads from the x-amzn-ErrorType
+# header or the body's __type) → Outcome: SendEmail's own errors and the
+# errors common to every AWS API. A code not listed goes by its HTTP status.
+ERRORS: dict[str, Outcome] = {
+    "TooManyRequestsException": Outcome.TRANSIENT,
+    "Throttling": Outcome.TRANSIENT,
+    "ThrottlingException": Outcome.TRANSIENT,
+    "LimitExceededException": Outcome.TRANSIENT,
+    "ServiceUnavailable": Outcome.TRANSIENT,
+    "ServiceUnavailableException": Outcome.TRANSIENT,
+    "InternalFailure": Outcome.TRANSIENT,
+    "InternalServerError": Outcome.TRANSIENT,
+    "RequestTimeout": Outcome.TRANSIENT,
+    "RequestTimeoutException": Outcome.TRANSIENT,
+    "AccountSuspendedException": Outcome.PROVIDER_FAULT,
+    "SendingPausedException": Outcome.PROVIDER_FAULT,
+    "MailFromDomainNotVerifiedException": Outcome.PROVIDER_FAULT,
+    "InvalidClientTokenId": Outcome.PROVIDER_FAULT,
+    "SignatureDoesNotMatch": Outcome.PROVIDER_FAULT,
+    "UnrecognizedClientException": Outcome.PROVIDER_FAULT,
+    "AccessDenied": Outcome.PROVIDER_FAULT,
+    "AccessDeniedException": Outcome.PROVIDER_FAULT,
+    "NotAuthorized": Outcome.PROVIDER_FAULT,
+    "OptInRequired": Outcome.PROVIDER_FAULT,
+    "NotFoundException": Outcome.PROVIDER_FAULT,
+    "ExpiredToken": Outcome.PROVIDER_FAULT,
+    "ExpiredTokenException": Outcome.PROVIDER_FAULT,
+    "InvalidSignatureException": Outcome.PROVIDER_FAULT,
+    "IncompleteSignature": Outcome.PROVIDER_FAULT,
+    "MissingAuthenticationToken": Outcome.PROVIDER_FAULT,
+    "ConfigurationSetDoesNotExist": Outcome.PROVIDER_FAULT,
+    "ConfigurationSetDoesNotExistException": Outcome.PROVIDER_FAULT,
+    "MessageRejected": Outcome.PERMANENT,
+    "BadRequestException": Outcome.PERMANENT,
+    "InvalidParameterValue": Outcome.PERMANENT,
+}
+# Phrases of SES's error messages that say more than the code: MessageRejected
+# for an unverified sender, or an unverified recipient while the account is in
+# the sandbox, is the account's fault, and another provider can send the same
+# message; the sending quotas ("Maximum sending rate exceeded.", "Daily message
+# quota exceeded.") come as Throttling and pass.
+MESSAGES: dict[str, Outcome] = {
+    "email address is not verified": Outcome.PROVIDER_FAULT,
+    "email address not verified": Outcome.PROVIDER_FAULT,
+    "did not have authority to send from": Outcome.PROVIDER_FAULT,
+    "maximum sending rate exceeded": Outcome.TRANSIENT,
+    "daily message quota exceeded": Outcome.TRANSIENT,
+}
+
+
+def classify(status: int, code: str, message: str) -> Outcome:
+    """An SES error → Outcome: a MESSAGES phrase, else the ERRORS code, else the
+    HTTP status."""
+    text = message.lower()
+    for phrase, outcome in MESSAGES.items():
+        if phrase in text:
+            return outcome
+    return ERRORS.get(code) or classify_http(status)
 
 
 
@@ -130,9 +188,7 @@ class SESProvider(Provider):
         code = str(error.get("Code", ""))
         message = str(error.get("Message", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400) or 400)
-        # The message can be more precise than the code: MessageRejected for an
-        # unverified address is the account's fault, not the message's.
-        outcome = classify_name(message, classify_name(code, classify_http(status)))
+        outcome = classify(status, code, message)
         return ProviderError(outcome, self.redact(f"ses {status} {code}: {message}"))
 
     def _transport_error(self, exc: BotoCoreError) -> ProviderError:

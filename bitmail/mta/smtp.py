@@ -24,13 +24,14 @@ from .outcomes import (
     ProviderError,
     RecipientFailure,
     SendResult,
-    classify_name,
     classify_smtp,
+    classify_smtp_reply,
     connection_failure,
+    enhanced_status,
 )
 from .provider import Job, Provider
 
-__all__ = ["SMTPProvider"]
+__all__ = ["ERRORS", "SMTPProvider", "classify"]
 
 TLS_MODES = ("starttls", "implicit", "none")
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
@@ -41,10 +42,56 @@ class _Disconnected(ProviderError):
     """The relay was gone before DATA: nothing was sent, a fresh connection may work."""
 
 
-def _classify(code: int, message: str) -> Outcome:
-    # The text can say more than the code ("Relay access denied" is the
-    # relay's configuration, not the recipient).
-    return classify_name(message, classify_smtp(code))
+# What a relay's reply text says beyond its codes. The relay is BitMail's
+# provider, not the recipient's server: when it will not relay for us, will
+# not take our sender, or blocks our address, no message can go through it —
+# the provider's fault, and another provider can send the same message. Every
+# other refusal is the message's or the recipient's (by its reply code). The
+# texts are the standard replies of Postfix (smtpd_recipient_restrictions,
+# smtpd_sender_login_maps), Exim (the default ACL) and Exchange (Exchange
+# Online's NDR codes).
+ERRORS: tuple[tuple[re.Pattern[str], Outcome], ...] = tuple(
+    (re.compile(phrase, re.IGNORECASE), outcome) for phrase, outcome in (
+        # Postfix "554 5.7.1 <x>: Relay access denied"; Exim "550 relay not
+        # permitted"; Exchange "550 5.7.1 Unable to relay", "5.7.54 ... Unable to
+        # relay recipient in non-accepted domain"; sendmail "Relaying denied".
+        (r"relay access denied|relay not permitted|unable to relay|relaying denied",
+         Outcome.PROVIDER_FAULT),
+        # Postfix "553 5.7.1 <a@x>: Sender address rejected: not owned by user
+        # u"; Exim "550 Sender verify failed"; Exchange "5.7.60 Client does not
+        # have permissions to send as this sender", "SendAsDenied".
+        (r"sender address rejected|sender verify failed|"
+         r"permissions to send as this sender|sendasdenied", Outcome.PROVIDER_FAULT),
+        # Postfix "554 5.7.1 Service unavailable; Client host [ip] blocked
+        # using zen.spamhaus.org"; Exchange "5.7.708 ... traffic not accepted
+        # from this IP": the relay refuses us, whatever we send.
+        (r"client host \[[^\]]*\] blocked|traffic not accepted from this ip",
+         Outcome.PROVIDER_FAULT),
+    ))
+# Exchange Online's enhanced codes (subject 7) for the same: 5.7.54 unable to
+# relay, 5.7.57 client not authenticated, 5.7.60 send-as denied, 5.7.708 the
+# sending IP is refused.
+ENHANCED_FAULTS = frozenset({54, 57, 60, 708})
+
+
+def classify(code: int, message: str) -> Outcome:
+    """One SMTP reply from the relay → Outcome: the standard codes first
+    (outcomes.classify_smtp_reply), then what this module's ERRORS say.
+
+    Postfix's "550 5.1.2 <bob@nx.example>: Recipient address rejected: Domain
+    not found" is permanent for that recipient — the recipient's domain is
+    missing, not the relay's configuration.
+    """
+    outcome = classify_smtp_reply(code, message)
+    if outcome in (Outcome.ACCEPTED, Outcome.PROVIDER_FAULT):
+        return outcome
+    status = enhanced_status(message)
+    if status is not None and status.subject == 7 and status.detail in ENHANCED_FAULTS:
+        return Outcome.PROVIDER_FAULT
+    for pattern, meaning in ERRORS:
+        if pattern.search(message):
+            return meaning
+    return outcome
 
 
 class SMTPProvider(Provider):
@@ -190,7 +237,7 @@ class SMTPProvider(Provider):
                 await smtp.mail(job.sender)
             except aiosmtplib.SMTPSenderRefused as exc:
                 await self._reset(smtp)
-                raise ProviderError(_classify(exc.code, exc.message),
+                raise ProviderError(classify(exc.code, exc.message),
                                     f"smtp sender refused: {exc.code} {exc.message}") from None
             refused = [f async for f in self._recipients(smtp, job)]
             if len(refused) == len(job.recipients):
@@ -202,7 +249,7 @@ class SMTPProvider(Provider):
             try:
                 answer = await smtp.data(job.mime)
             except aiosmtplib.SMTPDataError as exc:
-                raise ProviderError(_classify(exc.code, exc.message),
+                raise ProviderError(classify(exc.code, exc.message),
                                     f"smtp message refused: {exc.code} {exc.message}") from None
         except aiosmtplib.SMTPServerDisconnected:
             if in_data:
@@ -223,7 +270,7 @@ class SMTPProvider(Provider):
             try:
                 await smtp.rcpt(recipient)
             except aiosmtplib.SMTPRecipientRefused as exc:
-                yield RecipientFailure(recipient, _classify(exc.code, exc.message),
+                yield RecipientFailure(recipient, classify(exc.code, exc.message),
                                        f"smtp {exc.code} {exc.message}")
 
     @staticmethod

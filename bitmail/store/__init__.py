@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from .base import AlreadyExists, Batch, Document, Store, StoreError, Subscription, contains
+from .base import (
+    AlreadyExists,
+    Batch,
+    Document,
+    StorageFull,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Subscription,
+    contains,
+)
 
 
 def open_store(url: str, *, sending: bool = False) -> Store:
@@ -23,5 +33,5 @@ def open_store(url: str, *, sending: bool = False) -> Store:
     raise StoreError(f"unknown store URL scheme in {url.split(':', 1)[0]!r}")
 
 
-__all__ = ["AlreadyExists", "Batch", "Document", "Store", "StoreError", "Subscription",
-           "contains", "open_store"]
+__all__ = ["AlreadyExists", "Batch", "Document", "StorageFull", "Store", "StoreError",
+           "StoreUnavailable", "Subscription", "contains", "open_store"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import re
 import secrets
 from abc import ABC, abstractmethod
@@ -17,6 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Change = dict[str, Any] | Callable[[Document], Document | None]
@@ -47,6 +50,17 @@ class StoreError(Exception):
 
 class AlreadyExists(StoreError):
     """Batch.add found a document with that id."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be opened at all (a corrupt or unreadable file, an
+    unreachable server); the message names the file or server and the problem."""
+
+
+class StorageFull(StoreError):
+    """A write failed because the disk (or the database server's disk) is
+    full. Nothing of the batch was committed; the same write may succeed once
+    there is room again."""
 
 
 def check_key(key: str) -> str:
@@ -83,11 +97,25 @@ class Op:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+# What to do once a batch is durable: given the store and the batch's results,
+# return a live update to publish (or None), and perhaps signal something in
+# this process.
+AfterCommit = Callable[["Store", list[Any]], dict[str, Any] | None]
+
+
 class Batch:
-    """Writes that commit together or not at all."""
+    """Writes that commit together or not at all, and what follows once they
+    are durable (live updates, wake-ups): whoever adds writes adds their
+    consequences beside them, and the owner of the step commits once."""
 
     def __init__(self) -> None:
         self.ops: list[Op] = []
+        self.after: list[AfterCommit] = []
+
+    def on_commit(self, hook: AfterCommit) -> None:
+        """Run `hook(store, results)` after the commit succeeds (results as
+        commit returns them)."""
+        self.after.append(hook)
 
     def put(self, kind: str, doc: Document, *, id: str | None = None) -> str:
         doc_id = id or doc.get("id") or new_id()
@@ -169,8 +197,13 @@ class GroupCommit:
             except Exception as exc:
                 # The transaction itself failed, so every batch in it did. (A
                 # connection lost during COMMIT leaves the outcome unknown;
-                # callers treat it as any failed write.)
-                results = [StoreError(f"commit failed: {exc}")] * len(groups)
+                # callers treat it as any failed write.) The database's own
+                # words go to the log: they are what an operator acts on.
+                log.error("%s: a commit of %d batches failed: %s: %s", self._name,
+                          len(groups), type(exc).__name__, exc)
+                failed = exc if isinstance(exc, StoreError) else StoreError(
+                    f"commit failed: {exc}")
+                results = [failed] * len(groups)
             finally:
                 self._idle.set()
             for (_, future), result in zip(groups, results, strict=True):
@@ -246,10 +279,20 @@ class Store(ABC):
     async def close(self) -> None:
         """Finish pending commits and disconnect."""
 
-    @abstractmethod
     async def commit(self, batch: Batch) -> list[Any]:
         """Apply a batch atomically; returns each op's result
-        (put: id, update: the new document or None, delete: bool, claim: docs)."""
+        (put: id, update: the new document or None, delete: bool, claim: docs).
+        Then runs the batch's after-commit hooks and publishes what they give."""
+        results = await self._commit(batch)
+        for hook in batch.after:
+            payload = hook(self, results)
+            if payload is not None:
+                await self.publish(payload)
+        return results
+
+    @abstractmethod
+    async def _commit(self, batch: Batch) -> list[Any]:
+        """Apply the batch's operations atomically (group commit); each op's result."""
 
     @abstractmethod
     async def get(

@@ -44,8 +44,10 @@ from .base import (
     GroupCommit,
     Groups,
     Op,
+    StorageFull,
     Store,
     StoreError,
+    StoreUnavailable,
     apply_change,
     check_key,
 )
@@ -259,6 +261,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                               schema="pg_catalog")
 
 
+def _server_name(dsn: str) -> str:
+    """host:port/database of a URL, without user or password, for messages."""
+    parts = urlsplit(dsn)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.hostname or 'localhost'}{port}{parts.path}"
+
+
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
     """Database and connection failures as the store's one error type."""
@@ -291,17 +300,23 @@ class PostgresStore(Store):
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
-        with _store_errors():
-            self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.pool_min, max_size=self.pool_size,
-                init=_init_connection)
-            try:
-                async with self._pool.acquire() as conn:
-                    await self._migrate(conn)
-            except BaseException:
-                await self._pool.close()
-                self._pool = None
-                raise
+        """Connect and migrate. Raises StoreUnavailable naming the server
+        (never its password) and the problem."""
+        try:
+            with _store_errors():
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=self.pool_min, max_size=self.pool_size,
+                    init=_init_connection)
+                try:
+                    async with self._pool.acquire() as conn:
+                        await self._migrate(conn)
+                except BaseException:
+                    await self._pool.close()
+                    self._pool = None
+                    raise
+        except StoreError as exc:
+            raise StoreUnavailable(f"cannot open the PostgreSQL store at "
+                                   f"{_server_name(self.dsn)}: {exc}") from None
         self._group.start()
         self._deliverer = asyncio.create_task(self._deliver_loop(), name="pg-deliver")
         self._listener = asyncio.create_task(self._listen_loop(), name="pg-listen")
@@ -362,18 +377,25 @@ class PostgresStore(Store):
 
     # -- writes ------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> list[Any]:
+    async def _commit(self, batch: Batch) -> list[Any]:
         return await self._group.submit(batch.ops)
 
     async def _apply(self, groups: Groups) -> list[Any]:
+        try:
+            return await self._apply_groups(groups)
+        except asyncpg.DiskFullError as exc:
+            raise StorageFull(f"PostgreSQL: {exc}") from exc
+
+    async def _apply_groups(self, groups: Groups) -> list[Any]:
         async with self._require_pool().acquire() as conn:
             try:
                 # Nearly always every batch goes: then savepoints, a round trip
                 # each way per batch, would only cost time.
                 async with conn.transaction():
                     return [[await self._op(conn, op) for op in ops] for ops in groups]
-            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
-                raise  # the connection is gone: the whole group fails
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError,
+                    asyncpg.DiskFullError):
+                raise  # the connection is gone, or the disk full: the whole group fails
             except Exception:  # handled below, batch by batch
                 pass
             # Some batch failed and took the transaction with it: again, each
@@ -395,8 +417,9 @@ class PostgresStore(Store):
                     return StoreError(f"deadlock: {exc}")
             except StoreError as exc:
                 return exc
-            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
-                raise  # the connection is gone: the whole group fails
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError,
+                    asyncpg.DiskFullError):
+                raise  # the connection is gone, or the disk full: the whole group fails
             except Exception as exc:  # a bad document, a failing update function
                 return StoreError(str(exc))
         raise AssertionError("unreachable")

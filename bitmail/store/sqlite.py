@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..datadir import private_file
 from .base import (
     INDEXES,
     AlreadyExists,
@@ -27,11 +29,15 @@ from .base import (
     GroupCommit,
     Groups,
     Op,
+    StorageFull,
     Store,
     StoreError,
+    StoreUnavailable,
     check_key,
     contains,
 )
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -56,6 +62,19 @@ KINDS_SQL = """WITH RECURSIVE k(kind) AS (
     SELECT (SELECT min(kind) FROM docs WHERE docs.kind > k.kind) FROM k
     WHERE k.kind IS NOT NULL)
 SELECT kind FROM k WHERE kind IS NOT NULL"""
+
+
+def _storage_failed(exc: BaseException) -> bool:
+    """A write refused for want of room (SQLITE_FULL: SQLite turns ENOSPC into it)."""
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL)
+
+
+def _problem(exc: BaseException) -> str:
+    """What went wrong, in words: OSError's strerror, SQLite's message."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
 
 
 def _path(key: str) -> str:
@@ -127,22 +146,56 @@ class SQLiteStore(Store):
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        if self.path != ":memory:" and self.exclusive:
+        """Open (or create, 0600 in a 0700 folder) the file.
+
+        Raises StoreUnavailable naming the file and the problem: not a
+        database, a folder in its place, no permission, another sending
+        process holding it.
+        """
+        try:
+            if self.path != ":memory:":
+                self._prepare_files()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._writer, self._open_writer)
+        except (OSError, sqlite3.Error) as exc:
+            self._release_lock()
+            if self._wconn is not None:
+                self._wconn.close()
+                self._wconn = None
+            raise StoreUnavailable(f"cannot open the SQLite store {self.path}: "
+                                   f"{_problem(exc)}") from None
+        except StoreError:
+            self._release_lock()
+            raise
+        self._group.start()
+
+    def _prepare_files(self) -> None:
+        path = Path(self.path)
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True)
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder, not a file")
+        # Created before SQLite sees it, so it is 0600 from the first byte;
+        # SQLite gives its -wal and -shm files the database file's mode.
+        private_file(path)
+        for extra in ("-wal", "-shm"):
+            if Path(self.path + extra).exists():
+                private_file(Path(self.path + extra))
+        if self.exclusive:
             self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(self._lock_fd)
-                self._lock_fd = None
-                raise StoreError(
+                self._release_lock()
+                raise StoreUnavailable(
                     f"another BitMail service is sending from {self.path}; "
                     "several serving processes need the PostgreSQL store"
                 ) from None
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self._open_writer)
-        self._group.start()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -156,6 +209,11 @@ class SQLiteStore(Store):
         self._wconn.executescript(SCHEMA)
         for sql in _index_sql():
             self._wconn.execute(sql)
+        if self.path != ":memory:":
+            # journal_mode=WAL has just made them, with the file's mode.
+            for extra in ("-wal", "-shm"):
+                if Path(self.path + extra).exists():
+                    private_file(Path(self.path + extra))
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -177,13 +235,11 @@ class SQLiteStore(Store):
         self._reader_conns.clear()
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._release_lock()
 
     # -- writes ------------------------------------------------------------
 
-    async def commit(self, batch: Batch) -> list[Any]:
+    async def _commit(self, batch: Batch) -> list[Any]:
         return await self._group.submit(batch.ops)
 
     async def _apply(self, groups: Groups) -> list[Any]:
@@ -194,8 +250,8 @@ class SQLiteStore(Store):
         conn = self._wconn
         assert conn is not None
         results: list[Any] = []
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             for ops in groups:
                 # Each batch in its own savepoint: one bad batch fails alone.
                 conn.execute("SAVEPOINT batch")
@@ -203,12 +259,22 @@ class SQLiteStore(Store):
                     results.append([self._op(conn, op) for op in ops])
                     conn.execute("RELEASE batch")
                 except Exception as exc:
+                    if _storage_failed(exc):
+                        raise  # the whole transaction is lost, not only this batch
                     conn.execute("ROLLBACK TO batch")
                     conn.execute("RELEASE batch")
                     results.append(exc if isinstance(exc, StoreError) else StoreError(str(exc)))
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may have rolled back by itself already (a full disk
+            # does); a ROLLBACK then would only hide the real error.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as again:
+                    log.error("rollback after %s failed too: %s", exc, again)
+            if _storage_failed(exc):
+                raise StorageFull(f"SQLite {self.path}: {exc}") from exc
             raise
         return results
 

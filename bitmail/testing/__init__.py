@@ -4,8 +4,8 @@
         ...  # point a MailgunProvider at fake.url; fake.fail_next(2, 503)
 """
 
-from .faults import FakeService, Fault, Faults, Received
+from .faults import Answer, FakeService, Fault, Faults, Received
 from .mailgun import FakeMailgun
 from .mandrill import FakeMandrill
 
-__all__ = ["FakeMailgun", "FakeMandrill", "FakeService", "Fault", "Faults", "Received"]
+__all__ = ["Answer", "FakeMailgun", "FakeMandrill", "FakeService", "Fault", "Faults", "Received"]

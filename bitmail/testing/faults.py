@@ -23,11 +23,25 @@ from typing import Any, Self
 
 from aiohttp import web
 
-__all__ = ["GENERIC_FAULTS", "FakeService", "Fault", "FaultKind", "Faults", "Received"]
+__all__ = ["GENERIC_FAULTS", "Answer", "FakeService", "Fault", "FaultKind", "Faults",
+           "Received"]
 
-# A status code (500, 502, 503, 429, 401, 400, ...), one of GENERIC_FAULTS, or
-# a name a particular fake understands (Mandrill's error names, for example).
-FaultKind = int | str
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A canned answer, given as it is: a provider's documented error body
+    (`fake.fail_always(Answer(400, '{"message": "..."}'))`)."""
+
+    status: int
+    body: str
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# A status code (500, 502, 503, 429, 401, 400, ...), one of GENERIC_FAULTS, a
+# name a particular fake understands (Mandrill's error names, for example),
+# or a canned Answer.
+FaultKind = int | str | Answer
 GENERIC_FAULTS = frozenset({"timeout", "drop", "slow", "bad_json"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -137,6 +151,8 @@ class FakeService:
         self.rejected.clear()
 
     def _check(self, kind: FaultKind) -> None:
+        if isinstance(kind, Answer):
+            return
         if isinstance(kind, int) and not isinstance(kind, bool) and 400 <= kind <= 599:
             return
         if kind in GENERIC_FAULTS or kind in self.extra_faults:
@@ -204,6 +220,10 @@ class FakeService:
     async def _apply(self, fault: Fault, request: web.Request,
                      handler: Handler) -> web.StreamResponse:
         kind = fault.kind
+        if isinstance(kind, Answer):
+            await request.read()
+            return web.Response(status=kind.status, text=kind.body,
+                                content_type=kind.content_type, headers=dict(kind.headers))
         if kind == "slow":
             answer = await handler(request)  # taken at once, answered late
             await asyncio.sleep(self.slow_delay)

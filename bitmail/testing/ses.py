@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .faults import GENERIC_FAULTS, FakeService, Received
+from .faults import GENERIC_FAULTS, Answer, FakeService, Received
 
-__all__ = ["ERRORS", "FakeSES"]
+__all__ = ["ERRORS", "FakeSES", "error_answer"]
 
 # fault → (HTTP status, error code, message), as SES answers them.
 ERRORS: dict[int | str, tuple[int, str, str]] = {
@@ -61,7 +61,7 @@ class FakeSES(FakeService):
 
     def _check(self, kind: int | str) -> None:
         # Only the statuses SES's answers are written for (error_response needs them).
-        if kind in ERRORS or kind in GENERIC_FAULTS:
+        if isinstance(kind, Answer) or kind in ERRORS or kind in GENERIC_FAULTS:
             return
         raise ValueError(f"unknown fault {kind!r} (known: {', '.join(map(str, ERRORS))}, "
                          f"{', '.join(sorted(GENERIC_FAULTS))})")
@@ -88,6 +88,12 @@ class FakeSES(FakeService):
                                       mime=mime, id=mid,
                                       fields={k: v for k, v in body.items() if k != "Content"}))
         return web.json_response({"MessageId": mid})
+
+
+def error_answer(http: int, code: str, message: str) -> Answer:
+    """SES's error `code` with `message`, as a canned Answer for fail_next/fail_always."""
+    return Answer(http, json.dumps({"__type": code, "message": message}),
+                  headers=(("x-amzn-ErrorType", f"{code}:http://internal.amazon.com/"),))
 
 
 def _error(http: int, code: str, message: str) -> web.Response:

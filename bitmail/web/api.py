@@ -9,7 +9,7 @@ import json
 
 from aiohttp import web
 
-from .. import geo
+from .. import geo, idempotency, live
 from ..accounts import User
 from ..drafts import DRAFT_ID, Drafts
 from ..dsn import failed_recipients, notify_failures
@@ -18,8 +18,10 @@ from ..folders import FOLDERS
 from ..mailbox import public, summary
 from ..message import parse_message
 from ..profile import Profiles, geolist_locations
+from ..store import AlreadyExists
 from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
 from .middlewares import read_json
+from .params import MAX_CURSOR, query_int
 
 routes = web.RouteTableDef()
 
@@ -85,34 +87,30 @@ async def send(request: web.Request) -> web.Response:
     """Accept a message: 202 only once it is durably stored."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        if not 1 <= len(key) <= 200:
-            raise ValidationError("must be 1 to 200 characters", field="Idempotency-Key")
-        first = await runtime.store.get_one("idempotency", {"id": f"{user.username}:{key}"})
-        if first:
-            return web.json_response(first["body"], status=first["status"])
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     payload = await read_json(request)
     draft = payload.get("draft") if isinstance(payload, dict) else None
     if draft is not None and not (isinstance(draft, str) and DRAFT_ID.match(draft)):
         raise ValidationError("must be the id of one of your drafts", field="draft")
+    claim = idempotency.Claim.of(user.username, key, payload) if key else None
+    if claim and (first := await idempotency.first_answer(runtime.store, claim)):
+        return web.json_response(first, status=202)
     message = parse_message(payload, sender=user.address, domain=runtime.settings.domain,
                             max_size=runtime.settings.max_message_size)
-    message_id = await runtime.mailbox.accept(message, user.username)
-    if runtime.container:
-        runtime.container.wake()
+    try:
+        message_id = await runtime.mailbox.accept(message, user.username, idempotency=claim)
+    except AlreadyExists:
+        # A request with the same key committed first: its answer is ours too.
+        assert claim is not None
+        first = await idempotency.first_answer(runtime.store, claim)
+        return web.json_response(first, status=202)
     sent = await runtime.store.get_one("message", {"id": message_id})
     if sent and (failed := failed_recipients(sent)):  # refused at once: tell the sender
         await notify_failures(runtime.store, runtime.settings.domain, sent, failed)
     if draft is not None:  # sent: the draft has done its job
         with contextlib.suppress(NotFound):
             await Drafts(runtime.store).remove(user.username, draft)
-    body = {"id": message_id, "status": "queued", "message_id": message.message_id}
-    if key is not None:
-        await runtime.store.put("idempotency", {"status": 202, "body": body,
-                                                "username": user.username},
-                                id=f"{user.username}:{key}")
-    return web.json_response(body, status=202)
+    return web.json_response(idempotency.answer(message_id, message.message_id), status=202)
 
 
 @routes.get("/api/messages")
@@ -121,16 +119,13 @@ async def folder(request: web.Request) -> web.Response:
     name = request.query.get("folder", "inbox")
     if name not in FOLDERS:
         raise ValidationError(f"must be one of {', '.join(FOLDERS)}", field="folder")
-    try:
-        before = int(request.query["before"]) if "before" in request.query else None
-        limit = min(int(request.query.get("limit", 50)), 200)
-    except ValueError:
-        raise ValidationError("must be a whole number", field="before") from None
+    before = query_int(request, "before", None, minimum=1, maximum=MAX_CURSOR)
+    limit = query_int(request, "limit", 50, minimum=1, maximum=200, cap=True)
     query = request.query.get("q", "")
     if len(query) > 500:
         raise ValidationError("at most 500 characters", field="q")
     docs, cursor = await runtime.mailbox.folder(user_of(request).username, name,
-                                                before=before, limit=max(limit, 1), query=query)
+                                                before=before, limit=limit, query=query)
     return web.json_response({"messages": [summary(d) for d in docs], "next": cursor})
 
 
@@ -227,13 +222,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            kind = payload.get("type")
-            if kind == "providers":
-                data = {"providers": payload["providers"]}
-            elif payload.get("owner") == username:
-                data = payload["message"]
-            else:
+            found = live.for_user(payload, username)
+            if found is None:
                 continue
+            kind, data = found
             await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
     except ConnectionResetError:
         pass  # the page went away

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..errors import NotFound
 from ..runtime import Runtime
 from . import api, drafts_api, folders_api, settings_api, status, suppressions
 from .hooks import add_routes as add_hook_routes
@@ -14,6 +15,15 @@ from .middlewares import authenticate, errors
 from .security import security_headers
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    """A file of the page from STATIC_DIR; anything else is a JSON 404 (aiohttp's
+    own static route answers a missing file with an empty octet-stream)."""
+    path = (STATIC_DIR / request.match_info["name"]).resolve()
+    if not path.is_relative_to(STATIC_DIR) or not path.is_file():
+        raise NotFound("no such file")
+    return web.FileResponse(path)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -36,6 +46,5 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     app.router.add_routes(suppressions.routes)
     add_hook_routes(app)
     app.router.add_get("/", index)
-    if STATIC_DIR.is_dir():
-        app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    app.router.add_get("/static/{name:.+}", static_file)
     return app

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .. import jsonlimits
 from ..errors import BitMailError, Forbidden, Unauthorized
+from ..store import StorageFull, StoreError
 from .keys import RUNTIME, SESSION, SESSION_COOKIE, USER
 
 log = logging.getLogger(__name__)
@@ -19,6 +22,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PREFIXES = ("/hooks/", "/static/", "/healthz", "/metrics")
 PUBLIC_PATHS = {"/", "/index.html", "/favicon.ico"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Seconds a client is asked to wait: room on a disk takes an operator.
+STORAGE_RETRY_AFTER = 60
+STORE_RETRY_AFTER = 5
 
 
 def error_json(status: int, code: str, message: str, field: str | None = None) -> web.Response:
@@ -26,11 +32,21 @@ def error_json(status: int, code: str, message: str, field: str | None = None) -
                              status=status)
 
 
+def _reason_json(status: int, reason: str) -> web.Response:
+    return error_json(status, reason.lower().replace(" ", "_"), reason)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every refusal in one JSON shape: {"error": {"code", "message", "field"}}."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if response.status >= 400 and response.content_type != "application/json" and (
+                isinstance(response, web.Response)):
+            # A refusal some handler (aiohttp's static files, say) returned
+            # rather than raised: the same shape as every other.
+            return _reason_json(response.status, response.reason)
+        return response
     except BitMailError as exc:
         return web.json_response(exc.to_json(), status=exc.status)
     except web.HTTPRequestEntityTooLarge:
@@ -39,9 +55,31 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        return error_json(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        return _reason_json(exc.status, exc.reason)
     except json.JSONDecodeError as exc:
         return error_json(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
+    except StorageFull as exc:
+        # Nothing was committed, so nothing was accepted; the client may
+        # retry the same request (with its Idempotency-Key) once there is room.
+        log.error("refused %s %s: the store is full: %s", request.method, request.path, exc)
+        response = error_json(503, "storage_full",
+                              "the service is out of storage space; try again later")
+        response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+        return response
+    except StoreError as exc:
+        log.error("refused %s %s: the store failed: %s", request.method, request.path, exc)
+        response = error_json(503, "store_unavailable",
+                              "the service cannot reach its storage; try again later")
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return response
+    except ConnectionResetError:
+        raise  # the client went away: nobody to answer
+    except Exception:
+        # A bug, not a refusal: the traceback goes to the log under a
+        # reference the client is given, and no internals go to the client.
+        ref = uuid.uuid4().hex[:12]
+        log.exception("unexpected error on %s %s (ref %s)", request.method, request.path, ref)
+        return error_json(500, "internal", f"something went wrong on our side (ref {ref})")
 
 
 @web.middleware
@@ -79,7 +117,7 @@ async def read_json(request: web.Request) -> object:
     if not body:
         raise BitMailError("the body is empty", code="bad_json")
     try:
-        return json.loads(body)
+        return jsonlimits.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BitMailError(f"the body is not valid JSON: {exc}", code="bad_json") from None
 

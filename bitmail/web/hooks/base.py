@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from ... import jsonlimits
 from ...config import ProviderSettings
 from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import Event, EventType
@@ -198,7 +199,7 @@ def content_key(value: Any) -> str:
 def parse_json(data: bytes | str, field: str | None = None) -> Any:
     """JSON, or a 400 naming the field."""
     try:
-        return json.loads(data)
+        return jsonlimits.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         where = f"{field} is" if field else "the body is"
         raise ValidationError(f"{where} not valid JSON: {exc}", field=field,
@@ -517,8 +518,7 @@ class Webhook(ABC):
                          provider, ", ".join(str(e.type) for e in events), ", ".join(ids))
                 results.append("no such message")
                 continue
-            await runtime.mailbox.record(message, events, batch)
-            batch = Batch()
+            runtime.mailbox.record(batch, message, events)
             log.info("message %s: %s from %s", message,
                      ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider)
             results.append(f"recorded on {message}")

@@ -1,0 +1,1 @@
+"""Shared test support, loaded as plugins by tests/conftest.py."""

@@ -1,0 +1,82 @@
+"""A full disk: a JSON 503 `storage_full` with Retry-After and the database's
+own error in the log, never a 202 for a message that is not on disk, and
+service again once there is room (issue 11, item 9)."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+import pytest
+
+from bitmail import config
+from bitmail.store import StorageFull
+from bitmail.store.postgres import PostgresStore
+
+from conftest import start_service, write_config
+from support.tmpfs import fill
+
+BIG = {"to": "bob@example.com", "subject": "a large report", "text": "x" * 1_500_000}
+
+
+async def test_a_full_disk_is_a_503_and_service_comes_back(small_tmpfs, caplog):
+    settings = config.load(write_config(small_tmpfs), environ={})
+    async with start_service(settings) as svc:
+        headers = await svc.api_key("alice")
+        small = {"to": "bob@example.com", "subject": "before", "text": "fits"}
+        assert (await svc.client.post("/api/messages", json=small, headers=headers)).status == 202
+        ballast = fill(small_tmpfs, leave=16 * 1024)
+        caplog.clear()
+        with caplog.at_level(logging.ERROR):
+            full = await svc.client.post("/api/messages", json=BIG,
+                                         headers={**headers, "Idempotency-Key": "r1"})
+        assert full.status == 503, await full.text()
+        assert full.content_type == "application/json"
+        assert (await full.json())["error"]["code"] == "storage_full"
+        assert int(full.headers["Retry-After"]) > 0
+        logged = caplog.text
+        assert "database or disk is full" in logged, logged
+        assert "cannot rollback" not in logged
+        # Nothing of it was stored: the Sent folder has only the first message.
+        sent = await svc.client.get("/api/messages", params={"folder": "sent"},
+                                    headers=headers)
+        assert [m["subject"] for m in (await sent.json())["messages"]] == ["before"]
+
+        ballast.unlink()
+        again = await svc.client.post("/api/messages", json=BIG,
+                                      headers={**headers, "Idempotency-Key": "r1"})
+        assert again.status == 202, await again.text()
+        one = await svc.client.get(f"/api/messages/{(await again.json())['id']}",
+                                   headers=headers)
+        assert (await one.json())["subject"] == "a large report"
+
+
+async def test_a_full_disk_refuses_smtp_submission_with_452(small_tmpfs):
+    from bitmail.smtpd import SubmissionHandler
+
+    settings = config.load(write_config(small_tmpfs), environ={})
+    async with start_service(settings) as svc:
+        await svc.runtime.accounts.create("alice", "correct horse battery")
+        handler = SubmissionHandler(svc.runtime)
+        session = type("S", (), {"bitmail_user": svc.runtime.accounts.user("alice")})()
+        envelope = type("E", (), {
+            "content": b"From: alice@localhost\r\nTo: bob@example.com\r\nSubject: s\r\n\r\n"
+                       + b"y" * 1_500_000 + b"\r\n",
+            "rcpt_tos": ["bob@example.com"]})()
+        fill(small_tmpfs, leave=16 * 1024)
+        reply = await handler.handle_DATA(None, session, envelope)
+        assert reply.startswith("452 4.3.1"), reply
+
+
+async def test_postgresql_disk_full_is_storage_full(pg_url):
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        async def full(groups):
+            raise asyncpg.DiskFullError("could not extend file: No space left on device")
+
+        store._apply_groups = full
+        with pytest.raises(StorageFull, match="No space left on device"):
+            await store.put("message", {"x": 1})
+    finally:
+        await store.close()
