@@ -133,16 +133,13 @@ export class Compose {
 
   /**
    * Open compose. With `draft` ({to, cc, bcc, subject, text, mode,
-   * in_reply_to}), it replaces the one being written, after asking. `id`:
-   * an existing server draft. False when the user kept theirs.
+   * in_reply_to, attachments?}), it takes the place of the one being written
+   * (which is saved to Drafts first). `id`: an existing server draft.
    */
   async open(draft = null, { focus = "to", id = null } = {}) {
     if (draft) {
-      const busy = !draftIsEmpty(this.cv.readFields()) || this.attachments.length > 0;
-      if (busy && this.draftId !== id && !window.confirm("Replace the draft you are writing?")) {
-        this.cv.openCompose();
-        return false;
-      }
+      // What was being written stays in Drafts (saved now); a reply nobody
+      // typed into yet is simply dropped.
       await this.save();
       this.reset();
       this.draftId = id;
@@ -155,7 +152,6 @@ export class Compose {
       this.cv.clearFieldErrors();
       this.cv.setSaved(id ? "Draft saved" : "");
       this.renderAttachments();
-      if (!id && this.mode !== "new") this.changed(); // a reply is a draft at once
     } else if (!this.cv.composeOpen && draftIsEmpty(this.cv.readFields())) {
       this.reset();
       this.cv.fillFields({ ...EMPTY_DRAFT, text: this.signatureText() });

@@ -275,7 +275,7 @@ let contactsLoading = null;
  * most every few seconds (compose asks again when a name is not known). */
 function loadContacts() {
   if (contactsLoading) return contactsLoading;
-  if (Date.now() - contactsLoaded < 3000) return Promise.resolve(false);
+  if (Date.now() - contactsLoaded < 1000) return Promise.resolve(false);
   contactsLoading = (async () => {
     try {
       const body = await conn.contacts();
@@ -407,30 +407,32 @@ async function moveTo(folder, ids = model.targets()) {
     model.select(next);
     list.focusRow(next);
   }
-  try {
-    await conn.bulk(ids, { folder });
-  } catch (err) {
-    for (const r of rows) model.addLive(r, { fresh: false });
-    view.toast(`Not moved: ${err.message}`, { alert: true });
-    return true;
-  }
   const what = ids.length === 1 ? "Message" : `${ids.length} messages`;
   const message = folder === "trash" ? `${what} deleted.` : `${what} moved to ${FOLDER_TITLES[folder]}.`;
-  lastUndo = async () => {
-    lastUndo = null;
-    const groups = {};
-    for (const id of ids) (groups[back[id]] ||= []).push(id);
+  const moving = conn.bulk(ids, { folder });
+  // Undo is there at once; it waits for the move to land before moving back.
+  const undo = async () => {
+    if (lastUndo === undo) lastUndo = null;
     try {
+      await moving;
+      const groups = {};
+      for (const id of ids) (groups[back[id]] ||= []).push(id);
       for (const [to, group] of Object.entries(groups)) await conn.bulk(group, { folder: to });
       for (const r of rows) model.addLive({ ...r, folder: back[r.id] }, { fresh: false });
       view.toast("Undone.");
     } catch (err) {
       view.toast(`Could not undo: ${err.message}`, { alert: true });
     }
+    loadCounts();
   };
-  view.toast(message, { undo: lastUndo });
+  lastUndo = undo;
+  view.toast(message, { undo });
   view.announce(`${message} Press z to undo.`);
-  loadCounts();
+  moving.then(loadCounts, (err) => {
+    if (lastUndo === undo) lastUndo = null;
+    for (const r of rows) model.addLive(r, { fresh: false });
+    view.toast(`Not moved: ${err.message}`, { alert: true });
+  });
   return true;
 }
 
