@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import os
 import sys
 
-from . import config
+from . import config, logs
 from .app import running, serve, with_self_signed
 from .datadir import DataDirError
 from .errors import BitMailError
@@ -55,7 +55,7 @@ def _store_commands(sub: argparse._SubParsersAction) -> None:
 
 async def _store_admin(args: argparse.Namespace, settings: config.Settings) -> int:
     from .store import open_store
-    from .store.copy import copy_store, resolve_url
+    from .store.copy import copy_store
 
     if args.command == "migrate":
         # Opening the store runs whatever migrations it is missing.
@@ -63,7 +63,10 @@ async def _store_admin(args: argparse.Namespace, settings: config.Settings) -> i
             version = await store.schema_version()
         print(f"{settings.store.split(':', 1)[0]} store: schema version {version}")
         return 0
-    counts = await copy_store(resolve_url(args.source), resolve_url(args.target),
+    # A URL given as env:NAME keeps its password off the command line.
+    source = config.resolve_env(args.source, "SRC", os.environ)
+    target = config.resolve_env(args.target, "DST", os.environ)
+    counts = await copy_store(source, target,
                               page=max(1, args.batch),
                               progress=lambda kind, n: print(f"{kind}\t{n}", flush=True))
     print(f"copied {sum(counts.values())} documents of {len(counts)} kinds")
@@ -120,10 +123,9 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load(args.config)
+        logs.configure(settings)
         if args.command == "serve":
             if args.self_signed:
                 settings = with_self_signed(settings)

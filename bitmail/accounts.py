@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from . import geo
 from .errors import Conflict, Forbidden, RateLimited, Unauthorized, ValidationError
 from .store import AlreadyExists, Batch, Store
 
@@ -192,15 +193,8 @@ class Accounts:
         return user
 
     async def set_location(self, username: str, location: object) -> None:
-        if not isinstance(location, dict):
-            raise ValidationError("must be {lat, lon}", field="location")
-        lat, lon = location.get("lat"), location.get("lon")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lat, lon)):
-            raise ValidationError("lat and lon must be numbers", field="location")
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise ValidationError("lat/lon out of range", field="location")
-        await self.store.update("user", username, {
-            "location": {"lat": float(lat), "lon": float(lon), "at": time.time()}})
+        """Share the user's position for GeoLists (snapped, rate-limited: geo.Places)."""
+        await geo.Places(self.store).share(username, location)
 
     async def locations(self) -> list[tuple[str, tuple[float, float]]]:
         """Every user's last known location (server side only: never sent out)."""

@@ -20,6 +20,7 @@ from .accounts import Accounts
 from .config import ConfigError, Settings
 from .datadir import private_folder
 from .folders import trash_sweeper
+from .hosts import is_loopback
 from .mailbox import Mailbox
 from .mta import build_provider
 from .mta.container import EXIT_SERVICE_DOWN, Container
@@ -28,7 +29,6 @@ from .runtime import Runtime
 from .store import open_store
 
 log = logging.getLogger("bitmail")
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def make_container(settings: Settings, outbox: Outbox, mailbox: Mailbox) -> Container:
@@ -83,7 +83,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
         from .web.tls import ssl_context
 
         return ssl_context(web_cfg.tls_cert, web_cfg.tls_key)
-    if web_cfg.host not in LOOPBACK and not web_cfg.allow_plain_http:
+    if not is_loopback(web_cfg.host) and not web_cfg.allow_plain_http:
         raise ConfigError(
             f"web.host: plain HTTP on {web_cfg.host} would send passwords in the clear; "
             "set web.tls_cert and web.tls_key (or --self-signed), or web.allow_plain_http")
@@ -99,10 +99,16 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
 
     sslctx = tls_context(settings)
     stop = asyncio.Event()
+    signals: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals.append(sig.name)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     async with running(settings) as runtime:
         app = make_app(runtime, https=sslctx is not None)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -131,6 +137,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             smtp.close()
         await runner.cleanup()
         code = EXIT_SERVICE_DOWN if container.down.is_set() else 0
+    reason = ("every provider is down" if code else
+              f"{signals[0]} received" if signals else "asked to stop")
+    log.log(logging.ERROR if code else logging.INFO, "BitMail stopped: %s (exit code %d)",
+            reason, code)
     return code
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,17 +66,29 @@ class MtaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str = "text"  # one line of text, or one JSON object, per record
+    level: str = "info"
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     domain: str = "localhost"
     data_dir: Path = Path("bitmail-data")
     max_message_size: int = 25 * 1024 * 1024
     open_signup: bool = True
     operators: frozenset[str] = frozenset()  # usernames that may manage the service
+    directory: bool = False  # /api/contacts offers every local account, not only correspondents
     store_url: str = ""
     web: WebSettings = field(default_factory=WebSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
     smtp_port: int | None = None  # SMTP submission, off unless set
     trash_after: float = 30 * 24 * 3600.0  # seconds a message stays in Trash ([mail] trash_after)
+    log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def store(self) -> str:
@@ -95,12 +108,21 @@ def parse_duration(value: Any, key: str) -> float:
     raise ConfigError(f"{key}: {value!r} is not a duration (like 30s, 5m, 3d)")
 
 
-def _resolve_secrets(value: Any, key: str, environ: dict[str, str]) -> Any:
-    if isinstance(value, str) and value.startswith("env:"):
-        name = value[4:]
-        if name not in environ:
-            raise ConfigError(f"{key}: environment variable {name} is not set")
-        return environ[name]
+def resolve_env(value: str, key: str, environ: Mapping[str, str]) -> str:
+    """`"env:NAME"` → the variable NAME's value; any other string as it is.
+
+    ConfigError naming `key` when NAME is not set."""
+    if not value.startswith("env:"):
+        return value
+    name = value[4:]
+    if name not in environ:
+        raise ConfigError(f"{key}: environment variable {name} is not set")
+    return environ[name]
+
+
+def _resolve_secrets(value: Any, key: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return resolve_env(value, key, environ)
     if isinstance(value, dict):
         return {k: _resolve_secrets(v, f"{key}.{k}", environ) for k, v in value.items()}
     if isinstance(value, list):
@@ -196,7 +218,7 @@ def load(path: str | os.PathLike | None = None,
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     _env_overrides(raw, environ)
     _check_keys(raw, {"domain", "data_dir", "max_message_size", "web", "store", "mta",
-                      "accounts", "smtp", "mail"}, "")
+                      "accounts", "smtp", "log", "mail"}, "")
     domain = _typed(raw.get("domain", "localhost"), str, "domain").lower()
     if not re.match(r"^[a-z0-9.-]+$", domain):
         raise ConfigError(f"domain: {domain!r} is not a domain name")
@@ -249,7 +271,7 @@ def load(path: str | os.PathLike | None = None,
         concurrency=_typed(mta_raw.get("concurrency", 8), int, "mta.concurrency"),
     )
     accounts_raw = raw.get("accounts", {})
-    _check_keys(accounts_raw, {"open_signup", "operators"}, "accounts")
+    _check_keys(accounts_raw, {"open_signup", "operators", "directory"}, "accounts")
     operators = accounts_raw.get("operators", [])
     if isinstance(operators, str):
         operators = [o for o in operators.split(",") if o.strip()]
@@ -259,6 +281,7 @@ def load(path: str | os.PathLike | None = None,
     _check_keys(smtp_raw, {"port"}, "smtp")
     mail_raw = raw.get("mail", {})
     _check_keys(mail_raw, {"trash_after"}, "mail")
+    log = _log_settings(raw.get("log", {}))
     return Settings(
         domain=domain,
         data_dir=data_dir,
@@ -266,9 +289,24 @@ def load(path: str | os.PathLike | None = None,
                                 "max_message_size"),
         open_signup=_typed(accounts_raw.get("open_signup", True), bool, "accounts.open_signup"),
         operators=frozenset(o.strip().lower() for o in operators),
+        directory=_typed(accounts_raw.get("directory", False), bool, "accounts.directory"),
         store_url=store_url,
         web=web,
         mta=mta,
         smtp_port=_typed(smtp_raw["port"], int, "smtp.port") if "port" in smtp_raw else None,
         trash_after=parse_duration(mail_raw.get("trash_after", "30d"), "mail.trash_after"),
+        log=log,
     )
+
+
+def _log_settings(raw: Any) -> LogSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("log: must be a table")
+    _check_keys(raw, {"format", "level"}, "log")
+    fmt = _typed(raw.get("format", "text"), str, "log.format").lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"log.format: must be one of {', '.join(LOG_FORMATS)}")
+    level = _typed(raw.get("level", "info"), str, "log.level").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log.level: must be one of {', '.join(LOG_LEVELS)}")
+    return LogSettings(format=fmt, level=level)

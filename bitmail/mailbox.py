@@ -23,11 +23,14 @@ from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advan
 from .idempotency import KIND as IDEMPOTENCY
 from .idempotency import Claim
 from .message import Message
+from .metrics import MESSAGES_ACCEPTED
 from .outbox import Outbox
 from .store import Batch, Document, Store
+from .store.paging import newest_first
 from .suppression import suppressed_among
 
 log = logging.getLogger(__name__)
+
 KIND = "message"
 BODY = "body"
 MAX_EVENTS = 200
@@ -148,6 +151,10 @@ class Mailbox:
             batch.add(IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
                       id=idempotency.id)
         await self.store.commit(batch)
+        MESSAGES_ACCEPTED.inc()
+        log.info("message %s accepted from %s for %d recipients (%s)", sent_id, owner,
+                 len(recipients), message.message_id,
+                 extra={"message_doc_id": sent_id, "message_id": message.message_id})
         await self.store.publish({"type": "message", "owner": owner,
                                   "message": summary({**sent, "id": sent_id})})
         for name, copy in inbox.items():
@@ -266,10 +273,7 @@ class Mailbox:
         """
         where = {"owner": owner, "folder": folder}
         if not query.strip():
-            docs = await self.store.get(KIND, where, before=before, limit=limit + 1,
-                                        newest_first=True)
-            page = docs[:limit]
-            return page, page[-1]["seq"] if len(docs) > limit else None
+            return await newest_first(self.store, KIND, where, before=before, limit=limit)
         matches = Search(query)
         page: list[Document] = []
         scanned = 0

@@ -145,6 +145,15 @@ class Outbox:
     async def pending(self) -> int:
         return await self.store.count(KIND)
 
+    async def oldest_age(self, now: float | None = None) -> float:
+        """Seconds since the oldest entry still waiting was accepted; 0 when
+        the outbox is empty. (Entries are stored in the order they come.)"""
+        oldest = await self.store.get(KIND, limit=1)
+        if not oldest:
+            return 0.0
+        now = time.time() if now is None else now
+        return max(0.0, now - oldest[0].get("accepted_at", now))
+
 
 def _job(doc: dict) -> Job:
     return Job(

@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from . import geo
 from .accounts import Accounts, Session
 from .errors import Forbidden, NotFound, ValidationError
 from .store import Batch, Store
@@ -28,17 +29,16 @@ MAX_PASSWORD = 1024
 class Profile:
     display_name: str = ""
     signature: str = ""
-    geolists: bool = True
-    located: bool = False
+    located: bool = False  # takes part in GeoLists (has shared a location)
 
     def to_json(self) -> dict[str, Any]:
         return {"display_name": self.display_name, "signature": self.signature,
-                "geolists": self.geolists, "located": self.located}
+                "geolists": self.located, "located": self.located}
 
 
 def _profile(doc: dict[str, Any]) -> Profile:
     return Profile(display_name=doc.get("display_name", ""), signature=doc.get("signature", ""),
-                   geolists=doc.get("geolists", True), located=bool(doc.get("location")))
+                   located=bool(doc.get("location")))
 
 
 def check_display_name(value: object) -> str:
@@ -77,8 +77,13 @@ class Profiles:
 
     async def update(self, username: str, changes: object) -> Profile:
         """PATCH /api/me: {"display_name"?, "signature"?, "geolists"? (bool),
-        "location"?: null (forget the stored location)}. Every field is
-        checked before anything is written; unknown fields are refused."""
+        "location"? ({lat, lon} to share it, null to forget it)}. Every field
+        is checked before anything is written; unknown fields are refused.
+
+        GeoLists are opt-in (geo.py): taking part means sharing a location,
+        so "geolists": true needs one (given now or shared before), and
+        "geolists": false forgets it.
+        """
         if not isinstance(changes, dict) or not changes:
             raise ValidationError("send a JSON object with the settings to change")
         known = {"display_name", "signature", "geolists", "location"}
@@ -89,28 +94,24 @@ class Profiles:
             update["display_name"] = check_display_name(changes["display_name"])
         if "signature" in changes:
             update["signature"] = check_signature(changes["signature"])
-        if "geolists" in changes:
-            if not isinstance(changes["geolists"], bool):
-                raise ValidationError("must be true or false", field="geolists")
-            update["geolists"] = changes["geolists"]
-        forget = False
-        if "location" in changes:
-            if changes["location"] is not None:
-                raise ValidationError("only null (forget it) can be set here; the page "
-                                      "sends the location when logging in", field="location")
-            forget = True
-
-        def apply(doc: dict[str, Any]) -> dict[str, Any]:
-            doc.update(update)
-            if forget or update.get("geolists") is False:
-                # Switching GeoLists off forgets where the user was, too.
-                doc.pop("location", None)
-            return doc
-
-        doc = await self.store.update("user", username, apply)
-        if doc is None:
-            raise NotFound("no such user")
-        return _profile(doc)
+        location = changes.get("location")
+        if location is not None:
+            geo.check_location(location)
+        take_part = changes.get("geolists")
+        if "geolists" in changes and not isinstance(take_part, bool):
+            raise ValidationError("must be true or false", field="geolists")
+        current = await self.get(username)
+        if take_part is True and location is None and not current.located:
+            raise ValidationError("taking part needs a location: send it as \"location\"",
+                                  field="geolists")
+        if update:
+            await self.store.update("user", username, update)
+        places = geo.Places(self.store)
+        if take_part is False or ("location" in changes and location is None):
+            await places.forget(username)
+        elif location is not None:
+            await places.share(username, location)
+        return await self.get(username)
 
     async def change_password(self, session: Session, current: object, new: object,
                               client: str) -> int:
@@ -143,12 +144,3 @@ class Profiles:
         await self.store.commit(batch)
         return len(others)
 
-
-async def geolist_locations(store: Store) -> dict[str, tuple[float, float]]:
-    """Where each user who takes part in GeoLists was last seen (server side
-    only). A user who switched GeoLists off is in nobody's lists."""
-    out = {}
-    for doc in await store.get("user"):
-        if (loc := doc.get("location")) and doc.get("geolists", True):
-            out[doc["id"]] = (loc["lat"], loc["lon"])
-    return out

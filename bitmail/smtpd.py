@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import warnings
 from email import policy
 from email.parser import BytesParser
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from .errors import BitMailError
+from .hosts import is_loopback
 from .message import Attachment, Message, check_address, new_message_id, parse_addresses
 from .runtime import Runtime
 from .store import StorageFull, StoreError
@@ -103,6 +105,18 @@ def from_mime(raw: bytes, *, sender: str, recipients: list[str], domain: str) ->
     )
 
 
+# aiosmtpd logs these for every connection: the first because AUTH without
+# TLS is allowed, which start_smtp does on loopback only and on purpose; the
+# second because aiosmtpd itself sets its deprecated `Session.login_data`
+# after every AUTH (BitMail reads `session.auth_data`).
+_KNOWN_NOTICES = ("auth_required == True but auth_require_tls == False",
+                  "login_data is deprecated")
+
+
+def _drop_known_notices(record: logging.LogRecord) -> bool:
+    return not any(notice in record.getMessage() for notice in _KNOWN_NOTICES)
+
+
 async def start_smtp(runtime: Runtime, host: str, port: int,
                      tls: ssl.SSLContext | None = None) -> asyncio.Server:
     """Listen for SMTP submission; returns the asyncio server (close() to stop).
@@ -111,13 +125,24 @@ async def start_smtp(runtime: Runtime, host: str, port: int,
     loopback it is required before AUTH, so passwords never cross in the clear.
     """
     handler = SubmissionHandler(runtime)
-    loopback = host in ("127.0.0.1", "::1", "localhost")
+    loopback = is_loopback(host)
+    # aiosmtpd's log is a trace of every command of every session: only its
+    # warnings belong in the service's log, and not those two about choices
+    # made here (filters are added once, however often this runs).
+    aiosmtpd_log = logging.getLogger("mail.log")
+    aiosmtpd_log.setLevel(logging.WARNING)
+    aiosmtpd_log.addFilter(_drop_known_notices)
 
     def factory() -> SMTP:
-        return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
-                    hostname=runtime.settings.domain, authenticator=_record_credentials,
-                    auth_required=True, auth_require_tls=not loopback, tls_context=tls,
-                    require_starttls=tls is not None and not loopback)
+        with warnings.catch_warnings():
+            # On loopback AUTH without TLS is the choice made above, not an
+            # oversight; aiosmtpd would warn about it for every connection.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS",
+                                    UserWarning)
+            return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
+                        hostname=runtime.settings.domain, authenticator=_record_credentials,
+                        auth_required=True, auth_require_tls=not loopback, tls_context=tls,
+                        require_starttls=tls is not None and not loopback)
 
     server = await asyncio.get_running_loop().create_server(factory, host, port)
     log.info("SMTP submission on %s:%s%s", host, port, " (STARTTLS)" if tls else "")

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .store import Batch, Document, Store
+from .store.paging import newest_first
 
 KIND = "suppression"
 PUBLIC_KEYS = ("address", "reason", "provider", "at", "message", "detail")
@@ -72,9 +73,7 @@ class SuppressionList:
     async def entries(self, *, before: int | None = None,
                       limit: int = 100) -> tuple[list[Document], int | None]:
         """A page of entries, newest first, and the cursor of the next page."""
-        docs = await self.store.get(KIND, before=before, limit=limit + 1, newest_first=True)
-        page = docs[:limit]
-        return page, (page[-1]["seq"] if len(docs) > limit else None)
+        return await newest_first(self.store, KIND, before=before, limit=limit)
 
     async def remove(self, address: str) -> bool:
         """Take an address off the list; False when it was not on it."""

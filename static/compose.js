@@ -7,13 +7,13 @@ import { ApiError, NetworkError, randomKey } from "./connection.js";
 import { formatSize } from "./dom.js";
 import {
   EMPTY_DRAFT,
+  bareAddress,
   checkAddressList,
   draftIsEmpty,
   replaceToken,
   sendWarnings,
   suggest,
   tokenAt,
-  unknownLocal,
 } from "./mailmodel.js";
 
 export const RECIPIENT_FIELDS = ["to", "cc", "bcc"];
@@ -43,8 +43,8 @@ function base64Of(blob) {
 }
 
 export class Compose {
-  constructor({ conn, model, view, cv, maxBytes, refreshUsers }) {
-    this.refreshUsers = refreshUsers; // ask the server again who is a user here
+  constructor({ conn, model, view, cv, maxBytes }) {
+    this.known = new Map(); // an address at our domain → whether a user has it
     this.conn = conn;
     this.model = model;
     this.view = view; // toasts and announcements
@@ -282,18 +282,35 @@ export class Compose {
   /** Check one recipients field; `typing` leaves the part being written alone. */
   validateRecipients(name, { typing = false } = {}) {
     const { addresses, problems } = checkAddressList(this.cv.fields[name].value, { typing });
-    const domain = this.model.user ? this.model.user.address.split("@")[1] : "";
-    const users = this.model.localUsers && [...this.model.localUsers, this.model.user.address];
-    const unknown = unknownLocal(addresses, domain, users);
-    for (const a of unknown) problems.push(`There is no user ${a} here.`);
+    const local = this.localAddresses(addresses);
+    for (const a of local) {
+      if (this.known.get(a.toLowerCase()) === false) problems.push(`There is no user ${a} here.`);
+    }
     this.cv.fieldError(name, problems.length ? problems.join(" · ") : null);
-    if (unknown.length && this.refreshUsers) {
-      // Somebody may have joined since the list was fetched: ask again, then judge again.
-      this.refreshUsers().then((changed) => {
-        if (changed) this.validateRecipients(name, { typing });
-      });
+    if (local.some((a) => !this.known.has(a.toLowerCase()))) {
+      // Ask the server about names not seen yet, then judge the field again.
+      this.checkLocal(local).then((asked) => {
+        if (asked) this.validateRecipients(name, { typing });
+      }, () => {});
     }
     return problems.length === 0;
+  }
+
+  /** The addresses at this service's own domain. */
+  localAddresses(addresses) {
+    const domain = this.model.user ? this.model.user.address.split("@")[1].toLowerCase() : "";
+    return addresses.map(bareAddress).filter((a) => a.toLowerCase().endsWith(`@${domain}`));
+  }
+
+  /** Learn which of these local addresses name a user; true when it asked. */
+  async checkLocal(addresses) {
+    const ask = [...new Set(addresses.map((a) => a.toLowerCase()))]
+      .filter((a) => !this.known.has(a)).slice(0, 20);
+    if (!ask.length) return false;
+    const { unknown } = await this.conn.checkRecipients(ask);
+    const missing = new Set(unknown.map((a) => a.toLowerCase()));
+    for (const a of ask) this.known.set(a, !missing.has(a));
+    return true;
   }
 
   async send({ force = false } = {}) {
@@ -301,7 +318,8 @@ export class Compose {
     this.hideAllSuggestions();
     const cv = this.cv;
     cv.composeError("");
-    await this.refreshUsers?.();
+    const typed = RECIPIENT_FIELDS.flatMap((n) => checkAddressList(cv.fields[n].value).addresses);
+    await this.checkLocal(this.localAddresses(typed)).catch(() => {}); // the server judges anyway
     let ok = true;
     for (const name of RECIPIENT_FIELDS) ok = this.validateRecipients(name) && ok;
     const draft = this.draft();

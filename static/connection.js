@@ -193,12 +193,21 @@ export class Connection {
     return this.request("POST", "/api/messages", { json: payload, headers });
   }
 
+  /** {unknown: [...]}: which of these addresses at our domain name no user. */
+  checkRecipients(addresses) {
+    return this.request("POST", "/api/recipients/check", { json: { addresses } });
+  }
+
   contacts() {
     return this.request("GET", "/api/contacts");
   }
 
   geolists() {
     return this.request("GET", "/api/geolists");
+  }
+
+  leaveGeolists() {
+    return this.request("DELETE", "/api/geolists");
   }
 
   providers() {

@@ -304,19 +304,8 @@ export function sendWarnings(draft, attachmentCount) {
   return out;
 }
 
-/** Addresses at our own domain that name nobody here (`users`: their addresses). */
-export function unknownLocal(addresses, domain, users) {
-  if (!domain || !users) return [];
-  const known = new Set(users.map((u) => u.toLowerCase()));
-  return addresses.map(bareAddress).filter((a) => {
-    const lc = a.toLowerCase();
-    return lc.endsWith(`@${domain}`) && !known.has(lc);
-  });
-}
-
-
 export function draftIsEmpty(d) {
-  return !d || ["to", "cc", "bcc", "subject", "text"].every((k) => !String(d[k] || "").trim());
+  return !d || DRAFT_FIELDS.every((k) => !String(d[k] || "").trim());
 }
 
 // ---- the state ------------------------------------------------------------
@@ -337,7 +326,6 @@ export class MailModel {
     this.counts = null; // {name: {total, unread}} from the server
     this.checked = new Set(); // rows ticked for a bulk action
     this.anchor = null; // the row a Shift+click range starts from
-    this.localUsers = null; // addresses of this domain's users
     this.view = "inbox"; // a folder name, "providers" or "settings"
     this.queryText = "";
     this.query = parseQuery("");
@@ -364,7 +352,7 @@ export class MailModel {
     this.user = user ? {
       username: user.username, address: user.address, operator: !!user.operator,
       display_name: user.display_name || "", signature: user.signature || "",
-      geolists: user.geolists !== false, located: !!user.located,
+      geolists: !!user.geolists, located: !!user.located,
     } : null;
     this.emit("user");
   }

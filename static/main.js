@@ -8,6 +8,7 @@ import { ComposeView } from "./composeview.js";
 import { ApiError, Connection, NetworkError } from "./connection.js";
 import { bindKeyboard } from "./keyboard.js";
 import { ListView } from "./listview.js";
+import { currentLocation } from "./location.js";
 import {
   FOLDERS,
   FOLDER_TITLES,
@@ -20,7 +21,6 @@ import {
 import { Settings, notificationsOn } from "./settings.js";
 import { View } from "./view.js";
 
-const GEO_TIMEOUT_MS = 5000;
 const PROVIDERS_POLL_MS = 5000;
 const GEOLISTS_REFRESH_MS = 60000;
 const COUNTS_AFTER_MS = 250;
@@ -37,10 +37,14 @@ const conn = new Connection({
   onState: handleConnectionState,
   onUnauthorized: () => sessionEnded("Your session has ended. Please log in again."),
 });
-const compose = new Compose({
-  conn, model, view, cv, maxBytes: () => maxMessageBytes, refreshUsers: () => loadContacts(),
+const compose = new Compose({ conn, model, view, cv, maxBytes: () => maxMessageBytes });
+const settings = new Settings({
+  conn, model, view,
+  onProfile: (me) => {
+    model.setUser({ ...model.user, ...me });
+    loadGeolists();
+  },
 });
-const settings = new Settings({ conn, model, view, onProfile: (me) => model.setUser({ ...model.user, ...me }) });
 
 let providersTimer = null;
 let geoTimer = null;
@@ -94,6 +98,11 @@ model.subscribe((topic) => {
 async function boot() {
   bindEvents();
   try {
+    view.el.loginShareLocation.checked = localStorage.getItem("bitmail.geolists") === "1";
+  } catch {
+    // no storage: unticked
+  }
+  try {
     const me = await conn.me();
     conn.csrf = me.csrf_token || null;
     await enterApp(me);
@@ -102,25 +111,6 @@ async function boot() {
     else if (err instanceof NetworkError) view.showLogin("BitMail cannot be reached right now.");
     else view.showLogin(err.message);
   }
-}
-
-/** Where the browser says we are, or null (refused, unavailable, too slow). */
-function currentLocation() {
-  if (!("geolocation" in navigator)) return Promise.resolve(null);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(null), GEO_TIMEOUT_MS);
-    navigator.geolocation.getCurrentPosition(
-      (pos) => {
-        clearTimeout(timer);
-        resolve({ lat: pos.coords.latitude, lon: pos.coords.longitude });
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(null);
-      },
-      { enableHighAccuracy: false, maximumAge: 10 * 60 * 1000, timeout: GEO_TIMEOUT_MS },
-    );
-  });
 }
 
 async function login(event) {
@@ -139,7 +129,14 @@ async function login(event) {
   }
   view.loginError("");
   view.setLoginBusy(true);
-  const location = await currentLocation();
+  // GeoLists are opt-in: the browser is asked only when the box is ticked.
+  const share = view.el.loginShareLocation?.checked;
+  try {
+    localStorage.setItem("bitmail.geolists", share ? "1" : "");
+  } catch {
+    // storage refused (private mode): the box just starts unticked next time
+  }
+  const location = share ? await currentLocation() : null;
   try {
     const me = await conn.login(username, password, location);
     await enterApp(me);
@@ -165,7 +162,6 @@ async function enterApp(me) {
   reopenDraft();
   loadFolder("inbox");
   loadCounts();
-  contactsLoaded = 0;
   loadContacts();
   loadGeolists();
   clearInterval(geoTimer);
@@ -268,29 +264,13 @@ async function loadProviders() {
   }
 }
 
-let contactsLoaded = 0;
-let contactsLoading = null;
-
-/** Contacts and this domain's users; true when the users changed. Asked at
- * most every few seconds (compose asks again when a name is not known). */
-function loadContacts() {
-  if (contactsLoading) return contactsLoading;
-  if (Date.now() - contactsLoaded < 1000) return Promise.resolve(false);
-  contactsLoading = (async () => {
-    try {
-      const body = await conn.contacts();
-      const before = JSON.stringify(model.localUsers);
-      model.setContacts(body.contacts);
-      model.localUsers = body.local_users;
-      contactsLoaded = Date.now();
-      return JSON.stringify(model.localUsers) !== before;
-    } catch {
-      return false; // addresses seen in the loaded folders still help
-    } finally {
-      contactsLoading = null;
-    }
-  })();
-  return contactsLoading;
+async function loadContacts() {
+  try {
+    const body = await conn.contacts();
+    model.setContacts(body.contacts);
+  } catch {
+    // Addresses seen in the loaded folders still help.
+  }
 }
 
 async function loadGeolists() {
@@ -717,6 +697,16 @@ function bindEvents() {
     markUnread: () => setUnread(model.targets(), true),
     editDraft: () => model.open && editDraft(model.open.id),
     toggleHtml: () => model.toggleHtml(),
+    leaveGeolists: async () => {
+      try {
+        await conn.leaveGeolists();
+        localStorage.removeItem("bitmail.geolists");
+        if (view.el.loginShareLocation) view.el.loginShareLocation.checked = false;
+      } catch (err) {
+        view.toast(err.message);
+      }
+      loadGeolists();
+    },
     geolist: (g) => {
       compose.open(null, { focus: "subject" });
       compose.addTo(appendAddresses(cv.fields.to.value, g.addresses || []));

@@ -3,6 +3,7 @@
 
 import { ApiError, NetworkError } from "./connection.js";
 import { $, h } from "./dom.js";
+import { currentLocation } from "./location.js";
 import { formatDateLong } from "./mailmodel.js";
 
 export const NOTIFY_KEY = "bitmail:notify";
@@ -58,8 +59,7 @@ export class Settings {
       e.preventDefault();
       this.changePassword();
     });
-    el.geolists.addEventListener("change", () => this.patch({ geolists: el.geolists.checked },
-      el.geoStatus, el.geolists.checked ? "GeoLists are on." : "GeoLists are off; your location is forgotten."));
+    el.geolists.addEventListener("change", () => this.setGeolists(el.geolists.checked));
     el.forget.addEventListener("click", () => this.patch({ location: null }, el.geoStatus,
       "Your stored location is forgotten."));
     el.notify.addEventListener("change", () => this.setNotify(el.notify.checked));
@@ -93,9 +93,33 @@ export class Settings {
       const me = await this.conn.patchMe(changes);
       this.onProfile(me);
       this.el.forget.disabled = !me.located;
+      this.el.geolists.checked = me.geolists;
       say(box, done);
     } catch (err) {
       say(box, problem(err), true);
+    }
+  }
+
+  /** GeoLists on: share where the browser says we are; off: forget it. */
+  async setGeolists(on) {
+    const el = this.el;
+    if (on) {
+      say(el.geoStatus, "Asking the browser where you are…");
+      const location = await currentLocation();
+      if (!location) {
+        el.geolists.checked = false;
+        say(el.geoStatus, "The browser did not give a location, so GeoLists stay off.", true);
+        return;
+      }
+      await this.patch({ geolists: true, location }, el.geoStatus, "GeoLists are on.");
+    } else {
+      await this.patch({ geolists: false }, el.geoStatus,
+        "GeoLists are off; your location is forgotten.");
+    }
+    try {
+      localStorage.setItem("bitmail.geolists", el.geolists.checked ? "1" : "");
+    } catch {
+      // the login box just starts as it was
     }
   }
 

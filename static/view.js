@@ -34,6 +34,7 @@ export class View {
       loginPass: $("login-password"),
       loginError: $("login-error"),
       loginButton: $("login-button"),
+      loginShareLocation: $("login-share-location"),
       app: $("app"),
       me: $("me-address"),
       search: $("search"),
@@ -328,7 +329,11 @@ export class View {
         "Share your location when you log in to see friends near you."));
       return;
     }
-    box.replaceChildren(...lists.map((g) => {
+    const leave = h("button", {
+      type: "button", class: "link geo-leave",
+      onclick: () => this.handlers.leaveGeolists?.(),
+    }, "Stop sharing my location");
+    box.replaceChildren(leave, ...lists.map((g) => {
       const n = g.count ?? (g.addresses || []).length;
       const label = `${g.name} (${n} ${n === 1 ? "Friend" : "Friends"})`;
       return h("button", {

@@ -35,7 +35,13 @@ from support.peers import (
     ses_identity,
 )
 from support.postgres import PG_SERVER_URL, fresh_database, pg_admin, pg_database_url, pg_reset
-from support.samples import SAMPLE_ATTACHMENT, SAMPLE_SUBJECT, assert_same_mail, sample_job
+from support.samples import (
+    SAMPLE_ATTACHMENT,
+    SAMPLE_SUBJECT,
+    assert_same_mail,
+    sample_job,
+    send_expecting_error,
+)
 from support.serve import ServeProcess
 from support.webhooks import (
     HOOK_CONFIG,

@@ -40,7 +40,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 async def server(tmp_path) -> AsyncIterator[ServeProcess]:
     port = free_port()
-    proc = ServeProcess(write_config(tmp_path, port=port), port, tmp_path / "serve.log")
+    # A published directory, so the compose autocomplete offers the domain's users.
+    proc = ServeProcess(write_config(tmp_path, "[accounts]\ndirectory = true\n", port=port),
+                        port, tmp_path / "serve.log")
     await proc.start()
     try:
         yield proc
@@ -78,10 +80,13 @@ async def new_page(browser, *, viewport=LAPTOP, **options):
     return page
 
 
-async def log_in(page, server: ServeProcess, username: str, password: str = "secret") -> None:
+async def log_in(page, server: ServeProcess, username: str, password: str = "secret", *,
+                 share_location: bool = False) -> None:
     await page.goto(server.url + "/")
     await page.get_by_label("Username", exact=True).fill(username)
     await page.get_by_label("Password", exact=True).fill(password)
+    if share_location:  # GeoLists are opt-in
+        await page.get_by_label("Show me in GeoLists", exact=False).check()
     await page.get_by_role("button", name="Log in", exact=True).click()
     await page.get_by_role("button", name="Log out", exact=True).wait_for()
     await expect_text(page.locator("#me-address"), f"{username}@localhost")
@@ -189,16 +194,19 @@ async def test_mail_to_two_recipients_arrives_live_and_statuses_show_in_sent(bro
 
 
 async def test_geolists_count_friends_nearby_and_fill_to(browser, server):
-    for name, miles in (("bob", 0.5), ("carol", 5), ("dave", 50)):
+    # Bob is in Alice's square mile (GeoLists keep only that); Frank shares
+    # nothing, though his browser would tell.
+    for name, miles, share in (("bob", 0.1, True), ("carol", 5, True), ("dave", 50, True),
+                               ("frank", 0.1, False)):
         page = await new_page(browser, geolocation=miles_north(miles),
                               permissions=["geolocation"])
-        await log_in(page, server, name)
+        await log_in(page, server, name, share_location=share)
         await page.context.close()
     alice = await new_page(browser, geolocation=miles_north(0), permissions=["geolocation"])
-    await log_in(alice, server, "alice")
+    await log_in(alice, server, "alice", share_location=True)
     geo = alice.locator("#geolists")
     await alice.get_by_role("button", name="One Mile (1 Friend)", exact=True).wait_for()
-    labels = await geo.get_by_role("button").all_inner_texts()
+    labels = await geo.locator("button.geo").all_inner_texts()
     assert labels == ["One Mile (1 Friend)", "Ten Miles (2 Friends)", "100 Miles (3 Friends)"]
     # No coordinates reach the page.
     assert "40.7" not in await alice.content()
@@ -219,6 +227,13 @@ async def test_geolists_count_friends_nearby_and_fill_to(browser, server):
     await log_in(erin, server, "erin")
     await expect_text(erin.locator("#geolists"), "Share your location")
     assert await erin.locator("#geolists button").count() == 0
+
+    # Alice stops sharing: her lists go, and she leaves Bob's.
+    await alice.get_by_role("button", name="Stop sharing my location").click()
+    await expect_text(alice.locator("#geolists"), "Share your location")
+    bob = await new_page(browser, geolocation=miles_north(0.1), permissions=["geolocation"])
+    await log_in(bob, server, "bob", share_location=True)
+    await bob.get_by_role("button", name="One Mile (0 Friends)", exact=True).wait_for()
 
 
 async def test_a_bad_address_is_refused_before_any_request(browser, server):

@@ -290,10 +290,15 @@ async def test_settings_display_name_signature_password_and_geolists(browser, se
         "\n\n-- \nAlice\nDown the rabbit hole")
     await page.get_by_role("button", name="Discard").click()
 
-    # GeoLists off forgets the location.
+    # GeoLists are opt-in: on shares where the browser says we are, off forgets it.
+    take_part = page.get_by_label("Take part in GeoLists")
     forget = page.get_by_role("button", name="Forget my location")
+    await expect(take_part).not_to_be_checked()
+    await expect(forget).to_be_disabled()
+    await take_part.check()
+    await expect(page.locator("#geo-status")).to_have_text("GeoLists are on.")
     await expect(forget).to_be_enabled()
-    await page.get_by_label("Take part in GeoLists").uncheck()
+    await take_part.uncheck()
     await expect(page.locator("#geo-status")).to_contain_text("GeoLists are off")
     await expect(forget).to_be_disabled()
 

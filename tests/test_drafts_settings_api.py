@@ -94,7 +94,7 @@ async def test_sending_a_draft_removes_it(service):
 async def test_display_name_and_signature_are_kept_and_checked(service):
     me = await service.login("alice")
     csrf = {"X-CSRF-Token": me["csrf_token"]}
-    assert (me["display_name"], me["signature"], me["geolists"]) == ("", "", True)
+    assert (me["display_name"], me["signature"], me["geolists"]) == ("", "", False)
     resp = await service.client.patch("/api/me", headers=csrf, json={
         "display_name": "  Alice   Liddell ", "signature": "-- \nAlice"})
     assert resp.status == 200
@@ -106,7 +106,7 @@ async def test_display_name_and_signature_are_kept_and_checked(service):
                         ({"display_name": "x" * 101}, "display_name"),
                         ({"signature": "x" * 4001}, "signature"),
                         ({"geolists": "no"}, "geolists"),
-                        ({"location": {"lat": 1, "lon": 2}}, "location"),
+                        ({"location": {"lat": 100, "lon": 2}}, "location"),
                         ({"colour": "red"}, "colour")):
         resp = await service.client.patch("/api/me", headers=csrf, json=body)
         assert resp.status == 400, body
@@ -117,33 +117,53 @@ async def test_display_name_and_signature_are_kept_and_checked(service):
     assert (await service.client.patch("/api/me", json={"signature": ""})).status == 403
 
 
-async def test_geolists_can_be_switched_off_and_the_location_forgotten(service):
+async def test_geolists_are_switched_on_with_a_location_and_off_forgetting_it(service):
     here = {"lat": 40.7128, "lon": -74.006}
-    me = await service.login("alice", location=here)
+    me = await service.login("alice")
+    csrf = {"X-CSRF-Token": me["csrf_token"]}
+    assert (me["geolists"], me["located"]) == (False, False)  # opt-in
     bob_client = await other_client(service)
     try:
         resp = await bob_client.post("/api/session", json={
             "username": "bob", "password": "secret", "location": here})
         bob_csrf = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
+
+        # On needs a location.
+        resp = await service.client.patch("/api/me", headers=csrf, json={"geolists": True})
+        assert resp.status == 400 and (await resp.json())["error"]["field"] == "geolists"
+        bad = await service.client.patch("/api/me", headers=csrf, json={
+            "geolists": True, "location": {"lat": 91, "lon": 0}})
+        assert bad.status == 400 and (await bad.json())["error"]["field"] == "location"
+        resp = await service.client.patch("/api/me", headers=csrf, json={
+            "geolists": True, "location": here})
+        assert (await resp.json())["geolists"] is True
         lists = await (await bob_client.get("/api/geolists")).json()
         assert "alice@localhost" in lists["lists"][0]["addresses"]
 
-        csrf = {"X-CSRF-Token": me["csrf_token"]}
         resp = await service.client.patch("/api/me", headers=csrf, json={"geolists": False})
         assert (await resp.json()) == {"display_name": "", "signature": "", "geolists": False,
                                        "located": False}
         lists = await (await bob_client.get("/api/geolists")).json()
         assert "alice@localhost" not in lists["lists"][0]["addresses"]
-        # Logging in again with a location does not put her back while it is off.
-        await service.login("alice", location=here)
-        lists = await (await bob_client.get("/api/geolists")).json()
-        assert "alice@localhost" not in lists["lists"][0]["addresses"]
 
         resp = await bob_client.patch("/api/me", headers=bob_csrf, json={"location": None})
-        assert (await resp.json())["located"] is False and (await resp.json())["geolists"]
+        assert (await resp.json())["located"] is False
         assert (await (await bob_client.get("/api/geolists")).json())["located"] is False
     finally:
         await bob_client.close()
+
+
+async def test_compose_learns_which_local_addresses_name_nobody(service):
+    await service.api_key("bob")
+    alice = await service.api_key("alice")
+    resp = await service.client.post("/api/recipients/check", headers=alice, json={
+        "addresses": ["bob@localhost", "Nobody@localhost", "x@example.com", "nobody@localhost"]})
+    assert resp.status == 200
+    assert (await resp.json())["unknown"] == ["Nobody@localhost", "nobody@localhost"]
+    for body in ({"addresses": "bob@localhost"}, {"addresses": ["a@b"] * 21}, {"addresses": [3]},
+                 []):
+        resp = await service.client.post("/api/recipients/check", headers=alice, json=body)
+        assert resp.status == 400 and (await resp.json())["error"]["field"] == "addresses"
 
 
 async def test_a_new_password_ends_the_other_sessions_but_not_this_one(service):
@@ -242,10 +262,3 @@ async def test_a_later_bounce_brings_a_notice_live(service):
     full = await (await service.client.get(f"/api/messages/{payload['message']['id']}",
                                            headers=alice)).json()
     assert "550 5.1.1 mailbox unavailable" in full["text"]
-
-
-async def test_contacts_say_which_local_users_exist(service):
-    await service.api_key("bob")
-    alice = await service.api_key("alice")
-    body = await (await service.client.get("/api/contacts", headers=alice)).json()
-    assert body["local_users"] == ["bob@localhost"]

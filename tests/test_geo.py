@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bitmail.geo import geolists, haversine_miles
+from bitmail.geo import cell_bounds, geolists, haversine_miles, snap
 
-HOME = (40.0, -75.0)
+HOME = snap((40.0, -75.0))  # a cell's centre, so north(0.2) is in the same cell
 # One degree of latitude is about 69.09 miles anywhere on Earth.
 MILES_PER_DEG_LAT = 69.09
 
@@ -39,24 +39,28 @@ def test_one_degree_of_latitude():
     assert haversine_miles(HOME, north(MILES_PER_DEG_LAT)) == pytest.approx(69.09, rel=1e-3)
 
 
-def test_lists_for_one_ten_and_a_hundred_miles_nest_and_count():
+def test_lists_for_one_ten_and_a_hundred_miles_nest_and_count_in_address_order():
     others = [
         ("far@x", north(150)),
         ("fifty@x", north(50)),
-        ("half@x", north(0.5)),
+        ("half@x", north(0.2)),
         ("five@x", north(5)),
         ("near@x", north(0.1)),
     ]
     lists = geolists(HOME, others)
     assert [(g["name"], g["miles"], g["count"]) for g in lists] == [
         ("One Mile", 1, 2), ("Ten Miles", 10, 3), ("100 Miles", 100, 4)]
-    assert lists[0]["addresses"] == ["near@x", "half@x"]
-    assert lists[1]["addresses"] == ["near@x", "half@x", "five@x"]
-    assert lists[2]["addresses"] == ["near@x", "half@x", "five@x", "fifty@x"]
+    # Alphabetical, never nearest first: the order tells nothing of distance.
+    assert lists[0]["addresses"] == ["half@x", "near@x"]
+    assert lists[1]["addresses"] == ["five@x", "half@x", "near@x"]
+    assert lists[2]["addresses"] == ["fifty@x", "five@x", "half@x", "near@x"]
 
 
-def test_someone_just_inside_and_just_outside_a_radius():
-    lists = geolists(HOME, [("in@x", north(0.99)), ("out@x", north(1.02))])
+def test_the_one_mile_list_is_the_same_cell():
+    (south, _), (north_edge, _) = cell_bounds(HOME)
+    inside = (north_edge - 1e-9, HOME[1])
+    next_cell = (north_edge + 1e-9, HOME[1])
+    lists = geolists((south + 1e-9, HOME[1]), [("in@x", inside), ("out@x", next_cell)])
     assert lists[0]["addresses"] == ["in@x"]
     assert lists[1]["addresses"] == ["in@x", "out@x"]
 
@@ -70,7 +74,7 @@ def test_nobody_else_gives_empty_lists():
 
 
 def test_a_user_listed_twice_counts_once_at_the_nearer_place():
-    lists = geolists(HOME, [("a@x", north(50)), ("a@x", north(0.2))])
+    lists = geolists(HOME, [("a@x", north(50)), ("a@x", north(0.1))])
     assert lists[0]["addresses"] == ["a@x"]
     assert lists[2]["count"] == 1
 

@@ -18,8 +18,8 @@ from conftest import (
     SES_REGION,
     SES_SECRET_KEY,
     assert_same_mail,
-    free_port,
     sample_job,
+    send_expecting_error,
     sent_by_moto,
     ses_identity,
 )
@@ -110,12 +110,6 @@ async def provider(fake: FakeSES) -> AsyncIterator[SESProvider]:
     await provider.close()
 
 
-async def send_expecting_error(provider: SESProvider) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        await provider.send(sample_job(SENDER))
-    return info.value
-
-
 async def test_request_names_every_envelope_recipient_and_the_raw_mime(fake, provider):
     import base64
 
@@ -161,15 +155,6 @@ async def test_bad_credentials_are_a_provider_fault_and_never_show_the_secret(fa
     assert error.outcome == Outcome.PROVIDER_FAULT
     assert SECRET_KEY not in str(error)
     assert SECRET_KEY in provider.secrets()
-
-
-async def test_connection_refused_is_transient_and_not_ambiguous():
-    provider = ses_provider(f"http://127.0.0.1:{free_port()}")
-    try:
-        error = await send_expecting_error(provider)
-    finally:
-        await provider.close()
-    assert (error.outcome, error.ambiguous) == (Outcome.TRANSIENT, False)
 
 
 async def test_ok_answer_that_is_not_json_counts_as_sent(fake, provider):

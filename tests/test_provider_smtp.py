@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bitmail.mta import build_provider
-from bitmail.mta.outcomes import Outcome, ProviderError
+from bitmail.mta.outcomes import Outcome
 from bitmail.mta.smtp import SMTPProvider
 
 from conftest import (
@@ -19,9 +19,9 @@ from conftest import (
     SMTP_USERNAME,
     Running,
     assert_same_mail,
-    free_port,
     run_relay,
     sample_job,
+    send_expecting_error,
 )
 
 USERNAME = SMTP_USERNAME
@@ -41,12 +41,6 @@ async def provider(relay_at: Running, certificate) -> AsyncIterator[SMTPProvider
     await provider.start()
     yield provider
     await provider.close()
-
-
-async def send_expecting_error(provider: SMTPProvider) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        await provider.send(sample_job())
-    return info.value
 
 
 # -- what arrives ---------------------------------------------------------------------
@@ -167,13 +161,6 @@ async def test_fault_is_classified(relay, provider, where, fault, outcome, ambig
     assert (error.outcome, error.ambiguous) == (outcome, ambiguous)
 
 
-async def test_sends_again_after_a_lost_connection(relay, provider):
-    relay.data_fault = "drop"
-    await send_expecting_error(provider)
-    await provider.send(sample_job())
-    assert len(relay.received) == 2  # the ambiguous first try did arrive, too
-
-
 async def test_bad_password_is_a_provider_fault_and_never_shows_it(relay_at, certificate):
     wrong = "wrong-pa55word-xyz"
     provider = smtp_provider(relay_at.port, certificate, password=wrong)
@@ -184,15 +171,6 @@ async def test_bad_password_is_a_provider_fault_and_never_shows_it(relay_at, cer
     assert error.outcome == Outcome.PROVIDER_FAULT
     assert "535" in error.detail
     assert wrong not in str(error) and PASSWORD not in str(error)
-
-
-async def test_connection_refused_is_transient_and_not_ambiguous(certificate):
-    provider = smtp_provider(free_port(), certificate)
-    try:
-        error = await send_expecting_error(provider)
-    finally:
-        await provider.close()
-    assert (error.outcome, error.ambiguous) == (Outcome.TRANSIENT, False)
 
 
 async def test_untrusted_certificate_is_a_provider_fault(relay_at, certificate):

@@ -212,7 +212,7 @@ class Container:
         """A transient failure or a provider fault: another provider now, or
         back in line, or a back-off when none is left."""
         log.info("message %s: %s on %s (%s)", job.message, attempt.outcome,
-                 attempt.provider, attempt.detail)
+                 attempt.provider, attempt.detail, extra=_about(job, attempt.provider))
         failover = [Event(EventType.DEFERRED, job.message, r, attempt.provider,
                           detail=f"{attempt.detail}; trying another provider",
                           ambiguous=attempt.ambiguous) for r in job.recipients]
@@ -318,6 +318,9 @@ class Container:
                 events.append(Event(
                     EventType.SENT, job.message, r, attempt.provider, ids.get(r, pmid),
                     detail=MAY_HAVE_GONE if job.ambiguous else "", ambiguous=job.ambiguous))
+        log.info("message %s: sent via %s (%s)%s", job.message, attempt.provider,
+                 pmid or "no provider id", f", {len(refused)} refused" if refused else "",
+                 extra=_about(job, attempt.provider))
         for tracked in dict.fromkeys(i for i in (pmid, *ids.values()) if i):
             self.mailbox.track(batch, attempt.provider, tracked, job.message)
         self.mailbox.record(batch, job.message, events)
@@ -332,6 +335,8 @@ class Container:
     def _failed(self, batch: Batch, job: Job, provider: str, detail: str) -> None:
         if job.ambiguous:
             detail = f"{detail}; {MAY_HAVE_GONE}"
+        log.warning("message %s: failed on %s (%s)", job.message, provider, detail,
+                    extra=_about(job, provider))
         self.outbox.complete(batch, job)
         self.mailbox.record(batch, job.message, [
             Event(EventType.FAILED, job.message, r, provider, detail=detail,
@@ -345,6 +350,8 @@ class Container:
             # Given up: the entry is gone with this batch; the failure is recorded in it.
             if job.ambiguous:
                 detail = f"{detail}; {MAY_HAVE_GONE}"
+            log.warning("message %s: gave up (%s)", job.message, detail,
+                        extra=_about(job, provider))
             self.mailbox.record(batch, job.message, [
                 Event(EventType.FAILED, job.message, r, provider, detail=f"gave up: {detail}",
                       ambiguous=job.ambiguous) for r in recipients])
@@ -374,3 +381,8 @@ class Container:
                 "complaint_rate": f.rate("complained"),
             })
         return out
+
+
+def _about(job: Job, provider: str) -> dict[str, str]:
+    """The fields of a log line about a job (JSON logs show them as keys)."""
+    return {"message_doc_id": job.message, "message_id": job.message_id, "provider": provider}

@@ -13,11 +13,14 @@ import itertools
 import logging
 import re
 import secrets
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..metrics import STORE_COMMIT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +267,11 @@ class Store(ABC):
     def __init__(self) -> None:
         self.hub = Hub()
 
+    @property
+    def engine(self) -> str:
+        """"sqlite" or "postgres": the store's name in metrics."""
+        return type(self).__name__.removesuffix("Store").lower()
+
     async def __aenter__(self) -> Store:
         await self.open()
         return self
@@ -283,7 +291,9 @@ class Store(ABC):
         """Apply a batch atomically; returns each op's result
         (put: id, update: the new document or None, delete: bool, claim: docs).
         Then runs the batch's after-commit hooks and publishes what they give."""
+        started = time.perf_counter()
         results = await self._commit(batch)
+        STORE_COMMIT_SECONDS.labels(self.engine).observe(time.perf_counter() - started)
         for hook in batch.after:
             payload = hook(self, results)
             if payload is not None:

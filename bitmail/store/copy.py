@@ -9,15 +9,13 @@ leaves no duplicates.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..hosts import is_loopback
 from . import open_store
 from .base import StoreError
-
-LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 def _place(url: str) -> tuple[str, ...]:
@@ -27,7 +25,7 @@ def _place(url: str) -> tuple[str, ...]:
         return ("sqlite", str(Path(path).resolve()) if path else ":memory:")
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
-    return ("postgresql", "localhost" if host in LOOPBACK else host, str(parts.port or 5432),
+    return ("postgresql", "localhost" if is_loopback(host) else host, str(parts.port or 5432),
             parts.path.lstrip("/") or parts.username or "")
 
 
@@ -59,14 +57,3 @@ async def copy_store(source_url: str, target_url: str, *, page: int = 200,
             if progress:
                 progress(kind, count)
     return counts
-
-
-def resolve_url(value: str) -> str:
-    """A store URL given as `env:NAME` is read from that variable, so a
-    password need not appear on the command line."""
-    if value.startswith("env:"):
-        name = value[4:]
-        if name not in os.environ:
-            raise StoreError(f"environment variable {name} is not set")
-        return os.environ[name]
-    return value

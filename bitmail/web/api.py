@@ -17,7 +17,7 @@ from ..errors import NotFound, ValidationError
 from ..folders import FOLDERS
 from ..mailbox import public, summary
 from ..message import parse_message
-from ..profile import Profiles, geolist_locations
+from ..profile import Profiles
 from ..store import AlreadyExists
 from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
 from .middlewares import read_json
@@ -173,28 +173,37 @@ async def attachment(request: web.Request) -> web.Response:
 
 @routes.get("/api/contacts")
 async def contacts(request: web.Request) -> web.Response:
+    """Addresses for the compose autocomplete: the caller's own correspondents,
+    and every local account only where `accounts.directory` allows it (off by
+    default: the list of accounts is nobody's business)."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
-    domain = runtime.settings.domain
-    own = [f"{name}@{domain}" for name in await runtime.accounts.usernames()
-           if name != user.username]
-    seen = await runtime.mailbox.contacts(user.username)
-    merged = list(dict.fromkeys([*seen, *own]))
-    # local_users: who exists here, so compose can flag an unknown local name as it is typed.
-    return web.json_response({"contacts": [a for a in merged if a != user.address],
-                              "local_users": own})
+    merged = await runtime.mailbox.contacts(user.username)
+    if runtime.settings.directory:
+        domain = runtime.settings.domain
+        merged += [f"{name}@{domain}" for name in await runtime.accounts.usernames()]
+    return web.json_response(
+        {"contacts": [a for a in dict.fromkeys(merged) if a != user.address]})
 
 
 @routes.get("/api/geolists")
 async def geolists(request: web.Request) -> web.Response:
+    """The caller's GeoLists; none until they share a location (opt-in)."""
     runtime = request.app[RUNTIME]
     user = user_of(request)
     domain = runtime.settings.domain
-    where = await geolist_locations(runtime.store)
+    where = await geo.Places(runtime.store).everyone()
     others = [(f"{name}@{domain}", loc) for name, loc in where.items()
               if name != user.username]
     return web.json_response({"lists": geo.geolists(where.get(user.username), others),
                               "located": user.username in where})
+
+
+@routes.delete("/api/geolists")
+async def leave_geolists(request: web.Request) -> web.Response:
+    """Stop sharing a location: the caller's position is deleted."""
+    await geo.Places(request.app[RUNTIME].store).forget(user_of(request).username)
+    return web.Response(status=204)
 
 
 @routes.get("/api/providers")

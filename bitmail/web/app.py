@@ -8,7 +8,16 @@ from aiohttp import web
 
 from ..errors import NotFound
 from ..runtime import Runtime
-from . import api, drafts_api, folders_api, settings_api, status, suppressions
+from . import (
+    api,
+    drafts_api,
+    folders_api,
+    recipients_api,
+    settings_api,
+    status,
+    suppressions,
+)
+from .access import access
 from .hooks import add_routes as add_hook_routes
 from .keys import RUNTIME
 from .middlewares import authenticate, errors
@@ -35,13 +44,14 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     """The web application for a runtime whose store is already open."""
     app = web.Application(
         client_max_size=runtime.settings.web.max_body,
-        middlewares=[security_headers(https), errors, authenticate],
+        middlewares=[access, security_headers(https), errors, authenticate],
     )
     app[RUNTIME] = runtime
     app.router.add_routes(api.routes)
     app.router.add_routes(folders_api.routes)
     app.router.add_routes(drafts_api.routes)
     app.router.add_routes(settings_api.routes)
+    app.router.add_routes(recipients_api.routes)
     app.router.add_routes(status.routes)
     app.router.add_routes(suppressions.routes)
     add_hook_routes(app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 from aiohttp import web
 
 from ..errors import ValidationError
@@ -9,6 +11,16 @@ from ..errors import ValidationError
 # Cursors are store sequence numbers: SQLite's INTEGER and PostgreSQL's
 # bigint both stop at 2**63 - 1, and a larger number would fail in the store.
 MAX_CURSOR = 2**63 - 1
+
+
+@overload
+def query_int(request: web.Request, name: str, default: int, *, minimum: int,
+              maximum: int, cap: bool = False) -> int: ...
+
+
+@overload
+def query_int(request: web.Request, name: str, default: None, *, minimum: int,
+              maximum: int, cap: bool = False) -> int | None: ...
 
 
 def query_int(request: web.Request, name: str, default: int | None, *, minimum: int,

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from ..mta.container import Slot
 from ..mta.figures import BUCKETS
+from ..mta.health import State
 from .keys import RUNTIME
 
 routes = web.RouteTableDef()
@@ -20,35 +32,49 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text: the process's counters (bitmail.metrics, and the
+    library's process and Python figures), then what is read from the runtime
+    now (outbox, providers)."""
     runtime = request.app[RUNTIME]
-    lines = [
-        "# HELP bitmail_outbox_pending Messages waiting in the outbox.",
-        "# TYPE bitmail_outbox_pending gauge",
-        f"bitmail_outbox_pending {await runtime.outbox.pending()}",
-        "# HELP bitmail_provider_sends_total Send attempts per provider and outcome.",
-        "# TYPE bitmail_provider_sends_total counter",
-    ]
-    slots = runtime.container.slots.values() if runtime.container else []
-    for slot in slots:
-        for outcome, n in sorted(slot.figures.outcomes.items()):
-            lines.append(f'bitmail_provider_sends_total{{provider="{slot.name}",'
-                         f'outcome="{outcome}"}} {n}')
-    lines += ["# HELP bitmail_provider_up 1 when the provider is up, 0 when down or probing.",
-              "# TYPE bitmail_provider_up gauge"]
-    for slot in slots:
-        up = 1 if slot.health.state == "up" else 0
-        lines.append(f'bitmail_provider_up{{provider="{slot.name}"}} {up}')
-    lines += ["# HELP bitmail_provider_send_seconds Time one send took.",
-              "# TYPE bitmail_provider_send_seconds histogram"]
-    for slot in slots:
-        f = slot.figures
-        for bound, count in zip(BUCKETS, f.buckets, strict=True):
-            lines.append(f'bitmail_provider_send_seconds_bucket{{provider="{slot.name}",'
-                         f'le="{bound}"}} {count}')
-        lines.append(f'bitmail_provider_send_seconds_bucket{{provider="{slot.name}",'
-                     f'le="+Inf"}} {f.latency_count}')
-        lines.append(f'bitmail_provider_send_seconds_sum{{provider="{slot.name}"}} '
-                     f'{f.latency_sum:.6f}')
-        lines.append(f'bitmail_provider_send_seconds_count{{provider="{slot.name}"}} '
-                     f'{f.latency_count}')
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    now_figures = RuntimeFigures(await runtime.outbox.pending(),
+                                 await runtime.outbox.oldest_age(),
+                                 list(runtime.container.slots.values())
+                                 if runtime.container else [])
+    body = generate_latest(REGISTRY) + generate_latest(now_figures)  # type: ignore[arg-type]
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeFigures:
+    """The figures of one scrape, as metric families (`collect`, as a
+    prometheus-client collector has)."""
+
+    outbox_pending: int
+    outbox_oldest_age: float
+    slots: list[Slot]
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("bitmail_outbox_pending", "Messages waiting in the outbox.",
+                                value=self.outbox_pending)
+        yield GaugeMetricFamily(
+            "bitmail_outbox_oldest_age_seconds",
+            "Seconds since the oldest message still in the outbox was accepted (0: empty).",
+            value=self.outbox_oldest_age)
+        sends = CounterMetricFamily("bitmail_provider_sends",
+                                    "Send attempts per provider and outcome.",
+                                    labels=["provider", "outcome"])
+        up = GaugeMetricFamily("bitmail_provider_up",
+                               "1 when the provider is up, 0 when down or probing.",
+                               labels=["provider"])
+        latency = HistogramMetricFamily("bitmail_provider_send_seconds",
+                                        "Time one send took.", labels=["provider"])
+        for slot in self.slots:
+            f = slot.figures
+            for outcome, n in sorted(f.outcomes.items()):
+                sends.add_metric([slot.name, str(outcome)], n)
+            up.add_metric([slot.name], 1 if slot.health.state == State.UP else 0)
+            # Figures keeps cumulative bucket counts, as Prometheus wants them.
+            buckets = [(str(b), n) for b, n in zip(BUCKETS, f.buckets, strict=True)]
+            latency.add_metric([slot.name], [*buckets, ("+Inf", f.latency_count)],
+                               sum_value=f.latency_sum)
+        yield from (sends, up, latency)

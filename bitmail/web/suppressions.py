@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import NotFound, ValidationError
+from ..errors import NotFound
 from ..suppression import SuppressionList, public
 from .keys import RUNTIME, operator_of
+from .params import MAX_CURSOR, query_int
 
 routes = web.RouteTableDef()
 
@@ -26,14 +27,8 @@ async def entries(request: web.Request) -> web.Response:
     if address:
         doc = await suppressions.get(address)
         return web.json_response({"suppressions": [public(doc)] if doc else [], "next": None})
-    try:
-        before = int(request.query["before"]) if "before" in request.query else None
-    except ValueError:
-        raise ValidationError("must be a whole number", field="before") from None
-    try:
-        limit = min(max(int(request.query.get("limit", 100)), 1), 1000)
-    except ValueError:
-        raise ValidationError("must be a whole number", field="limit") from None
+    before = query_int(request, "before", None, minimum=1, maximum=MAX_CURSOR)
+    limit = query_int(request, "limit", 100, minimum=1, maximum=1000, cap=True)
     docs, cursor = await suppressions.entries(before=before, limit=limit)
     return web.json_response({"suppressions": [public(d) for d in docs], "next": cursor})
 

@@ -44,3 +44,15 @@ def assert_same_mail(mime: bytes, job) -> None:
     assert attachment.get_filename() == "report.pdf"
     assert attachment.get_content_type() == "application/pdf"
     assert attachment.get_payload(decode=True) == SAMPLE_ATTACHMENT
+
+
+async def send_expecting_error(provider, job=None):
+    """Send `job` (the sample job) through `provider`; the ProviderError it
+    must raise."""
+    import pytest
+
+    from bitmail.mta.outcomes import ProviderError
+
+    with pytest.raises(ProviderError) as info:
+        await provider.send(job or sample_job())
+    return info.value

@@ -52,6 +52,7 @@ from ...config import ProviderSettings
 from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import Event, EventType
 from ...message import parse_mime
+from ...metrics import WEBHOOK_EVENTS
 from ...runtime import Runtime
 from ...store import AlreadyExists, Batch, Store, StoreError
 from ...store.base import new_id
@@ -479,6 +480,7 @@ class Webhook(ABC):
                 elif not isinstance(item, Notice):
                     results.append(await self.perform(app, provider, item))
             applied = True
+            _count(provider, items)
             batch = Batch()
             batch.update(KIND, key, {"state": "done",
                                      "result": "; ".join(results) or "nothing to do"})
@@ -520,7 +522,8 @@ class Webhook(ABC):
                 continue
             runtime.mailbox.record(batch, message, events)
             log.info("message %s: %s from %s", message,
-                     ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider)
+                     ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider,
+                     extra={"message_doc_id": message, "provider": provider})
             results.append(f"recorded on {message}")
         if batch.ops:
             await runtime.store.commit(batch)
@@ -562,8 +565,18 @@ class Webhook(ABC):
             return "no content"
         for name in users:
             doc_id = await runtime.mailbox.deliver(name, content, source=provider)
-            log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id)
+            log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id,
+                     extra={"message_doc_id": doc_id, "provider": provider})
         return "delivered to " + ", ".join(users)
+
+
+def _count(provider: str, items: list[Any]) -> None:
+    """Webhook events applied, by provider and type ("inbound" for mail)."""
+    for item in items:
+        if isinstance(item, Notice):
+            WEBHOOK_EVENTS.labels(provider, str(item.type)).inc()
+        elif isinstance(item, Inbound):
+            WEBHOOK_EVENTS.labels(provider, "inbound").inc()
 
 
 def _replayed() -> BadSignature:
