@@ -28,6 +28,7 @@ from .outbox import Outbox
 from .store import Batch, Document, Store
 from .store.paging import newest_first
 from .suppression import suppressed_among
+from .threads import thread_of
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,11 @@ SUMMARY_KEYS = ("id", "from", "to", "subject", "date", "status", "unread", "fold
 
 
 def summary(doc: Document) -> dict[str, Any]:
-    """A folder row: what the list shows of a message (in Sent, with each
-    recipient's status)."""
+    """A folder row: what the list shows of a message (a Sent copy with each
+    recipient's status), and its conversation (`thread`, see threads.py)."""
     out = {k: doc.get(k) for k in SUMMARY_KEYS}
-    if doc.get("folder") == "sent":
+    out["thread"] = thread_of(doc)
+    if "recipients" in doc:  # a Sent copy, wherever it is kept now
         out["recipients"] = [{"address": r["address"], "status": r["status"]}
                              for r in doc.get("recipients", [])]
     return out

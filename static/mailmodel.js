@@ -308,6 +308,28 @@ export function draftIsEmpty(d) {
   return !d || DRAFT_FIELDS.every((k) => !String(d[k] || "").trim());
 }
 
+/**
+ * Folder rows (newest first) grouped by conversation (`thread`): one row per
+ * conversation, the newest message's, with `count`, `unread` (any unread),
+ * `unreadCount` and `ids` (its messages, newest first).
+ */
+export function conversations(rows) {
+  const groups = new Map();
+  for (const m of rows) {
+    const key = m.thread || m.id;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(m);
+  }
+  return [...groups.values()].map((members) => {
+    const unreadCount = members.filter((m) => m.unread).length;
+    if (members.length === 1) return members[0];
+    return {
+      ...members[0], count: members.length, unread: unreadCount > 0, unreadCount,
+      ids: members.map((m) => m.id),
+    };
+  });
+}
+
 // ---- the state ------------------------------------------------------------
 
 function newFolder() {
@@ -461,9 +483,9 @@ export class MailModel {
 
   /** What an action applies to: the ticked rows, else the open or selected one. */
   targets() {
-    if (this.checked.size) return [...this.checked];
-    const id = (this.open && this.open.id) || this.selectedId;
-    return id ? [id] : [];
+    const rows = this.checked.size ? [...this.checked]
+      : [(this.open && this.open.id) || this.selectedId].filter(Boolean);
+    return [...new Set(rows.flatMap((id) => this.conversationOf(id)))];
   }
 
   /** A recipient status change (SSE `status`). */
@@ -499,9 +521,15 @@ export class MailModel {
   visibleMessages() {
     const f = this.folder;
     if (!f) return [];
-    const rows = [...f.byId.values()].sort((a, b) => (b.date || 0) - (a.date || 0));
-    if (isEmptyQuery(this.query)) return rows;
-    return rows.filter((m) => matchesQuery(m, this.query));
+    let rows = [...f.byId.values()].sort((a, b) => (b.date || 0) - (a.date || 0));
+    if (!isEmptyQuery(this.query)) rows = rows.filter((m) => matchesQuery(m, this.query));
+    return this.view === "drafts" ? rows : conversations(rows);
+  }
+
+  /** The loaded messages of the conversation that row `id` stands for, newest first. */
+  conversationOf(id) {
+    const row = this.visibleMessages().find((m) => m.id === id);
+    return row && row.ids ? row.ids : [id];
   }
 
   /** Unread in a folder: the server's count, else what is loaded. */
@@ -547,9 +575,10 @@ export class MailModel {
     this.emit("open");
   }
 
-  openLoaded(id, message) {
+  /** The open message arrived; `earlier`: the rest of its conversation, oldest first. */
+  openLoaded(id, message, earlier = []) {
     if (!this.open || this.open.id !== id) return false;
-    this.open = { id, loading: false, error: null, message };
+    this.open = { id, loading: false, error: null, message, earlier };
     this.showHtml = !message.text && !!message.html;
     this.emit("open");
     return true;

@@ -312,12 +312,14 @@ async function openMessage(id) {
   }
   model.select(id);
   model.openLoading(id);
-  const summary = model.findSummary(id);
+  // A conversation opens whole: its earlier messages above the newest.
+  const ids = model.conversationOf(id);
+  const unread = ids.filter((i) => model.findSummary(i)?.unread);
   try {
-    const message = await conn.message(id);
-    if (!model.openLoaded(id, message)) return;
+    const [message, ...earlier] = await Promise.all(ids.map((i) => conn.message(i)));
+    if (!model.openLoaded(id, message, earlier.reverse())) return;
     view.focusReader();
-    if ((summary && summary.unread) || message.unread) setUnread([id], false, { quiet: true });
+    if (unread.length || message.unread) setUnread(unread.length ? unread : [id], false, { quiet: true });
   } catch (err) {
     model.openFailed(id, err instanceof NetworkError
       ? "Could not load this message — the connection is down."

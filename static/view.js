@@ -212,7 +212,25 @@ export class View {
         m.cc && m.cc.length ? [h("dt", {}, "Cc"), h("dd", {}, listText(m.cc))] : null,
         m.bcc && m.bcc.length ? [h("dt", {}, "Bcc"), h("dd", {}, listText(m.bcc))] : null,
         h("dt", {}, "Date"), h("dd", {}, formatDateLong(m.date))));
-    const parts = [toolbar, head];
+    const parts = [toolbar];
+    const earlier = open.earlier || [];
+    if (earlier.length) {
+      // The conversation so far, each message folded to a line; a click opens it.
+      parts.push(h("section", { class: "thread", "aria-label": `Earlier in this conversation (${earlier.length})` },
+        earlier.map((e) => h("details", { class: "thread-message" },
+          h("summary", {},
+            h("strong", {}, e.from || ""),
+            h("span", { class: "muted" }, formatDateLong(e.date)),
+            h("span", { class: "muted preview" }, (e.text || "").split("\n").find((l) => l.trim()) || "")),
+          h("div", { class: "reader-head" },
+            h("p", { class: "reader-subject small" }, e.subject || "(no subject)"),
+            h("dl", { class: "meta" },
+              h("dt", {}, "From"), h("dd", {}, e.from || ""),
+              h("dt", {}, "To"), h("dd", {}, listText(e.to)),
+              h("dt", {}, "Date"), h("dd", {}, formatDateLong(e.date)))),
+          this.buildBody(e, false)))));
+    }
+    parts.push(head);
     if (m.recipients && m.recipients.length && m.folder !== "inbox") {
       parts.push(this.buildRecipients(m));
     }

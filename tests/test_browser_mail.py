@@ -435,3 +435,41 @@ async def test_every_view_passes_axe_without_serious_or_critical_violations(brow
 def test_axe_core_is_where_the_tests_look():
     if os.environ.get("BITMAIL_REQUIRE_ALL") == "1":
         assert AXE.is_file(), "make test installs axe-core with npm (package.json)"
+
+
+async def test_a_thread_of_three_is_one_row_and_opens_whole(browser, server):
+    await api_user(server, "alice")
+    bob, bob_csrf = await api_user(server, "bob")
+    carol, carol_csrf = await api_user(server, "carol")
+    try:
+        await api_send(server, bob, bob_csrf, to="alice@localhost; carol@localhost",
+                       subject="Trip plan", text="Shall we go in May?")
+        async with carol.get(server.url + "/api/messages?folder=inbox") as resp:
+            (first,) = (await resp.json())["messages"]
+        await api_send(server, carol, carol_csrf, to="bob@localhost; alice@localhost",
+                       subject="Re: Trip plan", text="May is good.", in_reply_to=first["id"])
+        async with bob.get(server.url + "/api/messages?folder=inbox") as resp:
+            (second,) = (await resp.json())["messages"]
+        await api_send(server, bob, bob_csrf, to="carol@localhost; alice@localhost",
+                       subject="Re: Trip plan", text="Booked.", in_reply_to=second["id"])
+    finally:
+        await bob.close()
+        await carol.close()
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    rows = page.locator("#message-list .row")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first.locator(".thread-count")).to_contain_text("3")
+    await rows.first.click()
+    await expect(page.locator("#reader .reader-subject").last).to_have_text("Re: Trip plan")
+    earlier = page.locator("#reader .thread-message")
+    await expect(earlier).to_have_count(2)
+    await expect(page.locator("#reader > article > .body")).to_contain_text("Booked.")
+    await earlier.first.locator("summary").click()
+    await expect(earlier.first.locator(".body")).to_contain_text("Shall we go in May?")
+    # The whole conversation was read, and goes to the Archive as one.
+    await expect(page.locator("#inbox-count")).to_have_text("")
+    await page.keyboard.press("e")
+    await expect(rows).to_have_count(0)
+    await folder(page, "Archive").click()
+    await expect(rows.first.locator(".thread-count")).to_contain_text("3")

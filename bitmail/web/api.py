@@ -9,7 +9,7 @@ import json
 
 from aiohttp import web
 
-from .. import geo, idempotency, live
+from .. import geo, idempotency, live, threads
 from ..accounts import User
 from ..drafts import DRAFT_ID, Drafts
 from ..dsn import failed_recipients, notify_failures
@@ -124,8 +124,19 @@ async def folder(request: web.Request) -> web.Response:
     query = request.query.get("q", "")
     if len(query) > 500:
         raise ValidationError("at most 500 characters", field="q")
-    docs, cursor = await runtime.mailbox.folder(user_of(request).username, name,
-                                                before=before, limit=limit, query=query)
+    owner = user_of(request).username
+    view = request.query.get("view", "messages")
+    if view not in ("messages", "threads"):
+        raise ValidationError("must be messages or threads", field="view")
+    if thread := request.query.get("thread"):  # one conversation's messages, oldest first
+        rows = await threads.members(runtime.store, owner, name, thread, summary)
+        return web.json_response({"messages": rows, "next": None})
+    if view == "threads" and not query:
+        rows, cursor = await threads.conversations(runtime.store, owner, name, summary,
+                                                   before=before, limit=limit)
+        return web.json_response({"messages": rows, "next": cursor})
+    docs, cursor = await runtime.mailbox.folder(owner, name, before=before, limit=limit,
+                                                query=query)
     return web.json_response({"messages": [summary(d) for d in docs], "next": cursor})
 
 
