@@ -166,7 +166,7 @@ failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
     fake = spawn([str(HERE / "servers.py"), "mailgun", str(fake_port), str(args.failure_share)],
                  work / "fake.log")
     subprocess.run([sys.executable, "-m", "bitmail", "--config", str(config), "user", "add",
-                    "bench", "--password", "pw"], check=True, capture_output=True)
+                    "bench", "--password", "bench-password"], check=True, capture_output=True)
     key = subprocess.run([sys.executable, "-m", "bitmail", "--config", str(config), "apikey",
                           "create", "bench"], check=True, capture_output=True,
                          text=True).stdout.strip()

@@ -279,7 +279,7 @@ async def run_bitmail(work: Path, run: int, size: int, n: int, args) -> float:
     log = work / f"bitmail-{run}.log"
     deadline = time.monotonic() + args.timeout
     cli = [sys.executable, "-m", "bitmail", "--config", str(config)]
-    subprocess.run([*cli, "user", "add", "bench", "--password", "pw"], check=True,
+    subprocess.run([*cli, "user", "add", "bench", "--password", "bench-password"], check=True,
                    capture_output=True, timeout=60)
     key = subprocess.run([*cli, "apikey", "create", "bench"], check=True, capture_output=True,
                          text=True, timeout=60).stdout.strip()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import sys
 
 from . import config, logs
+from .accounts import Accounts
 from .app import running, serve, with_self_signed
 from .datadir import DataDirError
 from .errors import BitMailError
@@ -24,13 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help=argparse.SUPPRESS)
     p.add_argument("--self-signed", action="store_true",
                    help="serve HTTPS with a certificate made for trying it out")
-    p = sub.add_parser("apikey", help="API keys")
-    p.add_argument("action", choices=["create"])
-    p.add_argument("username")
-    p = sub.add_parser("user", help="users")
-    p.add_argument("action", choices=["add", "list"])
-    p.add_argument("username", nargs="?")
-    p.add_argument("--password")
+    _account_commands(sub)
     p = sub.add_parser("send", help="send one message as a user")
     p.add_argument("--from", dest="sender", required=True, help="username")
     p.add_argument("--to", required=True)
@@ -41,6 +37,70 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("address", nargs="?")
     _store_commands(sub)
     return parser
+
+
+def _account_commands(sub: argparse._SubParsersAction) -> None:
+    """`user add|set|list` and `apikey create|list|revoke`."""
+    p = sub.add_parser("apikey", help="API keys: create USERNAME, list [USERNAME], revoke ID")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("target", nargs="?", metavar="USERNAME|ID")
+    p.add_argument("--name", default="command line", help="what uses the key (create)")
+    p = sub.add_parser("user", help="users: add USERNAME, set USERNAME, list")
+    p.add_argument("action", choices=["add", "set", "list"])
+    p.add_argument("username", nargs="?")
+    p.add_argument("--password", help="at least 8 characters, not the username")
+    p.add_argument("--operator", action=argparse.BooleanOptionalAction, default=None,
+                   help="may see providers and change the suppression list")
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "never"
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _apikey(args: argparse.Namespace, accounts: Accounts) -> int:
+    """`create` prints the key (shown only then); `list` prints
+    id, user, name, created, last used; `revoke ID` stops a key at once."""
+    if args.action in ("create", "revoke") and not args.target:
+        print(f"apikey {args.action} needs {'USERNAME' if args.action == 'create' else 'ID'}",
+              file=sys.stderr)
+        return 2
+    if args.action == "create":
+        print(await accounts.create_api_key(args.target, args.name))
+    elif args.action == "list":
+        for k in await accounts.keys.list(args.target.lower() if args.target else None):
+            print(f"{k.id}\t{k.username}\t{k.name}\t{_when(k.created)}\t{_when(k.last_used)}")
+    else:
+        info = await accounts.keys.revoke(args.target)
+        print(f"revoked {info.id} ({info.username}: {info.name})")
+    return 0
+
+
+async def _user(args: argparse.Namespace, accounts: Accounts) -> int:
+    if args.action == "list":
+        for name in sorted(await accounts.usernames()):
+            role = "\toperator" if await accounts.is_operator(name) else ""
+            print(f"{name}{role}")
+        return 0
+    if not args.username:
+        print(f"user {args.action} needs USERNAME", file=sys.stderr)
+        return 2
+    if args.action == "add":
+        if not args.password:
+            print("user add needs USERNAME and --password", file=sys.stderr)
+            return 2
+        user = await accounts.create(args.username, args.password,
+                                     operator=bool(args.operator))
+    else:
+        if args.password is None and args.operator is None:
+            print("user set needs --password or --operator/--no-operator", file=sys.stderr)
+            return 2
+        user = await accounts.set_user(args.username, password=args.password,
+                                       operator=args.operator)
+    role = " (operator)" if await accounts.is_operator(user.username) else ""
+    print(f"{user.address}{role}")
+    return 0
 
 
 def _store_commands(sub: argparse._SubParsersAction) -> None:
@@ -100,16 +160,9 @@ async def _suppression(args: argparse.Namespace, store: Store) -> int:
 async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
     async with running(settings, with_mta=False) as rt:
         if args.command == "apikey":
-            print(await rt.accounts.create_api_key(args.username))
-        elif args.command == "user" and args.action == "add":
-            if not args.username or not args.password:
-                print("user add needs USERNAME and --password", file=sys.stderr)
-                return 2
-            user = await rt.accounts.create(args.username, args.password)
-            print(user.address)
+            return await _apikey(args, rt.accounts)
         elif args.command == "user":
-            for name in sorted(await rt.accounts.usernames()):
-                print(name)
+            return await _user(args, rt.accounts)
         elif args.command == "suppression":
             return await _suppression(args, rt.store)
         elif args.command == "send":

@@ -1,4 +1,5 @@
-"""Users, first-login creation, password hashing, sessions and API keys."""
+"""Users, first-login creation, password hashing, sessions, the operator
+role; API keys (apikeys.py) and login throttling (limits.py) behind them."""
 
 from __future__ import annotations
 
@@ -8,21 +9,25 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from . import geo
-from .errors import Conflict, Forbidden, RateLimited, Unauthorized, ValidationError
+from . import geo, live
+from .apikeys import PREFIX as KEY_PREFIX
+from .apikeys import ApiKeys
+from .errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
+from .limits import Limiter
+from .metrics import LOGIN_FAILURES
 from .store import AlreadyExists, Batch, Store
 
 _USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 SESSION_TTL = 14 * 24 * 3600
-MAX_FAILURES_PER_NAME = 5
-MAX_FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW = 15 * 60
-API_KEY_CACHE = 30.0
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+WRONG = "The username or password is wrong."
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,12 @@ class Session:
     token: str
     csrf_token: str
     user: User
+    expires: float = 0.0  # Unix seconds
+
+    @property
+    def credential(self) -> str:
+        """What a live stream watches: ends when logout or expiry ends it."""
+        return f"session:{_digest(self.token)}"
 
 
 def _digest(secret: str) -> str:
@@ -49,19 +60,37 @@ def check_username(username: object) -> str:
     return username.strip().lower()
 
 
+def check_password(password: object, username: str) -> str:
+    """A new password (NIST SP 800-63B §5.1.1.2): at least 8 characters, at
+    most 1024, and not the username. Only new passwords are checked:
+    existing accounts keep theirs."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise ValidationError(f"a password needs at least {MIN_PASSWORD} characters",
+                              field="password")
+    if len(password) > MAX_PASSWORD:
+        raise ValidationError(f"a password has at most {MAX_PASSWORD} characters",
+                              field="password")
+    if password.strip().lower() in (username.lower(), username.lower().split("@")[0]):
+        raise ValidationError("the password must not be the username", field="password")
+    return password
+
+
 class Accounts:
     """Who may use BitMail, and how they prove it."""
 
     def __init__(self, store: Store, domain: str, *, open_signup: bool = True,
-                 hasher: PasswordHasher | None = None):
+                 hasher: PasswordHasher | None = None,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.domain = domain
         self.open_signup = open_signup
         self.hasher = hasher or PasswordHasher()
+        self.clock = clock
+        self.limiter = Limiter(store, clock=clock)
+        self.keys = ApiKeys(store, clock=clock)
         # A fixed hash to verify against when the name is unknown, so a
         # login takes as long whether or not the user exists.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
-        self._key_cache: dict[str, tuple[User, float]] = {}
 
     def user(self, username: str) -> User:
         return User(username, f"{username}@{self.domain}")
@@ -69,55 +98,158 @@ class Accounts:
     async def exists(self, username: str) -> bool:
         return await self.store.get_one("user", {"id": username}) is not None
 
-    async def create(self, username: str, password: str) -> User:
-        """A new user; Conflict when the name is taken (even by a login a moment ago)."""
+    async def create(self, username: str, password: str, *, operator: bool = False) -> User:
+        """A new user; Conflict when the name is taken (even by a login a moment ago),
+        ValidationError for a password the policy refuses (check_password)."""
         username = check_username(username)
-        _check_password(password)
+        check_password(password, username)
         pw_hash = await asyncio.to_thread(self.hasher.hash, password)
         batch = Batch()
-        batch.add("user", {"username": username, "password": pw_hash, "created": time.time()},
-                  id=username)
+        doc = {"username": username, "password": pw_hash, "created": self.clock()}
+        if operator:
+            doc["operator"] = True
+        batch.add("user", doc, id=username)
         try:
             await self.store.commit(batch)
         except AlreadyExists:
             raise Conflict(f"{username} exists already", field="username") from None
         return self.user(username)
 
+    async def set_user(self, username: str, *, password: str | None = None,
+                       operator: bool | None = None) -> User:
+        """Change an existing user (the administrator's `user set`); NotFound if none."""
+        username = check_username(username)
+        change: dict = {}
+        if password is not None:
+            check_password(password, username)
+            change["password"] = await asyncio.to_thread(self.hasher.hash, password)
+        if operator is not None:
+            change["operator"] = operator
+        if await self.store.update("user", username, change) is None:
+            raise NotFound(f"no user {username}", field="username")
+        return self.user(username)
+
+    async def is_operator(self, username: str) -> bool:
+        """The role an administrator gave this account (`user set --operator`)."""
+        doc = await self.store.get_one("user", {"id": username})
+        return bool(doc and doc.get("operator") is True)
+
     async def login(self, username: object, password: object, *, client: str,
                     location: object = None) -> tuple[Session, bool]:
-        """A new session; creates the user on first login. (session, created)."""
+        """A new session; creates the user on first login. (session, created).
+
+        Unauthorized for a wrong password, RateLimited (with retry_after)
+        while this account and address, or this address, must wait."""
         name = check_username(username)
         if not isinstance(password, str) or not password:
             raise ValidationError("a password is needed", field="password")
-        await self._check_rate(name, client)
-        doc = await self.store.get_one("user", {"id": name})
-        created = False
-        if doc is None and self.open_signup:
-            try:
-                await self.create(name, password)
-                created = True
-            except Conflict:  # a first login with this name just won the race
-                doc = await self.store.get_one("user", {"id": name})
-        if not created:
-            # An unknown name costs a verification too: the time taken does
-            # not tell whether the name exists.
-            pw_hash = doc["password"] if doc else self._dummy_hash
-            if not await asyncio.to_thread(self._verify, pw_hash, password) or doc is None:
-                await self._fail(name, client)
-                raise Unauthorized("The username or password is wrong.")
+        attempt = await self.limiter.begin(name, client)
+        try:
+            doc = await self.store.get_one("user", {"id": name})
+            created = False
+            if doc is None and self.open_signup:
+                try:
+                    await self.create(name, password)
+                    created = True
+                except Conflict:  # a first login with this name just won the race
+                    doc = await self.store.get_one("user", {"id": name})
+            if not created and not await self._password_ok(doc, password):
+                await self.limiter.failed(attempt)
+                LOGIN_FAILURES.labels(via="web").inc()
+                raise Unauthorized(WRONG)
+        except ValidationError:
+            await self.limiter.release(attempt)  # a refused signup is no guess
+            raise
+        await self.limiter.succeeded(attempt)
         if location is not None:
             await self.set_location(name, location)
         return await self._new_session(name), created
 
-    async def authenticate(self, username: str, secret: str) -> User | None:
-        """A program's credentials: an API key, or the user's own password."""
-        if secret.startswith("bm_"):
-            user = await self.api_key_user(secret)
-            return user if user and user.username == username.lower() else None
-        doc = await self.store.get_one("user", {"id": username.lower()})
+    async def _password_ok(self, doc: dict | None, password: str) -> bool:
+        # An unknown name costs a verification too: the time taken does
+        # not tell whether the name exists.
         pw_hash = doc["password"] if doc else self._dummy_hash
-        ok = await asyncio.to_thread(self._verify, pw_hash, secret)
-        return self.user(doc["id"]) if ok and doc else None
+        ok = await asyncio.to_thread(self._verify, pw_hash, password)
+        return ok and doc is not None
+
+    async def authenticate(self, username: str, secret: str, *, client: str) -> User | None:
+        """A program's credentials (SMTP AUTH): an API key, or the user's own
+        password. None when wrong; RateLimited when this client must wait.
+        Counted by the same limiter as the page's logins."""
+        # Mail programs often log in with the whole address.
+        login = username.strip().lower().removesuffix(f"@{self.domain}")
+        try:
+            name = check_username(login)
+        except ValidationError:
+            name = None
+        attempt = await self.limiter.begin(name, client)
+        if name is not None:
+            if secret.startswith(KEY_PREFIX):
+                ok = await self.keys.user_of(secret) == name
+            else:
+                ok = await self._password_ok(
+                    await self.store.get_one("user", {"id": name}), secret)
+            if ok:
+                await self.limiter.succeeded(attempt)
+                return self.user(name)
+        await self.limiter.failed(attempt)
+        LOGIN_FAILURES.labels(via="smtp").inc()
+        return None
+
+    async def verify_password(self, username: str, password: str, *, client: str) -> bool:
+        """The user's own password, checked as a login is (the same limiter):
+        for a change of password or another step that asks for it again.
+        RateLimited while this account and address must wait."""
+        attempt = await self.limiter.begin(username, client)
+        if await self._password_ok(await self.store.get_one("user", {"id": username}),
+                                   password):
+            await self.limiter.succeeded(attempt)
+            return True
+        await self.limiter.failed(attempt)
+        return False
+
+    async def end_sessions(self, username: str, *, keep: str | None = None) -> int:
+        """End every session of the user but the one with token `keep`, and
+        their live streams, in every process; how many ended."""
+        kept = _digest(keep) if keep else None
+        ended = [d["id"] for d in await self.store.get("session", {"username": username})
+                 if d["id"] != kept]
+        batch = Batch()
+        for digest in ended:
+            batch.delete("session", digest)
+        await self.store.commit(batch)
+        for digest in ended:
+            await self.store.publish(live.credential_ended(f"session:{digest}"))
+        return len(ended)
+
+    # The limiter's two steps as they were once named here; verify_password
+    # does both at once, atomically, and is the one to use.
+    async def _check_rate(self, name: str, client: str) -> None:
+        await self.limiter.check(name, client)
+
+    async def _fail(self, name: str, client: str) -> None:
+        await self.limiter.charge(name, client)
+
+    async def api_key_user(self, key: str, *, client: str | None = None) -> User | None:
+        """The key's user, read from the store on every call (a revoked key
+        stops at once). With `client`: a wrong key counts as a failed login
+        from that address, and is refused with RateLimited while it must wait."""
+        username = await self.keys.user_of(key)
+        if username is not None:
+            return self.user(username)
+        if client is not None:
+            LOGIN_FAILURES.labels(via="api_key").inc()
+            await self.limiter.check(None, client)
+            await self.limiter.charge(None, client)
+        return None
+
+    async def credential_alive(self, credential: str) -> bool:
+        """Whether a session (`session:<digest>`) or key (`apikey:<digest>`) still holds."""
+        kind, _, digest = credential.partition(":")
+        if kind == "apikey":
+            return await self.keys.alive(digest)
+        doc = await self.store.get_one("session", {"id": digest})
+        return doc is not None and doc["expires"] > self.clock()
 
     def _verify(self, pw_hash: str, password: str) -> bool:
         try:
@@ -125,72 +257,44 @@ class Accounts:
         except (VerificationError, InvalidHashError):
             return False
 
-    async def _check_rate(self, name: str, client: str) -> None:
-        now = time.time()
-        for key, limit in ((f"name:{name}", MAX_FAILURES_PER_NAME),
-                           (f"addr:{client}", MAX_FAILURES_PER_ADDRESS)):
-            doc = await self.store.get_one("ratelimit", {"id": key})
-            if doc and now - doc["since"] < FAILURE_WINDOW and doc["count"] >= limit:
-                raise RateLimited("Too many failed logins; try again in a few minutes.")
-
-    async def _fail(self, name: str, client: str) -> None:
-        now = time.time()
-
-        def bump(doc: dict) -> dict:
-            if now - doc.get("since", 0) >= FAILURE_WINDOW:
-                return {"since": now, "count": 1}
-            return {**doc, "count": doc.get("count", 0) + 1}
-
-        for key in (f"name:{name}", f"addr:{client}"):
-            if await self.store.update("ratelimit", key, bump) is None:
-                await self.store.put("ratelimit", {"since": now, "count": 1}, id=key)
-
     async def _new_session(self, username: str) -> Session:
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)
+        expires = self.clock() + SESSION_TTL
         await self.store.put("session", {"username": username, "csrf": csrf,
-                                         "expires": time.time() + SESSION_TTL},
-                             id=_digest(token))
-        return Session(token, csrf, self.user(username))
+                                         "expires": expires}, id=_digest(token))
+        return Session(token, csrf, self.user(username), expires)
 
     async def session(self, token: str) -> Session | None:
         doc = await self.store.get_one("session", {"id": _digest(token)})
-        if doc is None or doc["expires"] < time.time():
+        if doc is None or doc["expires"] < self.clock():
             return None
-        return Session(token, doc["csrf"], self.user(doc["username"]))
+        return Session(token, doc["csrf"], self.user(doc["username"]), doc["expires"])
 
     async def logout(self, token: str) -> None:
-        await self.store.delete("session", _digest(token))
+        """End the session, and every live stream opened with it, in every process."""
+        digest = _digest(token)
+        await self.store.delete("session", digest)
+        await self.store.publish(live.credential_ended(f"session:{digest}"))
+
+    async def purge(self) -> int:
+        """Remove expired sessions and rate-limit counters; how many went."""
+        now = self.clock()
+        return (await self.store.expire("session", now)
+                + await self.store.expire("ratelimit", now))
 
     @staticmethod
     def check_csrf(session: Session, presented: str | None) -> None:
         if not presented or not hmac.compare_digest(session.csrf_token, presented):
             raise Forbidden("missing or wrong X-CSRF-Token header", code="csrf")
 
-    async def create_api_key(self, username: str) -> str:
+    async def create_api_key(self, username: str, name: str = "unnamed") -> str:
+        """A new key for the user (shown only now)."""
         username = check_username(username)
         if not await self.exists(username):
             raise ValidationError(f"no user {username}", field="username")
-        key = "bm_" + secrets.token_urlsafe(32)
-        await self.store.put("apikey", {"username": username, "created": time.time(),
-                                        "prefix": key[:7]}, id=_digest(key))
+        key, _info = await self.keys.create(username, name)
         return key
-
-    async def api_key_user(self, key: str) -> User | None:
-        """The key's user. Known keys are remembered for API_KEY_CACHE seconds,
-        because programs send many requests and each would cost a store read."""
-        digest = _digest(key)
-        cached = self._key_cache.get(digest)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
-        doc = await self.store.get_one("apikey", {"id": digest})
-        if doc is None:
-            return None
-        if len(self._key_cache) > 10_000:
-            self._key_cache.clear()
-        user = self.user(doc["username"])
-        self._key_cache[digest] = (user, time.monotonic() + API_KEY_CACHE)
-        return user
 
     async def set_location(self, username: str, location: object) -> None:
         """Share the user's position for GeoLists (snapped, rate-limited: geo.Places)."""
@@ -208,6 +312,3 @@ class Accounts:
         return [doc["id"] for doc in await self.store.get("user")]
 
 
-def _check_password(password: str) -> None:
-    if len(password) < 1 or len(password) > 1024:
-        raise ValidationError("a password of 1 to 1024 characters", field="password")

@@ -1,6 +1,6 @@
 """Builds the runtime from settings, and starts and stops it in order.
 
-Start: store → outbox, accounts, mailbox → MTA container → web (and SMTP).
+Start: store → outbox, accounts, mailbox → MTA container → notices → web (and SMTP).
 Stop reverses it, so no part outlives what it depends on.
 """
 
@@ -24,6 +24,7 @@ from .hosts import is_loopback
 from .mailbox import Mailbox
 from .mta import build_provider
 from .mta.container import EXIT_SERVICE_DOWN, Container
+from .notices import Effects, Notices
 from .outbox import Outbox, RetryPolicy
 from .runtime import Runtime
 from .store import open_store
@@ -42,6 +43,19 @@ def make_container(settings: Settings, outbox: Outbox, mailbox: Mailbox) -> Cont
         except ValueError as exc:
             raise ConfigError(f"mta.providers ({p.name}): {exc}") from None
     return Container(providers, outbox, mailbox, settings.mta)
+
+
+def make_notices(settings: Settings, runtime: Runtime) -> Notices:
+    """The processor of recorded webhook notices; events count in the container's figures."""
+    types = {p.name: p.type for p in settings.mta.providers}
+
+    def peers(provider: str) -> list[str]:
+        return [n for n, t in types.items() if t == types.get(provider) and n != provider]
+
+    container = runtime.container
+    effects = Effects(runtime.store, runtime.mailbox, peers=peers,
+                      count=container.count_event if container else None)
+    return Notices(runtime.store, effects)
 
 
 @contextlib.asynccontextmanager
@@ -65,12 +79,16 @@ async def running(settings: Settings, *, with_mta: bool = True) -> AsyncIterator
         if with_mta:
             runtime.container = make_container(settings, outbox, mailbox)
             await runtime.container.start()
+            runtime.notices = make_notices(settings, runtime)
+            await runtime.notices.start()
         try:
             async with contextlib.AsyncExitStack() as tasks:
                 if with_mta:  # the serving process also empties old Trash
                     await tasks.enter_async_context(trash_sweeper(store, settings.trash_after))
                 yield runtime
         finally:
+            if runtime.notices:
+                await runtime.notices.stop()
             if runtime.container:
                 await runtime.container.stop()
     finally:

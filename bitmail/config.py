@@ -50,6 +50,8 @@ class WebSettings:
     tls_key: str | None = None
     allow_plain_http: bool = False
     max_body: int = 36 * 1024 * 1024  # a 25 MB message, base64 and JSON around it
+    # When set, GET /metrics needs `Authorization: Bearer <metrics_token>`.
+    metrics_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,6 @@ class Settings:
     data_dir: Path = Path("bitmail-data")
     max_message_size: int = 25 * 1024 * 1024
     open_signup: bool = True
-    operators: frozenset[str] = frozenset()  # usernames that may manage the service
     directory: bool = False  # /api/contacts offers every local account, not only correspondents
     store_url: str = ""
     web: WebSettings = field(default_factory=WebSettings)
@@ -195,10 +196,13 @@ def _provider(raw: Any, index: int, environ: dict[str, str]) -> ProviderSettings
     )
     if failure.threshold < 1:
         raise ConfigError(f"{where}.failure.threshold: must be at least 1")
-    webhook_keys = {"webhook_signing_key", "webhook_key", "webhook_url", "sns_topics"}
+    webhook_keys = {"webhook_signing_key", "webhook_key", "webhook_url", "sns_topics",
+                    "sns_max_age"}
     options = {k: v for k, v in raw.items()
                if k not in ("name", "type", "failure") and k not in webhook_keys}
     webhook = {k: v for k, v in raw.items() if k in webhook_keys}
+    if "sns_max_age" in webhook:  # how old a signed SNS message may be (its retry window)
+        webhook["sns_max_age"] = parse_duration(webhook["sns_max_age"], f"{where}.sns_max_age")
     return ProviderSettings(name=name or ptype, type=ptype, failure=failure,
                             options=options, webhook=webhook)
 
@@ -226,7 +230,11 @@ def load(path: str | os.PathLike | None = None,
 
     web_raw = raw.get("web", {})
     _check_keys(web_raw, {"host", "port", "tls_cert", "tls_key", "allow_plain_http",
-                          "max_body"}, "web")
+                          "max_body", "metrics_token"}, "web")
+    metrics_token = _resolve_secrets(web_raw.get("metrics_token"), "web.metrics_token", environ)
+    if metrics_token is not None and (not isinstance(metrics_token, str)
+                                      or len(metrics_token) < 16):
+        raise ConfigError("web.metrics_token: use a random string of at least 16 characters")
     port = _typed(web_raw.get("port", 8080), int, "web.port")
     if not 0 <= port < 65536:
         raise ConfigError(f"web.port: {port} is not a port number")
@@ -238,6 +246,7 @@ def load(path: str | os.PathLike | None = None,
         allow_plain_http=_typed(web_raw.get("allow_plain_http", False), bool,
                                 "web.allow_plain_http"),
         max_body=_typed(web_raw.get("max_body", 36 * 1024 * 1024), int, "web.max_body"),
+        metrics_token=metrics_token,
     )
     if bool(web.tls_cert) != bool(web.tls_key):
         raise ConfigError("web.tls_cert: tls_cert and tls_key go together")
@@ -272,11 +281,13 @@ def load(path: str | os.PathLike | None = None,
     )
     accounts_raw = raw.get("accounts", {})
     _check_keys(accounts_raw, {"open_signup", "operators", "directory"}, "accounts")
-    operators = accounts_raw.get("operators", [])
-    if isinstance(operators, str):
-        operators = [o for o in operators.split(",") if o.strip()]
-    if not isinstance(operators, list) or not all(isinstance(o, str) for o in operators):
-        raise ConfigError("accounts.operators: must be a list of usernames")
+    if "operators" in accounts_raw:
+        # A name in the configuration is a role for whoever signs up with it
+        # first; the role now belongs to an account an administrator marks.
+        raise ConfigError(
+            "accounts.operators: no longer supported (with open signup, anyone could claim "
+            "such a name); remove it and mark operator accounts with "
+            "`python -m bitmail user set NAME --operator`")
     smtp_raw = raw.get("smtp", {})
     _check_keys(smtp_raw, {"port"}, "smtp")
     mail_raw = raw.get("mail", {})
@@ -288,7 +299,6 @@ def load(path: str | os.PathLike | None = None,
         max_message_size=_typed(raw.get("max_message_size", 25 * 1024 * 1024), int,
                                 "max_message_size"),
         open_signup=_typed(accounts_raw.get("open_signup", True), bool, "accounts.open_signup"),
-        operators=frozenset(o.strip().lower() for o in operators),
         directory=_typed(accounts_raw.get("directory", False), bool, "accounts.directory"),
         store_url=store_url,
         web=web,

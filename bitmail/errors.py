@@ -55,5 +55,12 @@ class Conflict(BitMailError):
 
 
 class RateLimited(BitMailError):
+    """Too many attempts; `retry_after` whole seconds until the next may go
+    (the HTTP answer's Retry-After header, RFC 9110 §10.2.3)."""
+
     status = 429
     code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **kw: str | None):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after

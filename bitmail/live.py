@@ -6,8 +6,10 @@ A payload is a JSON object with a `type`:
 - `message` — `{"type", "owner", "message": folder row}`: new mail in a folder;
 - `status` — `{"type", "owner", "message": {"id", "status", "recipients",
   "events"}}`: a Sent copy's recipients moved on;
-- `providers` — `{"type", "providers": [provider snapshot, ...]}`: every
-  user may see the providers' health;
+- `providers` — `{"type", "providers": [provider snapshot, ...]}`: the
+  providers' health, for operators only;
+- `credential_ended` — `{"type", "credential"}`: a session or API key ended
+  (logout, revocation); streams opened with it close;
 - `moved` — `{"type", "owner", "message": folder row}`: a message changed
   folder or read state (its row says where it is now);
 - `draft` — `{"type", "owner", "message": folder row}`: a draft was saved;
@@ -28,6 +30,7 @@ class Kind(StrEnum):
     MESSAGE = "message"
     STATUS = "status"
     PROVIDERS = "providers"
+    CREDENTIAL_ENDED = "credential_ended"
     MOVED = "moved"
     DRAFT = "draft"
     DELETED = "deleted"
@@ -70,11 +73,17 @@ def providers(snapshot: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": Kind.PROVIDERS.value, "providers": snapshot}
 
 
-def for_user(payload: dict[str, Any], username: str) -> tuple[str, Any] | None:
-    """(event name, data) of a payload for `username`'s page, or None when it
-    is none of theirs."""
+def credential_ended(credential: str) -> dict[str, Any]:
+    """`session:<digest>` or `apikey:<digest>` has ended."""
+    return {"type": Kind.CREDENTIAL_ENDED.value, "credential": credential}
+
+
+def for_user(payload: dict[str, Any], username: str, *,
+             operator: bool = False) -> tuple[str, Any] | None:
+    """(event name, data) of a payload for `username`'s page (provider
+    figures only for an operator), or None when it is none of theirs."""
     kind = payload.get("type")
-    if kind == Kind.PROVIDERS:
+    if kind == Kind.PROVIDERS and operator:
         return kind, {"providers": payload["providers"]}
     if kind in OWNED and payload.get("owner") == username:
         return kind, payload["message"]

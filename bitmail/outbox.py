@@ -20,6 +20,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .clock import SYSTEM, Clock
 from .store import Batch, Store
 
 KIND = "outbox"
@@ -58,9 +59,11 @@ class Outbox:
     # The started outboxes of this process: an enqueue on their store wakes them.
     _started: ClassVar[weakref.WeakSet[Outbox]] = weakref.WeakSet()
 
-    def __init__(self, store: Store, policy: RetryPolicy | None = None):
+    def __init__(self, store: Store, policy: RetryPolicy | None = None, *,
+                 clock: Clock = SYSTEM):
         self.store = store
         self.policy = policy or RetryPolicy()
+        self.clock = clock  # due times and leases are on its wall clock
         self.owner = uuid.uuid4().hex  # this process, as the holder of leases
         self.added = asyncio.Event()  # set when entries were enqueued; the claimer clears it
 
@@ -93,13 +96,13 @@ class Outbox:
         return entry
 
     async def claim(self, limit: int) -> list[Job]:
-        docs = await self.store.claim(KIND, now=time.time(), owner=self.owner,
+        docs = await self.store.claim(KIND, now=self.clock.time(), owner=self.owner,
                                       lease=self.policy.lease, limit=limit)
         return [_job(doc) for doc in docs]
 
     async def renew(self, job_ids: list[str]) -> None:
         """Extend the leases on jobs this process still holds."""
-        until = time.time() + self.policy.lease
+        until = self.clock.time() + self.policy.lease
         async with self.store.batch() as batch:
             for job_id in job_ids:
                 batch.update(KIND, job_id, {"due": until})
@@ -118,7 +121,7 @@ class Outbox:
         The claim gave this process the entry and its attempts, so nothing is
         read. Whether an earlier try may have gone out stays with the entry, so
         whichever process sends it next says so."""
-        now = time.time() if now is None else now
+        now = self.clock.time() if now is None else now
         if now - job.accepted_at > self.policy.give_up_after:
             batch.delete(KIND, job.id)
             return None
@@ -131,11 +134,10 @@ class Outbox:
         batch.update(KIND, job.id, change)
         return due
 
-    @staticmethod
-    def release(batch: Batch, jobs: list[Job]) -> None:
+    def release(self, batch: Batch, jobs: list[Job]) -> None:
         """Add to `batch`: hand jobs back untried (shutdown, no room): due now,
         which ends the lease."""
-        now = time.time()
+        now = self.clock.time()
         for job in jobs:
             change: dict[str, Any] = {"due": now}
             if job.ambiguous:

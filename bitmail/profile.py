@@ -9,20 +9,17 @@ asked.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from . import geo
-from .accounts import Accounts, Session
+from .accounts import Accounts, Session, check_password
 from .errors import Forbidden, NotFound, ValidationError
-from .store import Batch, Store
+from .store import Store
 
 MAX_NAME = 100
 MAX_SIGNATURE = 4000
-MAX_PASSWORD = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,32 +112,22 @@ class Profiles:
 
     async def change_password(self, session: Session, current: object, new: object,
                               client: str) -> int:
-        """Check the current password, set the new one, and end the user's
-        other sessions; how many were ended. Forbidden for a wrong current
-        password (counted like a failed login)."""
+        """Check the current password (counted like a login by the accounts'
+        limiter), set the new one (the same policy as at sign-up), and end the
+        user's other sessions and their live streams; how many ended.
+
+        ValidationError names "current" or "new"; Forbidden for a wrong
+        current password; RateLimited after too many wrong ones."""
         username = session.user.username
         if not isinstance(current, str) or not current:
             raise ValidationError("the current password is needed", field="current")
-        if not isinstance(new, str) or not 1 <= len(new) <= MAX_PASSWORD:
-            raise ValidationError(f"a new password of 1 to {MAX_PASSWORD} characters",
-                                  field="new")
-        accounts = self.accounts
-        await accounts._check_rate(username, client)
-        doc = await self.store.get_one("user", {"id": username})
-        if doc is None:
-            raise NotFound("no such user")
-        if not await asyncio.to_thread(accounts._verify, doc["password"], current):
-            await accounts._fail(username, client)
+        try:
+            check_password(new, username)
+        except ValidationError as exc:
+            raise ValidationError(exc.message, field="new") from None
+        assert isinstance(new, str)
+        if not await self.accounts.verify_password(username, current, client=client):
             raise Forbidden("the current password is wrong", field="current",
                             code="wrong_password")
-        pw_hash = await asyncio.to_thread(accounts.hasher.hash, new)
-        keep = hashlib.sha256(session.token.encode()).hexdigest()
-        others = [s["id"] for s in await self.store.get("session", {"username": username})
-                  if s["id"] != keep]
-        batch = Batch()
-        batch.update("user", username, {"password": pw_hash})
-        for sid in others:
-            batch.delete("session", sid)
-        await self.store.commit(batch)
-        return len(others)
-
+        await self.accounts.set_user(username, password=new)
+        return await self.accounts.end_sessions(username, keep=session.token)

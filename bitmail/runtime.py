@@ -8,6 +8,7 @@ from .accounts import Accounts
 from .config import Settings
 from .mailbox import Mailbox
 from .mta.container import Container
+from .notices import Notices
 from .outbox import Outbox
 from .store import Store
 
@@ -20,3 +21,4 @@ class Runtime:
     mailbox: Mailbox
     outbox: Outbox
     container: Container | None = None
+    notices: Notices | None = None

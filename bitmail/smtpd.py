@@ -1,8 +1,11 @@
 """SMTP submission (aiosmtpd) into the same accept path as the HTTP API.
 
 Programs log in with AUTH (username and an API key, or the password). aiosmtpd
-calls its authenticator synchronously, so AUTH only records the credentials;
-they are checked, off the event loop, when MAIL FROM arrives.
+calls its authenticator synchronously, so the handler's own `auth_PLAIN` and
+`auth_LOGIN` (aiosmtpd calls a handler's `auth_<MECHANISM>` in place of its
+built-in one) let aiosmtpd decode the exchange, then check the credentials
+awaiting the store and the password hasher. A wrong credential gets 535 at
+once (RFC 4954 §6); the login limiter shared with the page may answer 454.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import asyncio
 import logging
 import ssl
 import warnings
+from dataclasses import replace
 from email import policy
 from email.parser import BytesParser
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from .errors import BitMailError
+from .accounts import User
+from .errors import BitMailError, RateLimited
 from .hosts import is_loopback
 from .message import Attachment, Message, check_address, new_message_id, parse_addresses
 from .runtime import Runtime
@@ -26,11 +31,11 @@ from .store import StorageFull, StoreError
 log = logging.getLogger(__name__)
 
 
-def _record_credentials(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                        data: Any) -> AuthResult:
-    if not isinstance(data, LoginPassword):
-        return AuthResult(success=False, handled=False)
-    return AuthResult(success=True, auth_data=data)
+def _decoded_only(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                  data: Any) -> AuthResult:
+    """aiosmtpd's synchronous authenticator: only hands the decoded
+    credentials back to SubmissionHandler._check, which really checks them."""
+    return AuthResult(success=isinstance(data, LoginPassword), auth_data=data, handled=False)
 
 
 class SubmissionHandler:
@@ -39,16 +44,41 @@ class SubmissionHandler:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._check(server, await server.auth_PLAIN(server, args))
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._check(server, await server.auth_LOGIN(server, args))
+
+    async def _check(self, server: SMTP, decoded: AuthResult) -> AuthResult:
+        creds = decoded.auth_data
+        if not decoded.success or not isinstance(creds, LoginPassword):
+            return decoded  # aiosmtpd has answered already (bad base64, '*')
+        peer = server.session.peer if server.session else None
+        client = peer[0] if isinstance(peer, tuple) else str(peer)
+        try:
+            user = await self.runtime.accounts.authenticate(
+                creds.login.decode(errors="replace"), creds.password.decode(errors="replace"),
+                client=client)
+        except RateLimited as exc:
+            return AuthResult(success=False, handled=False,
+                              message=f"454 4.7.0 {exc.message}")
+        except StoreError as exc:
+            # The counters or the account could not be read or written: a
+            # temporary failure (RFC 4954 §6), never a guess let through.
+            log.error("SMTP AUTH from %s: the store failed: %s", client, exc)
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
+        if user is None:
+            return AuthResult(success=False, handled=False,
+                              message="535 5.7.8 Authentication credentials invalid")
+        return AuthResult(success=True, auth_data=user)
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        creds = session.auth_data
-        if not isinstance(creds, LoginPassword):
+        user = session.auth_data
+        if not isinstance(user, User):
             return "530 5.7.0 Authentication required"
-        user = await self.runtime.accounts.authenticate(creds.login.decode(),
-                                                        creds.password.decode())
-        if user is None:
-            session.auth_data = None
-            return "535 5.7.8 Authentication credentials invalid"
         session.bitmail_user = user  # type: ignore[attr-defined]
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -67,8 +97,13 @@ class SubmissionHandler:
         if user is None:
             return "530 5.7.0 Authentication required"
         try:
+            domain = self.runtime.settings.domain
             message = from_mime(envelope.content, sender=user.address,
-                                recipients=envelope.rcpt_tos, domain=self.runtime.settings.domain)
+                                recipients=envelope.rcpt_tos, domain=domain)
+            if await self.runtime.mailbox.find_by_message_id(message.message_id):
+                # A Message-ID another message already has would let that
+                # message's provider events be matched to this one: replaced.
+                message = replace(message, message_id=new_message_id(domain))
             message_id = await self.runtime.mailbox.accept(message, user.username)
         except BitMailError as exc:
             return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
@@ -140,7 +175,7 @@ async def start_smtp(runtime: Runtime, host: str, port: int,
             warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS",
                                     UserWarning)
             return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
-                        hostname=runtime.settings.domain, authenticator=_record_credentials,
+                        hostname=runtime.settings.domain, authenticator=_decoded_only,
                         auth_required=True, auth_require_tls=not loopback, tls_context=tls,
                         require_starttls=tls is not None and not loopback)
 

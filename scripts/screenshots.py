@@ -40,7 +40,12 @@ async def start(folder: Path) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     config = folder / "bitmail.toml"
     config.write_text(f'domain = "localhost"\ndata_dir = "{folder / "data"}"\n'
-                      f'[accounts]\noperators = ["alice"]\n[web]\nport = {port}\n')
+                      f'[web]\nport = {port}\n')
+    add = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bitmail", "--config", str(config), "user", "add", "alice",
+        "--password", "secret-pass", "--operator", cwd=ROOT, stdout=subprocess.DEVNULL)
+    if await add.wait() != 0:
+        raise SystemExit("could not add the operator alice")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bitmail", "serve", "--config", str(config), cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,7 +71,7 @@ class User:
 
     async def login(self, **extra) -> User:
         async with self.http.post(self.url + "/api/session",
-                                  json={"username": self.name, "password": "secret",
+                                  json={"username": self.name, "password": "secret-pass",
                                         **extra}) as resp:
             self.csrf = (await resp.json())["csrf_token"]
         return self
@@ -130,7 +135,7 @@ async def shoot(url: str, out: Path) -> list[Path]:
             await page.get_by_label("Username", exact=True).wait_for()
             await snap("login")
             await page.get_by_label("Username", exact=True).fill("alice")
-            await page.get_by_label("Password", exact=True).fill("secret")
+            await page.get_by_label("Password", exact=True).fill("secret-pass")
             await page.get_by_role("button", name="Log in", exact=True).click()
             rows = page.locator("#message-list .row")
             await rows.first.wait_for()

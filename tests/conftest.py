@@ -10,6 +10,7 @@ import pytest
 pytest.register_assert_rewrite("support")
 
 from support.harness import (
+    PASSWORD,
     REQUIRE_ALL,
     Service,
     free_port,
@@ -57,6 +58,7 @@ from support.webhooks import (
     inbox,
     recipient_status,
     sent_message,
+    sent_through,
     track,
 )
 

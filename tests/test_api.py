@@ -19,13 +19,15 @@ async def other_client(service: Service) -> TestClient:
 
 
 async def test_first_login_creates_the_user_and_a_wrong_password_is_401(service):
-    first = await service.client.post("/api/session", json={"username": "Alice", "password": "pw"})
+    first = await service.client.post("/api/session",
+                                      json={"username": "Alice", "password": "pw-12345678"})
     assert first.status == 201
     body = await first.json()
     assert body["address"] == "alice@localhost" and body["csrf_token"]
     cookie = first.cookies["bitmail_session"]
     assert cookie["httponly"] and cookie["samesite"] == "Strict"
-    again = await service.client.post("/api/session", json={"username": "alice", "password": "pw"})
+    again = await service.client.post("/api/session",
+                                      json={"username": "alice", "password": "pw-12345678"})
     assert again.status == 200
     wrong = await service.client.post("/api/session", json={"username": "alice", "password": "x"})
     assert wrong.status == 401
@@ -33,19 +35,19 @@ async def test_first_login_creates_the_user_and_a_wrong_password_is_401(service)
 
 
 async def test_passwords_are_stored_as_argon2_hashes(service):
-    await service.login("carol", "hunter2")
+    await service.login("carol", "hunter2hunter2")
     doc = await service.runtime.store.get_one("user", {"id": "carol"})
-    assert doc["password"].startswith("$argon2") and "hunter2" not in doc["password"]
+    assert doc["password"].startswith("$argon2") and "hunter2hunter2" not in doc["password"]
 
 
 async def test_login_is_rate_limited_per_name(service):
-    await service.login("dave", "right")
+    await service.login("dave", "right-password")
     for _ in range(5):
         resp = await service.client.post("/api/session",
                                          json={"username": "dave", "password": "no"})
         assert resp.status == 401
     resp = await service.client.post("/api/session",
-                                     json={"username": "dave", "password": "right"})
+                                     json={"username": "dave", "password": "right-password"})
     assert resp.status == 429
 
 
@@ -265,10 +267,10 @@ async def test_mail_html_is_served_as_its_own_sandboxed_document(service):
 
 async def test_two_first_logins_with_one_name_create_one_user(service):
     first, second = await asyncio.gather(
-        service.client.post("/api/session", json={"username": "race", "password": "one"}),
-        service.client.post("/api/session", json={"username": "race", "password": "two"}))
+        service.client.post("/api/session", json={"username": "race", "password": "password-one"}),
+        service.client.post("/api/session", json={"username": "race", "password": "password-two"}))
     assert sorted([first.status, second.status]) == [201, 401]
-    winner = "one" if first.status == 201 else "two"
+    winner = "password-one" if first.status == 201 else "password-two"
     again = await service.client.post("/api/session",
                                       json={"username": "race", "password": winner})
     assert again.status == 200

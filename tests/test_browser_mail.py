@@ -7,10 +7,12 @@ Playwright's auto-waiting `expect` does the waiting; nothing sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 async def server(tmp_path):
     """A serve process where alice is an operator (she sees the Providers panel)."""
     port = free_port()
-    proc = ServeProcess(write_config(tmp_path, '[accounts]\noperators = ["alice"]\n', port=port),
-                        port, tmp_path / "serve.log")
+    config = write_config(tmp_path, port=port)
+    add = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bitmail", "--config", str(config), "user", "add", "alice",
+        "--password", "secret-pass", "--operator", stdout=asyncio.subprocess.DEVNULL)
+    assert await add.wait() == 0
+    proc = ServeProcess(config, port, tmp_path / "serve.log")
     await proc.start()
     try:
         yield proc
@@ -305,12 +311,12 @@ async def test_settings_display_name_signature_password_and_geolists(browser, se
     # A new password ends the other sessions.
     other = await new_page(browser)
     await log_in(other, server, "alice")
-    await page.get_by_label("Current password").fill("wrong")
-    await page.get_by_label("New password", exact=True).fill("n3w")
+    await page.get_by_label("Current password").fill("wrong-password")
+    await page.get_by_label("New password", exact=True).fill("n3w-password")
     await page.get_by_role("button", name="Change password").click()
     await expect(page.locator("#password-status")).to_have_text("the current password is wrong")
-    await page.get_by_label("Current password").fill("secret")
-    await page.get_by_label("New password", exact=True).fill("n3w")
+    await page.get_by_label("Current password").fill("secret-pass")
+    await page.get_by_label("New password", exact=True).fill("n3w-password")
     await page.get_by_role("button", name="Change password").click()
     await expect(page.locator("#password-status")).to_contain_text("1 other session was logged out")
     await other.reload()

@@ -125,7 +125,7 @@ async def test_geolists_are_switched_on_with_a_location_and_off_forgetting_it(se
     bob_client = await other_client(service)
     try:
         resp = await bob_client.post("/api/session", json={
-            "username": "bob", "password": "secret", "location": here})
+            "username": "bob", "password": "secret-pass", "location": here})
         bob_csrf = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
 
         # On needs a location.
@@ -167,44 +167,45 @@ async def test_compose_learns_which_local_addresses_name_nobody(service):
 
 
 async def test_a_new_password_ends_the_other_sessions_but_not_this_one(service):
-    await service.login("alice", "old")
+    await service.login("alice", "old-password")
     phone = await other_client(service)
     try:
-        resp = await phone.post("/api/session", json={"username": "alice", "password": "old"})
+        resp = await phone.post("/api/session",
+                                json={"username": "alice", "password": "old-password"})
         csrf = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
         wrong = await phone.post("/api/me/password", headers=csrf,
-                                 json={"current": "nope", "new": "new"})
+                                 json={"current": "nope-nope", "new": "new-password"})
         assert wrong.status == 403 and (await wrong.json())["error"]["field"] == "current"
         empty = await phone.post("/api/me/password", headers=csrf,
-                                 json={"current": "old", "new": ""})
+                                 json={"current": "old-password", "new": "short"})
         assert empty.status == 400 and (await empty.json())["error"]["field"] == "new"
         assert (await service.client.get("/api/me")).status == 200
 
         resp = await phone.post("/api/me/password", headers=csrf,
-                                json={"current": "old", "new": "new"})
+                                json={"current": "old-password", "new": "new-password"})
         assert resp.status == 200 and (await resp.json())["ended_sessions"] == 1
         assert (await phone.get("/api/me")).status == 200
         assert (await service.client.get("/api/me")).status == 401
         old = await service.client.post("/api/session",
-                                        json={"username": "alice", "password": "old"})
+                                        json={"username": "alice", "password": "old-password"})
         assert old.status == 401
-        await service.login("alice", "new")
+        await service.login("alice", "new-password")
     finally:
         await phone.close()
     # A program's API key cannot change the password.
     headers = await service.api_key("alice")
     resp = await service.client.post("/api/me/password", headers=headers,
-                                     json={"current": "new", "new": "x"})
+                                     json={"current": "new-password", "new": "x-password"})
     assert resp.status == 403
 
 
 async def test_a_username_typed_as_our_address_logs_in_and_another_domain_says_why(service):
     await service.login("bob")
     resp = await service.client.post("/api/session",
-                                     json={"username": "Bob@LOCALHOST", "password": "secret"})
+                                     json={"username": "Bob@LOCALHOST", "password": "secret-pass"})
     assert resp.status == 200 and (await resp.json())["address"] == "bob@localhost"
-    resp = await service.client.post("/api/session",
-                                     json={"username": "bob@example.com", "password": "secret"})
+    resp = await service.client.post("/api/session", json={"username": "bob@example.com",
+                                                           "password": "secret-pass"})
     body = await resp.json()
     assert resp.status == 400 and body["error"]["field"] == "username"
     assert "@localhost" in body["error"]["message"]

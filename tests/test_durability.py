@@ -50,7 +50,7 @@ async def make_key(config: Path, username: str = "loader") -> str:
     """Through the command line, as an operator would: a user and its API key."""
     add = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bitmail", "--config", str(config), "user", "add", username,
-        "--password", "pw", stdout=asyncio.subprocess.DEVNULL)
+        "--password", "pw-12345678", stdout=asyncio.subprocess.DEVNULL)
     assert await add.wait() == 0
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bitmail", "--config", str(config), "apikey", "create", username,

@@ -11,8 +11,9 @@ import time
 import aiohttp
 import pytest
 
+from bitmail.events import EventType
 from bitmail.mta.outcomes import Outcome
-from bitmail.web.hooks import BACKGROUND
+from bitmail.web.hooks.mailgun import FRESHNESS, TOKENS
 
 from conftest import (
     MAILGUN_EU_KEY,
@@ -23,6 +24,7 @@ from conftest import (
     inbox,
     recipient_status,
     sent_message,
+    sent_through,
     track,
     wait_for,
 )
@@ -175,6 +177,7 @@ async def test_a_provider_path_accepts_only_that_providers_key(hook_service):
 
 async def test_falls_back_to_the_message_id_when_nothing_was_tracked(hook_service):
     message = await sent_message(hook_service, to="bob@example.com")
+    await sent_through(hook_service, message, "mailgun")
     resp = await post(hook_service, body("delivered", "bob@example.com", bare(message)))
     assert resp.status == 200
     await hooks_idle(hook_service)
@@ -187,7 +190,7 @@ async def test_an_event_for_an_unknown_message_is_kept_and_answered_200(hook_ser
     resp = await post(hook_service, payload)
     assert resp.status == 200
     await hooks_idle(hook_service)
-    kept = await hook_service.runtime.store.get("webhook")
+    kept = await hook_service.runtime.store.get("notice")
     assert len(kept) == 1 and kept[0]["provider"] == "mailgun"
     assert kept[0]["state"] == "done" and "no such message" in kept[0]["result"]
     assert kept[0]["payload"]["event-data"]["id"] == payload["event-data"]["id"]
@@ -201,7 +204,7 @@ async def test_an_untracked_event_name_is_kept_and_changes_nothing(hook_service)
     await hooks_idle(hook_service)
     bob = await recipient_status(hook_service, message, "bob@example.com")
     assert bob["status"] == "sent"
-    assert await hook_service.runtime.store.count("webhook") == 1
+    assert await hook_service.runtime.store.count("notice") == 1
 
 
 # -- refusals: each changes nothing --------------------------------------------
@@ -234,7 +237,7 @@ async def test_a_tampered_timestamp_is_refused(hook_service):
     await refused(hook_service, payload, 403, "bad_signature")
 
 
-@pytest.mark.parametrize("shift", [-301, -3600, 3600])
+@pytest.mark.parametrize("shift", [-FRESHNESS - 1, -2 * FRESHNESS, 301, 3600])
 async def test_stale_and_future_timestamps_are_refused(hook_service, shift):
     payload = {"signature": signature(timestamp=time.time() + shift),
                "event-data": event("delivered", "bob@example.com", "x@y")}
@@ -306,12 +309,6 @@ async def test_an_oversize_chunked_body_is_refused(hook_service):
     assert await hook_counts(hook_service) == before
 
 
-async def test_legacy_form_webhooks_are_refused_precisely(hook_service):
-    error = await refused(hook_service, None, 400, "unsupported_media_type",
-                          raw=b"event=delivered", content_type="application/x-www-form-urlencoded")
-    assert "JSON" in error["message"]
-
-
 async def test_no_configured_mailgun_provider_is_404(service):
     resp = await service.client.post("/hooks/mailgun", json=body("delivered", "a@b.c", "x@y"))
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "no_provider"
@@ -349,7 +346,7 @@ def inbound_form(recipient: str = "dana@localhost", key: str = MAILGUN_KEY, *,
 
 
 async def test_inbound_mail_lands_in_the_inbox_with_its_attachment_and_html(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     resp = await hook_service.client.post("/hooks/mailgun/inbound", data=inbound_form())
     assert resp.status == 200, await resp.text()
     await hooks_idle(hook_service)
@@ -363,7 +360,7 @@ async def test_inbound_mail_lands_in_the_inbox_with_its_attachment_and_html(hook
 
 
 async def test_inbound_mime_variant_lands_in_the_inbox(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     from email.message import EmailMessage
 
     mail = EmailMessage()
@@ -391,7 +388,7 @@ async def test_inbound_for_an_unknown_user_is_406_and_stores_nothing(hook_servic
 
 
 async def test_inbound_with_a_forged_signature_is_refused(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     before = await hook_counts(hook_service)
     resp = await hook_service.client.post("/hooks/mailgun/inbound",
                                           data=inbound_form(key="forged"))
@@ -400,7 +397,7 @@ async def test_inbound_with_a_forged_signature_is_refused(hook_service):
 
 
 async def test_inbound_on_a_provider_path_accepts_only_that_providers_key(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     before = await hook_counts(hook_service)
     wrong = await hook_service.client.post("/hooks/mailgun/inbound/mailgun-eu",
                                            data=inbound_form())
@@ -415,7 +412,7 @@ async def test_inbound_on_a_provider_path_accepts_only_that_providers_key(hook_s
 
 
 async def test_inbound_with_broken_message_headers_is_refused(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     before = await hook_counts(hook_service)
     resp = await hook_service.client.post(
         "/hooks/mailgun/inbound", data=inbound_form(**{"message-headers": "[[1"}))
@@ -425,7 +422,7 @@ async def test_inbound_with_broken_message_headers_is_refused(hook_service):
 
 
 async def test_inbound_oversize_is_refused(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     form = inbound_form()
     form.add_field("attachment-2", b"\0" * (30 * 1024 * 1024), filename="big.bin",
                    content_type="application/octet-stream")
@@ -438,43 +435,235 @@ async def test_inbound_oversize_is_refused(hook_service):
 # -- record first, process after --------------------------------------------------
 
 
-async def test_events_left_pending_by_a_dead_process_are_processed_by_the_next(
+async def test_notices_left_pending_by_a_dead_process_are_applied_by_the_next(
         hook_service):
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from bitmail.web.app import make_app
+    from bitmail import notices
+    from bitmail.notices import Notice
+    from bitmail.store import Batch
 
     message = await sent_message(hook_service, to="bob@example.com")
     await track(hook_service, "mailgun", bare(message), message["id"])
     store = hook_service.runtime.store
-    payload = body("delivered", "bob@example.com", bare(message))
-    # What a process that died while processing leaves behind: a marker
+    # What a process that died while applying it leaves behind: a notice
     # whose lease has run out.
-    key = f"mailgun:{payload['event-data']['id']}"
-    await store.put("webhook", {"provider": "mailgun", "type": "mailgun", "hook": "mailgun",
-                                "received": time.time(), "payload": payload,
-                                "state": "pending"}, id=key)
-    await store.put("webhook_pending", {"hook": "mailgun", "due": time.time() - 1,
-                                        "owner": "a-dead-process"}, id=key)
-    client = TestClient(TestServer(make_app(hook_service.runtime)))
-    await client.start_server()
-    try:
-        async def processed() -> bool:
-            return await store.count("webhook_pending") == 0
-        await wait_for(processed)
-        await client.app[BACKGROUND].idle()
-    finally:
-        await client.close()
+    batch = Batch()
+    notices.record(batch, "mailgun:dead", provider="mailgun", source="mailgun", payload={},
+                   items=[Notice(EventType.DELIVERED, "bob@example.com",
+                                 provider_message_id=bare(message))],
+                   now=time.time() - 120)
+    await store.commit(batch)
+    await store.update("notice", "mailgun:dead", {"lease_owner": "a-dead-process",
+                                                  "due": time.time() - 1})
+
+    async def applied() -> bool:
+        doc = await store.get_one("notice", {"id": "mailgun:dead"})
+        return doc["state"] == "done"
+
+    await wait_for(applied)  # the running processor's poll finds it
     bob = await recipient_status(hook_service, message, "bob@example.com")
     assert bob["status"] == "delivered"
 
 
-async def test_an_event_another_task_holds_is_not_processed_twice(hook_service):
-    from bitmail.web.hooks.base import _claim_marker
+async def test_a_notice_is_claimed_with_the_stores_lease_once(hook_service):
+    from bitmail import notices
+    from bitmail.store import Batch
 
     store = hook_service.runtime.store
-    await store.put("webhook_pending", {"hook": "mailgun", "due": time.time()}, id="k")
-    assert await _claim_marker(store, "k")
-    assert not await _claim_marker(store, "k")  # the lease holds
-    await store.update("webhook_pending", "k", {"due": time.time() - 1})  # it ran out
-    assert await _claim_marker(store, "k")
+    await hook_service.runtime.notices.stop()  # nobody else claims meanwhile
+    batch = Batch()
+    notices.record(batch, "k", provider="mailgun", source="mailgun", payload={}, items=[])
+    await store.commit(batch)
+    now = time.time()
+    [first] = await store.claim("notice", now=now, owner="a", lease=60, limit=10)
+    assert first["id"] == "k"
+    assert await store.claim("notice", now=now, owner="b", lease=60, limit=10) == []
+    [again] = await store.claim("notice", now=now + 61, owner="b", lease=60, limit=10)
+    assert again["id"] == "k" and again["lease_owner"] == "b"
+
+
+# -- issue 10: rejections, the legacy form, freshness, spent tokens ---------------------
+
+
+async def notice_results(service) -> list[str]:
+    await hooks_idle(service)
+    return [d.get("result", "") for d in await service.runtime.store.get("notice")]
+
+
+async def test_a_rejection_without_recipient_is_placed_from_the_to_header(hook_service):
+    message = await sent_message(hook_service)  # bob@example.com; carol@example.org
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    data = event("rejected", "", bare(message),
+                 reject={"reason": "Sandbox subdomains are for test purposes only",
+                         "description": "not authorized"})
+    del data["recipient"]
+    data["message"]["headers"]["to"] = "Bob <bob@example.com>"
+    resp = await post(hook_service, {"signature": signature(), "event-data": data})
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    carol = await recipient_status(hook_service, message, "carol@example.org")
+    assert bob["status"] == "failed"
+    assert "Sandbox subdomains are for test purposes only" in bob["detail"]
+    assert "not authorized" in bob["detail"]
+    assert carol["status"] == "sent"
+
+
+@pytest.mark.parametrize("to", ["", "Mallory <mallory@example.net>"])
+async def test_a_rejection_naming_nobody_of_the_message_changes_nothing(hook_service, to):
+    message = await sent_message(hook_service)
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    before = await hook_service.runtime.store.get_one("message", {"id": message["id"]})
+    data = event("rejected", "", bare(message), reject={"reason": "spam"})
+    del data["recipient"]
+    data["message"]["headers"]["to"] = to
+    resp = await post(hook_service, {"signature": signature(), "event-data": data})
+    assert resp.status == 200
+    [result] = await notice_results(hook_service)
+    after = await hook_service.runtime.store.get_one("message", {"id": message["id"]})
+    assert after["recipients"] == before["recipients"]
+    assert after["events"] == before["events"]
+    assert ("names no recipient" in result) if not to else ("not a recipient" in result)
+
+
+def legacy_fields(name: str, recipient: str, message_id: str, key: str = MAILGUN_KEY,
+                  **extra: str) -> dict[str, str]:
+    """A legacy (form-encoded) webhook as Mailgun posts it."""
+    return {"event": name, "recipient": recipient, "domain": "mg.example.com",
+            "Message-Id": f"<{message_id}>",
+            "message-headers": json.dumps([["Message-Id", f"<{message_id}>"],
+                                           ["To", recipient]]),
+            **extra, **signature(key)}
+
+
+@pytest.mark.parametrize(("name", "extra", "event_type", "status"), [
+    ("delivered", {}, "delivered", "delivered"),
+    ("dropped", {"reason": "hardfail", "code": "605",
+                 "description": "Not delivering to previously bounced address"},
+     "rejected", "failed"),
+    ("dropped", {"reason": "bounce", "code": "550", "description": "5.1.1 no such user"},
+     "rejected", "failed"),
+    ("bounced", {"code": "550", "error": "5.1.1 The email account does not exist",
+                 "notification": "550 5.1.1 no such user"}, "bounced", "bounced"),
+    ("complained", {}, "complained", "complained"),
+    ("unsubscribed", {}, "unsubscribed", "sent"),
+    ("opened", {"ip": "192.0.2.1"}, "opened", "sent"),
+    ("clicked", {"url": "https://example.com/x"}, "clicked", "sent"),
+])
+@pytest.mark.parametrize("multipart", [False, True], ids=["urlencoded", "multipart"])
+async def test_legacy_form_webhooks_become_the_same_events(hook_service, name, extra,
+                                                           event_type, status, multipart):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    fields = legacy_fields(name, "bob@example.com", bare(message), **extra)
+    if multipart:
+        form = aiohttp.FormData()
+        for k, v in fields.items():
+            form.add_field(k, v)
+        if name == "bounced":  # Mailgun attaches the bounced message
+            form.add_field("attachment-1", b"From: a@b\r\n\r\nhi", filename="message.eml",
+                           content_type="message/rfc822")
+        resp = await hook_service.client.post("/hooks/mailgun", data=form)
+    else:
+        resp = await hook_service.client.post("/hooks/mailgun", data=fields)
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"status": "accepted", "events": 1}
+    await hooks_idle(hook_service)
+    doc = await (await hook_service.client.get(f"/api/messages/{message['id']}",
+                                               headers=message["headers"])).json()
+    assert doc["recipients"][0]["status"] == status
+    last = doc["events"][-1]
+    assert (last["type"], last["recipient"], last["provider"]) == (
+        event_type, "bob@example.com", "mailgun")
+    suppressed = await hook_service.runtime.store.get_one("suppression",
+                                                          {"id": "bob@example.com"})
+    assert (suppressed is not None) == (name in ("bounced", "complained"))
+    if name == "dropped":
+        assert extra["code"] in last["detail"] and extra["description"] in last["detail"]
+
+
+async def test_a_legacy_form_with_a_forged_signature_changes_nothing(hook_service):
+    before = await hook_counts(hook_service)
+    fields = legacy_fields("delivered", "bob@example.com", "x@y", key="forged")
+    resp = await hook_service.client.post("/hooks/mailgun", data=fields)
+    assert resp.status == 403
+    assert (await resp.json())["error"]["field"] == "signature"
+    assert await hook_counts(hook_service) == before
+
+
+@pytest.mark.parametrize("age", [301, 2 * 3600, 8 * 3600])
+async def test_a_retry_hours_later_inside_mailguns_retry_schedule_is_accepted(
+        hook_service, age):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    payload = {"signature": signature(timestamp=time.time() - age),
+               "event-data": event("delivered", "bob@example.com", bare(message))}
+    resp = await post(hook_service, payload)
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    assert (await recipient_status(hook_service, message, "bob@example.com"))["status"] == \
+        "delivered"
+    # A replay of it, inside the window, is refused by its token.
+    replay = {"signature": payload["signature"],
+              "event-data": event("complained", "bob@example.com", bare(message))}
+    resp = await post(hook_service, replay)
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "replayed"
+
+
+def test_the_freshness_window_covers_mailguns_retry_schedule():
+    from bitmail.web.hooks.mailgun import RETRY_WINDOW, TOKEN_TTL
+
+    # 5 + 10 + 15 minutes, then 1 + 2 + 4 hours: 7.5 hours of retries, "during 8 hours".
+    schedule = (5 + 10 + 15) * 60 + (1 + 2 + 4) * 3600
+    assert FRESHNESS >= RETRY_WINDOW >= 8 * 3600 > schedule
+    assert TOKEN_TTL >= FRESHNESS
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1e999"])
+async def test_a_timestamp_that_is_no_finite_number_is_refused(hook_service, value):
+    token = secrets.token_hex(25)
+    sig = hmac.new(MAILGUN_KEY.encode(), (value + token).encode(), hashlib.sha256).hexdigest()
+    payload = {"signature": {"timestamp": value, "token": token, "signature": sig},
+               "event-data": event("delivered", "bob@example.com", "x@y")}
+    error = await refused(hook_service, payload, 400, "invalid")
+    assert error["field"] == "signature.timestamp"
+
+
+async def test_tokens_are_kept_as_long_as_the_window(hook_service):
+    from bitmail.web.hooks.mailgun import TOKEN_TTL, forget_tokens
+
+    store = hook_service.runtime.store
+    now = time.time()
+    await store.put(TOKENS, {"at": now - FRESHNESS}, id="mailgun:young")
+    await store.put(TOKENS, {"at": now - TOKEN_TTL - 1}, id="mailgun:old")
+    assert await forget_tokens(store, now=now) == 1
+    assert [d["id"] for d in await store.get(TOKENS)] == ["mailgun:young"]
+
+
+async def test_a_token_refused_after_verification_is_spent(hook_service):
+    first = body("delivered", "bob@example.com", "x@y")
+    first["event-data"]["recipient"] = ["not", "a", "string"]
+    assert (await post(hook_service, first)).status == 400
+    tokens = await hook_service.runtime.store.get(TOKENS)
+    assert [t["id"] for t in tokens] == [f"mailgun:{first['signature']['token']}"]
+    again = {"signature": first["signature"],
+             "event-data": event("complained", "bob@example.com", "x@y")}
+    error = await refused(hook_service, again, 403, "replayed")
+    assert error["field"] == "token"
+
+
+async def test_a_token_refused_with_406_is_spent(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret")
+    sig = signature()
+    refused_form = inbound_form("nobody@localhost", **sig)
+    assert (await hook_service.client.post("/hooks/mailgun/inbound",
+                                           data=refused_form)).status == 406
+    resp = await hook_service.client.post("/hooks/mailgun/inbound",
+                                          data=inbound_form("dana@localhost", **sig))
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "replayed"
+    assert await inbox(hook_service, "dana") == []
+
+
+async def test_a_forged_request_spends_no_token(hook_service):
+    forged = body("delivered", "bob@example.com", "x@y", key="forged")
+    assert (await post(hook_service, forged)).status == 403
+    assert await hook_service.runtime.store.count(TOKENS) == 0

@@ -21,6 +21,7 @@ from conftest import (
     inbox,
     recipient_status,
     sent_message,
+    sent_through,
     track,
 )
 
@@ -152,6 +153,7 @@ async def test_delivery_then_bounce_end_to_end(hook_service):
 
 async def test_untracked_ids_fall_back_to_metadata(hook_service):
     message = await sent_message(hook_service, to="bob@example.com")
+    await sent_through(hook_service, message, "mandrill")
     resp = await post(hook_service, [event("send", _id="never-tracked",
                                            metadata={"bitmail_id": message["id"]})])
     assert resp.status == 200
@@ -163,7 +165,7 @@ async def test_untracked_ids_fall_back_to_metadata(hook_service):
 async def test_an_event_for_an_unknown_message_is_kept_and_answered_200(hook_service):
     assert (await post(hook_service, [event("send", _id="unknown")])).status == 200
     await hooks_idle(hook_service)
-    [kept] = await hook_service.runtime.store.get("webhook")
+    [kept] = await hook_service.runtime.store.get("notice")
     assert kept["provider"] == "mandrill" and "no such message" in kept["result"]
 
 
@@ -172,7 +174,7 @@ async def test_sync_events_are_kept_and_change_nothing(hook_service):
             "reject": {"reason": "hard-bounce", "email": "x@example.com"}}
     assert (await post(hook_service, [sync])).status == 200
     await hooks_idle(hook_service)
-    [kept] = await hook_service.runtime.store.get("webhook")
+    [kept] = await hook_service.runtime.store.get("notice")
     assert "not tracked" in kept["result"]
 
 
@@ -275,7 +277,7 @@ def inbound_event(recipient: str = "dana@localhost") -> dict:
 
 
 async def test_inbound_mail_lands_in_the_inbox_with_its_attachment(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     resp = await post(hook_service, [inbound_event()])
     assert resp.status == 200, await resp.text()
     await hooks_idle(hook_service)
@@ -291,6 +293,6 @@ async def test_inbound_for_nobody_here_is_kept_and_200(hook_service):
     resp = await post(hook_service, [inbound_event("nobody@localhost")])
     assert resp.status == 200
     await hooks_idle(hook_service)
-    [kept] = await hook_service.runtime.store.get("webhook")
+    [kept] = await hook_service.runtime.store.get("notice")
     assert kept["result"] == "no user here"
     assert await hook_service.runtime.store.count("message") == 0

@@ -26,6 +26,7 @@ from conftest import (
     inbox,
     recipient_status,
     sent_message,
+    sent_through,
     track,
 )
 
@@ -65,10 +66,16 @@ def sign(message: dict, key: rsa.RSAPrivateKey) -> dict:
     return {**message, "Signature": base64.b64encode(signature).decode()}
 
 
+def sns_time(shift: float = 0.0) -> str:
+    """An SNS Timestamp (ISO 8601, milliseconds, Z) `shift` seconds from now."""
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=shift)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
 def sns(kind: str, message: str, key: rsa.RSAPrivateKey, *, version: str = "1",
         topic: str = SES_TOPIC, **extra) -> dict:
     msg = {"Type": kind, "MessageId": str(uuid.uuid4()), "TopicArn": topic,
-           "Message": message, "Timestamp": "2024-06-04T10:00:00.000Z",
+           "Message": message, "Timestamp": sns_time(),
            "SignatureVersion": version, "SigningCertURL": CERT_URL}
     if kind != "Notification":
         token = uuid.uuid4().hex
@@ -221,7 +228,7 @@ async def test_an_unsubscribe_confirmation_is_kept_and_not_acted_on(hook_service
     assert resp.status == 200
     await hooks_idle(hook_service)
     assert fake_sns.confirmed == []
-    assert await hook_service.runtime.store.count("webhook") == 1
+    assert await hook_service.runtime.store.count("notice") == 1
 
 
 # -- events ------------------------------------------------------------------------
@@ -272,6 +279,7 @@ async def test_identity_notifications_use_notification_type(hook_service, fake_s
 async def test_untracked_mail_is_matched_by_its_message_id_header(hook_service, fake_sns, key,
                                                                   common_only):
     message = await sent_message(hook_service, to="bob@example.com")
+    await sent_through(hook_service, message, "ses")
     event = ses_event("Delivery", message_id="never-tracked", rfc_id=message["message_id"],
                       common_only=common_only, **EVENT_BODIES["Delivery"])
     assert (await post(hook_service, sns("Notification", event, key))).status == 200
@@ -303,7 +311,7 @@ async def test_an_event_for_an_unknown_message_is_kept_and_answered_200(hook_ser
     event = ses_event("Delivery", message_id="unknown", **EVENT_BODIES["Delivery"])
     assert (await post(hook_service, sns("Notification", event, key))).status == 200
     await hooks_idle(hook_service)
-    [kept] = await hook_service.runtime.store.get("webhook")
+    [kept] = await hook_service.runtime.store.get("notice")
     assert kept["provider"] == "ses" and "no such message" in kept["result"]
 
 
@@ -424,7 +432,6 @@ async def test_a_message_type_header_that_disagrees_is_refused(hook_service, fak
 
 
 @pytest.mark.parametrize(("inner", "code", "field"), [
-    ("not json at all", "bad_json", "Message"),
     (json.dumps({"eventType": "Delivery"}), "invalid", "Message.mail"),
     (json.dumps({"mail": {}}), "invalid", "Message"),
     (json.dumps(["Delivery"]), "invalid", "Message"),
@@ -478,7 +485,7 @@ def mime_with_attachment() -> bytes:
 @pytest.mark.parametrize("encoding", ["BASE64", "UTF8"])
 async def test_received_mail_lands_in_the_inbox_with_its_attachment(hook_service, fake_sns,
                                                                     key, encoding):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
     mime = mime_with_attachment()
     if encoding == "UTF8":  # raw content must be text: use a text attachment
         mime = mime.replace(b"image/png", b"text/plain")
@@ -499,7 +506,7 @@ async def test_received_mail_for_nobody_here_is_kept_not_delivered(hook_service,
                                         received(mime_with_attachment(), ("x@localhost",)), key))
     assert resp.status == 200
     await hooks_idle(hook_service)
-    [kept] = await hook_service.runtime.store.get("webhook")
+    [kept] = await hook_service.runtime.store.get("notice")
     assert kept["result"] == "no user here"
     assert await hook_service.runtime.store.count("message") == 0
 
@@ -557,3 +564,91 @@ async def test_the_default_fetch_reads_whole_bodies_and_reports_http_errors(sign
     finally:
         await client.close()
         await server.close()
+
+
+# -- issue 10: freshness, confirmations that fail, plain text, rendering failures -------
+
+
+@pytest.mark.parametrize("shift", [-3601, -4 * 3600, -12 * 365 * 86400, 301,
+                                   75 * 365 * 86400])
+async def test_a_signed_message_outside_the_window_is_refused(hook_service, fake_sns, key,
+                                                              shift):
+    message = sns("Notification", ses_event("Delivery", **EVENT_BODIES["Delivery"]), key,
+                  Timestamp=sns_time(shift))
+    error = await refused(hook_service, message, 403, "stale_timestamp")
+    assert error["field"] == "Timestamp"
+
+
+@pytest.mark.parametrize("shift", [-3500, -60, 0, 240])
+async def test_a_signed_message_inside_the_window_is_accepted(hook_service, fake_sns, key,
+                                                              shift):
+    message = sns("Notification", ses_event("Delivery", **EVENT_BODIES["Delivery"]), key,
+                  Timestamp=sns_time(shift))
+    assert (await post(hook_service, message)).status == 200
+
+
+async def test_the_window_is_the_operators_sns_max_age(make_settings, monkeypatch, signing):
+    from bitmail.mta import PROVIDER_TYPES
+
+    from conftest import HOOK_CONFIG, start_service
+
+    monkeypatch.setitem(PROVIDER_TYPES, "ses", "support.webhooks:StubSes")
+    monkeypatch.setitem(PROVIDER_TYPES, "mailgun", "support.webhooks:StubMailgun")
+    monkeypatch.setitem(PROVIDER_TYPES, "mandrill", "support.webhooks:StubMandrill")
+    config = HOOK_CONFIG.replace(f'sns_topics = ["{SES_TOPIC}"]',
+                                 f'sns_topics = ["{SES_TOPIC}"]\nsns_max_age = "6h"')
+    async with start_service(make_settings(config)) as svc:
+        svc.client.app[SNS_CLIENT].fetch = FakeSns(signing[1])
+        event = ses_event("Delivery", **EVENT_BODIES["Delivery"])
+        five_hours = sns("Notification", event, signing[0], Timestamp=sns_time(-5 * 3600))
+        assert (await post(svc, five_hours)).status == 200
+        seven_hours = sns("Notification", event, signing[0], Timestamp=sns_time(-7 * 3600))
+        assert (await post(svc, seven_hours)).status == 403
+
+
+async def test_a_confirmation_whose_get_fails_is_answered_503_and_kept_for_the_retry(
+        hook_service, fake_sns, key):
+    message = sns("SubscriptionConfirmation", "You have chosen to subscribe...", key)
+    await hook_service.client.app[SNS_CLIENT].public_key(CERT_URL)  # certificate cached
+    fake_sns.down = True
+    before = await hook_counts(hook_service)
+    resp = await post(hook_service, message)
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "unavailable"
+    assert await hook_counts(hook_service) == before  # not recorded: the retry is not a duplicate
+    assert fake_sns.confirmed == []
+    fake_sns.down = False  # SNS sends the confirmation again
+    resp = await post(hook_service, message)
+    assert resp.status == 200 and (await resp.json())["status"] == "accepted"
+    assert fake_sns.confirmed == [message["SubscribeURL"]]
+
+
+async def test_a_plain_text_sns_message_is_kept_and_changes_nothing(hook_service, fake_sns,
+                                                                   key):
+    message = sns("Notification", "Successfully validated SNS topic for Amazon SES event "
+                                  "publishing.", key)
+    before = await hook_counts(hook_service)
+    resp = await post(hook_service, message)
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    [notice] = await hook_service.runtime.store.get("notice")
+    assert notice["state"] == "done" and "not an SES event" in notice["result"]
+    after = await hook_counts(hook_service)
+    assert {k: after[k] - before[k] for k in after} == {**dict.fromkeys(after, 0), "notice": 1}
+
+
+async def test_a_rendering_failure_fails_the_message_for_its_recipients(hook_service,
+                                                                       fake_sns, key):
+    message = await sent_message(hook_service)  # bob@example.com; carol@example.org
+    await track(hook_service, "ses", "0100018f-render", message["id"])
+    failure = {"failure": {"errorMessage": "Attribute 'favoritecolor' is not present in the "
+                                           "rendering data.",
+                           "templateName": "MyTemplate"}}
+    event = ses_event("Rendering Failure", message_id="0100018f-render",
+                      destination=("bob@example.com", "carol@example.org"), **failure)
+    assert (await post(hook_service, sns("Notification", event, key))).status == 200
+    await hooks_idle(hook_service)
+    for address in ("bob@example.com", "carol@example.org"):
+        r = await recipient_status(hook_service, message, address)
+        assert r["status"] == "failed"
+        assert "Attribute 'favoritecolor' is not present" in r["detail"]

@@ -81,6 +81,15 @@ async def test_requests_are_counted_by_route_template_not_by_path(service):
     assert "nope-" not in text
 
 
+async def test_a_wrong_password_is_a_login_failure(service):
+    await service.login("alice", "right-password-1")
+    before = value("bitmail_login_failures_total", via="web")
+    resp = await service.client.post("/api/session",
+                                     json={"username": "alice", "password": "wrong-password"})
+    assert resp.status == 401
+    assert value("bitmail_login_failures_total", via="web") == before + 1
+
+
 async def test_store_commits_are_timed(store_url):
     engine = "sqlite" if store_url.startswith("sqlite") else "postgres"
     async with open_store(store_url) as store:
@@ -131,9 +140,7 @@ async def test_webhook_events_are_counted_by_provider_and_type(hook_service):
                        "message": {"headers": {"message-id": message["message_id"].strip("<>")}},
                        "delivery-status": {"code": 250, "message": "OK"}}})
     assert resp.status == 200, await resp.text()
-    from bitmail.web.hooks import BACKGROUND
-
-    await hook_service.client.app[BACKGROUND].idle()
+    await hook_service.runtime.notices.idle()
     assert value("bitmail_webhook_events_total", provider="mailgun",
                  type="delivered") == before + 1
 

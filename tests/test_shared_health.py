@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from test_container import Scripted, accept
 
+from bitmail.clock import SteppedClock
 from bitmail.config import FailurePolicy, MtaSettings
 from bitmail.mailbox import Mailbox
 from bitmail.mta import container as container_module
@@ -30,13 +31,6 @@ LONG = 30.0
 
 
 @pytest.fixture
-def quick_looks(monkeypatch: pytest.MonkeyPatch) -> float:
-    """Look at the shared health at every turn of the claim loop (every 0.5 s)."""
-    monkeypatch.setattr(container_module, "HEALTH_POLL", 0.0)
-    return 0.5
-
-
-@pytest.fixture
 async def stores(pg_url: str) -> AsyncIterator[tuple[Store, Store]]:
     """Two processes' views of one emptied database."""
     pg_reset(pg_url)
@@ -44,24 +38,46 @@ async def stores(pg_url: str) -> AsyncIterator[tuple[Store, Store]]:
         yield a, b
 
 
+class Processes(list[Container]):
+    """The containers a test started (stopped after it), all on one clock
+    that the test steps instead of waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = SteppedClock()
+
+
 @pytest.fixture
-async def containers() -> AsyncIterator[list[Container]]:
-    """Containers started by a test, stopped after it."""
-    started: list[Container] = []
+async def containers() -> AsyncIterator[Processes]:
+    started = Processes()
     yield started
     for c in started:
         await c.stop()
 
 
-async def start(containers: list[Container], store: Store, *providers: Scripted,
+async def start(containers: Processes, store: Store, *providers: Scripted,
                 threshold: int = 2, retry_after: float = LONG) -> Container:
     policy = FailurePolicy(threshold=threshold, window=60, retry_after=retry_after)
     container = Container([(p, policy) for p in providers], Outbox(store, RetryPolicy(
-        base=0.05, max=0.1)), Mailbox(store, "localhost"), MtaSettings(send_timeout=2.0),
-        scheduler=RoundRobin([p.name for p in providers]))
+        base=0.05, max=0.1), clock=containers.clock), Mailbox(store, "localhost"),
+        MtaSettings(send_timeout=2.0), scheduler=RoundRobin([p.name for p in providers]))
     await container.start()
     containers.append(container)
     return container
+
+
+async def look_again(containers: Processes, times: int = 2) -> None:
+    """Every container has looked at the shared health `times` more times
+    (the clock steps past HEALTH_POLL before each look): whatever it was
+    going to take up, it has."""
+    for _ in range(times):
+        containers.clock.advance(container_module.HEALTH_POLL + 0.01)
+        marks = [c.turns for c in containers]
+        for c in containers:
+            c.wake()
+        # A turn counts when the next one begins: its look has ended by then.
+        await wait_for(lambda marks=marks: all(
+            c.turns >= m + 2 for c, m in zip(containers, marks, strict=True)), timeout=10)
 
 
 class Leaky(Scripted):
@@ -135,7 +151,7 @@ async def test_a_provider_found_down_in_one_process_is_down_in_the_other_until_t
     ids = await accept(b.mailbox, n=6)
     b.wake()
     await wait_for(lambda: len(y_a.received) + len(y_b.received) >= 10)
-    await asyncio.sleep(2 * container_module.HEALTH_POLL)
+    await look_again(containers)
     assert x_b.received == [] and x_a.received == []
     assert await report(store_b, "x") == shared
     assert a.slots["x"].health.state == b.slots["x"].health.state == State.DOWN
@@ -147,15 +163,16 @@ async def test_a_probe_that_succeeds_in_either_process_brings_the_provider_back_
         stores, containers) -> None:
     store_a, store_b = stores
     x_a = Scripted("x", Outcome.PROVIDER_FAULT)
-    a = await start(containers, store_a, x_a, Scripted("y"), retry_after=1.5)
+    a = await start(containers, store_a, x_a, Scripted("y"))
     await accept(a.mailbox, n=4)
     a.wake()
     await wait_for(lambda: a.slots["x"].health.state == State.DOWN)
     x_b = Scripted("x")
-    b = await start(containers, store_b, x_b, Scripted("y"), retry_after=1.5)
+    b = await start(containers, store_b, x_b, Scripted("y"))
     await wait_for(lambda: b.slots["x"].health.state == State.DOWN, timeout=10)
 
     x_a.fail = None  # x works again; whoever probes it first tells the other
+    containers.clock.advance(LONG)  # and both may probe it now
 
     async def feed() -> None:
         while True:
@@ -176,7 +193,7 @@ async def test_a_probe_that_succeeds_in_either_process_brings_the_provider_back_
 
 
 async def test_only_newer_reports_from_other_processes_are_taken_up(
-        stores, containers, quick_looks) -> None:
+        stores, containers) -> None:
     store, _ = stores
     b = await start(containers, store, Scripted("x"), Scripted("y"))
     now = time.time()
@@ -185,12 +202,12 @@ async def test_only_newer_reports_from_other_processes_are_taken_up(
 
     await put_report(store, "x", "up", at=now - 5)  # older than what B knows
     await put_report(store, "y", "down", at=now + 1, down_for=-1)  # over already
-    await asyncio.sleep(3 * quick_looks)
+    await look_again(containers, 3)
     assert b.slots["x"].health.state == State.DOWN
     assert b.slots["y"].health.state == State.UP
 
     await put_report(store, "x", "up", at=now + 2, owner=b.outbox.owner)  # its own
-    await asyncio.sleep(3 * quick_looks)
+    await look_again(containers, 3)
     assert b.slots["x"].health.state == State.DOWN
 
     await put_report(store, "x", "up", at=now + 3)
@@ -199,7 +216,7 @@ async def test_only_newer_reports_from_other_processes_are_taken_up(
 
 
 async def test_a_process_that_only_heard_every_provider_is_down_keeps_running(
-        stores, containers, quick_looks) -> None:
+        stores, containers) -> None:
     store, _ = stores
     x, y = Scripted("x"), Scripted("y")
     b = await start(containers, store, x, y)
@@ -209,18 +226,18 @@ async def test_a_process_that_only_heard_every_provider_is_down_keeps_running(
                    timeout=10)
     await accept(b.mailbox)
     b.wake()
-    await asyncio.sleep(3 * quick_looks)
+    await look_again(containers, 3)
     assert not b.down.is_set(), "another process's reports alone stopped the service"
     assert x.received == y.received == []
     assert await b.outbox.pending() == 1  # waiting for a provider, not lost
 
 
 async def test_an_sqlite_store_keeps_reports_but_never_reads_them(
-        tmp_path, containers, quick_looks) -> None:
+        tmp_path, containers) -> None:
     async with open_store(f"sqlite:///{tmp_path / 'db.sqlite'}", sending=True) as store:
         b = await start(containers, store, Scripted("x"), Scripted("y"))
         await put_report(store, "x", "down", at=time.time())
-        await asyncio.sleep(3 * quick_looks)
+        await look_again(containers, 3)
         assert b.slots["x"].health.state == State.UP
         await b.stop()
         containers.clear()

@@ -52,7 +52,7 @@ async def test_submission_with_an_api_key_is_accepted_with_bcc_from_the_envelope
 
 async def test_submission_with_a_wrong_password_is_refused(smtp):
     service, port = smtp
-    await service.runtime.accounts.create("robot", "right")
+    await service.runtime.accounts.create("robot", "right-password")
     with pytest.raises(aiosmtplib.SMTPResponseException) as err:
         await aiosmtplib.send(mail("a@example.com"), hostname="127.0.0.1", port=port,
                               username="robot", password="wrong")

@@ -150,7 +150,7 @@ async def test_store_copy_moves_a_sqlite_service_to_postgresql_which_serves_the_
         # The same API keys and passwords work, and every folder reads the same.
         after = {"alice": await mail_of(svc, alice), "bob": await mail_of(svc, bob)}
         resp = await svc.client.post("/api/session",
-                                     json={"username": "alice", "password": "secret"})
+                                     json={"username": "alice", "password": "secret-pass"})
         assert resp.status == 200  # an existing account, not a new one
         resp = await svc.client.post("/api/messages", headers=alice, json={
             "to": "bob@localhost", "subject": "after the move"})

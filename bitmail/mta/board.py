@@ -9,11 +9,11 @@ these documents.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from .. import live
+from ..clock import SYSTEM, Clock
 from ..store import Store
 from .health import State
 
@@ -35,15 +35,16 @@ class Report:
 class HealthBoard:
     """Post and read the providers' shared health; publish their figures."""
 
-    def __init__(self, store: Store, owner: str):
+    def __init__(self, store: Store, owner: str, *, clock: Clock = SYSTEM):
         self.store = store
         self.owner = owner
+        self.clock = clock
 
     async def post(self, provider: str, state: State, *, retry_in: float = 0.0,
                    reason: str = "") -> float:
         """Tell the other processes: `provider` is down for `retry_in` seconds
         (with `reason`), or up. Returns the report's time (wall clock)."""
-        now = time.time()
+        now = self.clock.time()
         down = state == State.DOWN
         await self.store.put(KIND, {
             "state": str(state),

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..clock import Clock
 from ..config import FailurePolicy, MtaSettings
 from ..events import Event, EventType
 from ..mailbox import Mailbox
@@ -58,18 +58,20 @@ class Container:
 
     def __init__(self, providers: list[tuple[Provider, FailurePolicy]], outbox: Outbox,
                  mailbox: Mailbox, settings: MtaSettings | None = None,
-                 scheduler: Scheduler | None = None, board: HealthBoard | None = None):
+                 scheduler: Scheduler | None = None, board: HealthBoard | None = None,
+                 clock: Clock | None = None):
         self.settings = settings or MtaSettings()
         self.outbox = outbox
         self.mailbox = mailbox
         self.store = outbox.store
-        self.board = board or HealthBoard(outbox.store, outbox.owner)
+        self.clock = clock or outbox.clock  # one clock for leases, health and back-off
+        self.board = board or HealthBoard(outbox.store, outbox.owner, clock=self.clock)
         self.events: asyncio.Queue[Attempt] = asyncio.Queue()
         self.slots = {
             p.name: Slot(ProviderRunner(p, self.events, queue_size=self.settings.queue_size,
                                         concurrency=self.settings.concurrency,
                                         timeout=self.settings.send_timeout),
-                         ThresholdHealth(policy))
+                         ThresholdHealth(policy, clock=self.clock.monotonic))
             for p, policy in providers
         }
         self.scheduler = scheduler or make_scheduler(self.settings.scheduler, list(self.slots))
@@ -78,6 +80,7 @@ class Container:
         self._tried: dict[str, set[str]] = {}
         self._tasks: list[asyncio.Task] = []
         self._writes: set[asyncio.Task] = set()
+        self.turns = 0  # times the claim loop went round (tests wait for the next one)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -120,6 +123,13 @@ class Container:
         when mail is enqueued in this process)."""
         self.outbox.added.set()
 
+    def count_event(self, provider: str, event: str) -> None:
+        """A provider's webhook reported `event` (bounced, complained, …): its
+        figures count it (the bounce and complaint rates)."""
+        slot = self.slots.get(provider)
+        if slot is not None:
+            slot.figures.events[str(event)] += 1
+
     # -- claiming and dispatch --------------------------------------------
 
     def _candidates(self, job_id: str | None = None, *, room: bool = True) -> list[str]:
@@ -133,10 +143,12 @@ class Container:
         return sum(s.runner.room for s in self.slots.values() if s.health.available())
 
     async def _claim_loop(self) -> None:
-        renewed, looked = time.monotonic(), 0.0  # look at the shared health at once
+        clock = self.clock
+        renewed, looked = clock.monotonic(), 0.0  # look at the shared health at once
         while True:
-            if not self.outbox.store.exclusive and time.monotonic() - looked > HEALTH_POLL:
-                looked = time.monotonic()
+            self.turns += 1
+            if not self.outbox.store.exclusive and clock.monotonic() - looked > HEALTH_POLL:
+                looked = clock.monotonic()
                 await self._adopt_health()
             free = self._free()
             if free > 0:
@@ -154,9 +166,9 @@ class Container:
                 if len(jobs) == min(free, 256):
                     await asyncio.sleep(0)
                     continue
-            if time.monotonic() - renewed > self.settings.lease / 3 and self._held:
+            if clock.monotonic() - renewed > self.settings.lease / 3 and self._held:
                 await self.outbox.renew(list(self._held))
-                renewed = time.monotonic()
+                renewed = clock.monotonic()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await self.outbox.added.wait()
@@ -268,7 +280,7 @@ class Container:
     async def _share_health(self, slot: Slot, state: State) -> None:
         """Tell the other processes (runs in a task, through _write)."""
         down = state == State.DOWN
-        slot.known_at = time.time()  # reports older than this one are stale already
+        slot.known_at = self.clock.time()  # reports older than this one are stale already
         slot.known_at = await self.board.post(
             slot.name, state, retry_in=slot.health.retry_in() if down else 0.0,
             reason=slot.runner.provider.redact(slot.figures.last_error) if down else "")
@@ -280,7 +292,7 @@ class Container:
         except StoreError as exc:
             log.warning("could not read the providers' shared health: %s", exc)
             return
-        now = time.time()
+        now = self.clock.time()
         for report in reports:
             slot = self.slots.get(report.provider)
             if slot is None or report.at <= slot.known_at:
@@ -344,7 +356,7 @@ class Container:
 
     def _defer(self, batch: Batch, job: Job, recipients: tuple[str, ...], provider: str,
                detail: str, *, record: bool = True) -> None:
-        now = time.time()
+        now = self.clock.time()
         due = self.outbox.defer(batch, job, recipients, detail, now)
         if due is None:
             # Given up: the entry is gone with this batch; the failure is recorded in it.

@@ -33,6 +33,7 @@ Change = dict[str, Any] | Callable[[Document], Document | None]
 INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "message": (("owner", "folder"), ("message_id",), ("body",)),
     "outbox": (("due",),),
+    "notice": (("due",),),  # recorded webhook notices, claimed like the outbox
 }
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 
@@ -375,6 +376,14 @@ class Store(ABC):
     async def delete(self, kind: str, id: str) -> bool:
         batch = Batch()
         batch.delete(kind, id)
+        return (await self.commit(batch))[0]
+
+    async def expire(self, kind: str, now: float) -> int:
+        """Delete every document of `kind` whose number `expires` is below
+        `now` (Unix seconds); how many went. For sessions, rate-limit
+        counters and other documents with a lifetime."""
+        batch = Batch()
+        batch.ops.append(Op("expire", kind, args={"now": float(now)}))
         return (await self.commit(batch))[0]
 
     async def get_one(self, kind: str, subset: Document) -> Document | None:

@@ -446,6 +446,13 @@ class PostgresStore(Store):
             return status != "DELETE 0"
         if op.action == "claim":
             return await self._claim(conn, op.kind, **op.args)
+        if op.action == "expire":
+            status = await conn.execute(
+                # CASE: the cast alone would fail on a document whose
+                # `expires` is not a number (no order of evaluation is promised).
+                "DELETE FROM docs WHERE kind = $1 AND (CASE WHEN jsonb_typeof(data->'expires') "
+                "= 'number' THEN (data->>'expires')::float8 END) < $2", op.kind, op.args["now"])
+            return int(status.split()[-1])
         raise StoreError(f"unknown store operation {op.action}")
 
     async def _update(self, conn: asyncpg.Connection, op: Op) -> Document | None:

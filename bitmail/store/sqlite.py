@@ -323,6 +323,12 @@ class SQLiteStore(Store):
             return cur.rowcount > 0
         if op.action == "claim":
             return self._claim(conn, op.kind, **op.args)
+        if op.action == "expire":
+            cur = conn.execute(
+                f"DELETE FROM docs WHERE kind = '{check_key(op.kind)}' "
+                f"AND json_type(data, '$.expires') IN ('integer', 'real') "
+                f"AND {_path('expires')} < ?", (op.args["now"],))
+            return cur.rowcount
         if op.action == "release":
             # A restart tries everything afresh: leases dropped, back-off forgotten.
             cur = conn.execute(

@@ -19,7 +19,8 @@ from ..mailbox import public, summary
 from ..message import parse_message
 from ..profile import Profiles
 from ..store import AlreadyExists
-from .keys import RUNTIME, SESSION_COOKIE, session_of, user_of
+from .credentials import CredentialWatch
+from .keys import CREDENTIAL, RUNTIME, SESSION_COOKIE, operator_of, session_of, user_of
 from .middlewares import read_json
 from .params import MAX_CURSOR, query_int
 
@@ -31,7 +32,7 @@ async def _me(request: web.Request, user: User, csrf: str | None = None) -> dict
     settings = runtime.settings
     profile = await Profiles(runtime.store, runtime.accounts).get(user.username)
     out = {"username": user.username, "address": user.address,
-           "operator": user.username in settings.operators,
+           "operator": await runtime.accounts.is_operator(user.username),
            "max_message_size": settings.max_message_size, **profile.to_json()}
     if csrf:
         out["csrf_token"] = csrf
@@ -219,16 +220,22 @@ async def leave_geolists(request: web.Request) -> web.Response:
 
 @routes.get("/api/providers")
 async def providers(request: web.Request) -> web.Response:
+    await operator_of(request)  # provider names, error texts and rates are the operator's
     container = request.app[RUNTIME].container
     return web.json_response({"providers": container.snapshot() if container else []})
 
 
 @routes.get("/api/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: new mail, status changes and provider figures, for
-    this user only."""
+    """Server-sent events: new mail, status changes (and provider figures for
+    an operator), for this user only. The stream ends when the session or API
+    key it was opened with ends (logout, expiry, revocation), in any process."""
     runtime = request.app[RUNTIME]
     username = user_of(request).username
+    session = session_of(request)
+    watch = CredentialWatch(runtime.accounts, request[CREDENTIAL],
+                            expires=session.expires if session else None)
+    operator = await runtime.accounts.is_operator(username)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-store",
         "X-Accel-Buffering": "no"})
@@ -238,11 +245,16 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         while True:
             try:
-                payload = await asyncio.wait_for(sub.queue.get(), 15.0)
+                payload = await asyncio.wait_for(sub.queue.get(), watch.timeout())
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                if not await watch.alive():
+                    break
+                if watch.keep_alive_due():
+                    await response.write(b": keep-alive\n\n")
                 continue
-            found = live.for_user(payload, username)
+            if watch.ended_by(payload):
+                break
+            found = live.for_user(payload, username, operator=operator)
             if found is None:
                 continue
             kind, data = found

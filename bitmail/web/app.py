@@ -9,6 +9,7 @@ from aiohttp import web
 from ..errors import NotFound
 from ..runtime import Runtime
 from . import (
+    account_api,
     api,
     drafts_api,
     folders_api,
@@ -52,6 +53,8 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     app.router.add_routes(drafts_api.routes)
     app.router.add_routes(settings_api.routes)
     app.router.add_routes(recipients_api.routes)
+    app.router.add_routes(account_api.routes)
+    app.cleanup_ctx.append(account_api.housekeeping)
     app.router.add_routes(status.routes)
     app.router.add_routes(suppressions.routes)
     add_hook_routes(app)

@@ -14,6 +14,8 @@ SESSION_COOKIE = "bitmail_session"
 # Request-scoped values, set by the auth middleware.
 USER = web.RequestKey("user", User)
 SESSION = web.RequestKey("session", Session)
+# "session:<digest>" or "apikey:<digest>": what a live stream watches, to end with it.
+CREDENTIAL = web.RequestKey("credential", str)
 
 
 def user_of(request: web.Request) -> User:
@@ -21,10 +23,11 @@ def user_of(request: web.Request) -> User:
     return request[USER]
 
 
-def operator_of(request: web.Request) -> User:
-    """The authenticated user, who must be one of `accounts.operators`."""
+async def operator_of(request: web.Request) -> User:
+    """The authenticated user, whose account an administrator has marked as
+    an operator (`python -m bitmail user set NAME --operator`); Forbidden otherwise."""
     user = request[USER]
-    if user.username not in request.app[RUNTIME].settings.operators:
+    if not await request.app[RUNTIME].accounts.is_operator(user.username):
         raise Forbidden("only the service's operators may do this", code="not_operator")
     return user
 

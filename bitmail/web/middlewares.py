@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .. import jsonlimits
+from ..apikeys import digest as key_digest
 from ..errors import BitMailError, Forbidden, Unauthorized
 from ..store import StorageFull, StoreError
-from .keys import RUNTIME, SESSION, SESSION_COOKIE, USER
+from .keys import CREDENTIAL, RUNTIME, SESSION, SESSION_COOKIE, USER
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,7 +49,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return _reason_json(response.status, response.reason)
         return response
     except BitMailError as exc:
-        return web.json_response(exc.to_json(), status=exc.status)
+        headers = ({"Retry-After": str(exc.retry_after)}
+                   if getattr(exc, "retry_after", None) is not None else None)
+        return web.json_response(exc.to_json(), status=exc.status, headers=headers)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[RUNTIME].settings.web.max_body
         return error_json(413, "too_large", f"the request body is over {limit} bytes")
@@ -93,10 +96,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     runtime = request.app[RUNTIME]
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
-        user = await runtime.accounts.api_key_user(auth[7:].strip())
+        key = auth[7:].strip()
+        # A wrong key counts as a failed login from this address (limits.py).
+        user = await runtime.accounts.api_key_user(key, client=request.remote or "unknown")
         if user is None:
             raise Unauthorized("unknown API key")
         request[USER] = user
+        request[CREDENTIAL] = f"apikey:{key_digest(key)}"
         return await handler(request)
     token = request.cookies.get(SESSION_COOKIE)
     session = await runtime.accounts.session(token) if token else None
@@ -106,6 +112,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         runtime.accounts.check_csrf(session, request.headers.get("X-CSRF-Token"))
     request[USER] = session.user
     request[SESSION] = session
+    request[CREDENTIAL] = session.credential
     return await handler(request)
 
 

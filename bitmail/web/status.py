@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from ..errors import Unauthorized
 from ..mta.container import Slot
 from ..mta.figures import BUCKETS
 from ..mta.health import State
@@ -34,8 +36,15 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text: the process's counters (bitmail.metrics, and the
     library's process and Python figures), then what is read from the runtime
-    now (outbox, providers)."""
+    now (outbox, providers). With `web.metrics_token` set, only for
+    `Authorization: Bearer <token>` (401 otherwise)."""
     runtime = request.app[RUNTIME]
+    token = runtime.settings.web.metrics_token
+    if token:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            raise Unauthorized("send the metrics token: Authorization: Bearer <token>",
+                               code="metrics_token")
     now_figures = RuntimeFigures(await runtime.outbox.pending(),
                                  await runtime.outbox.oldest_age(),
                                  list(runtime.container.slots.values())

@@ -3,7 +3,7 @@
 
 Entries come from providers' webhooks (hard bounces, complaints); removing
 one lets BitMail send to that address again. The list names other users'
-correspondents, so only operators (`accounts.operators`) see it.
+correspondents, so only operators (`user set --operator`) see it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/suppressions")
 async def entries(request: web.Request) -> web.Response:
     """A page of entries, newest first: `{"suppressions": [...], "next"}`."""
-    operator_of(request)
+    await operator_of(request)
     suppressions = SuppressionList(request.app[RUNTIME].store)
     address = request.query.get("address")
     if address:
@@ -35,7 +35,7 @@ async def entries(request: web.Request) -> web.Response:
 
 @routes.delete("/api/suppressions/{address}")
 async def remove(request: web.Request) -> web.Response:
-    operator_of(request)
+    await operator_of(request)
     address = request.match_info["address"]
     if not await SuppressionList(request.app[RUNTIME].store).remove(address):
         raise NotFound(f"{address} is not on the suppression list", field="address")

@@ -22,6 +22,8 @@ from bitmail.runtime import Runtime
 from bitmail.web.app import make_app
 
 REQUIRE_ALL = os.environ.get("BITMAIL_REQUIRE_ALL") == "1"
+#: The password test users get (the policy wants 8 characters, not the username).
+PASSWORD = "secret-pass"
 
 
 def require_or_skip(reason: str) -> None:
@@ -53,7 +55,7 @@ class Service:
     runtime: Runtime
     client: TestClient
 
-    async def login(self, username: str, password: str = "secret", **extra) -> dict:
+    async def login(self, username: str, password: str = PASSWORD, **extra) -> dict:
         """Log in on a fresh cookie jar; returns the answer (csrf_token included)."""
         resp = await self.client.post("/api/session",
                                       json={"username": username, "password": password, **extra})
@@ -62,7 +64,7 @@ class Service:
 
     async def api_key(self, username: str) -> dict[str, str]:
         if not await self.runtime.accounts.exists(username):
-            await self.runtime.accounts.create(username, "secret")
+            await self.runtime.accounts.create(username, PASSWORD)
         key = await self.runtime.accounts.create_api_key(username)
         return {"Authorization": f"Bearer {key}"}
 

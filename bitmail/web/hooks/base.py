@@ -1,35 +1,32 @@
-"""The shared webhook flow: cap, verify, record, answer — then process.
+"""The shared webhook flow: read, verify, record, answer.
 
 A provider module fills in what differs, in the three small steps of
 django-anymail's webhooks:
 
 - `validate_request`: find the configured provider whose secret signed the
   request (constant-time comparison) or refuse it with a precise 4xx;
-- `parse_events`: one recorded payload → normalized `Notice`s (delivery
-  events) and `Inbound` mail, raising ValidationError when it is malformed;
+- `parse_events`: one payload → the normalized items of `bitmail.notices`
+  (delivery events, inbound mail, things kept but not acted on), raising
+  ValidationError when it is malformed;
 - `event_types`: a plain dict from the provider's event names to EventType.
 
 The base owns the order, which is what makes webhooks safe to retry:
 
 1. read the body under a cap (1 MB for events, 30 MB where mail comes in): 413;
 2. validate: 403 (signature, stale, replay), 400 (malformed), 404 (no provider);
-3. parse every event once, so a malformed one is refused before anything is
-   stored; a forged or malformed request changes nothing;
-4. record, in one commit: each verified event as a "webhook" document whose id
-   is the provider's event id (so the same event twice is recognised), a
-   "webhook_pending" marker beside it, and the one-time token, if any;
-5. answer 200 — quickly, whatever the processing will find;
-6. process in a background task that the application awaits when it stops:
-   take the marker on a lease (exactly one task holds it, in any process),
-   match the event to a message, record it on the Sent copy (statuses only
-   move forward; the sender sees it live), suppress hard-bounced and
-   complaining addresses, count bounces and complaints in the provider's
-   figures, or deliver inbound mail, then drop the marker. Markers left by a
-   process that stopped before or during 6 are taken up when their lease
-   runs out, by any process.
+3. parse every event, so a malformed one is refused before anything is
+   stored; `admit` refuses what the provider must be told about now (a 406,
+   a 503 so it retries); a forged or malformed request changes nothing, but a
+   one-time value a verified request carried is spent whatever the answer;
+4. record, in one commit, each event not seen before as a notice (its id is
+   the provider's event id, so the same event twice is recognised) with the
+   items parsed from it;
+5. answer 200 — quickly, whatever applying the notices will find.
 
-Events for messages BitMail cannot find are kept (the "webhook" document) and
-logged, never an error: the provider has done nothing wrong.
+Applying them (matching messages, statuses, suppression, inbound delivery)
+is `bitmail.notices`' job, below the web layer; the web layer only wakes it.
+Provider-only machinery (Mailgun's one-time tokens and 406, the SNS client
+and subscriptions, Mandrill's HEAD) lives in that provider's module.
 """
 
 from __future__ import annotations
@@ -37,46 +34,32 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
+import math
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
-from aiohttp import web
+from aiohttp import BodyPartReader, hdrs, web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from ... import jsonlimits
+from ... import jsonlimits, notices
 from ...config import ProviderSettings
 from ...errors import BitMailError, NotFound, TooLarge, ValidationError
-from ...events import Event, EventType
-from ...message import parse_mime
-from ...metrics import WEBHOOK_EVENTS
+from ...events import EventType
+from ...notices import Inbound, Item
 from ...runtime import Runtime
-from ...store import AlreadyExists, Batch, Store, StoreError
-from ...store.base import new_id
-from ...suppression import suppress
+from ...store import AlreadyExists, Batch
 from ..keys import RUNTIME
-
-log = logging.getLogger(__name__)
-
-KIND = "webhook"  # every verified event, as received
-PENDING = "webhook_pending"  # events recorded but not yet processed, leased when taken
-MARKER_LEASE = 60.0  # a task that took an event and died gives it back after this
-TOKENS = "webhook_token"  # one-time tokens already used (Mailgun), to refuse replays
 
 EVENTS_MAX_BODY = 1024 * 1024
 INBOUND_MAX_BODY = 30 * 1024 * 1024
-FRESHNESS = 5 * 60.0  # a signed timestamp older (or further ahead) than this is refused
-TOKEN_TTL = 2 * FRESHNESS  # a token older than this would be refused as stale anyway
+# How far a signed timestamp may run ahead of our clock (clock skew).
+SKEW = 5 * 60.0
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-# Events that take an address off the list of those BitMail sends to.
-SUPPRESSING: dict[EventType, str] = {
-    EventType.BOUNCED: "bounced",
-    EventType.COMPLAINED: "complained",
-}
 
 
 # -- errors -------------------------------------------------------------------
@@ -89,27 +72,24 @@ class BadSignature(BitMailError):
     code = "bad_signature"
 
 
-class NotAcceptable(BitMailError):
-    """Mail for nobody here: Mailgun takes a 406 as "do not retry"."""
-
-    status = 406
-    code = "unknown_recipient"
-
-
 class Unavailable(BitMailError):
-    """The request cannot be checked right now (the SNS certificate could not be
-    fetched): a 5xx, so the provider tries again later."""
+    """The request cannot be handled right now (the SNS certificate could not be
+    fetched, a subscription could not be confirmed): a 5xx, so the provider
+    tries again later."""
 
     status = 503
     code = "unavailable"
 
 
-# -- what a request and its events become -------------------------------------
+# -- what a request becomes -------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class FormFile:
-    """A file field of a multipart form (an attachment of inbound mail)."""
+    """A file field of a multipart form (an attachment of inbound mail).
+
+    `filename` is the name as the sender wrote it, backslashes included (a
+    Windows path stays a path: see notices.filenames)."""
 
     name: str
     filename: str
@@ -130,7 +110,7 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One verified event, stored as it came: `key` is the provider's event id."""
+    """One verified event, as it came: `key` is unique per provider event."""
 
     key: str
     payload: Any
@@ -142,50 +122,14 @@ class Verified:
 
     provider: ProviderSettings
     records: tuple[Record, ...]
-    token: str | None = None  # a one-time value to remember, so a replay is refused
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """A delivery event in BitMail's terms, before it is matched to a message.
-
-    It is matched by the provider's id (as the container tracked it), else by
-    BitMail's own id (when the provider echoes metadata), else by the RFC 5322
-    Message-ID.
-    """
-
-    type: EventType
-    recipient: str | None = None
-    detail: str = ""
-    at: float | None = None
-    provider_message_id: str | None = None
-    message: str | None = None
-    message_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """Received mail for addresses at our domain: MIME, or content already in
-    parse_mime's shape (Mailgun's parsed form)."""
-
-    recipients: tuple[str, ...]
-    mime: bytes | None = None
-    content: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """An event that is kept but changes nothing (an event type BitMail does not
-    track, a notice without content); the reason is logged."""
-
-    reason: str
+    token: str | None = None  # a one-time value the provider module spends (Mailgun)
 
 
 # -- small helpers shared by the provider modules ---------------------------
 
 
 def event_key(provider: str, event_id: str) -> str:
-    """The "webhook" document id for a provider's event id (hashed when unwieldy)."""
+    """The notice id for a provider's event id (hashed when unwieldy)."""
     if len(event_id) > 200 or not event_id.isprintable():
         event_id = "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
     return f"{provider}:{event_id}"
@@ -228,14 +172,13 @@ def optional(obj: Any, key: str, kind: type | tuple[type, ...], field: str) -> A
 def timestamp(value: Any) -> float | None:
     """A provider's event time in seconds, when it gives a usable one."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
+            return number if math.isfinite(number) else None
         except ValueError:
             pass
-        from datetime import datetime
-
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
         except ValueError:
@@ -243,28 +186,48 @@ def timestamp(value: Any) -> float | None:
     return None
 
 
-def bracketed(message_id: str) -> str:
-    """A Message-ID as BitMail stores it: `<id@domain>`."""
-    mid = message_id.strip()
-    return mid if mid.startswith("<") else f"<{mid}>"
-
-
-def check_fresh(signed_at: str, field: str) -> None:
-    """Refuse a signed timestamp from more than FRESHNESS ago (or ahead)."""
+def check_fresh(signed_at: float | str, field: str, *, max_age: float,
+                max_ahead: float = SKEW, now: float | None = None) -> None:
+    """Refuse a signed time (seconds, or a number as text) more than `max_age`
+    seconds ago or `max_ahead` ahead: 403 stale_timestamp; NaN, infinities and
+    text that is no number: 400."""
     try:
         at = float(signed_at)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ValidationError("is not a number of seconds", field=field) from None
-    age = time.time() - at
-    if age > FRESHNESS:
-        raise BadSignature(f"the signature is {age:.0f}s old; at most {FRESHNESS:.0f}s is "
+    if not math.isfinite(at):
+        raise ValidationError("is not a finite number of seconds", field=field)
+    age = (time.time() if now is None else now) - at
+    if age > max_age:
+        raise BadSignature(f"the signature is {age:.0f}s old; at most {max_age:.0f}s is "
                            "accepted", field=field, code="stale_timestamp")
-    if age < -FRESHNESS:
+    if age < -max_ahead:
         raise BadSignature("the signature's timestamp is in the future", field=field,
                            code="stale_timestamp")
 
 
 # -- reading ------------------------------------------------------------------
+
+# The filename parameter as written, before any unquoting: a quoted string
+# (whose backslashes are usually a Windows path, not quoted-pairs) or a token.
+_RAW_FILENAME = re.compile(r'(?:^|;)\s*filename\s*=\s*("((?:[^"\\]|\\.)*)"|[^;]*)',
+                           re.IGNORECASE)
+
+
+def raw_filename(disposition: str) -> str | None:
+    """The filename of a Content-Disposition as the sender wrote it.
+
+    Browsers and mail services put a Windows path in a quoted filename without
+    escaping its backslashes (`filename="\\share\\forwarded.msg"`); reading
+    them as RFC 7230 quoted-pairs, as a generic parser does, turns the path
+    into one run-together name. Only `\\"` and `\\\\` are read as escapes.
+    """
+    match = _RAW_FILENAME.search(disposition)
+    if match is None:
+        return None
+    if match.group(2) is not None:
+        return re.sub(r'\\(["\\])', r"\1", match.group(2))
+    return match.group(1).strip()
 
 
 async def read_incoming(request: web.Request, cap: int) -> Incoming:
@@ -273,79 +236,60 @@ async def read_incoming(request: web.Request, cap: int) -> Incoming:
     if request.content_length is not None and request.content_length > cap:
         raise too_large
     # A clone with its own size limit: aiohttp then enforces the cap while it
-    # reads, for plain bodies and multipart forms alike, without buffering more.
+    # reads plain bodies and urlencoded forms, without buffering more.
     capped = request.clone(client_max_size=cap)
     try:
-        if capped.content_type not in FORM_TYPES:
-            return Incoming(request.headers, capped.content_type, body=await capped.read())
-        post = await capped.post()
-        fields: MultiDict[str] = MultiDict()
-        files = []
-        for name, value in post.items():
-            if isinstance(value, web.FileField):
-                try:
-                    data = await asyncio.to_thread(value.file.read)
-                finally:
-                    await asyncio.to_thread(value.file.close)
-                files.append(FormFile(name, value.filename or "attachment",
-                                      value.content_type or "application/octet-stream", data))
-            elif isinstance(value, (bytes, bytearray)):
-                fields.add(name, bytes(value).decode("utf-8", "replace"))
-            else:
-                fields.add(name, value)
-        return Incoming(request.headers, capped.content_type, form=MultiDictProxy(fields),
-                        files=tuple(files))
+        if capped.content_type == "multipart/form-data":
+            fields, files = await _read_multipart(capped, cap, too_large)
+            return Incoming(request.headers, capped.content_type,
+                            form=MultiDictProxy(fields), files=tuple(files))
+        if capped.content_type in FORM_TYPES:
+            post = await capped.post()
+            form: MultiDict[str] = MultiDict(
+                (k, v) for k, v in post.items() if isinstance(v, str))
+            return Incoming(request.headers, capped.content_type, form=MultiDictProxy(form))
+        return Incoming(request.headers, capped.content_type, body=await capped.read())
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
-    except (ValueError, UnicodeDecodeError, web.HTTPBadRequest) as exc:
+    except (ValueError, UnicodeDecodeError, AssertionError, web.HTTPBadRequest) as exc:
         raise ValidationError(f"the form cannot be read: {exc}", code="bad_form") from None
 
 
-# -- background work ----------------------------------------------------------
-
-
-class Background:
-    """Webhook processing tasks; the application awaits them when it stops."""
-
-    def __init__(self, concurrency: int = 16) -> None:
-        self._tasks: set[asyncio.Task] = set()
-        # Bounded, so a burst of webhooks queues here instead of opening a
-        # store commit per event all at once.
-        self._limit = asyncio.Semaphore(concurrency)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "webhook") -> None:
-        task = asyncio.create_task(self._run(coro), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    async def _run(self, coro: Coroutine[Any, Any, Any]) -> None:
-        async with self._limit:
-            await coro
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception():
-            log.error("webhook processing failed", exc_info=task.exception())
-
-    async def idle(self) -> None:
-        """Wait until every task spawned so far (and any they spawn) has ended."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def stop(self, grace: float = 30.0) -> None:
-        try:
-            async with asyncio.timeout(grace):
-                await self.idle()
-        except TimeoutError:
-            # What is cancelled puts its marker back (see Webhook.process), so
-            # the next start finishes it.
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-
-BACKGROUND = web.AppKey("webhook_background", Background)
-HOOKS = web.AppKey("webhooks", dict)
+async def _read_multipart(request: web.Request, cap: int,
+                          too_large: TooLarge) -> tuple[MultiDict[str], list[FormFile]]:
+    """A multipart form's fields and files, counting bytes against `cap` as
+    they are read (aiohttp's own limit covers only request.post())."""
+    reader = await request.multipart()
+    fields: MultiDict[str] = MultiDict()
+    files: list[FormFile] = []
+    total = 0
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            raise ValidationError("a form part has no name", code="bad_form")
+        if part.headers.get(hdrs.CONTENT_ENCODING, "identity").lower() != "identity":
+            # Decompressing would escape the cap; no provider compresses parts.
+            raise ValidationError("a form part is compressed", code="bad_form")
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            total += len(chunk)
+            if total > cap:
+                raise too_large
+            data += chunk
+        decoded = part.decode(bytes(data))
+        disposition = part.headers.get(hdrs.CONTENT_DISPOSITION, "")
+        filename = raw_filename(disposition)
+        if filename is None and part.filename is not None:
+            filename = part.filename  # only filename*= (RFC 2231): aiohttp decodes it
+        if filename is not None:
+            files.append(FormFile(part.name, filename,
+                                  part.headers.get(hdrs.CONTENT_TYPE,
+                                                   "application/octet-stream"), decoded))
+        else:
+            fields.add(part.name, decoded.decode(part.get_charset("utf-8"), "replace"))
+    return fields, files
 
 
 # -- the flow -----------------------------------------------------------------
@@ -377,16 +321,27 @@ class Webhook(ABC):
         ValidationError when it cannot be trusted or read."""
 
     @abstractmethod
-    def parse_events(self, payload: Any) -> list[Notice | Inbound | Skip | Any]:
-        """One recorded payload as normalized events; ValidationError if malformed."""
+    def parse_events(self, payload: Any) -> list[Item]:
+        """One payload as normalized items; ValidationError if malformed."""
 
-    async def admit(self, runtime: Runtime, verified: Verified, items: list[Any]) -> None:
+    async def admit(self, app: web.Application, verified: Verified,
+                    items: dict[str, list[Item]]) -> None:
         """Refuse, before anything is stored, what the provider must be told
-        about now (Mailgun inbound for nobody here: 406)."""
+        about now (Mailgun inbound for nobody here: 406), or do what must be
+        done before the answer (confirm an SNS subscription)."""
 
-    async def perform(self, app: web.Application, provider: str, item: Any) -> str:
-        """Carry out a provider-specific item (an SNS subscription to confirm)."""
-        raise TypeError(f"{type(self).__name__} cannot process {item!r}")
+    def spend(self, batch: Batch, verified: Verified) -> None:
+        """Add to `batch` what makes this request's one-time values used up
+        (Mailgun's token); committed with the notices, or alone when the
+        request is refused after it was verified."""
+
+    def kept(self, payload: Any, items: list[Item]) -> Any:
+        """What of a payload to keep beside its items (all of it by default)."""
+        return payload
+
+    def setup(self, app: web.Application) -> None:
+        """Add what only this provider needs to the application (routes,
+        clients, cleanup contexts); called once per endpoint."""
 
     # -- the request --
 
@@ -402,250 +357,67 @@ class Webhook(ABC):
         return found
 
     async def handle(self, request: web.Request) -> web.Response:
-        """The route handler: cap, verify, record, answer; processing goes on after."""
+        """The route handler: read, verify, record, answer."""
         app = request.app
         runtime = app[RUNTIME]
         providers = self.providers(runtime, request.match_info.get("provider"))
         cap = min(self.max_body, runtime.settings.web.max_body)
         incoming = await read_incoming(request, cap)
         verified = await self.validate_request(app, incoming, providers)
-        # Parsed now only to refuse what is malformed before anything is
-        # stored; the processing parses the stored payload again.
-        items = [item for r in verified.records for item in self.parse_events(r.payload)]
-        await self.admit(runtime, verified, items)
-        fresh = await self._record(runtime, verified)
-        for key in fresh:
-            app[BACKGROUND].spawn(self.process(app, key), name=f"webhook {key}")
+        try:
+            items = {r.key: self.parse_events(r.payload) for r in verified.records}
+            await self.admit(app, verified, items)
+        except BitMailError:
+            await self._spend_alone(runtime, verified)
+            raise
+        fresh = await self._record(runtime, verified, items)
+        if fresh and runtime.notices is not None:
+            runtime.notices.wake()
         status = "duplicate" if verified.records and not fresh else "accepted"
         return web.json_response({"status": status, "events": len(fresh)})
 
-    async def _record(self, runtime: Runtime, verified: Verified) -> list[str]:
-        """Store the events not seen before, with their markers and the token, in
-        one commit; the keys of those stored."""
+    async def _record(self, runtime: Runtime, verified: Verified,
+                      items: dict[str, list[Item]]) -> list[str]:
+        """Store the events not seen before as notices, with what spends the
+        request's one-time values, in one commit; the keys of those stored."""
         store = runtime.store
         records = list({r.key: r for r in verified.records}.values())
-        known = await asyncio.gather(*(store.get_one(KIND, {"id": r.key}) for r in records))
+        known = await asyncio.gather(*(store.get_one(notices.KIND, {"id": r.key})
+                                       for r in records))
         fresh = [r for r, doc in zip(records, known, strict=True) if doc is None]
-        if not fresh:
-            # The provider retried something already stored (its earlier answer
-            # was lost): 200 again, and nothing changes.
-            return []
-        now = time.time()
         batch = Batch()
-        if verified.token:
-            token_id = f"{self.type}:{verified.token}"
-            # Added, not put: of two requests with one token, even in two
-            # processes at the same moment, only the first commits.
-            batch.add(TOKENS, {"at": now, "provider": verified.provider.name}, id=token_id)
+        self.spend(batch, verified)
+        now = time.time()
         for r in fresh:
-            batch.put(KIND, {"provider": verified.provider.name, "type": self.type,
-                             "hook": self.name, "received": now, "payload": r.payload,
-                             "state": "pending"}, id=r.key)
-            batch.put(PENDING, {"hook": self.name, "due": now}, id=r.key)
+            notices.record(batch, r.key, provider=verified.provider.name, source=self.name,
+                           payload=self.kept(r.payload, items[r.key]), items=items[r.key],
+                           now=now)
+        if not batch.ops:
+            return []
         try:
             await store.commit(batch)
         except AlreadyExists:
-            raise _replayed() from None
+            if fresh:
+                raise replayed() from None
+            # The provider retried an event already stored (its earlier
+            # answer was lost), with the same one-time value: 200 again.
+            return []
         return [r.key for r in fresh]
 
-    # -- processing (in the background) --
-
-    async def process(self, app: web.Application, key: str) -> None:
-        """Apply one recorded event, once, whichever process gets to it first."""
-        runtime = app[RUNTIME]
-        store = runtime.store
-        if not await _claim_marker(store, key):
-            return  # gone, or another task or process holds it
-        applied = False
-        try:
-            doc = await store.get_one(KIND, {"id": key})
-            if doc is None:
-                return
-            provider = doc["provider"]
-            try:
-                items = self.parse_events(doc["payload"])
-            except ValidationError as exc:  # validated when received; kept, not retried
-                log.warning("webhook %s from %s cannot be read: %s", key, provider, exc)
-                items = [Skip(f"unreadable: {exc}")]
-            results = []
-            notices = [i for i in items if isinstance(i, Notice)]
-            if notices:
-                results.append(await self._track(runtime, provider, notices))
-            for item in items:
-                if isinstance(item, Inbound):
-                    results.append(await self._receive(runtime, provider, key, item))
-                elif isinstance(item, Skip):
-                    log.info("webhook %s from %s: %s", key, provider, item.reason)
-                    results.append(item.reason)
-                elif not isinstance(item, Notice):
-                    results.append(await self.perform(app, provider, item))
-            applied = True
-            _count(provider, items)
-            batch = Batch()
-            batch.update(KIND, key, {"state": "done",
-                                     "result": "; ".join(results) or "nothing to do"})
-            batch.delete(PENDING, key)
-            await store.commit(batch)
-        except BaseException:
-            if not applied:
-                # Due again at once; a process that dies here leaves its
-                # lease, which runs out by itself.
-                await store.update(PENDING, key, {"due": time.time()})
-            raise
-
-    async def _track(self, runtime: Runtime, provider: str, notices: list[Notice]) -> str:
-        """Record delivery events on their messages; suppress and count."""
-        others = [p.name for p in runtime.settings.mta.providers
-                  if p.type == self.type and p.name != provider]
-        matched: dict[tuple, str | None] = {}
-        by_message: dict[str | None, list[Event]] = {}
+    async def _spend_alone(self, runtime: Runtime, verified: Verified) -> None:
         batch = Batch()
-        for n in notices:
-            ident = (n.provider_message_id, n.message, n.message_id)
-            if ident not in matched:
-                matched[ident] = await self.match(runtime, [provider, *others], n)
-            message = matched[ident]
-            recipient = n.recipient.strip().lower() if n.recipient else None
-            by_message.setdefault(message, []).append(Event(
-                n.type, message, recipient, provider, detail=n.detail[:1000],
-                at=n.at or time.time()))
-            if n.type in SUPPRESSING and recipient:
-                suppress(batch, recipient, reason=SUPPRESSING[n.type], provider=provider,
-                         detail=n.detail, message=message)
-        results = []
-        for message, events in by_message.items():
-            if message is None:
-                ids = {n.provider_message_id or n.message_id or "no id" for n in notices}
-                log.info("webhook from %s: %s for a message BitMail does not know (%s); kept",
-                         provider, ", ".join(str(e.type) for e in events), ", ".join(ids))
-                results.append("no such message")
-                continue
-            runtime.mailbox.record(batch, message, events)
-            log.info("message %s: %s from %s", message,
-                     ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider,
-                     extra={"message_doc_id": message, "provider": provider})
-            results.append(f"recorded on {message}")
+        self.spend(batch, verified)
         if batch.ops:
-            await runtime.store.commit(batch)
-        slot = runtime.container.slots.get(provider) if runtime.container else None
-        if slot is not None:
-            for n in notices:
-                slot.figures.events[str(n.type)] += 1
-        return "; ".join(results)
-
-    async def match(self, runtime: Runtime, providers: list[str], n: Notice) -> str | None:
-        """BitMail's message id for a notice, or None when it is not ours."""
-        if n.provider_message_id:
-            for name in providers:
-                found = await runtime.mailbox.find_tracked(name, n.provider_message_id)
-                if found:
-                    return found
-        if n.message:
-            doc = await runtime.store.get_one("message", {"id": n.message})
-            if doc is not None and doc.get("folder") == "sent":
-                return n.message
-        if n.message_id:
-            return await runtime.mailbox.find_by_message_id(bracketed(n.message_id))
-        return None
-
-    async def _receive(self, runtime: Runtime, provider: str, key: str,
-                       inbound: Inbound) -> str:
-        """Deliver received mail to each recipient who is a user here."""
-        users = await runtime.mailbox.local_users(inbound.recipients)
-        if not users:
-            log.info("webhook %s from %s: mail for %s, nobody here; kept", key, provider,
-                     ", ".join(inbound.recipients) or "no recipient")
-            return "no user here"
-        if inbound.content is not None:
-            content = inbound.content
-        elif inbound.mime is not None:
-            # A large MIME takes a while to parse: not on the event loop.
-            content = await asyncio.to_thread(parse_mime, inbound.mime)
-        else:
-            return "no content"
-        for name in users:
-            doc_id = await runtime.mailbox.deliver(name, content, source=provider)
-            log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id,
-                     extra={"message_doc_id": doc_id, "provider": provider})
-        return "delivered to " + ", ".join(users)
+            try:
+                await runtime.store.commit(batch)
+            except AlreadyExists:
+                pass  # spent before; the request is refused either way
 
 
-def _count(provider: str, items: list[Any]) -> None:
-    """Webhook events applied, by provider and type ("inbound" for mail)."""
-    for item in items:
-        if isinstance(item, Notice):
-            WEBHOOK_EVENTS.labels(provider, str(item.type)).inc()
-        elif isinstance(item, Inbound):
-            WEBHOOK_EVENTS.labels(provider, "inbound").inc()
-
-
-def _replayed() -> BadSignature:
+def replayed() -> BadSignature:
     return BadSignature("this signature's token was used before (a replay)",
                         field="token", code="replayed")
 
 
-# -- lifecycle ----------------------------------------------------------------
-
-
-async def _claim_marker(store: Store, key: str) -> bool:
-    """Take the event's marker on a lease: True when this task holds it now."""
-    owner, now = new_id(), time.time()
-
-    def take(marker: dict[str, Any]) -> dict[str, Any] | None:
-        if marker.get("due", 0) > now:
-            return None  # held by another task, and its lease still runs
-        return {**marker, "due": now + MARKER_LEASE, "owner": owner}
-
-    marker = await store.update(PENDING, key, take)
-    return marker is not None and marker.get("owner") == owner
-
-
-async def resume_pending(app: web.Application, every: float = MARKER_LEASE) -> None:
-    """Process events left pending: at start, those of a process that stopped
-    before processing them; then, now and again, those whose processing died
-    with its process and whose lease ran out."""
-    while True:
-        await _resume_once(app)
-        await asyncio.sleep(every)
-
-
-async def _resume_once(app: web.Application) -> None:
-    runtime = app[RUNTIME]
-    hooks = app[HOOKS]
-    due = [d for d in await runtime.store.get(PENDING) if d.get("due", 0) <= time.time()]
-    for doc in due:
-        hook = hooks.get(doc.get("hook"))
-        if hook is None:
-            log.warning("pending webhook %s is for an unknown endpoint %r", doc["id"],
-                        doc.get("hook"))
-            continue
-        app[BACKGROUND].spawn(hook.process(app, doc["id"]), name=f"webhook {doc['id']}")
-
-
-async def forget_tokens(app: web.Application, every: float = 60.0) -> None:
-    """Drop one-time tokens once their timestamps would be refused as stale anyway."""
-    store = app[RUNTIME].store
-    while True:
-        await asyncio.sleep(every)
-        try:
-            cutoff = time.time() - TOKEN_TTL
-            old = [d["id"] for d in await store.get(TOKENS) if d.get("at", 0) < cutoff]
-            if old:
-                batch = Batch()
-                for token_id in old:
-                    batch.delete(TOKENS, token_id)
-                await store.commit(batch)
-        except StoreError as exc:
-            log.warning("could not forget old webhook tokens: %s", exc)
-
-
-async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: resume what was left pending; at the end, let processing finish."""
-    background = app[BACKGROUND]
-    sweepers = [asyncio.create_task(resume_pending(app), name="webhook resume"),
-                asyncio.create_task(forget_tokens(app), name="webhook tokens")]
-    yield
-    for sweeper in sweepers:
-        sweeper.cancel()
-    await asyncio.gather(*sweepers, return_exceptions=True)
-    await background.stop()
+def has_inbound(items: list[Item]) -> bool:
+    return any(isinstance(i, Inbound) for i in items)

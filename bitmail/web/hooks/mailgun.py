@@ -1,51 +1,66 @@
-"""Mailgun webhooks: tracking events (`/hooks/mailgun`) and routes'
-forward() of inbound mail (`/hooks/mailgun/inbound`).
+"""Mailgun webhooks: tracking events (`/hooks/mailgun`, JSON or the legacy
+form) and routes' forward() of inbound mail (`/hooks/mailgun/inbound`).
 
-Both are signed the same way: `signature` = hex HMAC-SHA256 of `timestamp` +
+All are signed the same way: `signature` = hex HMAC-SHA256 of `timestamp` +
 `token` with the provider's `webhook_signing_key`. The signature covers only
 those two values, not the body, so a captured signature could carry any
-payload: that is why a timestamp older than five minutes is refused and every
-token is remembered (in the store, so all processes share the memory) and
-refused the second time.
+payload: every verified token is remembered (in the store, so all processes
+share the memory) and refused the second time — spent whatever the answer,
+so a refused request's signature cannot carry another payload either.
+
+Mailgun retries a webhook that was not answered 200 or 406 for 8 hours (5
+and 10 and 15 minutes, then 1, 2 and 4 hours: "Automatic Retries" in its
+webhook documentation), with the signature it first made. A signed timestamp
+is therefore accepted for FRESHNESS — those 8 hours and a little clock skew —
+and tokens are kept at least that long, so a replay inside the window is
+refused by its token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, ClassVar
 
 from aiohttp import web
 
 from ...config import ProviderSettings
-from ...errors import ValidationError
+from ...errors import BitMailError, ValidationError
 from ...events import EventType
-from ...runtime import Runtime
+from ...notices import Inbound, Item, Notice, Skip
+from ...store import Batch, StoreError
+from ..keys import RUNTIME
 from .base import (
-    FORM_TYPES,
     INBOUND_MAX_BODY,
+    SKEW,
     BadSignature,
-    Inbound,
     Incoming,
-    NotAcceptable,
-    Notice,
     Record,
-    Skip,
     Verified,
     Webhook,
     check_fresh,
     content_key,
     event_key,
+    has_inbound,
     need,
     optional,
     parse_json,
     timestamp,
 )
+
+log = logging.getLogger(__name__)
+
+RETRY_WINDOW = 8 * 3600.0  # Mailgun retries for 8 hours
+FRESHNESS = RETRY_WINDOW + SKEW  # a signed timestamp older than this is refused
+TOKENS = "webhook_token"  # one-time tokens already used, to refuse replays
+TOKEN_TTL = FRESHNESS + 2 * SKEW  # a token older than this would be refused as stale anyway
 
 # Mailgun's event names → BitMail's ("failed" is refined by its severity).
 EVENT_TYPES: dict[str, EventType] = {
@@ -64,6 +79,28 @@ SEVERITY_TYPES: dict[str, EventType] = {
     "permanent": EventType.BOUNCED,
     "temporary": EventType.DEFERRED,
 }
+# The legacy (form-encoded) webhooks' event names. "dropped" is Mailgun giving
+# up before or after trying (code 605: a recipient that bounced before; a
+# bounce reason: it failed for good): the message is not delivered to that
+# recipient, a rejection; "bounced" is a hard bounce, which suppresses.
+LEGACY_EVENT_TYPES: dict[str, EventType] = {
+    "delivered": EventType.DELIVERED,
+    "dropped": EventType.REJECTED,
+    "bounced": EventType.BOUNCED,
+    "complained": EventType.COMPLAINED,
+    "unsubscribed": EventType.UNSUBSCRIBED,
+    "opened": EventType.OPENED,
+    "clicked": EventType.CLICKED,
+}
+# Legacy form fields signed or describing the request, not the event.
+_SIGNATURE_FIELDS = ("timestamp", "token", "signature")
+
+
+class NotAcceptable(BitMailError):
+    """Mail for nobody here: Mailgun takes a 406 as "do not retry"."""
+
+    status = 406
+    code = "unknown_recipient"
 
 
 def check_signature(providers: Sequence[ProviderSettings], timestamp: str, token: str,
@@ -83,35 +120,112 @@ def check_signature(providers: Sequence[ProviderSettings], timestamp: str, token
 def _signature_fields(source: Any, where: str) -> tuple[str, str, str]:
     prefix = f"{where}." if where else ""
     return tuple(need(source, k, str, prefix + k)  # type: ignore[return-value]
-                 for k in ("timestamp", "token", "signature"))
+                 for k in _SIGNATURE_FIELDS)
 
 
-class MailgunEvents(Webhook):
-    """`POST /hooks/mailgun`: Mailgun's JSON tracking webhooks."""
+def _verify(providers: Sequence[ProviderSettings], source: Any,
+            where: str) -> tuple[ProviderSettings, str]:
+    """Check the signature, then the timestamp: the provider and the token."""
+    ts, token, sig = _signature_fields(source, where)
+    provider = check_signature(providers, ts, token, sig)
+    check_fresh(ts, f"{where}.timestamp" if where else "timestamp", max_age=FRESHNESS)
+    return provider, token
+
+
+# -- one-time tokens ------------------------------------------------------------
+
+
+class MailgunHook(Webhook):
+    """What Mailgun's endpoints share: the signing key and the token table."""
 
     type = "mailgun"
-    name = "mailgun"
     secrets = ("webhook_signing_key",)
+
+    def spend(self, batch: Batch, verified: Verified) -> None:
+        if verified.token:
+            # Added, not put: of two requests with one token, even in two
+            # processes at the same moment, only the first commits.
+            batch.add(TOKENS, {"at": time.time(), "provider": verified.provider.name},
+                      id=f"{self.type}:{verified.token}")
+
+    def setup(self, app: web.Application) -> None:
+        if _forget_tokens not in app.cleanup_ctx:
+            app.cleanup_ctx.append(_forget_tokens)
+
+
+async def forget_tokens(store: Any, *, now: float | None = None) -> int:
+    """Drop tokens whose timestamps would be refused as stale anyway; how many."""
+    cutoff = (time.time() if now is None else now) - TOKEN_TTL
+    old = [d["id"] for d in await store.get(TOKENS) if d.get("at", 0) < cutoff]
+    if old:
+        batch = Batch()
+        for token_id in old:
+            batch.delete(TOKENS, token_id)
+        await store.commit(batch)
+    return len(old)
+
+
+async def _forget_tokens(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: every minute, forget tokens past TOKEN_TTL."""
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(60.0)
+            try:
+                await forget_tokens(app[RUNTIME].store)
+            except StoreError as exc:
+                log.warning("could not forget old webhook tokens: %s", exc)
+
+    task = asyncio.create_task(sweep(), name="mailgun tokens")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+# -- tracking events ------------------------------------------------------------
+
+
+class MailgunEvents(MailgunHook):
+    """`POST /hooks/mailgun`: tracking webhooks, as JSON or as the legacy form
+    (urlencoded or multipart) that accounts set up before the JSON webhooks
+    still receive."""
+
+    name = "mailgun"
     event_types: ClassVar[dict[str, EventType]] = EVENT_TYPES
 
     async def validate_request(self, app: web.Application, incoming: Incoming,
                                providers: Sequence[ProviderSettings]) -> Verified:
-        if incoming.content_type in FORM_TYPES:
-            raise ValidationError("Mailgun's legacy form-encoded webhooks are not supported; "
-                                  "use its JSON webhooks", code="unsupported_media_type")
+        if incoming.form is not None:
+            return self._validate_legacy(incoming, providers)
         payload = parse_json(incoming.body)
         if not isinstance(payload, dict):
             raise ValidationError("the body must be a JSON object", code="bad_json")
         signature = need(payload, "signature", dict, "signature")
-        ts, token, sig = _signature_fields(signature, "signature")
-        event = need(payload, "event-data", dict, "event-data")
-        provider = check_signature(providers, ts, token, sig)
-        check_fresh(ts, "signature.timestamp")
+        need(payload, "event-data", dict, "event-data")
+        provider, token = _verify(providers, signature, "signature")
+        event = payload["event-data"]
         event_id = optional(event, "id", str, "event-data.id") or content_key(event)
         return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
                         token=token)
 
-    def parse_events(self, payload: Any) -> list[Notice | Skip]:
+    def _validate_legacy(self, incoming: Incoming,
+                         providers: Sequence[ProviderSettings]) -> Verified:
+        form = incoming.form
+        assert form is not None
+        fields = {k: form[k] for k in form}  # the first value of each field
+        need(fields, "event", str, "event")
+        provider, token = _verify(providers, fields, "")
+        # No event id in the legacy form: the same event posted again (a
+        # retry) has the same fields, so their hash is its id.
+        event_id = "legacy:" + content_key(
+            {k: v for k, v in fields.items() if k not in ("token", "signature")})
+        payload = {"legacy": fields, "files": [f.filename for f in incoming.files]}
+        return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
+                        token=token)
+
+    def parse_events(self, payload: Any) -> list[Item]:
+        if isinstance(payload, dict) and "legacy" in payload:
+            return _legacy_events(payload["legacy"])
         data = need(payload, "event-data", dict, "event-data")
         name = need(data, "event", str, "event-data.event")
         kind = self.event_types.get(name)
@@ -123,38 +237,79 @@ class MailgunEvents(Webhook):
         message = optional(data, "message", dict, "event-data.message") or {}
         headers = optional(message, "headers", dict, "event-data.message.headers") or {}
         mid = optional(headers, "message-id", str, "event-data.message.headers.message-id")
-        recipient = optional(data, "recipient", str, "event-data.recipient")
         # Tracking keeps Mailgun's id without <>; the same value is the
         # Message-ID of what BitMail sent, so it is the fallback too.
-        pmid = mid.strip().removeprefix("<").removesuffix(">") if mid else None
-        return [Notice(kind, recipient, _detail(data), timestamp(data.get("timestamp")),
-                       provider_message_id=pmid, message_id=pmid)]
+        pmid = _bare(mid)
+        recipient = optional(data, "recipient", str, "event-data.recipient")
+        at = timestamp(data.get("timestamp"))
+        detail = _detail(data)
+        if recipient:
+            return [Notice(kind, recipient, detail, at, provider_message_id=pmid,
+                           message_id=pmid)]
+        # A rejection names no recipient: Mailgun refused the message before
+        # sending, and the addresses are only in its To header.
+        to = optional(headers, "to", str, "event-data.message.headers.to") or ""
+        addresses = [a for _, a in getaddresses([to]) if a]
+        if not addresses:
+            return [Skip(f"mailgun event {name!r} names no recipient")]
+        return [Notice(kind, address, detail, at, provider_message_id=pmid, message_id=pmid)
+                for address in addresses]
+
+
+def _bare(message_id: str | None) -> str | None:
+    if not message_id:
+        return None
+    return message_id.strip().removeprefix("<").removesuffix(">") or None
 
 
 def _detail(data: dict[str, Any]) -> str:
     """What a person reading the message's events wants to know."""
+    parts: list[str] = []
     status = data.get("delivery-status")
-    parts = []
     if isinstance(status, dict):
         code = status.get("code")
         text = status.get("description") or status.get("message")
         parts += [str(code) if code else "", str(text) if text else ""]
+    reject = data.get("reject")
+    if isinstance(reject, dict):
+        parts += [str(reject.get(k) or "") for k in ("reason", "description")]
     for key in ("reason", "url"):
         if isinstance(data.get(key), str) and data[key] not in ("generic", ""):
             parts.append(data[key])
-    return " ".join(p for p in parts if p).strip()
+    return " ".join(dict.fromkeys(p for p in parts if p)).strip()
 
+
+def _legacy_events(fields: dict[str, Any]) -> list[Item]:
+    """A legacy form webhook as items: the same events as the JSON ones."""
+    name = need(fields, "event", str, "event")
+    kind = LEGACY_EVENT_TYPES.get(name)
+    if kind is None:
+        return [Skip(f"mailgun legacy event {name!r} is not tracked")]
+    recipient = need(fields, "recipient", str, "recipient")
+    mid = fields.get("Message-Id") or fields.get("message-id")
+    if not mid and fields.get("message-headers"):
+        mid = _headers(fields).get("message-id")
+    pmid = _bare(mid if isinstance(mid, str) else None)
+    parts = [fields.get(k) for k in ("code", "error", "reason", "description", "notification",
+                                     "url")]
+    detail = " ".join(dict.fromkeys(str(p) for p in parts if p and p != "generic"))
+    return [Notice(kind, recipient, detail, timestamp(fields.get("timestamp")),
+                   provider_message_id=pmid, message_id=pmid)]
+
+
+# -- inbound mail -----------------------------------------------------------------
 
 _ATTACHMENT = re.compile(r"^attachment-(\d+)$")
+# Fields of the inbound form that carry the mail itself, not kept twice.
+_BODY_FIELDS = ("body-plain", "body-html", "stripped-text", "stripped-html",
+                "stripped-signature", "body-mime")
 
 
-class MailgunInbound(Webhook):
+class MailgunInbound(MailgunHook):
     """`POST /hooks/mailgun/inbound`: a route's forward() of received mail,
     as the parsed form or (for a URL ending in "mime") with `body-mime`."""
 
-    type = "mailgun"
     name = "mailgun/inbound"
-    secrets = ("webhook_signing_key",)
     max_body = INBOUND_MAX_BODY
     event_types: ClassVar[dict[str, EventType]] = {}
 
@@ -166,9 +321,7 @@ class MailgunInbound(Webhook):
                                   "(multipart/form-data or urlencoded)",
                                   code="unsupported_media_type")
         fields = {k: form[k] for k in form}  # the first value of each field
-        ts, token, sig = _signature_fields(fields, "")
-        provider = check_signature(providers, ts, token, sig)
-        check_fresh(ts, "timestamp")
+        provider, token = _verify(providers, fields, "")
         payload = {"fields": fields, "files": [
             {"name": f.name, "filename": f.filename, "content_type": f.content_type,
              "content": base64.b64encode(f.content).decode()} for f in incoming.files]}
@@ -180,7 +333,7 @@ class MailgunInbound(Webhook):
         return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
                         token=token)
 
-    def parse_events(self, payload: Any) -> list[Inbound]:
+    def parse_events(self, payload: Any) -> list[Item]:
         fields = need(payload, "fields", dict, "fields")
         recipients = tuple(a.strip().lower() for a in
                            need(fields, "recipient", str, "recipient").split(",") if a.strip())
@@ -192,12 +345,22 @@ class MailgunInbound(Webhook):
         return [Inbound(recipients, content=_content(fields, payload.get("files") or [],
                                                      recipients))]
 
-    async def admit(self, runtime: Runtime, verified: Verified, items: list[Any]) -> None:
+    async def admit(self, app: web.Application, verified: Verified,
+                    items: dict[str, list[Item]]) -> None:
         # Mail for nobody here is refused now, with the answer Mailgun takes
         # as final (406: no retries), and nothing is stored.
-        recipients = [r for item in items if isinstance(item, Inbound) for r in item.recipients]
-        if not await runtime.mailbox.local_users(recipients):
+        recipients = [r for parsed in items.values() for item in parsed
+                      if isinstance(item, Inbound) for r in item.recipients]
+        if not await app[RUNTIME].mailbox.local_users(recipients):
             raise NotAcceptable(f"no user here for {', '.join(recipients)}", field="recipient")
+
+    def kept(self, payload: Any, items: list[Item]) -> Any:
+        # The mail itself is the notice's content; its headers are enough beside it.
+        if not has_inbound(items):
+            return payload
+        fields = {k: v for k, v in payload.get("fields", {}).items() if k not in _BODY_FIELDS}
+        return {"fields": fields, "files": [
+            {k: v for k, v in f.items() if k != "content"} for f in payload.get("files", [])]}
 
 
 def _headers(fields: dict[str, Any]) -> dict[str, str]:
@@ -229,7 +392,7 @@ def _content(fields: dict[str, Any], files: list[dict[str, Any]],
     attachments = []
     for _, f in sorted(numbered, key=lambda pair: pair[0]):
         size = len(base64.b64decode(f["content"]))
-        attachments.append({"filename": str(f.get("filename") or "attachment"),
+        attachments.append({"filename": str(f.get("filename") or ""),
                             "content_type": str(f.get("content_type")
                                                 or "application/octet-stream"),
                             "size": size, "content": f["content"]})

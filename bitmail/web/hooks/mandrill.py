@@ -24,18 +24,17 @@ from aiohttp import web
 from ...config import ProviderSettings
 from ...errors import ValidationError
 from ...events import EventType
+from ...notices import Inbound, Item, Notice, Skip
 from .base import (
     INBOUND_MAX_BODY,
     BadSignature,
-    Inbound,
     Incoming,
-    Notice,
     Record,
-    Skip,
     Verified,
     Webhook,
     content_key,
     event_key,
+    has_inbound,
     need,
     optional,
     parse_json,
@@ -108,7 +107,18 @@ class MandrillHook(Webhook):
         return Verified(provider, tuple(
             Record(event_key(provider.name, _event_id(e)), e) for e in events))
 
-    def parse_events(self, payload: Any) -> list[Notice | Inbound | Skip]:
+    def setup(self, app: web.Application) -> None:
+        app.router.add_route("HEAD", self.path, head)
+        app.router.add_route("HEAD", self.path + "/{provider}", head)
+
+    def kept(self, payload: Any, items: list[Item]) -> Any:
+        # Inbound mail is the notice's content; not kept twice.
+        if not has_inbound(items) or not isinstance(payload.get("msg"), dict):
+            return payload
+        msg = {k: v for k, v in payload["msg"].items() if k not in ("raw_msg", "raw_message")}
+        return {**payload, "msg": msg}
+
+    def parse_events(self, payload: Any) -> list[Item]:
         name = optional(payload, "event", str, "mandrill_events[].event")
         if name is None:
             if isinstance(payload, dict) and "type" in payload:

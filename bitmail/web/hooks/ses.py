@@ -8,11 +8,18 @@ checks decide together: the signature (certificate fetched only from an
 which must be one of a configured SES provider's `sns_topics` — that also says
 which provider the events belong to.
 
+A signed message is refused when its `Timestamp` is older than the SNS retry
+window the operator configures (`sns_max_age` of the SES provider, default
+one hour) or more than five minutes ahead.
+
 Three kinds of message: a `SubscriptionConfirmation` (confirmed by a GET on
-its `SubscribeURL`, validated as strictly), an `UnsubscribeConfirmation`
-(kept, never acted on), and a `Notification` whose `Message` is an SES event
-(event publishing's `eventType`, or identity notifications'
-`notificationType`) or received mail (`notificationType: Received`).
+its `SubscribeURL`, validated as strictly, before the answer: when the GET
+fails the answer is a 503 and SNS sends it again), an
+`UnsubscribeConfirmation` (kept, never acted on), and a `Notification` whose
+`Message` is an SES event (event publishing's `eventType`, or identity
+notifications' `notificationType`), received mail (`notificationType:
+Received`), or plain text (SES's "Successfully validated SNS topic …": kept,
+nothing applied).
 
 Certificates and confirmations go through `SnsClient.fetch`, the only I/O
 here. The application holds one SnsClient under `SNS_CLIENT`; tests replace
@@ -29,8 +36,7 @@ import binascii
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -42,19 +48,20 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from yarl import URL
 
+from ... import jsonlimits
 from ...config import ProviderSettings
 from ...errors import ValidationError
 from ...events import EventType
+from ...notices import Inbound, Item, Notice, Skip
 from .base import (
+    SKEW,
     BadSignature,
-    Inbound,
     Incoming,
-    Notice,
     Record,
-    Skip,
     Unavailable,
     Verified,
     Webhook,
+    check_fresh,
     event_key,
     need,
     optional,
@@ -90,6 +97,8 @@ EVENT_TYPES: dict[str, EventType] = {
     "Open": EventType.OPENED,
     "Click": EventType.CLICKED,
     "Received": EventType.INBOUND,
+    # A templated send SES could not render: it never went out to anyone.
+    "Rendering Failure": EventType.FAILED,
 }
 BOUNCE_TYPES: dict[str, EventType] = {
     "Permanent": EventType.BOUNCED,
@@ -104,8 +113,16 @@ RECIPIENT_LISTS: dict[str, tuple[str, str]] = {
     "Delivery": ("delivery", "recipients"),
     "DeliveryDelay": ("deliveryDelay", "delayedRecipients"),
 }
+# The object an event describes itself in, where its name does not say it
+# ("Bounce" → "bounce", "DeliveryDelay" → "deliveryDelay").
+EVENT_OBJECTS: dict[str, str] = {"Rendering Failure": "failure"}
 # Opens and clicks do not say which recipient; with one destination it is clear.
 UNATTRIBUTED = ("Open", "Click")
+
+# A signed message older than this is refused: SNS's HTTP retry window, which
+# the operator sets in the subscription's delivery policy (`sns_max_age` of the
+# provider; SNS's default policy retries for well under an hour).
+DEFAULT_MAX_AGE = 3600.0
 
 CERT_MAX_BYTES = 64 * 1024
 # Where SNS keeps its certificates and takes confirmations: its own endpoints
@@ -274,14 +291,6 @@ SNS_CLIENT = web.AppKey("sns_client", SnsClient)
 # -- the webhook ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Confirm:
-    """A subscription to confirm, processed in the background."""
-
-    url: str
-    topic: str
-
-
 def _topics(provider: ProviderSettings) -> list[str]:
     raw = provider.webhook.get("sns_topics") or []
     if isinstance(raw, str):  # one ARN, or several with commas (an environment variable)
@@ -322,20 +331,35 @@ class SesHook(Webhook):
             raise ValidationError("must be 1 or 2", field="SignatureVersion")
         cert_url = check_certificate_url(message["SigningCertURL"])
         verify_signature(message, await app[SNS_CLIENT].public_key(str(cert_url)))
+        signed_at = timestamp(message["Timestamp"])
+        if signed_at is None:
+            raise ValidationError("is not an ISO 8601 time", field="Timestamp")
+        check_fresh(signed_at, "Timestamp", max_age=float(
+            provider.webhook.get("sns_max_age") or DEFAULT_MAX_AGE), max_ahead=SKEW)
         return Verified(provider, (Record(event_key(provider.name, message["MessageId"]),
                                           message),))
 
-    def parse_events(self, payload: Any) -> list[Notice | Inbound | Skip | Confirm]:
+    def parse_events(self, payload: Any) -> list[Item]:
         kind = need(payload, "Type", str, "Type")
         if kind == "SubscriptionConfirmation":
             topic = need(payload, "TopicArn", str, "TopicArn")
-            url = check_subscribe_url(need(payload, "SubscribeURL", str, "SubscribeURL"), topic)
-            return [Confirm(str(url), topic)]
+            check_subscribe_url(need(payload, "SubscribeURL", str, "SubscribeURL"), topic)
+            return [Skip(f"subscription to {topic} confirmed")]
         if kind == "UnsubscribeConfirmation":
             return [Skip("SNS says the subscription ended; not re-subscribing")]
-        event = parse_json(need(payload, "Message", str, "Message"), "Message")
+        text = need(payload, "Message", str, "Message")
+        try:
+            event = jsonlimits.loads(text)
+        except ValueError as exc:
+            if isinstance(exc, jsonlimits.JSONTooDeep):
+                raise ValidationError(f"is not valid JSON: {exc}", field="Message",
+                                      code="bad_json") from None
+            # SES sends plain text too ("Successfully validated SNS topic for
+            # Amazon SES event publishing." when a topic is set up): kept.
+            return [Skip(f"SNS message is not an SES event: {text[:200]!r}")]
         if not isinstance(event, dict):
-            raise ValidationError("must be a JSON object (an SES event)", field="Message")
+            raise ValidationError("must be a JSON object (an SES event) or text",
+                                  field="Message")
         name = optional(event, "eventType", str, "Message.eventType") or optional(
             event, "notificationType", str, "Message.notificationType")
         if name is None:
@@ -348,17 +372,35 @@ class SesHook(Webhook):
             return _received(event, mail)
         return _notices(name, kind_of, event, mail)
 
-    async def perform(self, app: web.Application, provider: str, item: Any) -> str:
-        if not isinstance(item, Confirm):
-            return await super().perform(app, provider, item)
-        try:
-            await app[SNS_CLIENT].confirm(item.url)
-        except (FetchError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.error("could not confirm the SNS subscription to %s for %s: %s", item.topic,
-                      provider, exc)
-            return f"confirmation failed: {exc}"
-        log.info("confirmed the SNS subscription to %s for %s", item.topic, provider)
-        return f"subscription to {item.topic} confirmed"
+    async def admit(self, app: web.Application, verified: Verified,
+                    items: dict[str, list[Item]]) -> None:
+        # A subscription is confirmed before the answer: when the GET on its
+        # SubscribeURL fails, a 503 makes SNS send the confirmation again.
+        for record in verified.records:
+            message = record.payload
+            if message.get("Type") != "SubscriptionConfirmation":
+                continue
+            url = str(check_subscribe_url(message["SubscribeURL"], message["TopicArn"]))
+            try:
+                await app[SNS_CLIENT].confirm(url)
+            except (FetchError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                log.error("could not confirm the SNS subscription to %s for %s: %s",
+                          message["TopicArn"], verified.provider.name, exc)
+                raise Unavailable("the subscription could not be confirmed now; SNS will "
+                                  "send the confirmation again", field="SubscribeURL") from None
+            log.info("confirmed the SNS subscription to %s for %s", message["TopicArn"],
+                     verified.provider.name)
+
+    def setup(self, app: web.Application) -> None:
+        if SNS_CLIENT not in app:
+            app[SNS_CLIENT] = SnsClient()
+        app.cleanup_ctx.append(_close_sns_client)
+
+
+async def _close_sns_client(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: close the SNS client's HTTP session at the end."""
+    yield
+    await app[SNS_CLIENT].close()
 
 
 def _message_id(mail: dict[str, Any]) -> str | None:
@@ -379,8 +421,8 @@ def _destination(mail: dict[str, Any]) -> list[str]:
 
 
 def _notices(name: str, kind: EventType, event: dict[str, Any],
-             mail: dict[str, Any]) -> list[Notice]:
-    key = name[0].lower() + name[1:]  # the event's own object: "bounce", "deliveryDelay", …
+             mail: dict[str, Any]) -> list[Item]:
+    key = EVENT_OBJECTS.get(name) or name[0].lower() + name[1:]  # "bounce", "deliveryDelay", …
     body = optional(event, key, dict, f"Message.{key}") or {}
     if name == "Bounce":
         kind = BOUNCE_TYPES.get(str(body.get("bounceType")), EventType.BOUNCED)
@@ -410,11 +452,12 @@ def _notices(name: str, kind: EventType, event: dict[str, Any],
 def _general_detail(name: str, body: dict[str, Any]) -> str:
     fields = {"Bounce": ("bounceType", "bounceSubType"), "Complaint": ("complaintFeedbackType",),
               "Delivery": ("smtpResponse",), "Reject": ("reason",),
-              "DeliveryDelay": ("delayType",), "Click": ("link",)}.get(name, ())
+              "DeliveryDelay": ("delayType",), "Click": ("link",),
+              "Rendering Failure": ("templateName", "errorMessage")}.get(name, ())
     return " ".join(str(body[f]) for f in fields if body.get(f))
 
 
-def _received(event: dict[str, Any], mail: dict[str, Any]) -> list[Inbound | Skip]:
+def _received(event: dict[str, Any], mail: dict[str, Any]) -> list[Item]:
     receipt = optional(event, "receipt", dict, "Message.receipt") or {}
     recipients = [r for r in (receipt.get("recipients") or _destination(mail))
                   if isinstance(r, str)]

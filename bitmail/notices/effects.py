@@ -1,0 +1,195 @@
+"""What recorded notices do: status changes on the Sent copy, suppression,
+provider figures, and inbound delivery.
+
+A notice is matched to a message only through what BitMail itself recorded
+or sent: the provider's id recorded when that provider (or another account
+of its type) took the message; else BitMail's id or the RFC 5322 Message-ID,
+and those two only among messages sent through that provider — a client can
+choose its Message-ID (SMTP submission) and its provider metadata headers,
+so neither alone may point at somebody else's mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..events import EVENT_STATUS, Event, EventType
+from ..mailbox import KIND as MESSAGES
+from ..mailbox import Mailbox
+from ..message import parse_mime
+from ..metrics import WEBHOOK_EVENTS
+from ..store import Batch, Document, Store
+from ..suppression import suppress
+from .filenames import safe_attachments
+from .model import Inbound, Item, Notice, Skip
+
+log = logging.getLogger(__name__)
+
+# Events that take an address off the list of those BitMail sends to.
+SUPPRESSING: dict[EventType, str] = {
+    EventType.BOUNCED: "bounced",
+    EventType.COMPLAINED: "complained",
+}
+
+Count = Callable[[str, EventType], None]
+
+
+def bracketed(message_id: str) -> str:
+    """A Message-ID as BitMail stores it: `<id@domain>`."""
+    mid = message_id.strip()
+    return mid if mid.startswith("<") else f"<{mid}>"
+
+
+def sent_through(doc: Document, providers: Sequence[str]) -> bool:
+    """Whether any recipient of a Sent copy went out through one of `providers`."""
+    return any(r.get("provider") in providers for r in doc.get("recipients", []))
+
+
+class Effects:
+    """Applies the items of one recorded notice.
+
+    `peers(provider)` names the other configured accounts of that provider's
+    type (a message sent through one Mailgun account may be reported by
+    another's webhook); `count(provider, type)` adds an event to the
+    provider's figures (bounce and complaint rates).
+    """
+
+    def __init__(self, store: Store, mailbox: Mailbox, *,
+                 peers: Callable[[str], Sequence[str]] = lambda provider: (),
+                 count: Count | None = None) -> None:
+        self.store = store
+        self.mailbox = mailbox
+        self.peers = peers
+        self.count = count
+
+    async def apply(self, key: str, provider: str, items: Sequence[Item]) -> str:
+        """Carry out every item; a short account of what happened."""
+        results = []
+        notices = [i for i in items if isinstance(i, Notice)]
+        if notices:
+            results.append(await self.track(provider, notices))
+        for item in items:
+            if isinstance(item, Inbound):
+                results.append(await self.receive(provider, key, item))
+            elif isinstance(item, Skip):
+                log.info("notice %s from %s: %s", key, provider, item.reason)
+                results.append(item.reason)
+        _count(provider, items)
+        return "; ".join(r for r in results if r) or "nothing to do"
+
+    # -- delivery events ------------------------------------------------------
+
+    async def track(self, provider: str, notices: Sequence[Notice]) -> str:
+        """Record delivery events on their messages; suppress and count."""
+        matched: dict[tuple, Document | None] = {}
+        by_message: dict[str, tuple[Document, list[Event]]] = {}
+        results: list[str] = []
+        batch = Batch()
+        for n in notices:
+            ident = (n.provider_message_id, n.message, n.message_id)
+            if ident not in matched:
+                matched[ident] = await self.match(provider, n)
+            doc = matched[ident]
+            recipient = n.recipient.strip().lower() if n.recipient else None
+            if n.type in SUPPRESSING and recipient:
+                suppress(batch, recipient, reason=SUPPRESSING[n.type], provider=provider,
+                         detail=n.detail, message=doc["id"] if doc else None)
+            if self.count is not None:
+                self.count(provider, n.type)
+            if doc is None:
+                ids = n.provider_message_id or n.message or n.message_id or "no id"
+                log.info("notice from %s: %s for a message BitMail does not know (%s); kept",
+                         provider, n.type, ids)
+                results.append("no such message")
+                continue
+            placed = _place(doc, recipient, n.type)
+            if placed is False:
+                log.warning("notice from %s: %s names %s, who is no recipient of message %s; "
+                            "nothing changed", provider, n.type, recipient or "no recipient",
+                            doc["id"])
+                results.append(f"{n.type} for {recipient or 'no recipient'}: "
+                               f"not a recipient of {doc['id']}")
+                continue
+            by_message.setdefault(doc["id"], (doc, []))[1].append(Event(
+                n.type, doc["id"], placed, provider, detail=n.detail[:1000],
+                at=n.at or time.time()))
+        for message, (_, events) in by_message.items():
+            self.mailbox.record(batch, message, events)
+            log.info("message %s: %s from %s", message,
+                     ", ".join(f"{e.type} {e.recipient or ''}".strip() for e in events), provider,
+                     extra={"message_doc_id": message, "provider": provider})
+            results.append(f"recorded on {message}")
+        if batch.ops:
+            # One commit: every status change, suppression and the live updates after it.
+            await self.store.commit(batch)
+        return "; ".join(dict.fromkeys(results))
+
+    async def match(self, provider: str, n: Notice) -> Document | None:
+        """The Sent copy a notice is about, or None when it is not ours."""
+        providers = [provider, *self.peers(provider)]
+        if n.provider_message_id:
+            for name in providers:
+                found = await self.mailbox.find_tracked(name, n.provider_message_id)
+                if found:
+                    return await self.store.get_one(MESSAGES, {"id": found})
+        if n.message:
+            doc = await self.store.get_one(MESSAGES, {"id": n.message})
+            if doc is not None and doc.get("folder") == "sent" and sent_through(doc, providers):
+                return doc
+        if n.message_id:
+            docs = await self.store.get(MESSAGES, {"message_id": bracketed(n.message_id),
+                                                   "folder": "sent"})
+            docs = [d for d in docs if sent_through(d, providers)]
+            if docs:
+                return docs[-1]  # the newest, should a Message-ID have been reused
+        return None
+
+    # -- inbound mail -----------------------------------------------------------
+
+    async def receive(self, provider: str, key: str, inbound: Inbound) -> str:
+        """Deliver received mail to each recipient who is a user here."""
+        users = await self.mailbox.local_users(inbound.recipients)
+        if not users:
+            log.info("notice %s from %s: mail for %s, nobody here; kept", key, provider,
+                     ", ".join(inbound.recipients) or "no recipient")
+            return "no user here"
+        if inbound.content is not None:
+            content: dict[str, Any] = inbound.content
+        elif inbound.mime is not None:
+            # A large MIME takes a while to parse: not on the event loop.
+            content = await asyncio.to_thread(parse_mime, inbound.mime)
+        else:
+            return "no content"
+        content = safe_attachments(content)
+        for name in users:
+            doc_id = await self.mailbox.deliver(name, content, source=provider)
+            log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id,
+                     extra={"message_doc_id": doc_id, "provider": provider})
+        return "delivered to " + ", ".join(users)
+
+
+def _count(provider: str, items: Sequence[Item]) -> None:
+    """Webhook events applied, by provider and type ("inbound" for mail)."""
+    for item in items:
+        if isinstance(item, Notice):
+            WEBHOOK_EVENTS.labels(provider, str(item.type)).inc()
+        elif isinstance(item, Inbound):
+            WEBHOOK_EVENTS.labels(provider, "inbound").inc()
+
+
+def _place(doc: Document, recipient: str | None, kind: EventType) -> str | bool | None:
+    """The recipient of `doc` an event is for (its stored spelling), None for
+    an event about the whole message that changes no status (an open nobody
+    can attribute), or False when the event cannot be placed: it names an
+    address that is no recipient of this message, or it would change a status
+    and names nobody."""
+    if recipient is None:
+        return False if kind in EVENT_STATUS else None
+    for r in doc.get("recipients", []):
+        if r["address"].lower() == recipient:
+            return r["address"]
+    return False
