@@ -14,7 +14,9 @@ A payload is a JSON object with a `type`:
   folder or read state (its row says where it is now);
 - `draft` — `{"type", "owner", "message": folder row}`: a draft was saved;
 - `deleted` — `{"type", "owner", "message": {"id", "folder"}}`: gone for good
-  (or a draft sent or discarded).
+  (or a draft sent or discarded);
+- `geolists` — `{"type"}`: somebody's shared position changed; pages ask
+  for their GeoLists again.
 
 They travel between processes as JSON (PostgreSQL NOTIFY), so they hold only
 JSON values.
@@ -31,6 +33,7 @@ class Kind(StrEnum):
     STATUS = "status"
     PROVIDERS = "providers"
     CREDENTIAL_ENDED = "credential_ended"
+    GEOLISTS = "geolists"
     MOVED = "moved"
     DRAFT = "draft"
     DELETED = "deleted"
@@ -73,6 +76,12 @@ def providers(snapshot: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": Kind.PROVIDERS.value, "providers": snapshot}
 
 
+def geolists_changed() -> dict[str, Any]:
+    """Somebody's shared position changed or was forgotten: every open page
+    asks for its GeoLists again (no position travels in the update)."""
+    return {"type": Kind.GEOLISTS.value}
+
+
 def credential_ended(credential: str) -> dict[str, Any]:
     """`session:<digest>` or `apikey:<digest>` has ended."""
     return {"type": Kind.CREDENTIAL_ENDED.value, "credential": credential}
@@ -85,6 +94,8 @@ def for_user(payload: dict[str, Any], username: str, *,
     kind = payload.get("type")
     if kind == Kind.PROVIDERS and operator:
         return kind, {"providers": payload["providers"]}
+    if kind == Kind.GEOLISTS:
+        return kind, {}
     if kind in OWNED and payload.get("owner") == username:
         return kind, payload["message"]
     return None

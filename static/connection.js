@@ -25,7 +25,7 @@ export class NetworkError extends Error {
 }
 
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-const EVENT_TYPES = ["message", "status", "providers", "moved", "deleted", "draft"];
+const EVENT_TYPES = ["message", "status", "providers", "moved", "deleted", "draft", "geolists"];
 // How long an event stream may stay broken before the page says so: a
 // server's quick restart or a page reload should not flash a banner.
 const GRACE_MS = 1200;

@@ -513,6 +513,10 @@ const forward = () => openMessageOr(async (m) => {
 // ---- live events ---------------------------------------------------------------------
 
 function handleEvent(type, data) {
+  if (type === "geolists") {
+    loadGeolists(); // somebody near or far moved, joined or left
+    return;
+  }
   if (!data || (type !== "providers" && !data.id)) return;
   if (type === "message") {
     const known = model.findSummary(data.id);

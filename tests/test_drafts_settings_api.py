@@ -263,3 +263,20 @@ async def test_a_later_bounce_brings_a_notice_live(service):
     full = await (await service.client.get(f"/api/messages/{payload['message']['id']}",
                                            headers=alice)).json()
     assert "550 5.1.1 mailbox unavailable" in full["text"]
+
+
+async def test_open_pages_are_told_when_somebodys_position_changes(service):
+    me = await service.login("alice")
+    csrf = {"X-CSRF-Token": me["csrf_token"]}
+    sub = service.runtime.store.subscribe()
+    try:
+        await service.client.patch("/api/me", headers=csrf, json={
+            "geolists": True, "location": {"lat": 40.7, "lon": -74.0}})
+        await service.client.patch("/api/me", headers=csrf, json={"geolists": False})
+        await service.client.patch("/api/me", headers=csrf, json={"geolists": False})
+        kinds = []
+        while not sub.queue.empty():
+            kinds.append(sub.queue.get_nowait()["type"])
+    finally:
+        sub.close()
+    assert kinds.count("geolists") == 2  # shared, forgotten; forgetting twice tells once
