@@ -2,6 +2,7 @@
 // suggestions and the title. It owns #compose; compose.js decides.
 
 import { $, formatSize, h } from "./dom.js";
+import { icon } from "./icons.js";
 import { COMPOSE_TITLES, DRAFT_FIELDS } from "./mailmodel.js";
 
 export class ComposeView {
@@ -24,6 +25,8 @@ export class ComposeView {
       filesNote: $("compose-files-note"),
     };
     this.fields = Object.fromEntries(DRAFT_FIELDS.map((n) => [n, $(`compose-${n}`)]));
+    // An SVG cross: the text glyph needs a font that has it.
+    $("compose-close").replaceChildren(icon("close"));
   }
 
   setTitle(mode) {
@@ -85,7 +88,7 @@ export class ComposeView {
       h("button", {
         type: "button", class: "icon small", "aria-label": `Remove ${a.filename}`,
         title: "Remove", "data-remove": a.key,
-      }, "✕"))));
+      }, icon("close", { size: 14 })))));
     list.hidden = items.length === 0;
     const over = limit && total > limit;
     this.el.filesTotal.textContent = items.length
