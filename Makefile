@@ -35,6 +35,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) bitmail-data .pytest_cache node_modules

@@ -44,7 +44,7 @@ import aiohttp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from pipeline import free_port, print_profile, spawn, stop, wait_up
+from pipeline import free_port, print_profile, stop, wait_up
 
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postfix/sbin")
 POSTFIX_USER = "postfix"
@@ -191,6 +191,12 @@ maillog_file_prefixes = {root}
                        capture_output=True, timeout=60)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def wait_port(port: int, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
@@ -272,18 +278,27 @@ async def submit(url: str, n: int, concurrency: int, size: int, key: str) -> Non
         raise SystemExit(f"{len(failures)} messages were not accepted: {set(failures)}")
 
 
-async def run_bitmail(work: Path, run: int, size: int, n: int, args) -> float:
+async def run_bitmail(work: Path, run: int, size: int, n: int, args,
+                      source: str | None = None) -> tuple[float, float]:
+    """One BitMail run: (messages per second, CPU milliseconds per message of
+    the service). `source` is another checkout of BitMail to run instead (to
+    set a change against the code before it, in alternating runs)."""
+    env = {**os.environ, "PYTHONPATH": source} if source else None
     sink = Sink(work, f"bitmail-sink-{run}")
     port = free_port()
     config = bitmail_config(work, run, port, sink.port)
     log = work / f"bitmail-{run}.log"
     deadline = time.monotonic() + args.timeout
     cli = [sys.executable, "-m", "bitmail", "--config", str(config)]
+    # Run from the work folder: `python -m` puts the current folder first on
+    # the path, which would shadow `source`.
     subprocess.run([*cli, "user", "add", "bench", "--password", "bench-password"], check=True,
-                   capture_output=True, timeout=60)
+                   capture_output=True, timeout=60, env=env, cwd=work)
     key = subprocess.run([*cli, "apikey", "create", "bench"], check=True, capture_output=True,
-                         text=True, timeout=60).stdout.strip()
-    server = spawn(["-m", "bitmail", "serve", "--config", str(config)], log)
+                         text=True, timeout=60, env=env, cwd=work).stdout.strip()
+    server = subprocess.Popen([sys.executable, "-m", "bitmail", "serve", "--config", str(config)],
+                              stdout=open(log, "ab"),
+                              stderr=subprocess.STDOUT, env=env, cwd=work)
     spy = None
     if args.profile:
         # A sampling profile of every thread of the service (the store's writer too).
@@ -294,12 +309,13 @@ async def run_bitmail(work: Path, run: int, size: int, n: int, args) -> float:
     try:
         await wait_up(f"http://127.0.0.1:{port}/healthz", server, log)
         await wait_port(sink.port, deadline)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(server.pid)
         async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
             await submit(f"http://127.0.0.1:{port}/api/messages", n, args.concurrency, size,
                          key)
         await sink.wait_for(n, deadline)
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(server.pid) - cpu
         await asyncio.sleep(0.2)
         if sink.count() != n:
             raise SystemExit(f"BitMail's sink counted {sink.count()} messages, not {n}")
@@ -312,7 +328,7 @@ async def run_bitmail(work: Path, run: int, size: int, n: int, args) -> float:
         shutil.rmtree(work / f"bitmail-data-{run}", ignore_errors=True)
     if spy:
         print_profile(work / f"profile-{run}.txt", size)
-    return n / elapsed
+    return n / elapsed, 1000 * cpu / n
 
 
 async def main() -> None:
@@ -327,6 +343,8 @@ async def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy profile of each BitMail run (py-spy on PATH)")
     parser.add_argument("--sides", default="postfix,bitmail", help="which sides to run")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the BitMail checkout in DIR (side 'baseline')")
     parser.add_argument("--workdir", help="keep logs here (default: a temp dir)")
     args = parser.parse_args()
     ensure_postfix()
@@ -341,24 +359,41 @@ async def main() -> None:
         run = 0
         for size in (int(s) for s in args.sizes.split(",")):
             n = args.messages if size <= 10240 else args.large_messages
-            rates: dict[str, list[float]] = {"postfix": [], "bitmail": []}
+            rates: dict[str, list[float]] = {"postfix": [], "bitmail": [], "baseline": []}
+            cpus: dict[str, list[float]] = {"bitmail": [], "baseline": []}
+            sides = [s for s in ("postfix", "bitmail") if s in args.sides.split(",")]
+            sides += ["baseline"] if args.baseline else []
             for round_ in range(args.rounds):
-                order = ["postfix", "bitmail"] if round_ % 2 == 0 else ["bitmail", "postfix"]
-                for side in (s for s in order if s in args.sides.split(",")):
-                    bench = run_postfix if side == "postfix" else run_bitmail
-                    rate = await bench(work, run, size, n, args)
+                order = sides if round_ % 2 == 0 else sides[::-1]
+                for side in order:
+                    cpu = ""
+                    if side == "postfix":
+                        rate = await run_postfix(work, run, size, n, args)
+                    else:
+                        rate, ms = await run_bitmail(work, run, size, n, args,
+                                                     args.baseline if side == "baseline" else None)
+                        cpus[side].append(ms)
+                        cpu = f"  {ms:6.2f} CPU ms/msg"
                     run += 1
                     rates[side].append(rate)
-                    print(f"  {size:>7} B  round {round_ + 1}  {side:<8} {rate:8.0f} msg/s",
+                    print(f"  {size:>7} B  round {round_ + 1}  {side:<8} {rate:8.0f} msg/s{cpu}",
                           flush=True)
-            p, b = (statistics.median(rates[s] or [float("nan")]) for s in ("postfix", "bitmail"))
-            rows.append((size, n, p, b))
+            p, b, base = (statistics.median(rates[s] or [float("nan")])
+                          for s in ("postfix", "bitmail", "baseline"))
+            c, cbase = (statistics.median(cpus[s] or [float("nan")])
+                        for s in ("bitmail", "baseline"))
+            rows.append((size, n, p, b, base, c, cbase))
     print(f"\nrelay, {args.concurrency} concurrent clients, medians of {args.rounds} "
           "alternating rounds, every message fsync'd before it is acknowledged")
     print(f"{'size':>8} {'messages':>9} {'postfix/s':>10} {'bitmail/s':>10} {'ratio':>6} "
-          f"{'goal':>5}")
-    for size, n, p, b in rows:
-        print(f"{size:>8} {n:>9} {p:>10.0f} {b:>10.0f} {b / p:>6.2f} {'1.5':>5}")
+          f"{'goal':>5} {'bitmail CPU ms/msg':>19}")
+    for size, n, p, b, _, c, _ in rows:
+        print(f"{size:>8} {n:>9} {p:>10.0f} {b:>10.0f} {b / p:>6.2f} {'1.5':>5} {c:>19.2f}")
+    if args.baseline:
+        for size, _, _, b, base, c, cbase in rows:
+            print(f"{size:>8} B: this checkout / baseline = {b / base:.2f} "
+                  f"({b:.0f} / {base:.0f} msg/s); CPU per message {c / cbase:.2f} "
+                  f"({c:.2f} / {cbase:.2f} ms)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import datetime
 import json
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from . import config, logs
 from .accounts import Accounts
@@ -39,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _account_commands(sub: argparse._SubParsersAction) -> None:
+def _account_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`user add|set|list` and `apikey create|list|revoke`."""
     p = sub.add_parser("apikey", help="API keys: create USERNAME, list [USERNAME], revoke ID")
     p.add_argument("action", choices=["create", "list", "revoke"])
@@ -103,7 +105,7 @@ async def _user(args: argparse.Namespace, accounts: Accounts) -> int:
     return 0
 
 
-def _store_commands(sub: argparse._SubParsersAction) -> None:
+def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`migrate`, and `store copy SRC DST`."""
     sub.add_parser("migrate", help="bring the configured store's schema up to date")
     p = sub.add_parser("store", help="the store as a whole")
@@ -174,6 +176,23 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
+def run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:
+    """Run the service on uvloop (setting `event_loop`: "auto" takes it when
+    installed, "uvloop" insists, "asyncio" keeps the standard loop).
+
+    uvloop is a drop-in loop written on libuv: the same asyncio API, less time
+    per callback and per socket operation."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise config.ConfigError("event_loop: uvloop is not installed") from None
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -182,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             if args.self_signed:
                 settings = with_self_signed(settings)
-            return asyncio.run(serve(settings))
+            return run_loop(serve(settings), settings.event_loop)
         if args.command in ("migrate", "store"):
             return asyncio.run(_store_admin(args, settings))
         return asyncio.run(_admin(args, settings))

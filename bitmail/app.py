@@ -139,10 +139,11 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
 
             smtp = await start_smtp(runtime, settings.web.host, settings.smtp_port, sslctx)
         scheme = "https" if sslctx else "http"
-        log.info("BitMail serving on %s://%s:%s for @%s (store %s, providers %s)", scheme,
-                 settings.web.host, settings.web.port, settings.domain,
+        log.info("BitMail serving on %s://%s:%s for @%s (store %s, providers %s, loop %s)",
+                 scheme, settings.web.host, settings.web.port, settings.domain,
                  settings.store.split("://")[0],
-                 ", ".join(p.name for p in settings.mta.providers))
+                 ", ".join(p.name for p in settings.mta.providers),
+                 type(loop).__module__.split(".")[0])
         if ready:
             ready.set()
         container = runtime.container

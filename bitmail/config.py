@@ -42,6 +42,9 @@ class ProviderSettings:
     webhook: dict[str, Any] = field(default_factory=dict)
 
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
 @dataclass(frozen=True, slots=True)
 class WebSettings:
     host: str = "127.0.0.1"
@@ -64,7 +67,7 @@ class MtaSettings:
     retry_max: float = 600.0
     send_timeout: float = 30.0
     queue_size: int = 64
-    concurrency: int = 8
+    concurrency: int = 16  # sends in flight per provider: round trips overlap
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class Settings:
     mta: MtaSettings = field(default_factory=MtaSettings)
     smtp_port: int | None = None  # SMTP submission, off unless set
     trash_after: float = 30 * 24 * 3600.0  # seconds a message stays in Trash ([mail] trash_after)
+    event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -207,7 +211,7 @@ def _provider(raw: Any, index: int, environ: dict[str, str]) -> ProviderSettings
                             options=options, webhook=webhook)
 
 
-def load(path: str | os.PathLike | None = None,
+def load(path: str | os.PathLike[str] | None = None,
          environ: dict[str, str] | None = None) -> Settings:
     """Settings from the file (or BITMAIL_CONFIG, or none) and the environment."""
     environ = dict(os.environ if environ is None else environ)
@@ -222,7 +226,10 @@ def load(path: str | os.PathLike | None = None,
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     _env_overrides(raw, environ)
     _check_keys(raw, {"domain", "data_dir", "max_message_size", "web", "store", "mta",
-                      "accounts", "smtp", "log", "mail"}, "")
+                      "accounts", "smtp", "log", "event_loop", "mail"}, "")
+    event_loop = _typed(raw.get("event_loop", "auto"), str, "event_loop")
+    if event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop: must be one of {', '.join(EVENT_LOOPS)}")
     domain = _typed(raw.get("domain", "localhost"), str, "domain").lower()
     if not re.match(r"^[a-z0-9.-]+$", domain):
         raise ConfigError(f"domain: {domain!r} is not a domain name")
@@ -277,7 +284,7 @@ def load(path: str | os.PathLike | None = None,
         retry_max=parse_duration(mta_raw.get("retry_max", 600), "mta.retry_max"),
         send_timeout=parse_duration(mta_raw.get("send_timeout", 30), "mta.send_timeout"),
         queue_size=_typed(mta_raw.get("queue_size", 64), int, "mta.queue_size"),
-        concurrency=_typed(mta_raw.get("concurrency", 8), int, "mta.concurrency"),
+        concurrency=_typed(mta_raw.get("concurrency", 16), int, "mta.concurrency"),
     )
     accounts_raw = raw.get("accounts", {})
     _check_keys(accounts_raw, {"open_signup", "operators", "directory"}, "accounts")
@@ -305,6 +312,7 @@ def load(path: str | os.PathLike | None = None,
         mta=mta,
         smtp_port=_typed(smtp_raw["port"], int, "smtp.port") if "port" in smtp_raw else None,
         trash_after=parse_duration(mail_raw.get("trash_after", "30d"), "mail.trash_after"),
+        event_loop=event_loop,
         log=log,
     )
 

@@ -32,7 +32,11 @@ def private_folder(path: Path, *, close: bool = True) -> Path:
             path.mkdir(mode=FOLDER_MODE, exist_ok=True)
             os.chmod(path, FOLDER_MODE)  # mkdir's mode is filtered by the umask
         elif close and stat.S_IMODE(path.stat().st_mode) & 0o077:
-            os.chmod(path, FOLDER_MODE)
+            try:
+                os.chmod(path, FOLDER_MODE)
+            except PermissionError:
+                raise DataDirError(f"{path}: open to other users, and this user cannot make "
+                                   "it private (chmod 700 it, or run as its owner)") from None
     except OSError as exc:
         raise DataDirError(f"{path}: {exc.strerror or exc}") from None
     return path

@@ -20,7 +20,7 @@ class BitMailError(Exception):
         if code:
             self.code = code
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, dict[str, str | None]]:
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
 
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -60,7 +60,7 @@ def check_target(doc: Document, folder: object) -> Folder:
     """
     if folder not in MOVE_TARGETS:
         raise ValidationError("must be one of inbox, archive, trash, sent", field="folder")
-    target = Folder(folder)
+    target = Folder(str(folder))
     home = home_of(doc)
     if home == Folder.DRAFTS:
         raise ValidationError("a draft is changed with PUT and removed with DELETE "
@@ -205,7 +205,8 @@ async def sweep_trash(store: Store, trash_after: float, every: float = SWEEP_EVE
 
 
 @contextlib.asynccontextmanager
-async def trash_sweeper(store: Store, trash_after: float):
+async def trash_sweeper(store: Store, trash_after: float
+                        ) -> AsyncIterator[asyncio.Task[None]]:
     """The sweeper as a task that lives as long as the context."""
     task = asyncio.create_task(sweep_trash(store, trash_after), name="trash-sweeper")
     try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import live
 from .errors import ValidationError
@@ -89,12 +89,16 @@ def snap(point: Point) -> Point:
     return ((south + north) / 2, (west + east) / 2)
 
 
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_location(location: object) -> Point:
     """`{"lat", "lon"}` in degrees as a point; ValidationError naming `location`."""
     if not isinstance(location, dict):
         raise ValidationError("must be {lat, lon}", field="location")
     lat, lon = location.get("lat"), location.get("lon")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lat, lon)):
+    if not (_number(lat) and _number(lon)):
         raise ValidationError("lat and lon must be numbers", field="location")
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise ValidationError("lat/lon out of range", field="location")
@@ -102,7 +106,7 @@ def check_location(location: object) -> Point:
 
 
 def geolists(me: Point | None, others: Iterable[tuple[str, Point | None]],
-             radii: tuple[tuple[str, float], ...] = RADII) -> list[dict]:
+             radii: tuple[tuple[str, float], ...] = RADII) -> list[dict[str, Any]]:
     """One list per radius: {"name", "miles", "count", "addresses"}, addresses
     in alphabetical order (never by distance).
 

@@ -319,7 +319,7 @@ class Mailbox:
         return list(seen)
 
 
-_TASKS: set[asyncio.Task] = set()
+_TASKS: set[asyncio.Task[Any]] = set()
 
 
 def _background(work: Coroutine[Any, Any, Any]) -> None:
@@ -327,7 +327,7 @@ def _background(work: Coroutine[Any, Any, Any]) -> None:
     task = asyncio.get_running_loop().create_task(work)
     _TASKS.add(task)
 
-    def done(t: asyncio.Task) -> None:
+    def done(t: asyncio.Task[Any]) -> None:
         _TASKS.discard(t)
         if not t.cancelled() and t.exception():
             log.error("delivery-failure notice not stored", exc_info=t.exception())

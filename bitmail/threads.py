@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .store import Document, Store
@@ -55,7 +55,10 @@ def conversation_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "participants": senders, "ids": [r["id"] for r in rows][:MAX_IDS]}
 
 
-async def conversations(store: Store, owner: str, folder: str, summary, *,
+Summary = Callable[[Document], dict[str, Any]]
+
+
+async def conversations(store: Store, owner: str, folder: str, summary: Summary, *,
                         before: int | None = None, limit: int = 50
                         ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of a folder by conversation, newest first, and the next cursor.
@@ -90,7 +93,7 @@ async def conversations(store: Store, owner: str, folder: str, summary, *,
     return [conversation_row(rows) for rows in groups.values()], next_cursor
 
 
-async def members(store: Store, owner: str, folder: str, thread: str, summary
+async def members(store: Store, owner: str, folder: str, thread: str, summary: Summary
                   ) -> list[dict[str, Any]]:
     """The folder rows of one conversation, oldest first (at most SCAN read)."""
     out: list[dict[str, Any]] = []

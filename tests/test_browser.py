@@ -94,19 +94,10 @@ async def log_in(page, server: ServeProcess, username: str, password: str = "sec
 
 
 async def expect_text(locator, text: str, timeout: float = TIMEOUT_MS / 1000) -> None:
-    """Wait until the locator's text contains `text`."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while True:
-        try:
-            last = await locator.inner_text(timeout=1000)
-            if text in last:
-                return
-        except Exception as exc:
-            last = repr(exc)
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{text!r} not in {last!r}")
-        await asyncio.sleep(0.1)
+    """Wait until the locator's text contains `text` (Playwright's auto-waiting expect)."""
+    from playwright.async_api import expect
+
+    await expect(locator).to_contain_text(text, timeout=timeout * 1000)
 
 
 async def shot(page, name: str) -> None:
@@ -405,16 +396,16 @@ async def test_keyboard_shortcuts_search_and_reply(browser, server):
 
     # Search: field operators and plain words, over what is loaded.
     search = page.get_by_label("Search mail")
+    from playwright.async_api import expect
+
+    rows = page.locator("#message-list .row")
     await search.fill("subject:second")
-    await page.wait_for_timeout(100)
-    assert await page.locator("#message-list .row").count() == 1
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_contain_text("Second note")
     await search.fill("from:bob is:unread")
-    await page.wait_for_timeout(100)
-    assert await page.locator("#message-list .row").count() == 1  # the other two were read
+    await expect(rows).to_have_count(1)  # the other two were read
     await search.fill("note first")
-    await page.wait_for_timeout(100)
-    assert await page.locator("#message-list .row").all_inner_texts() != []
-    assert "First note" in (await page.locator("#message-list").inner_text())
+    await expect(rows.filter(has_text="First note")).to_have_count(1)
     await search.fill("")
 
     # Reply from the open message; typing shortcuts into a field does nothing else.

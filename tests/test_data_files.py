@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from conftest import free_port, sample_job, start_service, wait_for, write_confi
 from support.tmpfs import fill
 
 PASSWORD = "correct horse battery"
+NOBODY = 65534
 
 
 def mode(path: Path) -> int:
@@ -85,10 +88,11 @@ async def test_the_local_provider_leaves_no_partial_file_when_the_disk_fills(sma
 # -- item 15: a store that cannot be opened -----------------------------------------
 
 
-async def serve_once(config_path: Path, timeout: float = 30) -> tuple[int, str]:
+async def serve_once(config_path: Path, timeout: float = 30,
+                     prefix: tuple[str, ...] = ()) -> tuple[int, str]:
     """Run `python -m bitmail serve`, expecting it to stop by itself: (code, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bitmail", "serve", "--config", str(config_path),
+        *prefix, sys.executable, "-m", "bitmail", "serve", "--config", str(config_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         _, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -130,18 +134,28 @@ async def test_a_store_path_that_is_a_folder_is_one_line_and_exit_code_2(tmp_pat
     assert_one_line(err, str(tmp_path / "data" / "bitmail.db"))
 
 
-async def test_an_unreadable_store_is_one_line_and_exit_code_2(tmp_path):
-    if os.geteuid() == 0:
-        # Root reads whatever the mode bits say; run the service as nobody.
-        pytest.skip("root reads every file; covered by the other open failures")
-    data = tmp_path / "data"
-    data.mkdir()
-    db = data / "bitmail.db"
-    db.touch()
-    db.chmod(0)
-    code, err = await serve_once(write_config(tmp_path, port=free_port()))
-    assert code == 2, err
-    assert_one_line(err, str(db))
+async def test_an_unreadable_store_is_one_line_and_exit_code_2(tmp_path_factory):
+    # Root reads whatever the mode bits say, so the service runs as nobody.
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run the service as another user")
+    base = Path(tempfile.mkdtemp(prefix="bitmail-nobody-"))  # outside root's 0700 tmp
+    try:
+        base.chmod(0o755)
+        data = base / "data"
+        data.mkdir(mode=0o700)
+        os.chown(data, NOBODY, NOBODY)
+        db = data / "bitmail.db"
+        db.write_bytes(b"")
+        db.chmod(0o600)  # root's, unreadable to nobody
+        config_path = write_config(base, port=free_port())
+        config_path.chmod(0o644)
+        code, err = await serve_once(config_path, prefix=(
+            setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"))
+        assert code == 2, err
+        assert_one_line(err, str(db), "Permission denied")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_an_unreachable_postgresql_is_one_line_and_exit_code_2(tmp_path):

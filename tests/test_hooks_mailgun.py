@@ -652,7 +652,7 @@ async def test_a_token_refused_after_verification_is_spent(hook_service):
 
 
 async def test_a_token_refused_with_406_is_spent(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pw-1")
     sig = signature()
     refused_form = inbound_form("nobody@localhost", **sig)
     assert (await hook_service.client.post("/hooks/mailgun/inbound",

@@ -110,3 +110,15 @@ async def test_a_limit_over_the_maximum_is_capped(service):
     headers = await service.api_key("alice")
     resp = await service.client.get("/api/messages", params={"limit": "5000"}, headers=headers)
     assert resp.status == 200
+
+
+@pytest.mark.parametrize("index", ["-1", "+0", "1", "x", "99999999999999999999"])
+async def test_an_attachment_index_outside_the_list_is_a_404(service, index):
+    headers = await service.api_key("alice")
+    sent = await service.client.post("/api/messages", headers=headers, json={
+        "to": "bob@example.com", "subject": "s", "attachments": [
+            {"filename": "a.txt", "content_type": "text/plain", "content": "YQ=="}]})
+    message_id = (await sent.json())["id"]
+    resp = await service.client.get(f"/api/messages/{message_id}/attachments/{index}",
+                                    headers=headers)
+    assert_json_error(resp.status, await resp.json(), 404)

@@ -89,7 +89,7 @@ def multipart(fields: dict[str, str], files: list[tuple[str, str, str, bytes]]) 
 
 
 async def test_mailgun_inbound_keeps_base_names_and_generates_the_missing(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pw-1")
     fields = {"recipient": "dana@localhost", "sender": "eve@example.net",
               "from": "Eve <eve@example.net>", "subject": "paths",
               "message-headers": json.dumps([["To", "dana@localhost"],
@@ -111,7 +111,7 @@ async def test_mailgun_inbound_keeps_base_names_and_generates_the_missing(hook_s
 
 
 async def test_mime_inbound_keeps_base_names(hook_service):
-    await hook_service.runtime.accounts.create("dana", "secret")
+    await hook_service.runtime.accounts.create("dana", "secret-pw-1")
     mail = EmailMessage()
     mail["From"], mail["To"], mail["Subject"] = "eve@example.net", "dana@localhost", "MIME"
     mail.set_content("body")
@@ -153,11 +153,11 @@ async def submit(service, port: int, username: str, message_id: str) -> dict:
 async def test_a_message_id_already_taken_is_replaced_at_smtp_submission(hook_service,
                                                                          smtp_port):
     first = await sent_message(hook_service, to="bob@example.com", sender="alice")
-    await hook_service.runtime.accounts.create("mallory", "secret")
+    await hook_service.runtime.accounts.create("mallory", "secret-pw-1")
     reused = await submit(hook_service, smtp_port, "mallory", first["message_id"])
     assert reused["message_id"] != first["message_id"]
     assert reused["message_id"].endswith("@localhost>")
-    await hook_service.runtime.accounts.create("trent", "secret")
+    await hook_service.runtime.accounts.create("trent", "secret-pw-1")
     fresh = await submit(hook_service, smtp_port, "trent", "<own-and-new@example.com>")
     assert fresh["message_id"] == "<own-and-new@example.com>"
 

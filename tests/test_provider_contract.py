@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bitmail.mta import PROVIDER_TYPES
 from bitmail.mta.mailgun import MailgunProvider
 from bitmail.mta.mandrill import MandrillProvider
 from bitmail.mta.outcomes import Outcome
@@ -141,6 +142,11 @@ def nobody_listens(peer: Peer) -> str:
     """A URL (or, for SMTP, a port) where nothing answers."""
     port = free_port()
     return str(port) if peer.make(None).type == "smtp" else f"http://127.0.0.1:{port}"
+
+
+def test_every_provider_type_has_a_peer_here() -> None:
+    # The local provider writes files: it has no far side to answer late.
+    assert set(PEERS) == set(PROVIDER_TYPES) - {"local"}
 
 
 async def test_the_far_side_gets_the_jobs_bytes(peer, provider):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import importlib
 from typing import Any
 
@@ -36,7 +37,10 @@ def provider_class(type: str) -> type[Provider]:
         raise ValueError(f"unknown provider type {type!r} "
                          f"(known: {', '.join(sorted(PROVIDER_TYPES))})")
     module, _, cls = PROVIDER_TYPES[type].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    found = getattr(importlib.import_module(module), cls)
+    if not (isinstance(found, builtins.type) and issubclass(found, Provider)):
+        raise ValueError(f"{PROVIDER_TYPES[type]} is not a provider class")
+    return found
 
 
 def build_provider(name: str, type: str, options: dict[str, Any]) -> Provider:

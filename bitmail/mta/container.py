@@ -300,8 +300,9 @@ class Container:
             slot.known_at = report.at
             if slot.health.state == State.PROBING:
                 continue  # our own probe is out, and decides
-            if report.state == State.DOWN and (report.down_until or 0) > now:
-                self._set_state(slot, slot.health.down_for(report.down_until - now), report)
+            until = report.down_until or 0.0
+            if report.state == State.DOWN and until > now:
+                self._set_state(slot, slot.health.down_for(until - now), report)
             elif report.state == State.UP and slot.health.state != State.UP:
                 self._set_state(slot, slot.health.success(), report)
 
@@ -374,6 +375,10 @@ class Container:
                       ambiguous=job.ambiguous) for r in recipients])
 
     # -- figures ---------------------------------------------------------------
+
+    def figures(self) -> list[tuple[str, State, Figures]]:
+        """Each provider's name, state and figures (for /metrics)."""
+        return [(s.name, s.health.state, s.figures) for s in self.slots.values()]
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Each provider's state and figures, as GET /api/providers shows them."""

@@ -15,13 +15,13 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 class Figures:
     """What one provider has done since this process started."""
 
-    outcomes: Counter = field(default_factory=Counter)
-    recent: deque = field(default_factory=lambda: deque(maxlen=1000))
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
     latency_sum: float = 0.0
     latency_count: int = 0
     last_error: str = ""
-    events: Counter = field(default_factory=Counter)  # delivered, bounced, … from webhooks
+    events: Counter[str] = field(default_factory=Counter)  # delivered, bounced, … from webhooks
 
     def record(self, outcome: Outcome, latency: float, detail: str = "") -> None:
         self.outcomes[outcome] += 1
@@ -46,7 +46,8 @@ class Figures:
         if not self.recent:
             return None
         ordered = sorted(self.recent)
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+        latency: float = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return round(latency * 1000, 2)
 
     def rate(self, event: str) -> float:
         """Share of accepted messages that later had `event` (bounced, complained)."""

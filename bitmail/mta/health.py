@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
 
 from ..config import FailurePolicy
@@ -23,7 +24,8 @@ class State(StrEnum):
 class ThresholdHealth:
     """The health of one provider under the threshold strategy."""
 
-    def __init__(self, policy: FailurePolicy, clock=time.monotonic):
+    def __init__(self, policy: FailurePolicy,
+                 clock: Callable[[], float] = time.monotonic):
         self.policy = policy
         self._clock = clock
         self._failures: deque[float] = deque()

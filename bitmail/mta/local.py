@@ -22,7 +22,7 @@ class LocalProvider(Provider):
 
     type = "local"
 
-    def __init__(self, name: str, *, directory: str | os.PathLike = "bitmail-data/outgoing",
+    def __init__(self, name: str, *, directory: str | os.PathLike[str] = "bitmail-data/outgoing",
                  **options: object):
         super().__init__(name)
         self.directory = Path(directory)

@@ -93,7 +93,7 @@ def contains(doc: Any, subset: Any) -> bool:
 class Op:
     """One write inside a batch."""
 
-    action: str  # put | update | delete | claim
+    action: str  # put | add | update | delete | claim | expire
     kind: str
     id: str | None = None
     doc: Document | None = None
@@ -259,7 +259,15 @@ class Hub:
 
 
 class Store(ABC):
-    """put, update, get-by-subset; plus the outbox's claim and live updates."""
+    """Documents by kind, and live updates.
+
+    Writes, atomic per batch (`commit`, `batch()`, or one at a time): put,
+    add (insert only), update (merge, or a function of the document),
+    delete, expire (by an `expires` time); claim (the outbox's leases).
+    Reads: get (every document containing a subset, oldest or newest first,
+    paged by `seq`), get_one, count, kinds, scan (all of a kind, for a copy),
+    schema_version. Live updates: publish, subscribe.
+    """
 
     #: True when this process is the only one using the store (SQLite), so
     #: leases left by an earlier run of it can be taken back at once.

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from . import codec
 from .base import (
     INDEXES,
     AlreadyExists,
@@ -257,7 +258,7 @@ def _split_url(url: str) -> tuple[str, int, int]:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb in and out as Python objects, on every pooled connection.
-    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads,
+    await conn.set_type_codec("jsonb", encoder=codec.dumps, decoder=codec.loads,
                               schema="pg_catalog")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..datadir import private_file
+from . import codec
 from .base import (
     INDEXES,
     AlreadyExists,
@@ -115,15 +116,14 @@ def _where(kind: str, subset: Document | None) -> tuple[str, list[Any], Document
 
 
 def _doc(seq: int, id: str, data: str) -> Document:
-    doc = json.loads(data)
+    doc = codec.loads(data)
     doc["id"] = id
     doc["seq"] = seq
     return doc
 
 
 def _body(doc: Document) -> str:
-    return json.dumps({k: v for k, v in doc.items() if k not in ("id", "seq")},
-                      separators=(",", ":"))
+    return codec.dumps({k: v for k, v in doc.items() if k not in ("id", "seq")})
 
 
 class SQLiteStore(Store):

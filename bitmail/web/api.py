@@ -172,10 +172,12 @@ async def attachment(request: web.Request) -> web.Response:
     mailbox = request.app[RUNTIME].mailbox
     doc = await mailbox.get(user_of(request).username, request.match_info["id"])
     body = await mailbox.body(doc) or {}
-    try:
-        att = body.get("attachments", [])[int(request.match_info["index"])]
-    except (ValueError, IndexError):
-        raise NotFound("no such attachment") from None
+    index = request.match_info["index"]
+    attachments = body.get("attachments", [])
+    # Digits only: "-1" would otherwise count from the end.
+    if not index.isdigit() or int(index) >= len(attachments):
+        raise NotFound("no such attachment")
+    att = attachments[int(index)]
     filename = att["filename"].replace('"', "")
     # Served as a download, never rendered in our origin.
     return web.Response(body=base64.b64decode(att["content"]),

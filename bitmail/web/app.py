@@ -13,6 +13,7 @@ from . import (
     api,
     drafts_api,
     folders_api,
+    openapi,
     recipients_api,
     settings_api,
     status,
@@ -57,6 +58,7 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     app.cleanup_ctx.append(account_api.housekeeping)
     app.router.add_routes(status.routes)
     app.router.add_routes(suppressions.routes)
+    app.router.add_routes(openapi.routes)
     add_hook_routes(app)
     app.router.add_get("/", index)
     app.router.add_get("/static/{name:.+}", static_file)

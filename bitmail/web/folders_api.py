@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ..errors import ValidationError
@@ -17,7 +19,7 @@ def _folders(request: web.Request) -> Folders:
     return Folders(request.app[RUNTIME].store)
 
 
-async def _object(request: web.Request) -> dict:
+async def _object(request: web.Request) -> dict[str, Any]:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")

@@ -12,7 +12,7 @@ from aiohttp import web
 from .. import jsonlimits
 from ..apikeys import digest as key_digest
 from ..errors import BitMailError, Forbidden, Unauthorized
-from ..store import StorageFull, StoreError
+from ..store import AlreadyExists, StorageFull, StoreError
 from .keys import CREDENTIAL, RUNTIME, SESSION, SESSION_COOKIE, USER
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Paths anyone may call: the page itself, logging in, health, and the
 # webhooks, which prove themselves with the provider's signature instead.
 PUBLIC_PREFIXES = ("/hooks/", "/static/", "/healthz", "/metrics")
-PUBLIC_PATHS = {"/", "/index.html", "/favicon.ico"}
+PUBLIC_PATHS = {"/", "/index.html", "/favicon.ico", "/api/openapi.json"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Seconds a client is asked to wait: room on a disk takes an operator.
 STORAGE_RETRY_AFTER = 60
@@ -49,8 +49,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return _reason_json(response.status, response.reason)
         return response
     except BitMailError as exc:
-        headers = ({"Retry-After": str(exc.retry_after)}
-                   if getattr(exc, "retry_after", None) is not None else None)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return web.json_response(exc.to_json(), status=exc.status, headers=headers)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[RUNTIME].settings.web.max_body
@@ -61,6 +61,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _reason_json(exc.status, exc.reason)
     except json.JSONDecodeError as exc:
         return error_json(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
+    except AlreadyExists:
+        return error_json(409, "conflict", "this was created already (by another request)")
     except StorageFull as exc:
         # Nothing was committed, so nothing was accepted; the client may
         # retry the same request (with its Idempotency-Key) once there is room.

@@ -2,16 +2,16 @@
 
 The page is plain files from this origin, so the policy can be strict: no
 inline scripts or styles, no plugins, no framing of the page, no foreign
-form targets. Mail bodies are shown in `<iframe sandbox="" srcdoc=...>`; a
-srcdoc document inherits this policy, so scripts in mail can never run there
-(the empty sandbox forbids them as well) and remote images never load. The
-price is that mail's own inline styles are not applied either; the text and
-structure still render.
+form targets. A mail's HTML is never put into the page: the reading pane
+shows it in an `<iframe sandbox="">` that loads it from this origin
+(`GET /api/messages/{id}/html`), where it is answered under a policy of its
+own (web/api.py, MAIL_HTML_POLICY): its inline styles apply, while scripts,
+plugins, forms and every remote load (tracking images too) stay blocked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 
 from aiohttp import web
 
@@ -29,6 +29,7 @@ CSP = "; ".join((
 HSTS = "max-age=31536000; includeSubDomains"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def header_values(https: bool) -> dict[str, str]:
@@ -46,12 +47,12 @@ def header_values(https: bool) -> dict[str, str]:
     return headers
 
 
-def security_headers(https: bool):
+def security_headers(https: bool) -> Middleware:
     """Middleware adding CSP, nosniff, referrer, opener and framing policies
     (and HSTS when served over HTTPS). A handler's own value wins."""
     values = header_values(https)
 
-    def apply(headers) -> None:
+    def apply(headers: MutableMapping[str, str]) -> None:
         for name, value in values.items():
             headers.setdefault(name, value)
 

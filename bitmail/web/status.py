@@ -16,8 +16,7 @@ from prometheus_client.core import (
 )
 
 from ..errors import Unauthorized
-from ..mta.container import Slot
-from ..mta.figures import BUCKETS
+from ..mta.figures import BUCKETS, Figures
 from ..mta.health import State
 from .keys import RUNTIME
 
@@ -47,9 +46,8 @@ async def metrics(request: web.Request) -> web.Response:
                                code="metrics_token")
     now_figures = RuntimeFigures(await runtime.outbox.pending(),
                                  await runtime.outbox.oldest_age(),
-                                 list(runtime.container.slots.values())
-                                 if runtime.container else [])
-    body = generate_latest(REGISTRY) + generate_latest(now_figures)  # type: ignore[arg-type]
+                                 runtime.container.figures() if runtime.container else [])
+    body = generate_latest(REGISTRY) + generate_latest(now_figures)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -60,7 +58,7 @@ class RuntimeFigures:
 
     outbox_pending: int
     outbox_oldest_age: float
-    slots: list[Slot]
+    providers: list[tuple[str, State, Figures]]
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("bitmail_outbox_pending", "Messages waiting in the outbox.",
@@ -77,13 +75,12 @@ class RuntimeFigures:
                                labels=["provider"])
         latency = HistogramMetricFamily("bitmail_provider_send_seconds",
                                         "Time one send took.", labels=["provider"])
-        for slot in self.slots:
-            f = slot.figures
+        for name, state, f in self.providers:
             for outcome, n in sorted(f.outcomes.items()):
-                sends.add_metric([slot.name, str(outcome)], n)
-            up.add_metric([slot.name], 1 if slot.health.state == State.UP else 0)
+                sends.add_metric([name, str(outcome)], n)
+            up.add_metric([name], 1 if state == State.UP else 0)
             # Figures keeps cumulative bucket counts, as Prometheus wants them.
             buckets = [(str(b), n) for b, n in zip(BUCKETS, f.buckets, strict=True)]
-            latency.add_metric([slot.name], [*buckets, ("+Inf", f.latency_count)],
+            latency.add_metric([name], [*buckets, ("+Inf", f.latency_count)],
                                sum_value=f.latency_sum)
         yield from (sends, up, latency)

@@ -23,12 +23,12 @@ async def entries(request: web.Request) -> web.Response:
     """A page of entries, newest first: `{"suppressions": [...], "next"}`."""
     await operator_of(request)
     suppressions = SuppressionList(request.app[RUNTIME].store)
+    before = query_int(request, "before", None, minimum=1, maximum=MAX_CURSOR)
+    limit = query_int(request, "limit", 100, minimum=1, maximum=1000, cap=True)
     address = request.query.get("address")
     if address:
         doc = await suppressions.get(address)
         return web.json_response({"suppressions": [public(doc)] if doc else [], "next": None})
-    before = query_int(request, "before", None, minimum=1, maximum=MAX_CURSOR)
-    limit = query_int(request, "limit", 100, minimum=1, maximum=1000, cap=True)
     docs, cursor = await suppressions.entries(before=before, limit=limit)
     return web.json_response({"suppressions": [public(d) for d in docs], "next": cursor})
 

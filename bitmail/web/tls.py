@@ -18,7 +18,7 @@ KEY_NAME = "key.pem"
 VALIDITY = datetime.timedelta(days=365)
 
 
-def ssl_context(cert: str | os.PathLike, key: str | os.PathLike) -> ssl.SSLContext:
+def ssl_context(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:
     """A server context: TLS 1.2 or newer, the library's default ciphers."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -26,7 +26,7 @@ def ssl_context(cert: str | os.PathLike, key: str | os.PathLike) -> ssl.SSLConte
     return context
 
 
-def make_self_signed(directory: str | os.PathLike) -> tuple[Path, Path]:
+def make_self_signed(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
     """A certificate for localhost and 127.0.0.1, valid one year, in `directory`.
 
     An existing pair that is still valid for more than a day is reused, so a
