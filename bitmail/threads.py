@@ -18,6 +18,7 @@ from typing import Any
 from .store import Document, Store
 
 KIND = "message"
+THREAD_ID = re.compile(r"^[0-9a-f]{24}$")
 SCAN = 2000  # documents read at most for one page of conversations
 BATCH = 200
 MAX_IDS = 200  # member ids listed per conversation row

@@ -19,6 +19,7 @@ from ..mailbox import public, summary
 from ..message import parse_message
 from ..profile import Profiles
 from ..store import AlreadyExists
+from ..threads import THREAD_ID
 from .credentials import CredentialWatch
 from .keys import CREDENTIAL, RUNTIME, SESSION_COOKIE, operator_of, session_of, user_of
 from .middlewares import read_json
@@ -129,7 +130,9 @@ async def folder(request: web.Request) -> web.Response:
     view = request.query.get("view", "messages")
     if view not in ("messages", "threads"):
         raise ValidationError("must be messages or threads", field="view")
-    if thread := request.query.get("thread"):  # one conversation's messages, oldest first
+    if (thread := request.query.get("thread")) is not None:  # one conversation, oldest first
+        if not THREAD_ID.match(thread):
+            raise ValidationError("a conversation id, as folder rows give it", field="thread")
         rows = await threads.members(runtime.store, owner, name, thread, summary)
         return web.json_response({"messages": rows, "next": None})
     if view == "threads" and not query:

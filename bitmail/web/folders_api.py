@@ -23,6 +23,9 @@ async def _object(request: web.Request) -> dict[str, Any]:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
+    for name in ("folder", "unread", "delete"):
+        if name in body and body[name] is None:  # null is not "leave it as it is"
+            raise ValidationError("leave it out rather than send null", field=name)
     return body
 
 

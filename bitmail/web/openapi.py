@@ -316,7 +316,7 @@ OPERATIONS: list[Operation] = [
                       Param("view", "query", {"type": "string",
                                               "enum": ["messages", "threads"]},
                             "threads: one row per conversation"),
-                      Param("thread", "query", {"type": "string", "maxLength": 64},
+                      Param("thread", "query", {"type": "string", "pattern": "^[0-9a-f]{24}$"},
                             "only this conversation's messages, oldest first")),
               tags=("messages",)),
     Operation("GET", "/api/messages/{id}", "One message with each recipient's status",
