@@ -152,8 +152,8 @@ def make_jobs(n: int, size: int) -> list:
     length = size
     for _ in range(5):  # the headers' share depends a little on the body's
         msg = message(length)
-        length += size - len(msg.to_mime())
-    mime = msg.to_mime()
+        length += size - len(msg.mime)
+    mime = msg.mime
     return [Job(id=f"job-{i}", message=f"msg-{i}", sender=SENDER, recipients=msg.recipients,
                 mime=mime, message_id=msg.message_id) for i in range(n)]
 

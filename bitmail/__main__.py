@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import json
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import config, logs
@@ -21,33 +22,39 @@ from .store import Store, StoreError, StoreUnavailable
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bitmail", description=__doc__)
-    parser.add_argument("--config", help="TOML settings file (or BITMAIL_CONFIG)")
+    # `--config` is taken before or after the command; SUPPRESS keeps a
+    # subcommand's unset option from overwriting the one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="TOML settings file (or BITMAIL_CONFIG)")
+    parser = argparse.ArgumentParser(prog="python -m bitmail", description=__doc__,
+                                     parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the service")
-    p.add_argument("--config", help=argparse.SUPPRESS)
+    add = functools.partial(sub.add_parser, parents=[common])
+    p = add("serve", help="run the service")
     p.add_argument("--self-signed", action="store_true",
                    help="serve HTTPS with a certificate made for trying it out")
-    _account_commands(sub)
-    p = sub.add_parser("send", help="send one message as a user")
-    p.add_argument("--from", dest="sender", required=True, help="username")
+    _account_commands(add)
+    p = add("send", help="send one message as a user")
+    p.add_argument("--from", dest="sender", required=True,
+                   help="an existing user: USERNAME or USERNAME@DOMAIN")
     p.add_argument("--to", required=True)
     p.add_argument("--subject", default="")
     p.add_argument("--text", default="")
-    p = sub.add_parser("suppression", help="the suppression list (hard bounces, complaints)")
+    p = add("suppression", help="the suppression list (hard bounces, complaints)")
     p.add_argument("action", choices=["list", "remove"])
     p.add_argument("address", nargs="?")
-    _store_commands(sub)
+    _store_commands(add)
     return parser
 
 
-def _account_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _account_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     """`user add|set|list` and `apikey create|list|revoke`."""
-    p = sub.add_parser("apikey", help="API keys: create USERNAME, list [USERNAME], revoke ID")
+    p = add("apikey", help="API keys: create USERNAME, list [USERNAME], revoke ID")
     p.add_argument("action", choices=["create", "list", "revoke"])
     p.add_argument("target", nargs="?", metavar="USERNAME|ID")
     p.add_argument("--name", default="command line", help="what uses the key (create)")
-    p = sub.add_parser("user", help="users: add USERNAME, set USERNAME, list")
+    p = add("user", help="users: add USERNAME, set USERNAME, list")
     p.add_argument("action", choices=["add", "set", "list"])
     p.add_argument("username", nargs="?")
     p.add_argument("--password", help="at least 8 characters, not the username")
@@ -105,10 +112,10 @@ async def _user(args: argparse.Namespace, accounts: Accounts) -> int:
     return 0
 
 
-def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _store_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     """`migrate`, and `store copy SRC DST`."""
-    sub.add_parser("migrate", help="bring the configured store's schema up to date")
-    p = sub.add_parser("store", help="the store as a whole")
+    add("migrate", help="bring the configured store's schema up to date")
+    p = add("store", help="the store as a whole")
     p.add_argument("action", choices=["copy"])
     p.add_argument("source", metavar="SRC", help="store URL to copy from (or env:NAME)")
     p.add_argument("target", metavar="DST", help="store URL to copy into (or env:NAME)")
@@ -168,9 +175,20 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
         elif args.command == "suppression":
             return await _suppression(args, rt.store)
         elif args.command == "send":
-            user = rt.accounts.user(args.sender)
+            name, at, domain = args.sender.strip().rpartition("@")
+            if at and domain.lower() != settings.domain.lower():
+                print(f"--from: {args.sender} is not an address of {settings.domain}",
+                      file=sys.stderr)
+                return 2
+            username = (name if at else args.sender).strip().lower()
+            if not await rt.accounts.exists(username):
+                print(f"--from: no user {username!r} here (python -m bitmail user add)",
+                      file=sys.stderr)
+                return 2
+            user = rt.accounts.user(username)
             message = parse_message({"to": args.to, "subject": args.subject, "text": args.text},
-                                    sender=user.address, domain=settings.domain)
+                                    sender=user.address, domain=settings.domain,
+                                    max_size=settings.max_message_size)
             message_id = await rt.mailbox.accept(message, user.username)
             print(json.dumps({"id": message_id, "status": "queued"}))
     return 0
@@ -196,7 +214,7 @@ def run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = config.load(args.config)
+        settings = config.load(getattr(args, "config", None))
         logs.configure(settings)
         if args.command == "serve":
             if args.self_signed:
@@ -212,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing to retry from here: the operator must fix the file or server.
         print(f"bitmail: {exc}", file=sys.stderr)
         return 2
-    except (BitMailError, StoreError) as exc:
+    except BitMailError as exc:
+        where = f"{exc.field}: " if exc.field else ""
+        print(f"bitmail: {where}{exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:
         print(f"bitmail: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,11 +12,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from email import policy
+from email.message import EmailMessage
 from typing import Any
 
 from . import live
+from .bodies import KIND as BODY
+from .bodies import put_body
 from .errors import Conflict, NotFound, TooLarge, ValidationError
-from .mailbox import BODY, KIND, summary
+from .mailbox import KIND, summary
 from .store import Batch, Store
 
 DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -70,6 +74,12 @@ def parse_draft(payload: object) -> dict[str, Any]:
     return out
 
 
+def _text_mime(text: str) -> bytes:
+    mail = EmailMessage(policy=policy.SMTP)
+    mail.set_content(text)
+    return mail.as_bytes()
+
+
 def _addresses(value: str) -> list[str]:
     return [a.strip() for a in ADDRESS_SPLIT.split(value) if a.strip()]
 
@@ -103,8 +113,10 @@ class Drafts:
             "draft": {**fields, "text": text},
         }
         batch = Batch()
-        doc["body"] = batch.put(BODY, {"text": text, "html": "", "attachments": []},
-                                id=old.get("body") if old else None)
+        # The text as a message's bytes, so a draft opens like any message.
+        doc["body"] = put_body(batch, _text_mime(text))
+        if old and old.get("body"):
+            batch.delete(BODY, old["body"])
         batch.put(KIND, doc, id=draft_id)
         await self.store.commit(batch)
         row = summary({**doc, "id": draft_id})

@@ -13,9 +13,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from typing import Any
 
 from . import live
+from .bodies import put_body
 from .events import Status
 from .store import AlreadyExists, Batch, Document, Store
 
@@ -73,11 +78,12 @@ async def notify_failures(store: Store, domain: str, sent: Document,
             "from": f"mailer-daemon@{domain}", "to": [f"{owner}@{domain}"], "cc": [], "bcc": [],
             "subject": SUBJECT.format(subject=sent.get("subject") or "(no subject)"),
             "date": now, "preview": " ".join(text.split())[:140], "has_attachments": False,
+            "message_id": make_msgid(domain=domain),
             "notice": {"message": sent["id"], "recipient": address, "reason": reason,
                        "action": "failed", "status": _status_code(reason)},
         }
         batch = Batch()
-        doc["body"] = batch.put(BODY, {"text": text, "html": "", "attachments": []})
+        doc["body"] = put_body(batch, _notice_mime(domain, doc, text, now))
         doc_id = batch.add(KIND, doc, id=notice_id(sent["id"], address))
         try:
             await store.commit(batch)
@@ -89,6 +95,20 @@ async def notify_failures(store: Store, domain: str, sent: Document,
         await store.publish(live.new_message(owner, {**summary({**doc, "id": doc_id}),
                                                     "notice": doc["notice"]}))
     return added
+
+
+def _notice_mime(domain: str, doc: dict[str, Any], text: str, at: float) -> bytes:
+    """The notice as a message: from the mail system, marked as automatic
+    (RFC 3834 Auto-Submitted), so no mail program answers it."""
+    mail = EmailMessage(policy=policy.SMTP)
+    mail["From"] = Address("Mail Delivery System", "mailer-daemon", domain)
+    mail["To"] = doc["to"][0]
+    mail["Subject"] = doc["subject"]
+    mail["Date"] = formatdate(at)
+    mail["Message-ID"] = doc["message_id"]
+    mail["Auto-Submitted"] = "auto-replied"
+    mail.set_content(text)
+    return mail.as_bytes()
 
 
 def failed_recipients(doc: Document) -> list[tuple[str, str]]:

@@ -17,12 +17,13 @@ from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from . import live
+from .bodies import load_mime, put_body
 from .dsn import BAD, notify_failures
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
 from .idempotency import KIND as IDEMPOTENCY
 from .idempotency import Claim
-from .message import Message
+from .message import Content, Message, read_content, read_summary
 from .metrics import MESSAGES_ACCEPTED
 from .outbox import Outbox
 from .store import Batch, Document, Store
@@ -33,11 +34,9 @@ from .threads import thread_of
 log = logging.getLogger(__name__)
 
 KIND = "message"
-BODY = "body"
 MAX_EVENTS = 200
 SEARCH_SCAN = 2000
 LOCAL_DOMAIN = "local-domain"  # the "provider" of mail between this service's own users
-BODY_KEYS = ("text", "html", "attachments")
 SUMMARY_KEYS = ("id", "from", "to", "subject", "date", "status", "unread", "folder",
                 "preview", "has_attachments")
 
@@ -53,27 +52,16 @@ def summary(doc: Document) -> dict[str, Any]:
     return out
 
 
-def public(doc: Document, body: Document | None) -> dict[str, Any]:
-    """A message as its owner sees it: attachments without their content."""
+def public(doc: Document, mime: bytes | None) -> dict[str, Any]:
+    """A message as its owner sees it: bodies as text, parts described (their
+    content is fetched one by one), read from the message's bytes."""
     out = {k: v for k, v in doc.items() if k not in ("owner", "seq", "body", "source")}
-    body = body or {}
-    out["text"], out["html"] = body.get("text", ""), body.get("html", "")
+    content = read_content(mime) if mime is not None else Content("", "", ())
+    out["text"], out["html"] = content.text, content.html
     if out["html"]:
         out["html_url"] = f"/api/messages/{doc['id']}/html"
-    out["attachments"] = [
-        {"filename": a["filename"], "content_type": a["content_type"], "size": a["size"],
-         "index": i}
-        for i, a in enumerate(body.get("attachments", []))
-    ]
+    out["attachments"] = [p.to_json() for p in content.parts]
     return out
-
-
-def split(content: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Content as `Message.to_json()` or `parse_mime` give it → (headers, body)."""
-    head = {k: v for k, v in content.items() if k not in BODY_KEYS}
-    head["preview"] = " ".join((content.get("text") or "").split())[:140]
-    head["has_attachments"] = bool(content.get("attachments"))
-    return head, {k: content.get(k) or ([] if k == "attachments" else "") for k in BODY_KEYS}
 
 
 class Search:
@@ -134,21 +122,25 @@ class Mailbox:
         external = tuple(r["address"] for r in recipients if r["status"] == Status.QUEUED)
         inbox_owners = [r["address"].rpartition("@")[0].lower() for r in recipients
                         if r["provider"] == LOCAL_DOMAIN]
-        head, body = split(message.to_json())
+        # Folders sort by when BitMail took the message, to the microsecond;
+        # the Date header (whole seconds) stays in the bytes.
+        head = {**message.summary(), "date": now}
         status = least_advanced([r["status"] for r in recipients])
         batch = Batch()
-        body_id = batch.put(BODY, body)
+        body_id = put_body(batch, message.mime)
         sent = {**head, "owner": owner, "folder": "sent", "unread": False, "body": body_id,
                 "recipients": recipients, "events": events, "status": status}
         sent_id = batch.put(KIND, sent)
         inbox = {}
         for name in dict.fromkeys(inbox_owners):
             copy = {**head, "bcc": [], "owner": name, "folder": "inbox", "unread": True,
-                    "status": Status.DELIVERED, "body": body_id, "source": sent_id}
+                    "status": Status.DELIVERED, "body": body_id, "source": sent_id,
+                    "received_via": LOCAL_DOMAIN}
             inbox[name] = {**copy, "id": batch.put(KIND, copy)}
         if external:
             Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
-                           mime=message.to_mime(), message_id=message.message_id, now=now)
+                           body=body_id, message_id=message.message_id,
+                           smtputf8=message.smtputf8, now=now)
         if idempotency is not None:
             batch.add(IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
                       id=idempotency.id)
@@ -245,20 +237,29 @@ class Mailbox:
         doc = await self.store.get_one("tracking", {"id": f"{provider}:{provider_message_id}"})
         return doc["message"] if doc else None
 
+    async def message_id_taken(self, message_id: str) -> bool:
+        """Whether some stored message already has this Message-ID."""
+        found = await self.store.get_one(KIND, {"message_id": message_id, "folder": "sent"})
+        return found is not None
+
     async def find_by_message_id(self, message_id: str) -> str | None:
         """The Sent copy with this RFC 5322 Message-ID, when a provider only gives that."""
         doc = await self.store.get_one(KIND, {"message_id": message_id, "folder": "sent"})
         return doc["id"] if doc else None
 
-    async def deliver(self, username: str, content: dict[str, Any], *,
-                      source: str = "") -> str:
-        """Put received mail (as `parse_mime` gives it) into a user's Inbox and
-        tell their open pages."""
-        head, body = split(content)
+    async def deliver(self, username: str, mime: bytes, *, received_via: str,
+                      verdicts: dict[str, str] | None = None) -> str:
+        """Put received mail, as its bytes, into a user's Inbox and tell their
+        open pages. `received_via` is how it arrived (a provider's name, or
+        LOCAL_DOMAIN); `verdicts` are the provider's spam/virus findings."""
+        # A large message takes a while to read: not on the event loop.
+        head = {**await asyncio.to_thread(read_summary, mime), "date": time.time()}
         batch = Batch()
-        doc = {**head, "bcc": [], "owner": username, "folder": "inbox", "unread": True,
-               "status": Status.DELIVERED, "received_via": source,
-               "body": batch.put(BODY, body)}
+        doc = {**head, "bcc": [], "owner": username, "folder": "inbox",
+               "unread": True, "status": Status.DELIVERED, "received_via": received_via,
+               "body": put_body(batch, mime)}
+        if verdicts:
+            doc["verdicts"] = dict(verdicts)
         doc_id = batch.put(KIND, doc)
         await self.store.commit(batch)
         await self.store.publish({"type": "message", "owner": username,
@@ -300,9 +301,9 @@ class Mailbox:
             raise NotFound("no such message")
         return doc
 
-    async def body(self, doc: Document) -> Document | None:
-        """The content of a message the caller already got through get()."""
-        return await self.store.get_one(BODY, {"id": doc["body"]}) if doc.get("body") else None
+    async def mime(self, doc: Document) -> bytes | None:
+        """The bytes of a message the caller already got through get()."""
+        return await load_mime(self.store, doc["body"]) if doc.get("body") else None
 
     async def mark_read(self, owner: str, message_id: str, unread: bool) -> None:
         await self.get(owner, message_id)

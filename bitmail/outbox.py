@@ -12,7 +12,7 @@ outcome, so each outcome is one commit.
 from __future__ import annotations
 
 import asyncio
-import base64
+import logging
 import random
 import time
 import uuid
@@ -20,10 +20,12 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .bodies import load_mime
 from .clock import SYSTEM, Clock
 from .store import Batch, Store
 
 KIND = "outbox"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Job:
     message_id: str  # the RFC 5322 Message-ID, the same on every try
     attempts: int = 0
     ambiguous: bool = False  # an earlier try may have gone out (its answer was lost)
+    smtputf8: bool = False  # only a provider that carries SMTPUTF8 (RFC 6531) may send it
     accepted_at: float = 0.0  # wall-clock seconds, when it was first accepted
 
 
@@ -50,7 +53,7 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         """Exponential back-off with jitter, so retries of many messages spread out."""
-        return min(self.max, self.base * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
+        return min(self.max, self.base * 2.0 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
 
 
 class Outbox:
@@ -78,14 +81,17 @@ class Outbox:
 
     @staticmethod
     def enqueue(batch: Batch, *, message: str, sender: str, recipients: tuple[str, ...],
-                mime: bytes, message_id: str, now: float | None = None) -> str:
-        """Add an entry to `batch`, which the caller commits with the Sent copy."""
+                body: str, message_id: str, smtputf8: bool = False,
+                now: float | None = None) -> str:
+        """Add an entry to `batch`, which the caller commits with the Sent copy;
+        `body` is the id of the body document that holds the message's bytes."""
         now = time.time() if now is None else now
         entry = batch.put(KIND, {
             "message": message,
             "sender": sender,
             "recipients": list(recipients),
-            "mime": base64.b64encode(mime).decode(),
+            "body": body,
+            "smtputf8": smtputf8,
             "message_id": message_id,
             "due": now,
             "attempts": 0,
@@ -98,7 +104,18 @@ class Outbox:
     async def claim(self, limit: int) -> list[Job]:
         docs = await self.store.claim(KIND, now=self.clock.time(), owner=self.owner,
                                       lease=self.policy.lease, limit=limit)
-        return [_job(doc) for doc in docs]
+        jobs = []
+        for doc in docs:
+            mime = await load_mime(self.store, doc["body"])
+            if mime is None:
+                # The body is written in the entry's own commit and kept while
+                # an entry points to it: this is a damaged store, said loudly.
+                log.error("outbox entry %s: its body %s is missing; dropped",
+                          doc["id"], doc.get("body"))
+                await self.store.delete(KIND, doc["id"])
+                continue
+            jobs.append(_job(doc, mime))
+        return jobs
 
     async def renew(self, job_ids: list[str]) -> None:
         """Extend the leases on jobs this process still holds."""
@@ -154,19 +171,21 @@ class Outbox:
         if not oldest:
             return 0.0
         now = time.time() if now is None else now
-        return max(0.0, now - oldest[0].get("accepted_at", now))
+        accepted: float = oldest[0].get("accepted_at", now)
+        return max(0.0, now - accepted)
 
 
-def _job(doc: dict) -> Job:
+def _job(doc: dict[str, Any], mime: bytes) -> Job:
     return Job(
         id=doc["id"],
         message=doc["message"],
         sender=doc["sender"],
         recipients=tuple(doc["recipients"]),
-        mime=base64.b64decode(doc["mime"]),
+        mime=mime,
         message_id=doc["message_id"],
         attempts=doc["attempts"],
         ambiguous=doc.get("ambiguous", False),
+        smtputf8=doc.get("smtputf8", False),
         accepted_at=doc.get("accepted_at", 0.0),
     )
 

@@ -14,17 +14,15 @@ import asyncio
 import logging
 import ssl
 import warnings
-from dataclasses import replace
-from email import policy
-from email.parser import BytesParser
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from .accounts import User
-from .errors import BitMailError, RateLimited
+from .errors import BitMailError, RateLimited, TooLarge
 from .hosts import is_loopback
-from .message import Attachment, Message, check_address, new_message_id, parse_addresses
+from .message import MAX_RECIPIENTS, check_envelope_address, submitted
+from .message.submission import SubmissionRefused, replace_message_id
 from .runtime import Runtime
 from .store import StorageFull, StoreError
 
@@ -80,14 +78,20 @@ class SubmissionHandler:
         if not isinstance(user, User):
             return "530 5.7.0 Authentication required"
         session.bitmail_user = user  # type: ignore[attr-defined]
+        if address.strip("<>").lower() != user.address.lower():
+            # RFC 6409 §6.1: the submission server decides who may send.
+            return f"553 5.7.1 you may send only as {user.address}"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return f"452 4.5.3 too many recipients (at most {MAX_RECIPIENTS} per message)"
         try:
-            envelope.rcpt_tos.append(check_address(address, "to"))
+            envelope.rcpt_tos.append(check_envelope_address(
+                address, "to", own_domain=self.runtime.settings.domain))
         except BitMailError:
             return f"553 5.1.3 {address} is not a valid address"
         return "250 OK"
@@ -96,15 +100,19 @@ class SubmissionHandler:
         user = getattr(session, "bitmail_user", None)
         if user is None:
             return "530 5.7.0 Authentication required"
+        settings = self.runtime.settings
         try:
-            domain = self.runtime.settings.domain
-            message = from_mime(envelope.content, sender=user.address,
-                                recipients=envelope.rcpt_tos, domain=domain)
-            if await self.runtime.mailbox.find_by_message_id(message.message_id):
-                # A Message-ID another message already has would let that
-                # message's provider events be matched to this one: replaced.
-                message = replace(message, message_id=new_message_id(domain))
+            message = submitted(envelope.original_content or envelope.content,
+                                user_address=user.address,
+                                recipients=list(dict.fromkeys(envelope.rcpt_tos)),
+                                domain=settings.domain, max_size=settings.max_message_size)
+            if await self.runtime.mailbox.message_id_taken(message.message_id):
+                message = replace_message_id(message, settings.domain)
             message_id = await self.runtime.mailbox.accept(message, user.username)
+        except TooLarge as exc:
+            return f"552 5.3.4 {exc.message}"
+        except SubmissionRefused as exc:
+            return f"550 5.7.1 {exc.message}"
         except BitMailError as exc:
             return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
         except StorageFull:
@@ -112,32 +120,6 @@ class SubmissionHandler:
         except StoreError:
             return "451 4.3.0 Temporary storage failure"
         return f"250 2.0.0 queued as {message_id}"
-
-
-def from_mime(raw: bytes, *, sender: str, recipients: list[str], domain: str) -> Message:
-    """A Message from submitted MIME: the envelope decides who receives it,
-    and those not named in To or Cc are Bcc."""
-    mail = BytesParser(policy=policy.default).parsebytes(raw)
-    to = parse_addresses(", ".join(str(v) for v in mail.get_all("To", [])), "to")
-    cc = parse_addresses(", ".join(str(v) for v in mail.get_all("Cc", [])), "cc")
-    shown = {a.lower() for a in (*to, *cc)}
-    bcc = tuple(r for r in recipients if r.lower() not in shown)
-    to = tuple(a for a in to if a.lower() in {r.lower() for r in recipients})
-    cc = tuple(a for a in cc if a.lower() in {r.lower() for r in recipients})
-    text_part = mail.get_body(preferencelist=("plain",))
-    html_part = mail.get_body(preferencelist=("html",))
-    attachments = tuple(
-        Attachment(p.get_filename() or "attachment", p.get_content_type(),
-                   p.get_payload(decode=True) or b"")
-        for p in mail.iter_attachments())
-    return Message(
-        sender=sender, to=to, cc=cc, bcc=bcc,
-        subject=str(mail.get("Subject", "")).replace("\r", "").replace("\n", " "),
-        text=text_part.get_content() if text_part else "",
-        html=html_part.get_content() if html_part else "",
-        attachments=attachments,
-        message_id=str(mail.get("Message-ID") or new_message_id(domain)),
-    )
 
 
 # aiosmtpd logs these for every connection: the first because AUTH without
@@ -177,7 +159,8 @@ async def start_smtp(runtime: Runtime, host: str, port: int,
             return SMTP(handler, data_size_limit=runtime.settings.max_message_size,
                         hostname=runtime.settings.domain, authenticator=_decoded_only,
                         auth_required=True, auth_require_tls=not loopback, tls_context=tls,
-                        require_starttls=tls is not None and not loopback)
+                        require_starttls=tls is not None and not loopback,
+                        enable_SMTPUTF8=True)
 
     server = await asyncio.get_running_loop().create_server(factory, host, port)
     log.info("SMTP submission on %s:%s%s", host, port, " (STARTTLS)" if tls else "")

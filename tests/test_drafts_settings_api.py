@@ -46,7 +46,8 @@ async def test_a_draft_is_saved_listed_opened_replaced_and_removed(service):
     listed = await service.client.get("/api/messages?folder=drafts", headers=alice)
     assert [m["id"] for m in (await listed.json())["messages"]] == [DRAFT]
     full = await (await service.client.get(f"/api/messages/{DRAFT}", headers=alice)).json()
-    assert full["text"] == "More words" and full["draft"]["to"] == "bob@localhost; half-typ"
+    assert full["draft"]["text"] == "More words" and full["text"].strip() == "More words"
+    assert full["draft"]["to"] == "bob@localhost; half-typ"
     counts = {f["name"]: f for f in await (await service.client.get(
         "/api/folders", headers=alice)).json()}
     assert counts["drafts"]["total"] == 1
@@ -74,7 +75,7 @@ async def test_bad_drafts_are_refused_with_the_field_and_nothing_is_stored(servi
     assert taken.status == 409
     assert (await service.client.delete(f"/api/drafts/{DRAFT}", headers=bob)).status == 404
     full = await (await service.client.get(f"/api/messages/{DRAFT}", headers=alice)).json()
-    assert full["text"] == "mine"
+    assert full["draft"]["text"] == "mine"
 
 
 async def test_sending_a_draft_removes_it(service):
@@ -280,3 +281,16 @@ async def test_open_pages_are_told_when_somebodys_position_changes(service):
     finally:
         sub.close()
     assert kinds.count("geolists") == 2  # shared, forgotten; forgetting twice tells once
+
+
+async def test_the_display_name_goes_into_from(service):
+    me = await service.login("alice")
+    await service.api_key("bob")
+    csrf = {"X-CSRF-Token": me["csrf_token"]}
+    await service.client.patch("/api/me", headers=csrf, json={"display_name": "Alice Liddell"})
+    resp = await service.client.post("/api/messages", headers=csrf, json={
+        "to": "bob@localhost", "subject": "Named", "text": "x"})
+    assert resp.status == 202
+    sent = await service.runtime.store.get_one("message", {"owner": "bob", "folder": "inbox"})
+    mime = await service.runtime.mailbox.mime(sent)
+    assert b"From: Alice Liddell <alice@localhost>" in mime

@@ -352,7 +352,8 @@ async def test_inbound_mail_lands_in_the_inbox_with_its_attachment_and_html(hook
     await hooks_idle(hook_service)
     [mail] = await inbox(hook_service, "dana")
     assert mail["subject"] == "Quarterly numbers" and mail["from"] == "Eve <eve@example.net>"
-    assert mail["html"] == "<p>See <b>attached</b>.</p>" and mail["text"] == "See attached."
+    # Rebuilt as MIME, each body ends with a line end (RFC 5322 §2.3).
+    assert mail["html"] == "<p>See <b>attached</b>.</p>\n" and mail["text"] == "See attached.\n"
     assert [a["filename"] for a in mail["attachments"]] == ["numbers.pdf"]
     data = await hook_service.client.get(f"/api/messages/{mail['id']}/attachments/0",
                                          headers=mail["headers"])

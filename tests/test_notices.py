@@ -14,8 +14,8 @@ from test_hooks_mailgun import body, post, signature
 
 from bitmail import notices
 from bitmail.events import EventType
+from bitmail.message.filenames import base_name, safe_filename
 from bitmail.notices import Inbound, Notice, Skip
-from bitmail.notices.filenames import base_name, safe_filename
 from bitmail.notices.model import item_from_json, to_json
 from bitmail.smtpd import start_smtp
 from bitmail.store import Batch
@@ -227,7 +227,7 @@ async def test_metadata_naming_a_message_sent_elsewhere_matches_nothing(hook_ser
            provider_message_id="p1", message="m1", message_id="<x@y>"),
     Notice(EventType.OPENED),
     Inbound(("dana@localhost",), mime=b"From: a@b\r\n\r\n\xff"),
-    Inbound(("dana@localhost", "erin@localhost"), content={"subject": "s"}),
+    Inbound(("dana@localhost", "erin@localhost"), mime=b"Subject: s\r\n\r\nhi\r\n"),
     Skip("not tracked"),
 ])
 def test_items_survive_their_json_form(item):

@@ -122,7 +122,7 @@ async def test_oldest_outbox_age_is_that_of_the_first_entry_waiting(tmp_path):
         batch = Batch()
         for at in (1000.0, 1500.0):
             Outbox.enqueue(batch, message="m", sender="a@x", recipients=("b@y",),
-                           mime=b"x", message_id="<m@x>", now=at)
+                           body="b", message_id="<m@x>", now=at)
         await store.commit(batch)
         assert await outbox.oldest_age(now=2000.0) == 1000.0
 

@@ -157,3 +157,78 @@ async def test_a_rich_message_sent_through_the_api_arrives_whole_at_the_provider
         assert ids == {arrival.provider_id}
     assert [(e["type"], e["provider"]) for e in doc["events"] if e["type"] == "sent"] == \
         [("sent", kind)] * 3
+
+
+def submitted_message() -> bytes:
+    """A message as a mail program writes it: names with commas and non-ASCII,
+    a group, an IDN domain as its A-label, long msg-ids, List-Unsubscribe,
+    multipart/related with a cid: image, an attached message, and a text
+    attachment in another charset."""
+    from email.headerregistry import Address, Group
+    from email.message import EmailMessage
+
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = Address("Alice, the sender", "alice", "localhost")
+    msg["To"] = [Address("Doe, John", addr_spec=TO), Group("Team", [
+        Address("Jörg Ärger", addr_spec=CC)])]
+    msg["Cc"] = [Address("Bücher", "orders", "xn--bcher-kva.example")]
+    msg["Subject"] = "Grüße — =?utf-8?q?not?= an encoded-word"
+    msg["Date"] = "Mon, 30 Nov 2026 10:00:00 +0100"
+    msg["Message-ID"] = "<round-trip-" + "x" * 60 + "@client.example>"
+    msg["In-Reply-To"] = "<" + "p" * 80 + "@client.example>"
+    msg["References"] = "<" + "p" * 80 + "@client.example> <q@client.example>"
+    msg["List-Unsubscribe"] = "<https://client.example/u?id=42>"
+    msg.set_content("Plain — text\n")
+    msg.add_alternative('<p>Rich <img src="cid:logo@client.example"></p>\n', subtype="html")
+    msg.get_payload()[1].add_related(b"\x89PNG fake", "image", "png",
+                                     cid="<logo@client.example>")
+    inner = EmailMessage()
+    inner["From"] = "bob@example.org"
+    inner["Subject"] = "the original"
+    inner.set_content("Original body\n")
+    msg.add_attachment(inner)
+    msg.add_attachment("Prijs: € 10".encode("iso-8859-15"), "text", "plain",
+                       filename="prijs.txt", params={"charset": "iso-8859-15"})
+    return msg.as_bytes()
+
+
+def mime_tree(raw: bytes) -> list[tuple[str, str | None, bytes]]:
+    """Each part's content type, Content-ID and decoded content, in order."""
+    mail = BytesParser(policy=policy.default).parsebytes(raw)
+    return [(p.get_content_type(), p["Content-ID"],
+             b"" if p.is_multipart() else p.get_payload(decode=True) or b"")
+            for p in mail.walk()]
+
+
+async def test_a_message_submitted_over_smtp_reaches_the_peer_as_it_was_written(
+        make_settings, peer: Peer):
+    """SMTP submission → this provider → its peer: the same headers in the same
+    order and the same MIME tree; only Bcc is gone (RFC 6409 §8)."""
+    import aiosmtplib
+
+    from bitmail.smtpd import start_smtp
+
+    from conftest import free_port
+
+    raw = submitted_message()
+    with_bcc = raw.replace(b"\r\n\r\n", f"\r\nBcc: {BCC}\r\n\r\n".encode(), 1)
+    async with start_service(make_settings(peer.toml)) as svc:
+        port = free_port()
+        server = await start_smtp(svc.runtime, "127.0.0.1", port)
+        try:
+            await svc.api_key("alice")
+            key = await svc.runtime.accounts.create_api_key("alice")
+            await aiosmtplib.send(with_bcc, sender=SENDER, hostname="127.0.0.1", port=port,
+                                  username="alice", password=key,
+                                  recipients=[TO, CC, "orders@xn--bcher-kva.example", BCC])
+            [arrival] = await wait_for(peer.arrivals)
+        finally:
+            server.close()
+            await server.wait_closed()
+    assert {TO, CC, BCC, "orders@xn--bcher-kva.example"} <= arrival.envelope
+    got = BytesParser(policy=policy.default).parsebytes(arrival.mime)
+    want = BytesParser(policy=policy.default).parsebytes(raw)
+    # moto adds nothing, the fakes add nothing, the relay adds nothing: equal lists.
+    assert [(k, str(v)) for k, v in got.items()] == [(k, str(v)) for k, v in want.items()]
+    assert mime_tree(arrival.mime) == mime_tree(raw)
+    assert arrival.mime.replace(b"\r\n", b"\n").rstrip() == raw.replace(b"\r\n", b"\n").rstrip()

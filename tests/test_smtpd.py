@@ -7,6 +7,7 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 
+from bitmail.message import read_content
 from bitmail.smtpd import start_smtp
 
 from conftest import free_port
@@ -46,8 +47,8 @@ async def test_submission_with_an_api_key_is_accepted_with_bcc_from_the_envelope
     assert doc["to"] == ["a@example.com"] and doc["cc"] == ["b@example.com"]
     assert doc["bcc"] == ["hidden@example.com"]
     assert doc["message_id"] == "<fixed-id@example.com>"
-    body = await service.runtime.mailbox.body(doc)
-    assert body["attachments"][0]["filename"] == "d.bin"
+    [part] = read_content(await service.runtime.mailbox.mime(doc)).parts
+    assert part.filename == "d.bin"
 
 
 async def test_submission_with_a_wrong_password_is_refused(smtp):

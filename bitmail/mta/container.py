@@ -132,12 +132,18 @@ class Container:
 
     # -- claiming and dispatch --------------------------------------------
 
-    def _candidates(self, job_id: str | None = None, *, room: bool = True) -> list[str]:
-        """Providers that may take this job now: healthy, with room, not yet tried."""
+    def _candidates(self, job_id: str | None = None, *, room: bool = True,
+                    smtputf8: bool = False) -> list[str]:
+        """Providers that may take this job now: healthy, with room, not yet
+        tried, and able to carry SMTPUTF8 when the job needs it."""
         tried = self._tried.get(job_id, set()) if job_id else set()
         return [n for n, s in self.slots.items()
                 if s.health.available() and (s.runner.room > 0 or not room)
-                and n not in tried]
+                and n not in tried and (s.runner.provider.smtputf8 or not smtputf8)]
+
+    def carries_smtputf8(self) -> bool:
+        """Whether some provider can send a message that needs SMTPUTF8."""
+        return any(s.runner.provider.smtputf8 for s in self.slots.values())
 
     def _free(self) -> int:
         return sum(s.runner.room for s in self.slots.values() if s.health.available())
@@ -177,7 +183,7 @@ class Container:
     def _dispatch(self, job: Job) -> bool:
         """Put the job on a provider's queue; False when none can take it now."""
         load = {name: slot.runner.load for name, slot in self.slots.items()}
-        name = self.scheduler.pick(self._candidates(job.id), load)
+        name = self.scheduler.pick(self._candidates(job.id, smtputf8=job.smtputf8), load)
         if name is None:
             return False
         slot = self.slots[name]
@@ -342,6 +348,10 @@ class Container:
         if not retry:
             self.outbox.complete(batch, job)
         else:
+            # Only these recipients are tried again; a chunk that timed out may
+            # have gone, and the retry says so.
+            if any(f.ambiguous for f in retry):
+                job = replace(job, ambiguous=True)
             self._defer(batch, job, tuple(f.recipient for f in retry), attempt.provider,
                         "; ".join(f"{f.recipient}: {f.detail}" for f in retry), record=False)
 

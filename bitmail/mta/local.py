@@ -21,6 +21,7 @@ class LocalProvider(Provider):
     """Writes each job as `<outbox id>.eml`, with the envelope in X-headers."""
 
     type = "local"
+    smtputf8 = True  # the .eml file is the message as it is
 
     def __init__(self, name: str, *, directory: str | os.PathLike[str] = "bitmail-data/outgoing",
                  **options: object):

@@ -106,16 +106,19 @@ class SMTPProvider(Provider):
     MAIL, RCPT, DATA, the content — each waiting on the relay, so a relay is
     kept busy by many connections at once; aiosmtplib reads one reply per
     command, so PIPELINING (RFC 2920) cannot shorten them);
-    `local_hostname` for EHLO.
+    `local_hostname` for EHLO; `max_recipients` — RCPTs per transaction
+    (default 100, what RFC 5321 §4.5.3.1.8 asks every relay to take; a
+    message to more goes in several transactions).
     """
 
     type = "smtp"
+    smtputf8 = True  # when the relay offers it (checked per message, RFC 6531 §3.4)
 
     def __init__(self, name: str, *, host: str, port: int | None = None,
                  username: str | None = None, password: str | None = None,
                  tls: str = "starttls", tls_verify: bool = True, ca_file: str | None = None,
                  timeout: float | str = 30.0, pool_size: int = 16,
-                 local_hostname: str | None = None) -> None:
+                 local_hostname: str | None = None, max_recipients: int = 100) -> None:
         super().__init__(name)
         if not host:
             raise ValueError("an smtp provider needs host")
@@ -123,6 +126,9 @@ class SMTPProvider(Provider):
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        if not isinstance(max_recipients, int) or max_recipients < 1:
+            raise ValueError("max_recipients must be a whole number of at least 1")
+        self.max_recipients = max_recipients
         if bool(username) != bool(password):
             raise ValueError("an smtp provider needs both username and password, or neither")
         self.host = host
@@ -237,8 +243,19 @@ class SMTPProvider(Provider):
     async def _transaction(self, smtp: aiosmtplib.SMTP, job: Job) -> SendResult:
         in_data = False
         try:
+            options = []
+            if job.smtputf8:
+                if not smtp.supports_extension("smtputf8"):
+                    # RFC 6531 §3.4: such a message must not be downgraded here.
+                    raise ProviderError(Outcome.PERMANENT,
+                                        "smtp: the relay does not offer SMTPUTF8, which this "
+                                        "message's addresses need (RFC 6531)")
+                options.append("SMTPUTF8")
+            if not job.mime.isascii() and smtp.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")
             try:
-                await smtp.mail(job.sender)
+                await smtp.mail(job.sender, options=options,
+                                encoding="utf-8" if job.smtputf8 else "ascii")
             except aiosmtplib.SMTPSenderRefused as exc:
                 await self._reset(smtp)
                 raise ProviderError(classify(exc.code, exc.message),
@@ -272,7 +289,7 @@ class SMTPProvider(Provider):
         """RCPT for each recipient; yields a RecipientFailure for each refused one."""
         for recipient in job.recipients:
             try:
-                await smtp.rcpt(recipient)
+                await smtp.rcpt(recipient, encoding="utf-8" if job.smtputf8 else "ascii")
             except aiosmtplib.SMTPRecipientRefused as exc:
                 yield RecipientFailure(recipient, classify(exc.code, exc.message),
                                        f"smtp {exc.code} {exc.message}")

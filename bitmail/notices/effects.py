@@ -11,20 +11,16 @@ so neither alone may point at somebody else's mail.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ..events import EVENT_STATUS, Event, EventType
 from ..mailbox import KIND as MESSAGES
 from ..mailbox import Mailbox
-from ..message import parse_mime
 from ..metrics import WEBHOOK_EVENTS
 from ..store import Batch, Document, Store
 from ..suppression import suppress
-from .filenames import safe_attachments
 from .model import Inbound, Item, Notice, Skip
 
 log = logging.getLogger(__name__)
@@ -157,16 +153,10 @@ class Effects:
             log.info("notice %s from %s: mail for %s, nobody here; kept", key, provider,
                      ", ".join(inbound.recipients) or "no recipient")
             return "no user here"
-        if inbound.content is not None:
-            content: dict[str, Any] = inbound.content
-        elif inbound.mime is not None:
-            # A large MIME takes a while to parse: not on the event loop.
-            content = await asyncio.to_thread(parse_mime, inbound.mime)
-        else:
+        if not inbound.mime:
             return "no content"
-        content = safe_attachments(content)
         for name in users:
-            doc_id = await self.mailbox.deliver(name, content, source=provider)
+            doc_id = await self.mailbox.deliver(name, inbound.mime, received_via=provider)
             log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id,
                      extra={"message_doc_id": doc_id, "provider": provider})
         return "delivered to " + ", ".join(users)

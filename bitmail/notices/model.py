@@ -39,12 +39,10 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """Received mail for addresses at our domain: MIME, or content already in
-    parse_mime's shape (Mailgun's parsed form)."""
+    """Received mail for addresses at our domain, as its MIME bytes."""
 
     recipients: tuple[str, ...]
-    mime: bytes | None = None
-    content: dict[str, Any] | None = None
+    mime: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +61,8 @@ def to_json(item: Item) -> dict[str, Any]:
     if isinstance(item, Notice):
         return {"kind": "notice", **{k: v for k, v in asdict(item).items() if v is not None}}
     if isinstance(item, Inbound):
-        out: dict[str, Any] = {"kind": "inbound", "recipients": list(item.recipients)}
-        if item.mime is not None:
-            out["mime"] = base64.b64encode(item.mime).decode()
-        if item.content is not None:
-            out["content"] = item.content
-        return out
+        return {"kind": "inbound", "recipients": list(item.recipients),
+                "mime": base64.b64encode(item.mime).decode()}
     return {"kind": "skip", "reason": item.reason}
 
 
@@ -80,10 +74,8 @@ def item_from_json(doc: dict[str, Any]) -> Item:
         fields["type"] = EventType(fields["type"])
         return Notice(**fields)
     if kind == "inbound":
-        mime = doc.get("mime")
         return Inbound(tuple(doc.get("recipients") or ()),
-                       mime=base64.b64decode(mime) if mime is not None else None,
-                       content=doc.get("content"))
+                       mime=base64.b64decode(doc.get("mime") or ""))
     if kind == "skip":
         return Skip(str(doc.get("reason", "")))
     raise ValueError(f"unknown notice item {kind!r}")

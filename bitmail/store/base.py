@@ -86,7 +86,7 @@ def contains(doc: Any, subset: Any) -> bool:
         return all(any(contains(d, s) for d in doc) for s in subset)
     if isinstance(subset, bool) or isinstance(doc, bool):
         return type(subset) is type(doc) and subset == doc
-    return doc == subset
+    return bool(doc == subset)
 
 
 @dataclass(slots=True)
@@ -160,11 +160,11 @@ class GroupCommit:
     def __init__(self, apply: Callable[[Groups], Awaitable[list[Any]]], name: str):
         self._apply = apply
         self._name = name
-        self._pending: list[tuple[list[Op], asyncio.Future]] = []
+        self._pending: list[tuple[list[Op], asyncio.Future[list[Any]]]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=self._name)
@@ -180,10 +180,11 @@ class GroupCommit:
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
 
-    async def submit(self, ops: list[Op]) -> Any:
+    async def submit(self, ops: list[Op]) -> list[Any]:
+        """Each op's result, once the commit that took them is durable."""
         if self._task is None:
             raise StoreError("the store is not open")
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending.append((ops, future))
         self._wake.set()
         return await future
@@ -224,12 +225,12 @@ class Subscription:
 
     def __init__(self, hub: Hub):
         self._hub = hub
-        self.queue: asyncio.Queue[dict] = asyncio.Queue(1000)
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
 
-    def __aiter__(self) -> AsyncIterator[dict]:
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self._iter()
 
-    async def _iter(self) -> AsyncIterator[dict]:
+    async def _iter(self) -> AsyncIterator[dict[str, Any]]:
         while True:
             yield await self.queue.get()
 
@@ -248,7 +249,7 @@ class Hub:
         self.subscribers.add(sub)
         return sub
 
-    def deliver(self, payload: dict) -> None:
+    def deliver(self, payload: dict[str, Any]) -> None:
         for sub in list(self.subscribers):
             try:
                 sub.queue.put_nowait(payload)
@@ -379,12 +380,14 @@ class Store(ABC):
     async def update(self, kind: str, id: str, change: Change) -> Document | None:
         batch = Batch()
         batch.update(kind, id, change)
-        return (await self.commit(batch))[0]
+        updated: Document | None = (await self.commit(batch))[0]
+        return updated
 
     async def delete(self, kind: str, id: str) -> bool:
         batch = Batch()
         batch.delete(kind, id)
-        return (await self.commit(batch))[0]
+        deleted: bool = (await self.commit(batch))[0]
+        return deleted
 
     async def expire(self, kind: str, now: float) -> int:
         """Delete every document of `kind` whose number `expires` is below
@@ -392,13 +395,14 @@ class Store(ABC):
         counters and other documents with a lifetime."""
         batch = Batch()
         batch.ops.append(Op("expire", kind, args={"now": float(now)}))
-        return (await self.commit(batch))[0]
+        expired: int = (await self.commit(batch))[0]
+        return expired
 
     async def get_one(self, kind: str, subset: Document) -> Document | None:
         found = await self.get(kind, subset, limit=1)
         return found[0] if found else None
 
-    async def publish(self, payload: dict) -> None:
+    async def publish(self, payload: dict[str, Any]) -> None:
         """Send a live update to every subscriber, in every process sharing the store."""
         self.hub.deliver(payload)
 

@@ -184,7 +184,8 @@ def _where(kind: str, subset: Document | None) -> tuple[str, list[Any]] | None:
     None when nothing can match (ids are always strings)."""
     # The kind as a literal: a generic plan can only use the kind's partial
     # indexes when it can prove `kind = '…'` without knowing the parameters.
-    clauses, params = [f"kind = '{check_key(kind)}'"], []
+    clauses = [f"kind = '{check_key(kind)}'"]
+    params: list[Any] = []
     indexed = EQUALITY_KEYS.get(kind, ())
     rest: Document = {}
     for key, value in (subset or {}).items():
@@ -293,8 +294,8 @@ class PostgresStore(Store):
         self.dsn, self.pool_size, self.pool_min = _split_url(url)
         self._pool: asyncpg.Pool | None = None
         self._group = GroupCommit(self._apply, "pg-group-commit")
-        self._listener: asyncio.Task | None = None
-        self._deliverer: asyncio.Task | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._deliverer: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
 
@@ -510,8 +511,9 @@ class PostgresStore(Store):
             return 0
         sql, params = where
         with _store_errors():
-            return await self._require_pool().fetchval(
+            count: int = await self._require_pool().fetchval(
                 f"SELECT count(*) FROM docs WHERE {sql}", *params)
+        return count
 
     async def kinds(self) -> list[str]:
         with _store_errors():
@@ -527,12 +529,13 @@ class PostgresStore(Store):
 
     async def schema_version(self) -> int:
         with _store_errors():
-            return await self._require_pool().fetchval(
+            version: int = await self._require_pool().fetchval(
                 "SELECT coalesce(max(version), 0) FROM schema_version")
+        return version
 
     # -- live updates --------------------------------------------------------
 
-    async def publish(self, payload: dict) -> None:
+    async def publish(self, payload: dict[str, Any]) -> None:
         """NOTIFY every process on the database, this one included; its
         listener delivers to local subscribers, so nothing is delivered here."""
         text = _dumps({"p": payload})  # ASCII (json escapes the rest): len == bytes

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
+from email.headerregistry import Address
+from typing import Any
 
 from aiohttp import web
 
@@ -15,12 +16,14 @@ from ..drafts import DRAFT_ID, Drafts
 from ..dsn import failed_recipients, notify_failures
 from ..errors import NotFound, ValidationError
 from ..folders import FOLDERS
-from ..mailbox import public, summary
-from ..message import parse_message
+from ..mailbox import Mailbox, public, summary
+from ..message import parse_message, read_content, read_part
+from ..message.headers import MSG_ID
 from ..profile import Profiles
 from ..store import AlreadyExists
 from ..threads import THREAD_ID
 from .credentials import CredentialWatch
+from .downloads import content_disposition, with_inline_parts
 from .keys import CREDENTIAL, RUNTIME, SESSION_COOKIE, operator_of, session_of, user_of
 from .middlewares import read_json
 from .params import MAX_CURSOR, query_int
@@ -28,7 +31,8 @@ from .params import MAX_CURSOR, query_int
 routes = web.RouteTableDef()
 
 
-async def _me(request: web.Request, user: User, csrf: str | None = None) -> dict:
+async def _me(request: web.Request, user: User,
+              csrf: str | None = None) -> dict[str, Any]:
     runtime = request.app[RUNTIME]
     settings = runtime.settings
     profile = await Profiles(runtime.store, runtime.accounts).get(user.username)
@@ -97,8 +101,17 @@ async def send(request: web.Request) -> web.Response:
     claim = idempotency.Claim.of(user.username, key, payload) if key else None
     if claim and (first := await idempotency.first_answer(runtime.store, claim)):
         return web.json_response(first, status=202)
-    message = parse_message(payload, sender=user.address, domain=runtime.settings.domain,
-                            max_size=runtime.settings.max_message_size)
+    thread = None
+    if isinstance(payload, dict) and payload.get("in_reply_to") is not None:
+        thread = await _thread(runtime.mailbox, user, payload["in_reply_to"])
+    local, _, domain = user.address.rpartition("@")
+    # The user's display name (Settings) goes before the address in From.
+    shown = (await Profiles(runtime.store, runtime.accounts).get(user.username)).display_name
+    message = parse_message(
+        payload, sender=Address(shown or user.display_name, local, domain),
+        domain=runtime.settings.domain, max_size=runtime.settings.max_message_size,
+        smtputf8=runtime.container.carries_smtputf8() if runtime.container else True,
+        thread=thread)
     try:
         message_id = await runtime.mailbox.accept(message, user.username, idempotency=claim)
     except AlreadyExists:
@@ -114,6 +127,23 @@ async def send(request: web.Request) -> web.Response:
             await Drafts(runtime.store).remove(user.username, draft)
     return web.json_response(idempotency.answer(message_id, message.message_id), status=202)
 
+
+async def _thread(mailbox: Mailbox, user: User, replied: object
+                  ) -> tuple[str, tuple[str, ...]] | None:
+    """(In-Reply-To, References) for a reply to the user's message `replied`
+    (RFC 5322 §3.6.4: the parent's References, else its In-Reply-To, then
+    the parent's own Message-ID)."""
+    if not isinstance(replied, str):
+        raise ValidationError("must be the id of one of your messages", field="in_reply_to")
+    try:
+        parent = await mailbox.get(user.username, replied)
+    except NotFound:
+        raise ValidationError("is not one of your messages", field="in_reply_to") from None
+    parent_id = parent.get("message_id") or ""
+    if not MSG_ID.match(parent_id):
+        return None  # nothing to thread on
+    earlier = parent.get("references") or parent.get("in_reply_to") or []
+    return parent_id, (*[i for i in earlier if MSG_ID.match(i)], parent_id)
 
 @routes.get("/api/messages")
 async def folder(request: web.Request) -> web.Response:
@@ -148,7 +178,7 @@ async def folder(request: web.Request) -> web.Response:
 async def message(request: web.Request) -> web.Response:
     mailbox = request.app[RUNTIME].mailbox
     doc = await mailbox.get(user_of(request).username, request.match_info["id"])
-    return web.json_response(public(doc, await mailbox.body(doc)))
+    return web.json_response(public(doc, await mailbox.mime(doc)))
 
 
 # Mail's HTML as a document of its own, for the reading pane's sandboxed
@@ -162,10 +192,12 @@ MAIL_HTML_POLICY = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img
 async def html(request: web.Request) -> web.Response:
     mailbox = request.app[RUNTIME].mailbox
     doc = await mailbox.get(user_of(request).username, request.match_info["id"])
-    body = await mailbox.body(doc) or {}
-    if not body.get("html"):
+    mime = await mailbox.mime(doc)
+    content = read_content(mime) if mime is not None else None
+    if content is None or not content.html:
         raise NotFound("this message has no HTML")
-    return web.Response(text=body["html"], content_type="text/html", headers={
+    return web.Response(text=with_inline_parts(content.html, mime or b""),
+                        content_type="text/html", headers={
         "Content-Security-Policy": MAIL_HTML_POLICY, "X-Frame-Options": "SAMEORIGIN",
         "Cache-Control": "private, no-store"})
 
@@ -174,18 +206,17 @@ async def html(request: web.Request) -> web.Response:
 async def attachment(request: web.Request) -> web.Response:
     mailbox = request.app[RUNTIME].mailbox
     doc = await mailbox.get(user_of(request).username, request.match_info["id"])
-    body = await mailbox.body(doc) or {}
+    mime = await mailbox.mime(doc)
     index = request.match_info["index"]
-    attachments = body.get("attachments", [])
-    # Digits only: "-1" would otherwise count from the end.
-    if not index.isdigit() or int(index) >= len(attachments):
+    # Digits only: "-1" or "+1" are not part numbers.
+    found = read_part(mime, int(index)) if mime and index.isdigit() else None
+    if found is None:
         raise NotFound("no such attachment")
-    att = attachments[int(index)]
-    filename = att["filename"].replace('"', "")
+    part, data = found
     # Served as a download, never rendered in our origin.
-    return web.Response(body=base64.b64decode(att["content"]),
-                        content_type="application/octet-stream",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return web.Response(body=data, content_type="application/octet-stream",
+                        headers={"Content-Disposition": content_disposition(part.filename),
+                                 "X-Content-Type-Options": "nosniff"})
 
 
 @routes.get("/api/contacts")

@@ -22,7 +22,7 @@ def sample_job(sender: str = "alice@bitmail.test", *, to: str = "to@example.com"
                          "content": base64.b64encode(SAMPLE_ATTACHMENT).decode()}],
     }, sender=sender, domain="bitmail.test")
     return Job(id="job-1", message="msg-1", sender=sender, recipients=message.recipients,
-               mime=message.to_mime(), message_id=message.message_id)
+               mime=message.mime, message_id=message.message_id)
 
 
 def assert_same_mail(mime: bytes, job) -> None:

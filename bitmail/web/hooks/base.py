@@ -89,7 +89,7 @@ class FormFile:
     """A file field of a multipart form (an attachment of inbound mail).
 
     `filename` is the name as the sender wrote it, backslashes included (a
-    Windows path stays a path: see notices.filenames)."""
+    Windows path stays a path: see message.filenames)."""
 
     name: str
     filename: str

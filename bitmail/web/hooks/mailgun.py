@@ -26,7 +26,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import getaddresses
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from aiohttp import web
 from ...config import ProviderSettings
 from ...errors import BitMailError, ValidationError
 from ...events import EventType
+from ...message.received import ReceivedPart, rebuild
 from ...notices import Inbound, Item, Notice, Skip
 from ...store import Batch, StoreError
 from ..keys import RUNTIME
@@ -342,8 +343,7 @@ class MailgunInbound(MailgunHook):
         if fields.get("body-mime"):
             return [Inbound(recipients, mime=str(fields["body-mime"]).encode("utf-8",
                                                                              "surrogateescape"))]
-        return [Inbound(recipients, content=_content(fields, payload.get("files") or [],
-                                                     recipients))]
+        return [Inbound(recipients, mime=_mime(fields, payload.get("files") or []))]
 
     async def admit(self, app: web.Application, verified: Verified,
                     items: dict[str, list[Item]]) -> None:
@@ -363,52 +363,50 @@ class MailgunInbound(MailgunHook):
             {k: v for k, v in f.items() if k != "content"} for f in payload.get("files", [])]}
 
 
-def _headers(fields: dict[str, Any]) -> dict[str, str]:
-    """`message-headers` (a JSON list of [name, value]) as a dict, first value wins."""
+def _header_pairs(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """`message-headers`: a JSON list of [name, value], in order."""
     raw = fields.get("message-headers")
     if not raw:
-        return {}
+        return []
     pairs = parse_json(raw, "message-headers")
     if not isinstance(pairs, list) or not all(
             isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
             for p in pairs):
         raise ValidationError("must be a JSON list of [name, value] pairs",
                               field="message-headers")
+    return [(name, value) for name, value in pairs]
+
+
+def _headers(fields: dict[str, Any]) -> dict[str, str]:
+    """`message-headers` as a dict of lower-cased names, first value wins."""
     out: dict[str, str] = {}
-    for name, value in pairs:
+    for name, value in _header_pairs(fields):
         out.setdefault(name.lower(), value)
     return out
 
 
-def _content(fields: dict[str, Any], files: list[dict[str, Any]],
-             recipients: tuple[str, ...]) -> dict[str, Any]:
-    """The parsed form in parse_mime's shape, attachments in attachment-N order."""
-    headers = _headers(fields)
+def _mime(fields: dict[str, Any], files: list[dict[str, Any]]) -> bytes:
+    """The parsed form rebuilt as MIME: the original headers, the bodies, and
+    the `attachment-N` files in order, those named in `content-id-map` inline
+    (Mailgun's routes documentation: "Parsed messages")."""
+    headers = _header_pairs(fields)
+    for name in ("From", "Subject"):
+        if not any(n.lower() == name.lower() for n, _ in headers) and fields.get(name.lower()):
+            headers.append((name, str(fields[name.lower()])))
+    cids: dict[str, str] = {}
+    if fields.get("content-id-map"):
+        mapping = parse_json(fields["content-id-map"], "content-id-map")
+        if isinstance(mapping, dict):
+            cids = {str(name): str(cid).strip("<>") for cid, name in mapping.items()}
     numbered = []
     for f in files:
         m = _ATTACHMENT.match(str(f.get("name", "")))
         if m and isinstance(f.get("content"), str):
             numbered.append((int(m.group(1)), f))
-    attachments = []
-    for _, f in sorted(numbered, key=lambda pair: pair[0]):
-        size = len(base64.b64decode(f["content"]))
-        attachments.append({"filename": str(f.get("filename") or ""),
-                            "content_type": str(f.get("content_type")
-                                                or "application/octet-stream"),
-                            "size": size, "content": f["content"]})
-    try:
-        date = parsedate_to_datetime(headers["date"]).timestamp()
-    except (KeyError, TypeError, ValueError, IndexError):
-        date = timestamp(fields.get("timestamp")) or time.time()
-    return {
-        "from": fields.get("from") or headers.get("from") or fields.get("sender", ""),
-        "to": [a for _, a in getaddresses([headers["to"]]) if a] if headers.get("to")
-        else list(recipients),
-        "cc": [a for _, a in getaddresses([headers["cc"]]) if a] if headers.get("cc") else [],
-        "subject": fields.get("subject") or headers.get("subject", ""),
-        "text": fields.get("body-plain", ""),
-        "html": fields.get("body-html", ""),
-        "attachments": attachments,
-        "message_id": headers.get("message-id", ""),
-        "date": date,
-    }
+    parts = [ReceivedPart(filename=str(f.get("filename") or ""),
+                          content_type=str(f.get("content_type") or "application/octet-stream"),
+                          content=base64.b64decode(f["content"]),
+                          content_id=cids.get(str(f.get("name")), ""))
+             for _, f in sorted(numbered, key=lambda pair: pair[0])]
+    return rebuild(headers, str(fields.get("body-plain") or ""),
+                   str(fields.get("body-html") or ""), parts)

@@ -1,4 +1,4 @@
-"""Attachment names of received mail, made safe to show and to offer for download.
+"""Attachment names, made safe to show and to offer for download.
 
 Senders put all sorts in a filename: a whole Windows or Unix path (Outlook
 and old browsers did), nothing at all, "..". What BitMail keeps is the base
@@ -41,14 +41,3 @@ def safe_filename(filename: str | None, content_type: str, index: int) -> str:
         return name
     ext = mimetypes.guess_extension(content_type.split(";")[0].strip().lower()) or ".bin"
     return f"attachment-{index + 1}{ext}"
-
-
-def safe_attachments(content: dict) -> dict:
-    """Content in parse_mime's shape with every attachment's name made safe."""
-    attachments = content.get("attachments") or []
-    if not attachments:
-        return content
-    fixed = [{**a, "filename": safe_filename(a.get("filename"),
-                                             str(a.get("content_type") or ""), i)}
-             for i, a in enumerate(attachments)]
-    return {**content, "attachments": fixed}

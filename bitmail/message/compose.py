@@ -1,0 +1,305 @@
+"""A message built from the API's fields, rendered once at accept.
+
+Built with `EmailMessage` and the header registry (`headers.WIRE`), so
+addresses keep their display names, msg-ids stay msg-ids, and every header is
+folded by its kind. The MIME tree is what the fields ask for and nothing more:
+
+    text only                text/plain
+    html only                text/html (no empty text part)
+    text and html            multipart/alternative
+    inline parts (cid:)      the html part becomes multipart/related
+    attachments              multipart/mixed around all of it
+
+Errors are ValidationError (400) naming the field, and TooLarge (413) when
+the rendered message is over the limit: the limit counts the bytes that go
+out (base64 included), not the decoded content.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address, Group
+from email.message import EmailMessage, MIMEPart
+from email.utils import format_datetime
+from typing import Any
+
+from ..errors import TooLarge, ValidationError
+from .addresses import (
+    ascii_domain,
+    envelope,
+    flatten,
+    needs_smtputf8,
+    parse_address,
+    parse_address_list,
+)
+from .headers import (
+    ADDRESS_HEADERS,
+    MAX_HEADERS,
+    WIRE,
+    WIRE_UTF8,
+    check_header_name,
+    check_header_value,
+)
+from .model import DEFAULT_MAX_SIZE, MAX_RECIPIENTS, Message, new_message_id
+from .reading import parse
+from .text import check_body_text, check_header_text
+
+MAX_SUBJECT = 998
+MAX_ATTACHMENTS = 100
+_CID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                       "!#$%&'*+-/=?^_`{|}~.@")
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One attachment as the API gives it: decoded `content`, the
+    `content_type` with its parameters, and for an inline part its
+    `content_id` (without angle brackets)."""
+
+    filename: str
+    maintype: str
+    subtype: str
+    params: tuple[tuple[str, str], ...]
+    content: bytes
+    inline: bool = False
+    content_id: str = ""
+
+
+def parse_message(payload: Any, *, sender: str | Address, domain: str,
+                  max_size: int = DEFAULT_MAX_SIZE, smtputf8: bool = True,
+                  thread: tuple[str, tuple[str, ...]] | None = None) -> Message:
+    """Validate an API payload and render it: a Message, or ValidationError
+    (400) naming the field, or TooLarge (413).
+
+    `sender` is the user's address, with their display name when they have
+    one; `smtputf8` says whether some provider can carry a UTF-8 local part
+    (else such an address is a 400). `thread` is (In-Reply-To msg-id,
+    References msg-ids) for a reply, which the API works out from the message
+    replied to (RFC 5322 §3.6.4).
+    """
+    if not isinstance(payload, dict):
+        raise ValidationError("the body must be a JSON object", field=None)
+    author = sender if isinstance(sender, Address) else parse_address(sender, "from",
+                                                                      own_domain=domain)
+    fields = {name: parse_address_list(payload.get(name), name, own_domain=domain)
+              for name in ("to", "cc", "bcc", "reply_to")}
+    recipients = tuple(dict.fromkeys(
+        envelope(a) for name in ("to", "cc", "bcc") for a in flatten(fields[name])))
+    if not recipients:
+        raise ValidationError("at least one recipient is needed", field="to")
+    if len(recipients) > MAX_RECIPIENTS:
+        raise ValidationError(f"at most {MAX_RECIPIENTS} recipients", field="to")
+    utf8_field = next((name for name in ("to", "cc", "bcc", "reply_to")
+                       for a in flatten(fields[name]) if needs_smtputf8(a)), None)
+    if utf8_field and not smtputf8:
+        raise ValidationError("an address with a non-ASCII local part needs SMTPUTF8, which "
+                              "no configured provider supports", field=utf8_field)
+    mail = EmailMessage(policy=WIRE_UTF8 if utf8_field else WIRE)
+    ascii_only = utf8_field is None
+    mail["From"] = _wire_address(author, ascii_only)
+    for name, header in (("to", "To"), ("cc", "Cc"), ("reply_to", "Reply-To")):
+        if fields[name]:
+            mail[header] = [_wire_group(g, ascii_only) for g in fields[name]]
+    subject = _string(payload, "subject", MAX_SUBJECT)
+    if subject:
+        mail["Subject"] = check_header_text(subject, "subject")
+    mail["Date"] = format_datetime(datetime.now(UTC))
+    message_id = new_message_id(domain)
+    mail["Message-ID"] = message_id
+    _custom_headers(mail, payload.get("headers"), thread, ascii_only, domain)
+    _body(mail, check_body_text(_string(payload, "text"), "text"),
+          check_body_text(_string(payload, "html"), "html"),
+          _attachments(payload.get("attachments")))
+    for part in mail.walk():
+        if part is not mail:
+            del part["MIME-Version"]  # only the top level carries it (RFC 2045 §4)
+    mime = mail.as_bytes()
+    if len(mime) > max_size:
+        raise TooLarge(f"the message is {len(mime)} bytes as it goes out, over the limit "
+                       f"of {max_size}", field=None)
+    return Message(mime=mime, sender=envelope(author), recipients=recipients,
+                   message_id=message_id, smtputf8=not ascii_only,
+                   bcc=tuple(str(a) for a in flatten(fields["bcc"])))
+
+
+def _wire_address(address: Address, ascii_only: bool) -> Address:
+    """The address as a header carries it: without SMTPUTF8 the domain is its
+    A-label (RFC 5890 §2.3.2.1), since a header domain cannot be encoded."""
+    if not ascii_only or address.domain.isascii():
+        return address
+    return Address(address.display_name, address.username, ascii_domain(address.domain))
+
+
+def _wire_group(group: Group, ascii_only: bool) -> Group:
+    return Group(group.display_name, tuple(_wire_address(a, ascii_only)
+                                           for a in group.addresses))
+
+
+def _string(payload: dict[str, Any], key: str, limit: int | None = None) -> str:
+    value = payload.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError("must be a string", field=key)
+    if limit is not None and len(value) > limit:
+        raise ValidationError(f"is longer than {limit} characters", field=key)
+    return value
+
+
+def _custom_headers(mail: EmailMessage, value: Any,
+                    thread: tuple[str, tuple[str, ...]] | None,
+                    ascii_only: bool, domain: str) -> None:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ValidationError("must be an object of name: value", field="headers")
+    if len(value) > MAX_HEADERS:
+        raise ValidationError(f"at most {MAX_HEADERS} headers", field="headers")
+    given = {name.lower() for name in value}
+    if thread is not None:
+        in_reply_to, references = thread
+        if "in-reply-to" not in given:
+            mail["In-Reply-To"] = in_reply_to
+        if "references" not in given and references:
+            mail["References"] = " ".join(references)
+    for name, raw in value.items():
+        where = f"headers.{name}"
+        check_header_name(name, where)
+        if name.lower() == "reply-to" and mail["Reply-To"] is not None:
+            raise ValidationError("give Reply-To once (reply_to or headers)", field=where)
+        text = check_header_value(name, raw, where)
+        if name.lower() in ADDRESS_HEADERS:
+            groups = parse_address_list(text, where, own_domain=domain)
+            mail[name] = [_wire_group(g, ascii_only) for g in groups]
+        else:
+            mail[name] = text
+
+
+def text_cte(text: str, line_limit: int = 78) -> str:
+    """The transfer encoding that keeps a body readable: 7bit for short ASCII
+    lines, quoted-printable while most characters are ASCII, else base64
+    (RFC 2045 §6: the shortest readable form)."""
+    if text.isascii() and all(len(line) <= line_limit for line in text.splitlines()):
+        return "7bit"
+    ascii_share = sum(c.isascii() for c in text) / max(1, len(text))
+    return "quoted-printable" if ascii_share >= 0.6 else "base64"
+
+
+def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment]) -> None:
+    if html and text:
+        mail.set_content(text, cte=text_cte(text))
+        mail.add_alternative(html, subtype="html", cte=text_cte(html))
+    elif html:
+        mail.set_content(html, subtype="html", cte=text_cte(html))
+    else:
+        mail.set_content(text, cte=text_cte(text))
+    inline = [a for a in attachments if a.inline]
+    if inline:
+        html_part = mail.get_body(preferencelist=("html",))
+        if html_part is None:
+            raise ValidationError("inline attachments are shown by the html body, which is "
+                                  "missing", field="html")
+        for att in inline:
+            html_part.add_related(att.content, att.maintype, att.subtype,
+                                  cid=f"<{att.content_id}>", disposition="inline",
+                                  filename=att.filename, params=dict(att.params))
+    for att in attachments:
+        if att.inline:
+            continue
+        if (att.maintype, att.subtype) in (("message", "rfc822"), ("message", "global")):
+            if mail.get_content_type() != "multipart/mixed":
+                mail.make_mixed()
+            mail.attach(attached_message(att.filename, f"{att.maintype}/{att.subtype}",
+                                         att.content, mail.policy))
+        else:
+            mail.add_attachment(att.content, att.maintype, att.subtype,
+                                filename=att.filename, params=dict(att.params))
+
+
+def attached_message(filename: str, content_type: str, content: bytes,
+                     wire: Any) -> MIMEPart:
+    """An attached message as it was written: message/rfc822 is never
+    base64-encoded (RFC 2046 §5.2.1), so its bytes go in 7bit or 8bit, with
+    CRLF line ends."""
+    part = MIMEPart(policy=wire)
+    part["Content-Type"] = content_type
+    part["Content-Disposition"] = "attachment"
+    part.set_param("filename", filename, header="Content-Disposition")
+    data = b"\r\n".join(content.splitlines()) + b"\r\n"
+    part["Content-Transfer-Encoding"] = "7bit" if data.isascii() else "8bit"
+    part.set_payload(data.decode("ascii", "surrogateescape"))
+    return part
+
+
+def _attachments(value: Any) -> list[Attachment]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationError("must be a list", field="attachments")
+    if len(value) > MAX_ATTACHMENTS:
+        raise ValidationError(f"at most {MAX_ATTACHMENTS} attachments", field="attachments")
+    out, cids = [], set()
+    for i, item in enumerate(value):
+        where = f"attachments[{i}]"
+        if not isinstance(item, dict):
+            raise ValidationError("must be an object", field=where)
+        filename = item.get("filename")
+        if not isinstance(filename, str) or not filename.strip() or len(filename) > 255:
+            raise ValidationError("needs a filename of 1 to 255 characters",
+                                  field=f"{where}.filename")
+        check_header_text(filename, f"{where}.filename")
+        maintype, subtype, params = _content_type(item.get("content_type"), where)
+        content = item.get("content")
+        if not isinstance(content, str):
+            raise ValidationError("must be base64 text", field=f"{where}.content")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError("is not valid base64", field=f"{where}.content") from None
+        inline = item.get("inline", False)
+        if not isinstance(inline, bool):
+            raise ValidationError("must be true or false", field=f"{where}.inline")
+        cid = item.get("content_id", "")
+        if inline or cid:
+            if not isinstance(cid, str) or not cid.strip("<>") or not set(
+                    cid.strip("<>")) <= _CID_CHARS or len(cid) > 250:
+                raise ValidationError("an inline attachment needs a content_id such as "
+                                      "logo@example.com (RFC 2392)", field=f"{where}.content_id")
+            cid = cid.strip("<>")
+            if cid in cids:
+                raise ValidationError("is used twice", field=f"{where}.content_id")
+            cids.add(cid)
+        if maintype == "message":
+            _check_attached_message(data, f"{where}.content")
+        out.append(Attachment(filename, maintype, subtype, params, data, inline, cid))
+    return out
+
+
+def _content_type(value: Any, where: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """`type/subtype; name=value ...` (RFC 2045 §5.1), parameters kept."""
+    value = value or "application/octet-stream"
+    field = f"{where}.content_type"
+    if not isinstance(value, str):
+        raise ValidationError("is not a MIME type", field=field)
+    check_header_text(value, field)
+    header = policy.default.header_factory("content-type", value)
+    maintype, subtype = header.maintype, header.subtype
+    if header.defects or "/" not in value.split(";")[0]:
+        raise ValidationError("is not a MIME type such as text/csv; charset=utf-8", field=field)
+    if maintype == "multipart" or (maintype, subtype) in (("message", "partial"),
+                                                           ("message", "external-body")):
+        raise ValidationError(f"{maintype}/{subtype} parts are made by BitMail, not attached",
+                              field=field)
+    params = tuple((k, str(v)) for k, v in header.params.items())
+    return maintype, subtype, params
+
+
+def _check_attached_message(data: bytes, field: str) -> None:
+    mail = parse(data)
+    if not any(mail.get(h) for h in ("From", "Subject", "Date", "Message-ID")):
+        raise ValidationError("is not an RFC 5322 message (no From, Subject, Date or "
+                              "Message-ID header)", field=field)

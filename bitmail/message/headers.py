@@ -1,0 +1,172 @@
+"""Headers a client may set, how each kind is checked, and how each is folded.
+
+Only the service sets the headers that say who sent a message and how it is
+built (From, Sender, Date, Message-ID, Return-Path, DKIM-Signature, the MIME
+headers, ...). A client may add the headers in `ALLOWED`, plus any `X-*` and
+`List-*` header; anything else is refused naming the header.
+
+`WIRE` is `email.policy.SMTP` with three corrections, each for a way the
+stdlib folder changes what the writer wrote:
+- msg-id lists (In-Reply-To, References, Message-ID) and URI lists (List-*)
+  are folded only between their items, never turned into encoded-words, which
+  would break threading (RFC 5322 §3.6.4) and unsubscribe links (RFC 2369);
+- unstructured text that itself looks like an encoded-word (`=?utf-8?q?hi?=`)
+  is encoded whole (RFC 2047 §5), so a reader shows it exactly as typed;
+- bodies are 7bit or quoted-printable/base64 (cte_type "7bit"), so every relay
+  takes them without 8BITMIME.
+"""
+
+from __future__ import annotations
+
+import re
+from email.header import Header
+from email.policy import SMTP, EmailPolicy
+from email.utils import formataddr
+from typing import Any
+
+from ..errors import ValidationError
+from .text import check_header_text
+
+# Headers a client may add besides X-* and List-* (lower-cased). Reply-To is
+# an address list; In-Reply-To and References are msg-id lists.
+ALLOWED = frozenset({
+    "reply-to", "in-reply-to", "references", "keywords", "comments", "importance",
+    "priority", "sensitivity", "auto-submitted", "precedence", "organization",
+    "feedback-id",
+})
+ADDRESS_HEADERS = frozenset({"reply-to"})
+MSG_ID_HEADERS = frozenset({"in-reply-to", "references", "message-id"})
+MAX_HEADERS = 100
+MAX_HEADER_VALUE = 998 * 8  # octets before folding; one line may hold 998 (RFC 5322 §2.1.1)
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII without ':' (RFC 5322 §2.2)
+MSG_ID = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")  # `<left@right>`, no space or angle inside
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def may_set(name: str) -> bool:
+    lower = name.lower()
+    return lower in ALLOWED or lower.startswith(("x-", "list-"))
+
+
+def check_header_name(name: str, field: str) -> str:
+    if not _HEADER_NAME.match(name):
+        raise ValidationError("is not a valid header name", field=field)
+    if not may_set(name):
+        raise ValidationError(
+            "is not a header that can be set (allowed: X-*, List-*, "
+            + ", ".join(sorted(h.title() for h in ALLOWED)) + ")", field=field)
+    return name
+
+
+def parse_msg_ids(value: str, field: str) -> tuple[str, ...]:
+    """`<a@b> <c@d>` → ("<a@b>", "<c@d>"); ValidationError when any item is
+    not a msg-id (RFC 5322 §3.6.4: `<id-left@id-right>`, ASCII, no spaces)."""
+    check_header_text(value, field)
+    ids = tuple(value.replace(",", " ").split())
+    if not ids or not all(MSG_ID.match(i) for i in ids):
+        raise ValidationError("must be msg-ids as <left@right>, separated by spaces",
+                              field=field)
+    return ids
+
+
+def check_header_value(name: str, value: Any, field: str) -> str:
+    """A custom header's value, checked for its kind."""
+    if not isinstance(value, str):
+        raise ValidationError("must be a string", field=field)
+    check_header_text(value, field)
+    if len(value.encode()) > MAX_HEADER_VALUE:
+        raise ValidationError(f"is longer than {MAX_HEADER_VALUE} bytes", field=field)
+    lower = name.lower()
+    if lower in MSG_ID_HEADERS:
+        return " ".join(parse_msg_ids(value, field))
+    if lower.startswith("list-") and not value.isascii():
+        raise ValidationError("must be ASCII (URIs are, RFC 2369)", field=field)
+    return value
+
+
+class WirePolicy(EmailPolicy):
+    """`policy.SMTP` that never encodes msg-ids or URI lists and encodes
+    encoded-word look-alikes (see the module docstring)."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        # The header parser decodes encoded-words in what it is given, so a
+        # literal look-alike would be lost before folding: store it encoded.
+        if isinstance(value, str) and _is_unstructured(name.lower()) and \
+                _ENCODED_WORD.search(value):
+            value = Header(value, "utf-8", header_name=name).encode(maxlinelen=0)
+        return super().header_store_parse(name, value)  # type: ignore[no-any-return]
+
+    def fold(self, name: str, value: Any) -> str:
+        lower = name.lower()
+        if hasattr(value, "groups") and lower in _ADDRESS_FOLDED:
+            return self._fold_addresses(name, value.groups)
+        if lower in MSG_ID_HEADERS or lower.startswith("list-"):
+            return _fold_items(name, str(value).split(), self.linesep, self.max_line_length)
+        if _is_unstructured(lower) and _ENCODED_WORD.search(str(value)):
+            encoded = Header(str(value), "utf-8", header_name=name).encode(
+                linesep=self.linesep, maxlinelen=self.max_line_length or 78)
+            return f"{name}: {encoded}{self.linesep}"
+        return super().fold(name, value)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        lower = name.lower()
+        if (hasattr(value, "groups") and lower in _ADDRESS_FOLDED) or \
+                lower in MSG_ID_HEADERS or lower.startswith("list-") or (
+                _is_unstructured(lower) and _ENCODED_WORD.search(str(value))):
+            return self.fold(name, value).encode("ascii" if not self.utf8 else "utf-8")
+        return super().fold_binary(name, value)
+
+
+    def _fold_addresses(self, name: str, groups: Any) -> str:
+        """Each mailbox as `formataddr` writes it (a name that needs it quoted,
+        or encoded as whole encoded-words, RFC 2047 §5(3)), folded between
+        mailboxes. The stdlib folder can glue an encoded-word to the next
+        word, which readers then misread; this never does."""
+        items = []
+        for group in groups:
+            mailboxes = [self._mailbox(a) for a in group.addresses]
+            if group.display_name is None:
+                items.extend(mailboxes)
+            else:
+                items.append(f"{self._phrase(group.display_name)}: {', '.join(mailboxes)};")
+        return _fold_items(name, items, self.linesep, self.max_line_length, joiner=",")
+
+    def _mailbox(self, address: Any) -> str:
+        if not address.display_name:
+            return str(address.addr_spec)
+        return f"{self._phrase(address.display_name)} <{address.addr_spec}>"
+
+    def _phrase(self, text: str) -> str:
+        if text.isascii() or self.utf8:
+            quoted = formataddr((text, "x@y")).rpartition(" <")[0]
+            return quoted
+        return Header(text, "utf-8").encode(linesep=self.linesep, maxlinelen=0)
+
+
+_ADDRESS_FOLDED = frozenset({"from", "to", "cc", "reply-to"})
+
+
+def _is_unstructured(lower: str) -> bool:
+    return lower in ("subject", "comments", "keywords", "organization") or lower.startswith("x-")
+
+
+def _fold_items(name: str, items: list[str], linesep: str, width: int | None,
+                joiner: str = "") -> str:
+    """`Name: item item ...` (with `joiner` after every item but the last),
+    folded only between items, never inside one."""
+    width = width or 78
+    lines, line = [], f"{name}:"
+    for n, item in enumerate(items):
+        piece = item + (joiner if n < len(items) - 1 else "")
+        if len(line) + 1 + len(piece) > width and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += f" {piece}"
+    lines.append(line)
+    return linesep.join(lines) + linesep
+
+
+WIRE = WirePolicy().clone(**{k: getattr(SMTP, k) for k in ("linesep", "max_line_length")},
+                          cte_type="7bit")
+# For SMTPUTF8 messages (RFC 6531/6532): UTF-8 headers and 8bit bodies.
+WIRE_UTF8 = WIRE.clone(utf8=True, cte_type="8bit")

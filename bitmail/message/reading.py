@@ -1,0 +1,231 @@
+"""The one MIME reader: what pages, search and downloads need, from the bytes.
+
+Every message BitMail keeps is its bytes (`Message.mime`, a received
+message's MIME). Nothing here changes them: it reads headers with
+`email.headerregistry` and walks the MIME tree (RFC 2045/2046) to find the
+text and HTML bodies and the other parts (attachments and inline parts, each
+with an index that stays the same for the same bytes).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from html.parser import HTMLParser
+from typing import Any
+
+from .filenames import safe_filename
+
+PREVIEW = 140  # characters of body text a folder row shows
+_CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A part other than the bodies: `index` in document order, a safe
+    `filename`, the `content_type` (without parameters), decoded `size` in
+    bytes, `content_id` without angle brackets ("" when none), and whether it
+    is shown `inline` (a `cid:` image of the HTML)."""
+
+    index: int
+    filename: str
+    content_type: str
+    size: int
+    content_id: str
+    inline: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "filename": self.filename,
+                "content_type": self.content_type, "size": self.size,
+                "content_id": self.content_id, "inline": self.inline}
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """The readable content: bodies as text, and every other part."""
+
+    text: str
+    html: str
+    parts: tuple[Part, ...]
+
+
+def parse(raw: bytes) -> EmailMessage:
+    mail = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(mail, EmailMessage)
+    return mail
+
+
+def read_summary(raw: bytes) -> dict[str, Any]:
+    """Header fields and a preview: `from` (display form), `from_address`,
+    `to` and `cc` (display forms), `subject`, `date` (seconds since the
+    epoch), `message_id`, `in_reply_to`, `references` (lists of msg-ids),
+    `preview`, `has_attachments`."""
+    mail = parse(raw)
+    content = read_content(mail)
+    preview = content.text or html_to_text(content.html)
+    from_header = mail.get("From")
+    from_addresses = _addresses(mail, "From")
+    return {
+        "from": from_addresses[0][0] if from_addresses else _header(from_header),
+        "from_address": from_addresses[0][1] if from_addresses else "",
+        "to": [shown for shown, _ in _addresses(mail, "To")],
+        "cc": [shown for shown, _ in _addresses(mail, "Cc")],
+        "subject": _header(mail.get("Subject")),
+        "date": _date(mail),
+        "message_id": _header(mail.get("Message-ID")).strip(),
+        "in_reply_to": _msg_ids(mail.get("In-Reply-To")),
+        "references": _msg_ids(mail.get("References")),
+        "preview": " ".join(preview.split())[:PREVIEW],
+        "has_attachments": any(not p.inline for p in content.parts),
+    }
+
+
+def read_content(mail: EmailMessage | bytes) -> Content:
+    """The text and HTML bodies (as `get_body` chooses them, RFC 2046 §5.1.4)
+    and every other leaf part, in order; a message/rfc822 part is one part."""
+    if isinstance(mail, bytes):
+        mail = parse(mail)
+    text_part = mail.get_body(preferencelist=("plain",))
+    html_part = mail.get_body(preferencelist=("html",))
+    bodies = {id(p) for p in (text_part, html_part) if p is not None}
+    parts = tuple(_describe(i, p) for i, p in
+                  enumerate(p for p in _leaves(mail) if id(p) not in bodies))
+    return Content(text=_text_of(text_part), html=_text_of(html_part), parts=parts)
+
+
+def read_part(raw: bytes, index: int) -> tuple[Part, bytes] | None:
+    """The part at `index` (as read_content numbers them) and its decoded bytes."""
+    mail = parse(raw)
+    content = read_content(mail)
+    if not 0 <= index < len(content.parts):
+        return None
+    text_part = mail.get_body(preferencelist=("plain",))
+    html_part = mail.get_body(preferencelist=("html",))
+    bodies = {id(p) for p in (text_part, html_part) if p is not None}
+    leaf = [p for p in _leaves(mail) if id(p) not in bodies][index]
+    return content.parts[index], _bytes_of(leaf)
+
+
+def html_to_text(html: str) -> str:
+    """The words of an HTML document, for previews and search (not for display)."""
+    if not html:
+        return ""
+    reader = _Words()
+    try:
+        reader.feed(html)
+        reader.close()
+    except (AssertionError, ValueError):  # html.parser on badly broken markup
+        pass
+    return " ".join(" ".join(reader.words).split())
+
+
+class _Words(HTMLParser):
+    _SKIP = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.words: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skipping:
+            self._skipping -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.words.append(data)
+
+
+def _leaves(part: EmailMessage) -> Iterator[EmailMessage]:
+    """Leaf parts in document order; an attached message is one leaf."""
+    if part.is_multipart() and part.get_content_maintype() == "multipart":
+        for sub in part.iter_parts():
+            yield from _leaves(sub)  # type: ignore[arg-type]
+    else:
+        yield part
+
+
+def _describe(index: int, part: EmailMessage) -> Part:
+    content_type = part.get_content_type()
+    cid = _header(part.get("Content-ID")).strip().strip("<>")
+    disposition = part.get_content_disposition()
+    inline = bool(cid) and disposition != "attachment"  # what a cid: URL shows
+    try:
+        name = part.get_filename()
+    except (TypeError, ValueError, LookupError):
+        name = None
+    if not name and content_type == "message/rfc822":
+        inner = part.get_payload(0) if part.is_multipart() else None
+        subject = _header(inner.get("Subject")) if inner is not None else ""
+        name = f"{subject or 'message'}.eml"
+    return Part(index=index, filename=safe_filename(name, content_type, index),
+                content_type=content_type, size=len(_bytes_of(part)), content_id=cid,
+                inline=inline)
+
+
+def _bytes_of(part: EmailMessage) -> bytes:
+    if part.get_content_type() == "message/rfc822" and part.is_multipart():
+        inner = part.get_payload(0)
+        return inner.as_bytes(policy=policy.SMTP.clone(refold_source="none"))  # type: ignore[union-attr]
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+def _text_of(part: EmailMessage | None) -> str:
+    if part is None:
+        return ""
+    try:
+        content = part.get_content()
+    except (LookupError, ValueError, AssertionError):
+        # An unknown or broken charset: show what can be shown.
+        content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+    # On the wire every line ends in CRLF (RFC 5322 §2.3); pages want "\n".
+    return content.replace("\r\n", "\n") if isinstance(content, str) else ""
+
+
+def _header(value: Any) -> str:
+    return "" if value is None else _CONTROLS.sub(" ", _utf8(str(value)))
+
+
+def _utf8(text: str) -> str:
+    """The parser keeps raw 8-bit header bytes as surrogate escapes; UTF-8
+    headers (RFC 6532) are text, anything else shows as U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _addresses(mail: EmailMessage, name: str) -> list[tuple[str, str]]:
+    """(display form, addr-spec) of every address in every `name` header."""
+    out: list[tuple[str, str]] = []
+    for header in mail.get_all(name, []):
+        try:
+            addresses = header.addresses
+        except (AttributeError, TypeError, ValueError, IndexError):
+            continue
+        out.extend((_header(str(a)), _utf8(a.addr_spec)) for a in addresses
+                   if a.addr_spec != "<>")
+    return out
+
+
+def _msg_ids(value: Any) -> list[str]:
+    return re.findall(r"<[^<>\s]+>", _utf8(str(value))) if value is not None else []
+
+
+def _date(mail: EmailMessage) -> float:
+    header = mail.get("Date")
+    try:
+        return header.datetime.timestamp() if header is not None else time.time()
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return time.time()

@@ -1,0 +1,73 @@
+"""Received mail that arrives already taken apart, put back together as MIME.
+
+Mailgun's `forward()` route posts a parsed form (the original headers, the
+text and HTML bodies, the attachments and which of them are inline) rather
+than the message. BitMail keeps every message as its bytes, so the form is
+rebuilt into one message with the same headers, bodies and parts; the
+structure follows `compose` (alternative, related for inline parts, mixed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from .compose import attached_message, text_cte
+from .headers import WIRE_UTF8
+from .text import is_header_safe
+
+# Headers that describe the MIME structure, which is built anew.
+_STRUCTURE = frozenset({"content-type", "content-transfer-encoding", "mime-version",
+                        "content-disposition", "content-id"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedPart:
+    """A part of a parsed form: decoded `content`; `content_id` (without
+    angle brackets) for a part the HTML shows inline."""
+
+    filename: str
+    content_type: str
+    content: bytes
+    content_id: str = ""
+
+
+def rebuild(headers: list[tuple[str, str]], text: str, html: str,
+            parts: list[ReceivedPart]) -> bytes:
+    """The message as MIME bytes (UTF-8 headers, RFC 6532): the original
+    headers in order (a header that cannot be written is left out), then the
+    bodies and parts."""
+    mail = EmailMessage(policy=WIRE_UTF8)
+    for name, value in headers:
+        if name.lower() in _STRUCTURE or not is_header_safe(value):
+            continue
+        try:
+            mail[name] = value
+        except (ValueError, TypeError, IndexError):
+            continue  # a header the parser cannot read; the rest still arrives
+    if text and html:
+        mail.set_content(text, cte=text_cte(text))
+        mail.add_alternative(html, subtype="html", cte=text_cte(html))
+    elif html:
+        mail.set_content(html, subtype="html", cte=text_cte(html))
+    else:
+        mail.set_content(text, cte=text_cte(text))
+    html_part = mail.get_body(preferencelist=("html",))
+    for part in parts:
+        maintype, _, subtype = part.content_type.partition("/")
+        maintype, subtype = maintype or "application", subtype or "octet-stream"
+        if maintype == "message" and subtype in ("rfc822", "global"):
+            if mail.get_content_type() != "multipart/mixed":
+                mail.make_mixed()
+            mail.attach(attached_message(part.filename, part.content_type, part.content,
+                                         mail.policy))
+        elif part.content_id and html_part is not None:
+            html_part.add_related(part.content, maintype, subtype,
+                                  cid=f"<{part.content_id}>", disposition="inline",
+                                  filename=part.filename)
+        else:
+            mail.add_attachment(part.content, maintype, subtype, filename=part.filename)
+    for sub in mail.walk():
+        if sub is not mail:
+            del sub["MIME-Version"]
+    return mail.as_bytes()

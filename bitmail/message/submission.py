@@ -1,0 +1,137 @@
+"""A message submitted as MIME (SMTP submission), kept as it was written.
+
+A submission server may change only what RFC 6409 §8 lets it change; BitMail
+makes exactly these changes, on the bytes, and nothing else:
+
+- adds `Message-ID` (§8.3) and `Date` (§8.2) when they are missing, and
+  `From` (the authenticated user) when it is missing;
+- removes `Bcc` lines (the recipients stay in the envelope, RFC 5322 §3.6.3);
+- replaces a Message-ID that another message already has (`replace_message_id`),
+  so delivery events can never be matched to somebody else's mail.
+
+Who may send is enforced, not rewritten: every `From` mailbox must be the
+authenticated user's address, else the message is refused (SubmissionRefused,
+which the SMTP server answers with 550 5.7.1). A header line holding a
+control character, or a Message-ID that is not a msg-id, is refused too.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.utils import format_datetime
+
+from ..errors import TooLarge, ValidationError
+from .addresses import envelope
+from .headers import MSG_ID
+from .model import DEFAULT_MAX_SIZE, Message, new_message_id
+from .reading import parse
+
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+# In a raw header line: every C0 control but TAB, and DEL (CR/LF end lines).
+_RAW_HEADER_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class SubmissionRefused(ValidationError):
+    """The user may not send this message as written (a foreign From)."""
+
+    code = "sender_refused"
+
+
+def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: str,
+              max_size: int = DEFAULT_MAX_SIZE) -> Message:
+    """The message as it will go out, from the bytes of an SMTP DATA.
+
+    `user_address` is the authenticated user's address; `recipients` are the
+    envelope's RCPT TO addresses, already checked. Raises SubmissionRefused,
+    ValidationError for a malformed message, TooLarge past `max_size` bytes.
+    """
+    head, separator, body = _split(raw)
+    fields = _fields(head)
+    mail = parse(raw)
+    from_addresses = [a for h in mail.get_all("From", []) for a in _addresses_of(h)]
+    if any(a.lower() != user_address.lower() for a in from_addresses):
+        raise SubmissionRefused(f"From must be your own address, {user_address}", field="From")
+    present = {name.lower() for name, _ in fields}
+    message_id = str(mail.get("Message-ID") or "").strip()
+    if "message-id" in present and not MSG_ID.match(message_id):
+        raise ValidationError("Message-ID is not a msg-id such as <left@right> "
+                              "(RFC 5322 §3.6.4)", field="Message-ID")
+    added: list[tuple[str, bytes]] = []
+    if not from_addresses:
+        added.append(("From", user_address.encode()))
+    if "date" not in present:
+        added.append(("Date", format_datetime(datetime.now(UTC)).encode()))
+    if "message-id" not in present:
+        message_id = new_message_id(domain)
+        added.append(("Message-ID", message_id.encode()))
+    kept = [(name, lines) for name, lines in fields if name.lower() != "bcc"]
+    mime = _join(kept, added, separator, body)
+    if len(mime) > max_size:
+        raise TooLarge(f"the message is {len(mime)} bytes, over the limit of {max_size}")
+    shown = {envelope_of(a) for h in ("To", "Cc") for header in mail.get_all(h, [])
+             for a in _addresses_of(header)}
+    return Message(mime=mime, sender=user_address.lower(), recipients=tuple(recipients),
+                   message_id=message_id, smtputf8=not head.isascii() or not all(
+                       r.isascii() for r in recipients),
+                   bcc=tuple(r for r in recipients if r not in shown))
+
+
+def replace_message_id(message: Message, domain: str) -> Message:
+    """The same message with a new Message-ID header in place of its own."""
+    head, separator, body = _split(message.mime)
+    new_id = new_message_id(domain)
+    fields = [(name, [f"{name}: {new_id}".encode()] if name.lower() == "message-id" else lines)
+              for name, lines in _fields(head)]
+    return Message(mime=_join(fields, [], separator, body), sender=message.sender,
+                   recipients=message.recipients, message_id=new_id,
+                   smtputf8=message.smtputf8, bcc=message.bcc)
+
+
+def envelope_of(addr_spec: str) -> str:
+    local, _, domain = addr_spec.rpartition("@")
+    try:
+        return envelope(Address(username=local, domain=domain))
+    except (ValueError, UnicodeError):
+        return addr_spec.lower()
+
+
+def _addresses_of(header: object) -> list[str]:
+    try:
+        return [a.addr_spec for a in header.addresses]  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return []
+
+
+def _split(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    """(header block, the blank line, body) as written."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        head, found, body = raw.partition(separator)
+        if found:
+            return head, separator, body
+    return raw.rstrip(b"\r\n"), b"\r\n\r\n", b""
+
+
+def _fields(head: bytes) -> list[tuple[str, list[bytes]]]:
+    """Header fields as (name, their raw lines), continuation lines kept."""
+    fields: list[tuple[str, list[bytes]]] = []
+    for line in re.split(rb"\r?\n", head):
+        if _RAW_HEADER_FORBIDDEN.search(line):
+            raise ValidationError("a header line holds a control character", field="headers")
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1].append(line)
+            continue
+        match = _FIELD_NAME.match(line)
+        if not match:
+            raise ValidationError(f"{line[:40]!r} is not a header line (RFC 5322 §2.2)",
+                                  field="headers")
+        fields.append((match.group(1).decode("ascii"), [line]))
+    return fields
+
+
+def _join(fields: list[tuple[str, list[bytes]]], added: list[tuple[str, bytes]],
+          separator: bytes, body: bytes) -> bytes:
+    lines = [line for _, field_lines in fields for line in field_lines]
+    lines += [name.encode() + b": " + value for name, value in added]
+    return b"\r\n".join(lines) + separator + body

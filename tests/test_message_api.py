@@ -1,0 +1,224 @@
+"""The message model through the HTTP API and the command line (issue 9).
+
+What goes out is read from the local provider's .eml files: the bytes every
+provider would send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from bitmail.testing import FakeMailgun
+
+from conftest import provider_toml, start_service, wait_for, write_config
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def sent_mime(service, count: int = 1) -> list[bytes]:
+    outgoing = Path(service.runtime.settings.data_dir) / "outgoing"
+    files = await wait_for(lambda: (lambda f: f if len(f) >= count else None)(
+        sorted(outgoing.glob("*.eml"), key=lambda p: p.stat().st_mtime)))
+    return [b"".join(line for line in f.read_bytes().splitlines(keepends=True)
+                     if not line.startswith(b"X-BitMail-Envelope-")) for f in files]
+
+
+def parsed(raw: bytes):
+    return BytesParser(policy=policy.default).parsebytes(raw)
+
+
+async def post(service, headers, payload, status=202):
+    resp = await service.client.post("/api/messages", headers=headers, json=payload)
+    body = await resp.json()
+    assert resp.status == status, body
+    return body
+
+
+async def test_1_names_reach_the_wire_and_the_sent_copy(service):
+    headers = await service.api_key("alice")
+    answer = await post(service, headers, {
+        "to": '"Doe, John" <john@example.org>; "Smith; Jane" <jane@example.com>',
+        "cc": [{"name": "Jane Roe", "address": "roe@example.org"}], "subject": "names",
+        "text": "hi"})
+    [mime] = await sent_mime(service)
+    mail = parsed(mime)
+    assert mail["To"] == '"Doe, John" <john@example.org>, "Smith; Jane" <jane@example.com>'
+    assert mail["Cc"] == "Jane Roe <roe@example.org>"
+    resp = await service.client.get(f"/api/messages/{answer['id']}", headers=headers)
+    doc = await resp.json()
+    assert doc["to"] == ['"Doe, John" <john@example.org>', '"Smith; Jane" <jane@example.com>']
+    assert {r["address"] for r in doc["recipients"]} == {
+        "john@example.org", "jane@example.com", "roe@example.org"}
+
+
+async def test_a_bad_address_is_a_400_naming_the_field_and_nothing_is_stored(service):
+    headers = await service.api_key("alice")
+    body = await post(service, headers, {"to": "ok@example.com", "cc": ["a b@x.com"]}, 400)
+    assert body["error"]["field"] == "cc[0]"
+    assert await service.runtime.store.count("message") == 0
+
+
+@pytest.mark.parametrize("field", ["subject", "text", "html", "to"])
+async def test_17_a_lone_surrogate_is_a_json_400_naming_the_field_on_both_stores(
+        store_service, field):
+    headers = await store_service.api_key("alice")
+    value = "\\ud800@example.com" if field == "to" else "bad \\ud800 text"
+    body = f'{{"to": "a@example.com", "{field}": "{value}"}}'.encode()
+    resp = await store_service.client.post("/api/messages", data=body, headers={
+        **headers, "Content-Type": "application/json"})
+    assert resp.status == 400 and resp.content_type == "application/json"
+    assert (await resp.json())["error"]["field"] == field
+    assert await store_service.runtime.store.count("message") == 0
+
+
+@pytest.mark.parametrize("field", ["text", "html"])
+async def test_17_a_nul_in_a_body_is_the_same_400_on_both_stores(store_service, field):
+    headers = await store_service.api_key("alice")
+    resp = await store_service.client.post("/api/messages", headers=headers, json={
+        "to": "a@example.com", field: "a\x00b"})
+    assert resp.status == 400
+    assert (await resp.json())["error"]["field"] == field
+
+
+async def test_6_a_utf8_local_part_is_refused_when_no_provider_carries_smtputf8(
+        make_settings):
+    async with FakeMailgun(api_key="k", domain="mg.example.com") as fake, start_service(
+            make_settings(provider_toml("mg", "mailgun", api_key="k", domain="mg.example.com",
+                                        base_url=fake.url))) as svc:
+        headers = await svc.api_key("alice")
+        body = await post(svc, headers, {"to": "a@example.com", "bcc": "üser@example.com"},
+                          400)
+        assert body["error"]["field"] == "bcc" and "SMTPUTF8" in body["error"]["message"]
+        await post(svc, headers, {"to": "user@bücher.example", "text": "IDN is fine"})
+        [got] = await wait_for(lambda: fake.received)
+        assert list(got.recipients) == ["user@xn--bcher-kva.example"]
+
+
+async def test_a_reply_carries_in_reply_to_and_references(service):
+    headers = await service.api_key("alice")
+    first = await post(service, headers, {"to": "bob@example.com", "subject": "Plan",
+                                          "headers": {"References": "<root@example.com>"}})
+    reply = await post(service, headers, {"to": "bob@example.com", "subject": "Re: Plan",
+                                          "in_reply_to": first["id"]})
+    mimes = await sent_mime(service, 2)
+    mail = parsed(mimes[-1])
+    assert str(mail["In-Reply-To"]) == first["message_id"]
+    assert str(mail["References"]).split() == ["<root@example.com>", first["message_id"]]
+    resp = await service.client.get(f"/api/messages/{reply['id']}", headers=headers)
+    assert (await resp.json())["in_reply_to"] == [first["message_id"]]
+    body = await post(service, headers, {"to": "b@example.com", "in_reply_to": "nope"}, 400)
+    assert body["error"]["field"] == "in_reply_to"
+
+
+async def test_inline_images_render_in_the_html_view_as_data_urls(service):
+    headers = await service.api_key("alice")
+    png = b"\x89PNG fake"
+    answer = await post(service, headers, {
+        "to": "alice@localhost", "html": '<p><img src="cid:logo@x.example"></p>',
+        "attachments": [{"filename": "logo.png", "content_type": "image/png",
+                         "content": b64(png), "inline": True, "content_id": "logo@x.example"}]})
+    [inbox] = await service.runtime.store.get("message", {"owner": "alice", "folder": "inbox"})
+    resp = await service.client.get(f"/api/messages/{inbox['id']}/html", headers=headers)
+    html = await resp.text()
+    assert f'src="data:image/png;base64,{b64(png)}"' in html
+    assert "img-src data:" in resp.headers["Content-Security-Policy"]
+    resp = await service.client.get(f"/api/messages/{answer['id']}", headers=headers)
+    [part] = (await resp.json())["attachments"]
+    assert part["inline"] and part["content_id"] == "logo@x.example"
+
+
+@pytest.mark.parametrize("filename,fallback,served", [
+    ("Grüße.pdf", "Gr__e.pdf", "Grüße.pdf"),
+    ('a "quoted" name.txt', "a _quoted_ name.txt", 'a "quoted" name.txt'),
+    # A trailing backslash is a path separator naming no file: a name is made.
+    ("folder\\", "attachment-1.bin", "attachment-1.bin"),
+    ("100% sure.txt", "100_ sure.txt", "100% sure.txt")])
+async def test_21_downloads_name_the_file_as_rfc_6266_says(service, filename, fallback,
+                                                           served):
+    headers = await service.api_key("alice")
+    await post(service, headers, {"to": "alice@localhost", "attachments": [
+        {"filename": filename, "content": b64(b"data")}]})
+    [inbox] = await service.runtime.store.get("message", {"owner": "alice", "folder": "inbox"})
+    resp = await service.client.get(f"/api/messages/{inbox['id']}/attachments/0",
+                                    headers=headers)
+    assert await resp.read() == b"data"
+    disposition = resp.headers["Content-Disposition"]
+    assert disposition.startswith(f'attachment; filename="{fallback}"; filename*=UTF-8\'\'')
+    from urllib.parse import unquote
+    assert unquote(disposition.rpartition("''")[2]) == served
+    assert disposition.isascii()
+
+
+async def bitmail(*args: str, cwd: Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bitmail", *args, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_19_config_is_honoured_before_or_after_every_command(tmp_path):
+    config_file = write_config(tmp_path)
+    assert (await bitmail("--config", str(config_file), "user", "add", "ann",
+                          "--password", "long enough secret", cwd=tmp_path))[0] == 0
+    assert (await bitmail("user", "add", "bob", "--password", "long enough secret",
+                          "--config", str(config_file), cwd=tmp_path))[0] == 0
+    for args in (("user", "list", "--config", str(config_file)),
+                 ("--config", str(config_file), "user", "list")):
+        code, out, err = await bitmail(*args, cwd=tmp_path)
+        assert code == 0, err
+        assert out.split() == ["ann", "bob"]
+    assert not (tmp_path / "bitmail-data").exists()  # nothing went to the defaults
+
+
+async def test_19_serve_takes_config_after_the_command(tmp_path):
+    from conftest import ServeProcess, free_port
+
+    port = free_port()
+    config_file = write_config(tmp_path, port=port)
+    proc = ServeProcess(config_file, port, tmp_path / "serve.log")
+    await proc.start()
+    try:
+        assert (Path(tmp_path) / "data").is_dir()
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_20_send_needs_an_existing_user_and_understands_a_full_address(tmp_path):
+    config_file = write_config(tmp_path)
+    conf = ("--config", str(config_file))
+    code, _, err = await bitmail("send", "--from", "nobody", "--to", "a@example.com", *conf,
+                                 cwd=tmp_path)
+    assert code == 2 and "nobody" in err
+    await bitmail("user", "add", "alice", "--password", "long enough secret", *conf,
+                  cwd=tmp_path)
+    code, out, err = await bitmail("send", "--from", "alice@localhost", "--to",
+                                   '"Doe, John" <john@example.org>', "--subject", "cli", *conf,
+                                   cwd=tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["status"] == "queued"
+    code, _, err = await bitmail("send", "--from", "alice@elsewhere.example", "--to",
+                                 "a@example.com", *conf, cwd=tmp_path)
+    assert code == 2 and "localhost" in err
+    code, _, err = await bitmail("send", "--from", "alice", "--to", "a@example.com",
+                                 "--subject", "x\x0bBcc: spy@evil.example", *conf, cwd=tmp_path)
+    assert code == 1 and "subject" in err
+    # The queued message, as it will go out.
+    from bitmail import config as config_module
+    from bitmail.store import open_store
+    settings = config_module.load(config_file)
+    async with open_store(settings.store) as store:
+        [doc] = await store.get("message", {"owner": "alice", "folder": "sent"})
+    assert doc["from"] == "alice@localhost"
+    assert doc["to"] == ['"Doe, John" <john@example.org>']

@@ -1,0 +1,252 @@
+"""SMTP submission keeps the message as it was written (issue 9, items 11-15).
+
+A submission server may change only what RFC 6409 §8 allows: add Message-ID
+and Date when missing, remove Bcc; BitMail also refuses a From that is not
+the user's own address. What the local provider writes is compared with what
+was submitted, byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from bitmail.message import MAX_RECIPIENTS, read_content
+from bitmail.smtpd import start_smtp
+
+from conftest import free_port, start_service, wait_for
+
+CRLF = b"\r\n"
+
+
+@pytest.fixture
+async def submission(make_settings):
+    """(service, smtp port, api key of robot@localhost), max_message_size 200 kB."""
+    async with start_service(make_settings("max_message_size = 200000\n")) as service:
+        port = free_port()
+        server = await start_smtp(service.runtime, "127.0.0.1", port)
+        await service.api_key("robot")
+        key = await service.runtime.accounts.create_api_key("robot")
+        try:
+            yield service, port, key
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
+async def submit(submission, raw: bytes, recipients: list[str],
+                 sender: str = "robot@localhost") -> tuple[int, str]:
+    _, port, key = submission
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+    await client.connect()
+    try:
+        await client.login("robot", key)
+        await client.mail(sender)
+        for r in recipients:
+            await client.rcpt(r)
+        answer = await client.data(raw)
+        return answer.code, answer.message
+    finally:
+        client.close()
+
+
+def message(*headers: str, body: bytes = b"Hello.\r\n") -> bytes:
+    return CRLF.join(h.encode() for h in headers) + CRLF + CRLF + body
+
+
+async def went_out(service) -> bytes:
+    """The one message the local provider wrote, without its envelope lines."""
+    outgoing = Path(service.runtime.settings.data_dir) / "outgoing"
+    [eml] = await wait_for(lambda: list(outgoing.glob("*.eml")))
+    raw = eml.read_bytes()
+    return b"".join(line for line in raw.splitlines(keepends=True)
+                    if not line.startswith(b"X-BitMail-Envelope-"))
+
+
+def parsed(raw: bytes):
+    return BytesParser(policy=policy.default).parsebytes(raw)
+
+
+async def test_11_a_quoted_name_with_a_comma_in_to_is_accepted_and_kept(submission):
+    raw = message('From: "Robot, The" <robot@localhost>', 'To: "Doe, John" <john@example.org>',
+                  "Subject: hi", "Date: Mon, 30 Nov 2026 10:00:00 +0100",
+                  "Message-ID: <one@client.example>")
+    code, _ = await submit(submission, raw, ["john@example.org"])
+    assert code == 250
+    assert await went_out(submission[0]) == raw
+
+
+async def test_12_every_header_goes_out_as_written_and_only_bcc_is_removed(submission):
+    refs = "<" + "r" * 80 + "@lists.example.org> <second@lists.example.org>"
+    raw = message(
+        'From: "Robot, The" <robot@localhost>',
+        "To: announce@lists.example.org",  # a list address; recipients only in RCPT
+        "Cc: =?utf-8?q?J=C3=B6rg?= <joerg@example.de>",
+        "Bcc: secret@example.net",
+        "Reply-To: Help Desk <help@example.com>",
+        "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=",
+        "Date: Mon, 30 Nov 2026 10:00:00 +0100",
+        "Message-ID: <two@client.example>",
+        "In-Reply-To: <" + "r" * 80 + "@lists.example.org>",
+        "References: " + refs,
+        "List-Unsubscribe: <https://lists.example.org/u?id=7>, <mailto:u@lists.example.org>",
+        "X-Mailer: handmade 1.0",
+    )
+    rcpts = ["ann@example.com", "joerg@example.de", "secret@example.net"]
+    code, _ = await submit(submission, raw, rcpts)
+    assert code == 250
+    out = await went_out(submission[0])
+    assert out == raw.replace(b"Bcc: secret@example.net\r\n", b"")
+    service = submission[0]
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    assert doc["to"] == ["announce@lists.example.org"]
+    assert doc["cc"] == ["Jörg <joerg@example.de>"]
+    assert doc["bcc"] == ["ann@example.com", "secret@example.net"]  # in no header
+    assert {r["address"] for r in doc["recipients"]} == set(rcpts)
+
+
+async def test_12_missing_message_id_and_date_are_added_and_nothing_else(submission):
+    raw = message("From: robot@localhost", "To: a@example.com", "Subject: bare")
+    code, _ = await submit(submission, raw, ["a@example.com"])
+    assert code == 250
+    out = await went_out(submission[0])
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(raw.partition(b"\r\n\r\n")[0])
+    mail = parsed(out)
+    assert mail["Message-ID"].endswith("@localhost>") and mail["Date"].datetime is not None
+    assert body == b"Hello.\r\n"
+
+
+async def test_12_a_foreign_from_is_refused_and_nothing_is_stored(submission):
+    raw = message("From: ceo@example.com", "To: a@example.com", "Subject: wire money")
+    with pytest.raises(aiosmtplib.SMTPDataError) as err:
+        await submit(submission, raw, ["a@example.com"])
+    assert err.value.code == 550 and "robot@localhost" in err.value.message
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+        await submit(submission, message("From: robot@localhost"), ["a@example.com"],
+                     sender="ceo@example.com")
+    assert refused.value.code == 553
+    assert await submission[0].runtime.store.count("message") == 0
+
+
+async def test_13_inline_images_in_multipart_related_are_kept_byte_for_byte(submission):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n not really a png").decode()
+    raw = (b"From: robot@localhost\r\nTo: a@example.com\r\nSubject: logo\r\n"
+           b"Date: Mon, 30 Nov 2026 10:00:00 +0100\r\n"
+           b"Message-ID: <rel@client.example>\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/related; boundary="b1"\r\n\r\n'
+           b"--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+           b'<p><img src="cid:logo@client.example"></p>\r\n'
+           b"--b1\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+           b"Content-ID: <logo@client.example>\r\nContent-Disposition: inline\r\n\r\n"
+           + png.encode() + b"\r\n--b1--\r\n")
+    code, _ = await submit(submission, raw, ["a@example.com"])
+    assert code == 250
+    out = await went_out(submission[0])
+    assert out == raw
+    [part] = read_content(out).parts
+    assert part.inline and part.content_id == "logo@client.example"
+
+
+@pytest.mark.parametrize("message_id", [
+    "=?utf-8?q?<x=0D=0ABcc:_spy@evil.example>?=", "<a b@c>", "no-brackets@x"])
+async def test_14_a_message_id_that_is_not_a_msg_id_is_refused(submission, message_id):
+    raw = message("From: robot@localhost", "To: a@example.com", f"Message-ID: {message_id}")
+    with pytest.raises(aiosmtplib.SMTPDataError) as err:
+        await submit(submission, raw, ["a@example.com"])
+    assert err.value.code == 554 and "Message-ID" in err.value.message
+    assert await submission[0].runtime.store.count("message") == 0
+
+
+async def test_14_an_rfc2231_filename_with_encoded_line_breaks_adds_no_header(submission):
+    raw = (b"From: robot@localhost\r\nTo: a@example.com\r\nSubject: f\r\n"
+           b"Date: Mon, 30 Nov 2026 10:00:00 +0100\r\n"
+           b"Message-ID: <fn@client.example>\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           b"--b\r\nContent-Type: text/plain\r\n\r\nsee file\r\n"
+           b"--b\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment;\r\n"
+           b" filename*=utf-8''evil%0D%0ABcc%3A%20spy%40evil.example%0D%0AX-Injected%3A%20yes\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n")
+    code, _ = await submit(submission, raw, ["a@example.com"])
+    assert code == 250
+    service = submission[0]
+    out = await went_out(service)
+    assert out == raw
+    mail = parsed(out)
+    assert mail["Bcc"] is None and mail["X-Injected"] is None
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    headers = await service.api_key("robot")
+    resp = await service.client.get(f"/api/messages/{doc['id']}/attachments/0",
+                                    headers=headers)
+    assert resp.status == 200 and await resp.read() == b"\x00\x01\x02"
+    disposition = resp.headers["Content-Disposition"]
+    assert "\r" not in disposition and "\n" not in disposition
+    assert disposition.startswith('attachment; filename="evilBcc: spy@evil.exampleX-Injected: yes"')
+
+
+@pytest.mark.parametrize("line", [b"Subject: a\x0bBcc: spy@evil.example", b"X-A: \x1cb"])
+async def test_14_a_raw_header_line_with_a_control_character_is_refused(submission, line):
+    raw = b"From: robot@localhost\r\nTo: a@example.com\r\n" + line + b"\r\n\r\nhi\r\n"
+    with pytest.raises(aiosmtplib.SMTPDataError) as err:
+        await submit(submission, raw, ["a@example.com"])
+    assert err.value.code == 554
+
+
+async def test_15_recipients_past_the_cap_get_452_and_the_message_goes_to_the_rest(submission):
+    service, port, key = submission
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+    await client.connect()
+    await client.login("robot", key)
+    await client.mail("robot@localhost")
+    for i in range(MAX_RECIPIENTS):
+        await client.rcpt(f"r{i}@example.com")
+    with pytest.raises(aiosmtplib.SMTPRecipientRefused) as err:
+        await client.rcpt("one-too-many@example.com")
+    assert err.value.code == 452 and "4.5.3" in err.value.message
+    answer = await client.data(message("From: robot@localhost", "To: list@example.com"))
+    client.close()
+    assert answer.code == 250
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    assert len(doc["recipients"]) == MAX_RECIPIENTS
+
+
+async def test_15_an_oversize_message_gets_552(submission):
+    raw = message("From: robot@localhost", "To: a@example.com", body=b"x" * 76 + b"\r\n")
+    raw += (b"y" * 998 + b"\r\n") * 250  # 250 kB, over the 200 kB limit
+    with pytest.raises(aiosmtplib.SMTPResponseException) as err:
+        await submit(submission, raw, ["a@example.com"])
+    assert err.value.code == 552
+    assert await submission[0].runtime.store.count("message") == 0
+
+
+async def test_a_message_id_another_message_has_is_replaced(submission):
+    service = submission[0]
+    raw = message("From: robot@localhost", "To: a@example.com", "Subject: first",
+                  "Message-ID: <same@client.example>")
+    assert (await submit(submission, raw, ["a@example.com"]))[0] == 250
+    assert (await submit(submission, raw.replace(b"first", b"again"), ["a@example.com"]))[0] \
+        == 250
+    docs = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    ids = sorted(d["message_id"] for d in docs)
+    assert "<same@client.example>" in ids and len(set(ids)) == 2
+
+
+async def test_a_utf8_recipient_is_accepted_with_smtputf8(submission):
+    raw = "From: robot@localhost\r\nTo: üser@example.com\r\nSubject: ✓\r\n\r\nhi\r\n".encode()
+    service, port, key = submission
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+    await client.connect()
+    await client.login("robot", key)
+    await client.mail("robot@localhost", options=["SMTPUTF8"])
+    await client.rcpt("üser@example.com", encoding="utf-8")
+    answer = await client.data(raw)
+    client.close()
+    assert answer.code == 250
+    out = await went_out(service)
+    assert out.startswith(raw.partition(b"\r\n\r\n")[0])
