@@ -189,7 +189,9 @@ def text_cte(text: str, line_limit: int = 78) -> str:
     return "quoted-printable" if ascii_share >= 0.6 else "base64"
 
 
-def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment]) -> None:
+def set_bodies(mail: EmailMessage, text: str, html: str) -> None:
+    """text/plain, text/html, or both as multipart/alternative; never an empty part
+    beside a real one."""
     if html and text:
         mail.set_content(text, cte=text_cte(text))
         mail.add_alternative(html, subtype="html", cte=text_cte(html))
@@ -197,6 +199,10 @@ def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment
         mail.set_content(html, subtype="html", cte=text_cte(html))
     else:
         mail.set_content(text, cte=text_cte(text))
+
+
+def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment]) -> None:
+    set_bodies(mail, text, html)
     inline = [a for a in attachments if a.inline]
     if inline:
         html_part = mail.get_body(preferencelist=("html",))
