@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -120,7 +121,7 @@ class Accounts:
                        operator: bool | None = None) -> User:
         """Change an existing user (the administrator's `user set`); NotFound if none."""
         username = check_username(username)
-        change: dict = {}
+        change: dict[str, Any] = {}
         if password is not None:
             check_password(password, username)
             change["password"] = await asyncio.to_thread(self.hasher.hash, password)
@@ -166,7 +167,7 @@ class Accounts:
             await self.set_location(name, location)
         return await self._new_session(name), created
 
-    async def _password_ok(self, doc: dict | None, password: str) -> bool:
+    async def _password_ok(self, doc: dict[str, Any] | None, password: str) -> bool:
         # An unknown name costs a verification too: the time taken does
         # not tell whether the name exists.
         pw_hash = doc["password"] if doc else self._dummy_hash

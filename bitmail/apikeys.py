@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import live
 from .errors import Conflict, NotFound, ValidationError
@@ -44,14 +45,14 @@ class KeyInfo:
     created: float
     last_used: float | None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """`{"id", "name", "created", "last_used"}`: times in Unix seconds,
         last_used None (JSON null) if never used."""
         return {"id": self.id, "name": self.name, "created": self.created,
                 "last_used": self.last_used}
 
 
-def _info(doc: dict) -> KeyInfo:
+def _info(doc: dict[str, Any]) -> KeyInfo:
     return KeyInfo(id=doc["id"][:16], username=doc["username"], name=doc.get("name", ""),
                    created=doc.get("created", 0.0), last_used=doc.get("last_used"))
 
@@ -94,7 +95,8 @@ class ApiKeys:
         now = self.clock()
         if now - (doc.get("last_used") or 0) >= LAST_USED_EVERY:
             await self.store.update(KIND, doc["id"], {"last_used": now})
-        return doc["username"]
+        username: str = doc["username"]
+        return username
 
     async def alive(self, key_digest: str) -> bool:
         return await self.store.get_one(KIND, {"id": key_digest}) is not None

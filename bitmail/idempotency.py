@@ -74,7 +74,8 @@ async def first_answer(store: Store, claim: Claim) -> dict[str, Any] | None:
     if doc is None:
         return None
     if "body" in doc:  # recorded before fingerprints were kept
-        return doc["body"]
+        body: dict[str, Any] = doc["body"]
+        return body
     if doc["fingerprint"] != claim.fingerprint:
         raise KeyReused("this key was used before with a different request body; "
                         "use a new key for a new message", field=HEADER)

@@ -22,6 +22,7 @@ IPv6 clients are counted per /64, the block one subscriber usually holds.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -50,7 +51,7 @@ class Policy:
     def delay(self, attempts: int) -> float:
         if attempts < self.free:
             return 0.0
-        return min(self.cap, self.base * 2 ** min(attempts - self.free, 30))
+        return min(self.cap, self.base * 2.0 ** min(attempts - self.free, 30))
 
 
 PAIR = Policy(free=5)
@@ -150,7 +151,7 @@ class Limiter:
             if key.startswith("pair:"):
                 batch.update(KIND, key, {"n": 0, "until": 0})
             else:
-                batch.update(KIND, key, lambda doc, p=policy: _refund(doc, p))
+                batch.update(KIND, key, functools.partial(_refund, policy=policy))
         if attempt.name is not None:
             batch.put(KIND, {"expires": now + KNOWN_FOR},
                       id=f"known:{attempt.name}:{attempt.client}")
@@ -161,7 +162,7 @@ class Limiter:
         gets it back."""
         batch = Batch()
         for key, policy in attempt.keys:
-            batch.update(KIND, key, lambda doc, p=policy: _refund(doc, p))
+            batch.update(KIND, key, functools.partial(_refund, policy=policy))
         await self.store.commit(batch)
 
     async def failed(self, attempt: Attempt) -> None:
@@ -217,7 +218,7 @@ def _adding(key: str) -> Batch:
 
 
 def _fresh(doc: Document, policy: Policy, now: float) -> bool:
-    return now - doc.get("last", 0) < policy.forget
+    return bool(now - doc.get("last", 0) < policy.forget)
 
 
 def _charge(policy: Policy, now: float, *, force: bool = False

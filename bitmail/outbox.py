@@ -53,7 +53,7 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         """Exponential back-off with jitter, so retries of many messages spread out."""
-        return min(self.max, self.base * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
+        return min(self.max, self.base * 2.0 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
 
 
 class Outbox:
@@ -171,10 +171,11 @@ class Outbox:
         if not oldest:
             return 0.0
         now = time.time() if now is None else now
-        return max(0.0, now - oldest[0].get("accepted_at", now))
+        accepted: float = oldest[0].get("accepted_at", now)
+        return max(0.0, now - accepted)
 
 
-def _job(doc: dict, mime: bytes) -> Job:
+def _job(doc: dict[str, Any], mime: bytes) -> Job:
     return Job(
         id=doc["id"],
         message=doc["message"],

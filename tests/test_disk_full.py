@@ -5,15 +5,18 @@ service again once there is room (issue 11, item 9)."""
 from __future__ import annotations
 
 import logging
+import os
 
 import asyncpg
 import pytest
+from aiosmtpd.smtp import Envelope
 
 from bitmail import config
 from bitmail.store import StorageFull
 from bitmail.store.postgres import PostgresStore
 
-from conftest import start_service, write_config
+from conftest import pg_admin, pg_database_url, require_or_skip, start_service, write_config
+from support.postgres import run_aside
 from support.tmpfs import fill
 
 BIG = {"to": "bob@example.com", "subject": "a large report", "text": "x" * 1_500_000}
@@ -59,13 +62,44 @@ async def test_a_full_disk_refuses_smtp_submission_with_452(small_tmpfs):
         await svc.runtime.accounts.create("alice", "correct horse battery")
         handler = SubmissionHandler(svc.runtime)
         session = type("S", (), {"bitmail_user": svc.runtime.accounts.user("alice")})()
-        envelope = type("E", (), {
-            "content": b"From: alice@localhost\r\nTo: bob@example.com\r\nSubject: s\r\n\r\n"
-                       + b"y" * 1_500_000 + b"\r\n",
-            "rcpt_tos": ["bob@example.com"]})()
+        envelope = Envelope()
+        envelope.content = envelope.original_content = (
+            b"From: alice@localhost\r\nTo: bob@example.com\r\nSubject: s\r\n\r\n"
+            + b"y" * 1_500_000 + b"\r\n")
+        envelope.rcpt_tos = ["bob@example.com"]
         fill(small_tmpfs, leave=16 * 1024)
         reply = await handler.handle_DATA(None, session, envelope)
         assert reply.startswith("452 4.3.1"), reply
+
+
+async def test_a_full_postgresql_tablespace_is_a_503_and_service_comes_back(
+        pg_tmpfs, tmp_path, caplog):
+    name = f"bitmail_full_{os.urandom(4).hex()}"
+    space = f"bitmail_full_{os.urandom(4).hex()}"
+    try:
+        run_aside(lambda: pg_admin(f"CREATE TABLESPACE {space} LOCATION '{pg_tmpfs}'"))
+    except Exception as exc:
+        require_or_skip(f"PostgreSQL cannot make a tablespace here ({exc})")
+    try:
+        run_aside(lambda: pg_admin(f'CREATE DATABASE "{name}" TABLESPACE {space}'))
+        settings = config.load(
+            write_config(tmp_path, f'[store]\nurl = "{pg_database_url(name)}"\n'), environ={})
+        async with start_service(settings) as svc:
+            headers = await svc.api_key("alice")
+            ballast = fill(pg_tmpfs.parent, leave=64 * 1024)
+            caplog.clear()
+            with caplog.at_level(logging.ERROR):
+                full = await svc.client.post("/api/messages", json=BIG, headers=headers)
+            assert full.status == 503, await full.text()
+            assert (await full.json())["error"]["code"] == "storage_full"
+            assert "Retry-After" in full.headers
+            assert "No space left on device" in caplog.text, caplog.text
+            ballast.unlink()
+            again = await svc.client.post("/api/messages", json=BIG, headers=headers)
+            assert again.status == 202, await again.text()
+    finally:
+        run_aside(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_aside(lambda: pg_admin(f"DROP TABLESPACE IF EXISTS {space}"))
 
 
 async def test_postgresql_disk_full_is_storage_full(pg_url):

@@ -39,7 +39,7 @@ async def test_first_provider_failing_with_500s_sends_everything_once_through_th
     failing.fail_always(500)
     settings = make_settings(mailgun_providers(failing, working) + "[mta]\nretry_base = 0.1\n")
     async with start_service(settings) as svc:
-        headers = await svc.api_key("alice")
+        headers = await svc.api_key("alice", operator=True)
         sent = []
         for i in range(30):
             resp = await svc.client.post("/api/messages", headers=headers, json={

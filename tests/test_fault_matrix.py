@@ -293,7 +293,7 @@ async def test_fault_is_classified_and_acted_on(case: Case, make_settings, certi
         settings = make_settings(MTA + faulty_toml(faulty, threshold=threshold, name="faulty")
                                  + backup_toml(backup))
         async with start_service(settings) as svc:
-            headers = await svc.api_key("alice")
+            headers = await svc.api_key("alice", operator=True)
             msg = await send(svc, headers)
             doc = await settled(svc, headers, msg)
             states = await provider_states(svc, headers)
@@ -358,7 +358,7 @@ async def test_postfix_domain_not_found_for_the_only_recipient_fails_it_here(
         settings = make_settings(MTA + faulty_toml(faulty, threshold=1, name="faulty")
                                  + backup_toml(backup))
         async with start_service(settings) as svc:
-            headers = await svc.api_key("alice")
+            headers = await svc.api_key("alice", operator=True)
             resp = await svc.client.post("/api/messages", headers=headers, json={
                 "to": TO, "subject": "nx", "text": "hello"})
             msg = await resp.json()
@@ -391,7 +391,7 @@ async def test_only_provider_failing_transiently_backs_off_then_sends_after_heal
         BACK_OFF[kind](faulty)
         settings = make_settings(MTA + faulty_toml(faulty, threshold=10))
         async with start_service(settings) as svc:
-            headers = await svc.api_key("alice")
+            headers = await svc.api_key("alice", operator=True)
             msg = await send(svc, headers)
             await wait_for(lambda: _status_is(svc, headers, msg, "deferred"))
             assert await svc.runtime.outbox.pending() == 1  # kept, not lost
@@ -497,7 +497,7 @@ async def test_credentials_never_appear_in_logs_errors_or_the_api(
             faulty_toml(p, threshold=1, retry_after="200ms") for p in peers)
             + backup_toml(backup))
         async with start_service(settings) as svc:
-            headers = await svc.api_key("alice")
+            headers = await svc.api_key("alice", operator=True)
             msgs = [await send(svc, headers, f"m{i}") for i in range(6)]
             docs = [await settled(svc, headers, m) for m in msgs]
             providers = await (await svc.client.get("/api/providers", headers=headers)).text()

@@ -6,7 +6,8 @@
 - an answer later than the timeout, or lost after the far side took the
   mail, is transient and ambiguous: the mail may have gone, so a retry keeps
   its Message-ID;
-- a temporary refusal is transient, and the next send works.
+- a temporary refusal is transient, and the next send works;
+- refused credentials are the provider's fault, and never show in the error.
 """
 
 from __future__ import annotations
@@ -53,43 +54,57 @@ class Peer:
     """A provider's far side, told how to misbehave for the next mail."""
 
     make: Callable[[str | None], Provider]  # the provider; given a URL or port, there instead
+    make_with_secret: Callable[[str], Provider]  # the provider, with a secret the far side refuses
     taken: Callable[[], list[bytes]]  # the MIME of every mail the far side took
     answer_late: Callable[[], None]  # take the next mail, answer after the timeout
     lose_answer: Callable[[], None]  # take the next mail, close without an answer
     refuse_for_now: Callable[[], None]  # refuse the next mail with a temporary error
+    refusal: str  # what the far side says to a wrong secret
 
 
-def http_peer(fake: FakeService, make: Callable[[str | None], Provider]) -> Peer:
+def http_peer(fake: FakeService, make: Callable[[str | None], Provider],
+              make_with_secret: Callable[[str], Provider], refusal: str) -> Peer:
     fake.slow_delay = LATE
-    return Peer(make=make, taken=lambda: [r.mime for r in fake.received],
+    return Peer(make=make, make_with_secret=make_with_secret,
+                taken=lambda: [r.mime for r in fake.received],
                 answer_late=lambda: fake.fail_next(1, "slow"),
                 lose_answer=lambda: fake.fail_next(1, "drop", after_accept=True),
-                refuse_for_now=lambda: fake.fail_next(1, 503))
+                refuse_for_now=lambda: fake.fail_next(1, 503), refusal=refusal)
 
 
 @contextlib.asynccontextmanager
 async def mailgun_peer(certificate: tuple[Path, Path]) -> AsyncIterator[Peer]:
     async with FakeMailgun(api_key="key-contract", domain="mg.bitmail.test") as fake:
-        yield http_peer(fake, lambda url: MailgunProvider(
-            "mailgun", api_key="key-contract", domain="mg.bitmail.test",
-            base_url=url or fake.url, timeout=TIMEOUT))
+        def make(url: str | None, key: str = "key-contract") -> Provider:
+            return MailgunProvider("mailgun", api_key=key, domain="mg.bitmail.test",
+                                   base_url=url or fake.url, timeout=TIMEOUT)
+
+        yield http_peer(fake, make, lambda key: make(None, key), refusal="401")
 
 
 @contextlib.asynccontextmanager
 async def mandrill_peer(certificate: tuple[Path, Path]) -> AsyncIterator[Peer]:
     async with FakeMandrill(api_key="md-contract") as fake:
-        yield http_peer(fake, lambda url: MandrillProvider(
-            "mandrill", api_key="md-contract", base_url=f"{url or fake.url}/api/1.0",
-            timeout=TIMEOUT))
+        def make(url: str | None, key: str = "md-contract") -> Provider:
+            return MandrillProvider("mandrill", api_key=key,
+                                    base_url=f"{url or fake.url}/api/1.0", timeout=TIMEOUT)
+
+        yield http_peer(fake, make, lambda key: make(None, key), refusal="Invalid_Key")
 
 
 @contextlib.asynccontextmanager
 async def ses_peer(certificate: tuple[Path, Path]) -> AsyncIterator[Peer]:
     async with FakeSES() as fake:
-        yield http_peer(fake, lambda url: SESProvider(
-            "ses", region=SES_REGION, endpoint_url=url or fake.url,
-            access_key_id=SES_ACCESS_KEY_ID, secret_access_key=SES_SECRET_KEY,
-            timeout=TIMEOUT))
+        def make(url: str | None, secret: str = SES_SECRET_KEY) -> Provider:
+            return SESProvider("ses", region=SES_REGION, endpoint_url=url or fake.url,
+                               access_key_id=SES_ACCESS_KEY_ID, secret_access_key=secret,
+                               timeout=TIMEOUT)
+
+        def with_secret(secret: str) -> Provider:
+            fake.fail_next(1, 401)  # the fake checks no signatures: it refuses as SES would
+            return make(None, secret)
+
+        yield http_peer(fake, make, with_secret, refusal="UnrecognizedClientException")
 
 
 @contextlib.asynccontextmanager
@@ -107,14 +122,17 @@ async def smtp_peer(certificate: tuple[Path, Path]) -> AsyncIterator[Peer]:
 
     relays = run_relay(certificate, relay=relay)
     running = next(relays)
+
+    def make(port: str | None, password: str = SMTP_PASSWORD) -> Provider:
+        return SMTPProvider("smtp", host="127.0.0.1", port=int(port or running.port),
+                            username=SMTP_USERNAME, password=password, tls="starttls",
+                            ca_file=str(certificate[0]), timeout=TIMEOUT)
+
     try:
         yield Peer(
-            make=lambda port: SMTPProvider(
-                "smtp", host="127.0.0.1", port=int(port or running.port),
-                username=SMTP_USERNAME, password=SMTP_PASSWORD, tls="starttls",
-                ca_file=str(certificate[0]), timeout=TIMEOUT),
+            make=make, make_with_secret=lambda password: make(None, password),
             taken=lambda: [d.content for d in relay.received],
-            answer_late=late, lose_answer=lost, refuse_for_now=refuse)
+            answer_late=late, lose_answer=lost, refuse_for_now=refuse, refusal="535")
     finally:
         relays.close()  # stops the relay
 
@@ -196,3 +214,18 @@ async def test_a_temporary_refusal_is_transient_and_the_next_send_works(peer, pr
     assert peer.taken() == []
     await provider.send(sample_job())
     assert len(peer.taken()) == 1
+
+
+async def test_refused_credentials_are_the_providers_fault_and_never_shown(peer):
+    wrong = "wrong-secret-0123456789abcdef"
+    provider = peer.make_with_secret(wrong)
+    await provider.start()
+    try:
+        error = await send_expecting_error(provider)
+    finally:
+        await provider.close()
+    assert error.outcome == Outcome.PROVIDER_FAULT  # another provider may well send it
+    assert wrong in provider.secrets()
+    assert wrong not in str(error) and wrong not in error.detail
+    assert peer.refusal in error.detail  # the far side's own words, for the operator
+    assert peer.taken() == []

@@ -103,18 +103,6 @@ async def test_fault_is_classified(fake, provider, fault, outcome, ambiguous):
     assert fake.received == []
 
 
-async def test_bad_api_key_is_a_provider_fault_and_never_shows_the_key(fake):
-    wrong = "md-wrongwrongwrong0123"
-    provider = await started(fake.url, api_key=wrong)
-    try:
-        error = await send_expecting_error(provider)
-    finally:
-        await provider.close()
-    assert error.outcome == Outcome.PROVIDER_FAULT
-    assert "Invalid_Key" in error.detail
-    assert wrong not in str(error)
-
-
 async def test_ok_answer_that_is_not_json_counts_as_sent(fake, provider):
     fake.fail_next(1, "bad_json")
     result = await provider.send(sample_job())

@@ -161,18 +161,6 @@ async def test_fault_is_classified(relay, provider, where, fault, outcome, ambig
     assert (error.outcome, error.ambiguous) == (outcome, ambiguous)
 
 
-async def test_bad_password_is_a_provider_fault_and_never_shows_it(relay_at, certificate):
-    wrong = "wrong-pa55word-xyz"
-    provider = smtp_provider(relay_at.port, certificate, password=wrong)
-    try:
-        error = await send_expecting_error(provider)
-    finally:
-        await provider.close()
-    assert error.outcome == Outcome.PROVIDER_FAULT
-    assert "535" in error.detail
-    assert wrong not in str(error) and PASSWORD not in str(error)
-
-
 async def test_untrusted_certificate_is_a_provider_fault(relay_at, certificate):
     provider = smtp_provider(relay_at.port, certificate, ca_file=None)
     try:

@@ -348,6 +348,10 @@ class Container:
         if not retry:
             self.outbox.complete(batch, job)
         else:
+            # Only these recipients are tried again; a chunk that timed out may
+            # have gone, and the retry says so.
+            if any(f.ambiguous for f in retry):
+                job = replace(job, ambiguous=True)
             self._defer(batch, job, tuple(f.recipient for f in retry), attempt.provider,
                         "; ".join(f"{f.recipient}: {f.detail}" for f in retry), record=False)
 

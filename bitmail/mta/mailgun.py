@@ -58,6 +58,9 @@ class MailgunProvider(HTTPProvider):
     """
 
     type = "mailgun"
+    # "The maximum number of recipients allowed for Batch Sending is 1,000"
+    # (Mailgun's sending documentation).
+    max_recipients = 1000
 
     def __init__(self, name: str, *, api_key: str, domain: str,
                  base_url: str = "https://api.mailgun.net", timeout: float | str = 30.0,

@@ -75,6 +75,10 @@ class MandrillProvider(HTTPProvider):
     """
 
     type = "mandrill"
+    # Mandrill's API sets no recipient limit (the JSON must stay under 10 MB)
+    # and "strongly recommends smaller recipient batches"; its SMTP takes up
+    # to 1,000 recipients at a time, and so does this provider per call.
+    max_recipients = 1000
 
     def __init__(self, name: str, *, api_key: str,
                  base_url: str = "https://mandrillapp.com/api/1.0",

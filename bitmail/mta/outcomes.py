@@ -46,6 +46,7 @@ class RecipientFailure:
     recipient: str
     outcome: Outcome
     detail: str
+    ambiguous: bool = False  # the call timed out after it went out: it may have been sent
 
 
 @dataclass(frozen=True, slots=True)

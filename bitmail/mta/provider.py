@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..outbox import Job
+from .chunks import Call, send_in_chunks
 from .outcomes import Outcome, ProviderError, SendResult
 
 __all__ = ["Attempt", "Job", "Provider", "ProviderRunner"]
@@ -41,6 +42,9 @@ class Provider(ABC):
     """A way out to the world: SES, Mailgun, Mandrill, an SMTP relay, local files."""
 
     type: str = ""
+    #: The most recipients one call may name, as the provider documents it
+    #: (None: no limit). The runner sends a job with more in several calls.
+    max_recipients: int | None = None
     #: Whether it can send a message whose addresses have UTF-8 local parts
     #: (SMTPUTF8, RFC 6531). The HTTP APIs take ASCII addresses only.
     smtputf8: bool = False
@@ -139,6 +143,23 @@ class ProviderRunner:
 
     async def _attempt(self, job: Job) -> Attempt:
         started = time.monotonic()
+        limit = self.provider.max_recipients
+        if limit and len(job.recipients) > limit:
+            call = await send_in_chunks(self._call, job, limit)
+        else:
+            call = await self._call(job)
+        return Attempt(
+            job=job,
+            provider=self.name,
+            outcome=call.outcome,
+            result=call.result,
+            detail=self.provider.redact(call.detail),
+            ambiguous=call.ambiguous,
+            latency=time.monotonic() - started,
+        )
+
+    async def _call(self, job: Job) -> Call:
+        """One call of the provider, timed out and classified."""
         outcome, result, detail, ambiguous = Outcome.ACCEPTED, None, "", False
         try:
             async with asyncio.timeout(self._timeout):
@@ -153,12 +174,4 @@ class ProviderRunner:
             log.exception("provider %s raised while sending message %s", self.name, job.message,
                           extra={"message_doc_id": job.message, "provider": self.name})
             outcome, detail = Outcome.PROVIDER_FAULT, f"{type(exc).__name__}: {exc}"
-        return Attempt(
-            job=job,
-            provider=self.name,
-            outcome=outcome,
-            result=result,
-            detail=self.provider.redact(detail),
-            ambiguous=ambiguous,
-            latency=time.monotonic() - started,
-        )
+        return Call(outcome, result, detail, ambiguous)

@@ -110,6 +110,9 @@ class SESProvider(Provider):
     """
 
     type = "ses"
+    # "The combined number of To:, CC: and BCC: email addresses cannot exceed
+    # 50" (SES API reference, SendEmail / SendRawEmail).
+    max_recipients = 50
 
     def __init__(self, name: str, *, region: str | None = None, endpoint_url: str | None = None,
                  access_key_id: str | None = None, secret_access_key: str | None = None,

@@ -106,7 +106,9 @@ class SMTPProvider(Provider):
     MAIL, RCPT, DATA, the content — each waiting on the relay, so a relay is
     kept busy by many connections at once; aiosmtplib reads one reply per
     command, so PIPELINING (RFC 2920) cannot shorten them);
-    `local_hostname` for EHLO.
+    `local_hostname` for EHLO; `max_recipients` — RCPTs per transaction
+    (default 100, what RFC 5321 §4.5.3.1.8 asks every relay to take; a
+    message to more goes in several transactions).
     """
 
     type = "smtp"
@@ -116,7 +118,7 @@ class SMTPProvider(Provider):
                  username: str | None = None, password: str | None = None,
                  tls: str = "starttls", tls_verify: bool = True, ca_file: str | None = None,
                  timeout: float | str = 30.0, pool_size: int = 16,
-                 local_hostname: str | None = None) -> None:
+                 local_hostname: str | None = None, max_recipients: int = 100) -> None:
         super().__init__(name)
         if not host:
             raise ValueError("an smtp provider needs host")
@@ -124,6 +126,9 @@ class SMTPProvider(Provider):
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        if not isinstance(max_recipients, int) or max_recipients < 1:
+            raise ValueError("max_recipients must be a whole number of at least 1")
+        self.max_recipients = max_recipients
         if bool(username) != bool(password):
             raise ValueError("an smtp provider needs both username and password, or neither")
         self.host = host

@@ -4,6 +4,11 @@ All writes go through one writer thread. Batches that arrive while a commit is
 running wait and then go together in the next transaction (group commit), so
 many concurrent requests share one fsync. Reads use their own connections, which
 WAL lets run beside the writer.
+
+(Over 400 lines: it is the whole of one store — schema, the writer thread,
+every operation, the file lock and what a full disk looks like — and its
+parts share that one connection's transaction rules; the SQL of lookups and
+claims is a few lines each here, unlike PostgreSQL's in pg_sql.py.)
 """
 
 from __future__ import annotations
@@ -27,8 +32,6 @@ from .base import (
     AlreadyExists,
     Batch,
     Document,
-    GroupCommit,
-    Groups,
     Op,
     StorageFull,
     Store,
@@ -37,6 +40,7 @@ from .base import (
     check_key,
     contains,
 )
+from .group import GroupCommit, Groups
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +100,8 @@ def _index_sql() -> list[str]:
 def _where(kind: str, subset: Document | None) -> tuple[str, list[Any], Document]:
     """SQL for the scalar top-level keys of `subset`; the rest is checked in Python."""
     # The kind as a literal, so the planner can use that kind's partial indexes.
-    clauses, params, rest = [f"kind = '{check_key(kind)}'"], [], {}
+    clauses, rest = [f"kind = '{check_key(kind)}'"], {}
+    params: list[Any] = []
     for key, value in (subset or {}).items():
         if key == "id" and isinstance(value, str):
             clauses.append("id = ?")
@@ -116,7 +121,7 @@ def _where(kind: str, subset: Document | None) -> tuple[str, list[Any], Document
 
 
 def _doc(seq: int, id: str, data: str) -> Document:
-    doc = codec.loads(data)
+    doc: Document = codec.loads(data)
     doc["id"] = id
     doc["seq"] = seq
     return doc
@@ -219,7 +224,7 @@ class SQLiteStore(Store):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             # An in-memory database exists only on its own connection.
-            conn = self._wconn if self.path == ":memory:" else self._connect()
+            conn = self._wconn if self.path == ":memory:" and self._wconn else self._connect()
             self._local.conn = conn
             self._reader_conns.append(conn)
         return conn
@@ -307,6 +312,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return _doc(*row) if row else None
         if op.action == "update":
+            assert callable(op.change)  # a merge was done above
             row = conn.execute(
                 "SELECT seq, id, data FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id)
             ).fetchone()
@@ -355,12 +361,14 @@ class SQLiteStore(Store):
         batch = Batch()
         batch.ops.append(Op("claim", kind, args={
             "now": now, "owner": owner, "lease": lease, "limit": limit}))
-        return (await self.commit(batch))[0]
+        claimed: list[Document] = (await self.commit(batch))[0]
+        return claimed
 
     async def release_leases(self, kind: str) -> int:
         batch = Batch()
         batch.ops.append(Op("release", kind, args={"now": time.time()}))
-        return (await self.commit(batch))[0]
+        released: int = (await self.commit(batch))[0]
+        return released
 
     # -- reads -------------------------------------------------------------
 
@@ -416,7 +424,7 @@ class SQLiteStore(Store):
     async def schema_version(self) -> int:
         return SCHEMA_VERSION
 
-    async def _read(self, sql: str, params: tuple) -> list[tuple]:
+    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         loop = asyncio.get_running_loop()
         pool = self._writer if self.path == ":memory:" else self._readers
         return await loop.run_in_executor(

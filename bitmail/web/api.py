@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from email.headerregistry import Address
+from typing import Any
 
 from aiohttp import web
 
@@ -25,7 +26,8 @@ routes = web.RouteTableDef()
 FOLDERS = ("inbox", "sent")
 
 
-async def _me(request: web.Request, user: User, csrf: str | None = None) -> dict:
+async def _me(request: web.Request, user: User,
+              csrf: str | None = None) -> dict[str, Any]:
     runtime = request.app[RUNTIME]
     settings = runtime.settings
     out = {"username": user.username, "address": user.address,

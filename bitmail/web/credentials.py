@@ -12,6 +12,7 @@ Three ways, so it ends promptly in every case and every process:
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from .. import live
 from ..accounts import Accounts
@@ -39,7 +40,7 @@ class CredentialWatch:
             return False
         return await self.accounts.credential_alive(self.credential)
 
-    def ended_by(self, payload: dict) -> bool:
+    def ended_by(self, payload: dict[str, Any]) -> bool:
         return (payload.get("type") == live.Kind.CREDENTIAL_ENDED
                 and payload.get("credential") == self.credential)
 

@@ -82,19 +82,30 @@ SCHEMAS: dict[str, Schema] = {
                     lat={"type": "number", "minimum": -90, "maximum": 90},
                     lon={"type": "number", "minimum": -180, "maximum": 180}),
     "AddressList": {"oneOf": [
-        {"type": "string", "description": "addresses separated by `;` or `,`"},
-        array(EMAIL, maxItems=100)]},
+        {"type": "string", "description": "`a@x; Name <b@y>` (`,` works too; groups too)"},
+        array({"oneOf": [
+            {"type": "string", "description": "one or more addresses, as above"},
+            obj(("address",), name=STRING, address=EMAIL)]})]},
     "Attachment": obj(("filename", "content"),
                       filename={"type": "string", "minLength": 1, "maxLength": 255},
                       content_type={"type": "string", "description": "a MIME type"},
-                      content={"type": "string", "contentEncoding": "base64"}),
+                      content={"type": "string", "contentEncoding": "base64"},
+                      inline={"type": "boolean",
+                              "description": "shown in the HTML body (with content_id)"},
+                      content_id={"type": "string", "description":
+                                  "what the HTML calls it as cid:… (RFC 2392)"}),
     "Submission": obj(
         (),
         to=ref("AddressList"), cc=ref("AddressList"), bcc=ref("AddressList"),
+        reply_to=ref("AddressList"),
+        in_reply_to={"type": "string", "description":
+                     "the id of the caller's message this replies to: the service sets "
+                     "In-Reply-To and References"},
         subject={"type": "string", "maxLength": 998}, text=STRING, html=STRING,
-        attachments=array(ref("Attachment")),
-        headers={"type": "object", "additionalProperties": STRING,
-                 "description": "extra header fields (names the service sets are refused)"}),
+        attachments=array(ref("Attachment"), maxItems=100),
+        headers={"type": "object", "additionalProperties": STRING, "maxProperties": 100,
+                 "description": "extra header fields from the documented allow-list "
+                                "(X-*, List-*, References, …); any other is a 400"}),
     "Accepted": obj(("id", "status", "message_id"), id=STRING,
                     status={"const": "queued"},
                     message_id={"type": "string", "description": "the RFC 5322 Message-ID"}),

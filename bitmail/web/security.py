@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 CSP = "; ".join((
     "default-src 'self'",
@@ -29,7 +30,6 @@ CSP = "; ".join((
 HSTS = "max-age=31536000; includeSubDomains"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def header_values(https: bool) -> dict[str, str]:

@@ -62,9 +62,13 @@ class Service:
         assert resp.status in (200, 201), await resp.text()
         return await resp.json()
 
-    async def api_key(self, username: str) -> dict[str, str]:
+    async def api_key(self, username: str, *, operator: bool = False) -> dict[str, str]:
+        """Bearer headers for a new key of the user (made if need be); an
+        operator's (who may read /api/providers) with operator=True."""
         if not await self.runtime.accounts.exists(username):
             await self.runtime.accounts.create(username, PASSWORD)
+        if operator:
+            await self.runtime.accounts.set_user(username, operator=True)
         key = await self.runtime.accounts.create_api_key(username)
         return {"Authorization": f"Bearer {key}"}
 

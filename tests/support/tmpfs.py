@@ -44,3 +44,33 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(Exception):
             subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def pg_tmpfs() -> Iterator[Path]:
+    """A 16 MiB tmpfs the local PostgreSQL server can write to (a folder
+    owned by `postgres` in a mount outside root's private temp folders), for
+    a tablespace; skipped when it cannot be made."""
+    import pwd
+    import tempfile
+
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no local postgres user: the server is elsewhere")
+    mount = Path(tempfile.mkdtemp(prefix="bitmail-pgfull-"))
+    mount.chmod(0o755)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        mount.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    space = mount / "tablespace"
+    space.mkdir(mode=0o700)
+    os.chown(space, owner.pw_uid, owner.pw_gid)
+    try:
+        yield space
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+            mount.rmdir()
