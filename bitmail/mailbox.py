@@ -144,16 +144,14 @@ class Mailbox:
         if idempotency is not None:
             batch.add(IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
                       id=idempotency.id)
+        _announce(batch, owner, {**sent, "id": sent_id})
+        for name, copy in inbox.items():
+            _announce(batch, name, copy)
         await self.store.commit(batch)
         MESSAGES_ACCEPTED.inc()
         log.info("message %s accepted from %s for %d recipients (%s)", sent_id, owner,
                  len(recipients), message.message_id,
                  extra={"message_doc_id": sent_id, "message_id": message.message_id})
-        await self.store.publish({"type": "message", "owner": owner,
-                                  "message": summary({**sent, "id": sent_id})})
-        for name, copy in inbox.items():
-            await self.store.publish({"type": "message", "owner": name,
-                                      "message": summary(copy)})
         return sent_id
 
     async def _first_statuses(self, message: Message, now: float
@@ -261,9 +259,8 @@ class Mailbox:
         if verdicts:
             doc["verdicts"] = dict(verdicts)
         doc_id = batch.put(KIND, doc)
+        _announce(batch, username, {**doc, "id": doc_id})
         await self.store.commit(batch)
-        await self.store.publish({"type": "message", "owner": username,
-                                  "message": summary({**doc, "id": doc_id})})
         return doc_id
 
     async def folder(self, owner: str, folder: str, *, before: int | None = None,
@@ -334,6 +331,11 @@ def _background(work: Coroutine[Any, Any, Any]) -> None:
             log.error("delivery-failure notice not stored", exc_info=t.exception())
 
     task.add_done_callback(done)
+
+
+def _announce(batch: Batch, owner: str, doc: Document) -> None:
+    """Once `batch` is durable, tell `owner`'s open pages about the new `doc`."""
+    batch.on_commit(lambda store, results: live.new_message(owner, summary(doc)))
 
 
 def _event(type: EventType, recipient: str, provider: str | None, at: float,

@@ -78,8 +78,8 @@ class Container:
         self.down = asyncio.Event()  # set when every provider is down: the service stops
         self._held: dict[str, Job] = {}
         self._tried: dict[str, set[str]] = {}
-        self._tasks: list[asyncio.Task] = []
-        self._writes: set[asyncio.Task] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writes: set[asyncio.Task[Any]] = set()
         self.turns = 0  # times the claim loop went round (tests wait for the next one)
 
     # -- lifecycle ---------------------------------------------------------
@@ -256,7 +256,7 @@ class Container:
         self._writes.add(task)
         task.add_done_callback(self._written)
 
-    def _written(self, task: asyncio.Task) -> None:
+    def _written(self, task: asyncio.Task[Any]) -> None:
         self._writes.discard(task)
         if not task.cancelled() and task.exception():
             log.error("recording an outcome failed", exc_info=task.exception())

@@ -1,4 +1,5 @@
-"""The JSON store: put, update, and get every document containing a subset."""
+"""The JSON store: documents by kind, written in atomic batches and found by
+any subset of their content; on SQLite or PostgreSQL (`open_store(url)`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from .base import (
     Store,
     StoreError,
     StoreUnavailable,
-    Subscription,
     contains,
 )
+from .hub import Subscription
 
 
 def open_store(url: str, *, sending: bool = False) -> Store:

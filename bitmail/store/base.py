@@ -8,21 +8,18 @@ together; concurrent batches may share one commit (group commit).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import logging
 import re
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..metrics import STORE_COMMIT_SECONDS
-
-log = logging.getLogger(__name__)
+from .hub import Hub, Subscription
 
 Document = dict[str, Any]
 Change = dict[str, Any] | Callable[[Document], Document | None]
@@ -143,120 +140,6 @@ class Batch:
 
     def delete(self, kind: str, id: str) -> None:
         self.ops.append(Op("delete", kind, id))
-
-
-Groups = list[list[Op]]
-
-
-class GroupCommit:
-    """Group commit: batches handed in while a commit is running wait, then
-    all go together in the next one, so concurrent writers share a commit.
-
-    `apply(groups)` writes every batch in one transaction, each batch alone
-    (a savepoint), and returns per batch its results or the exception it
-    failed with; if it raises, the whole transaction failed.
-    """
-
-    def __init__(self, apply: Callable[[Groups], Awaitable[list[Any]]], name: str):
-        self._apply = apply
-        self._name = name
-        self._pending: list[tuple[list[Op], asyncio.Future[list[Any]]]] = []
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=self._name)
-
-    async def stop(self) -> None:
-        """Commit every batch already handed in, then stop."""
-        if self._task is None:
-            return
-        while self._pending or not self._idle.is_set():
-            self._wake.set()
-            await asyncio.sleep(0.005)
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
-
-    async def submit(self, ops: list[Op]) -> list[Any]:
-        """Each op's result, once the commit that took them is durable."""
-        if self._task is None:
-            raise StoreError("the store is not open")
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._pending.append((ops, future))
-        self._wake.set()
-        return await future
-
-    async def _loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            groups, self._pending = self._pending, []
-            if not groups:
-                continue
-            self._idle.clear()
-            try:
-                results = await self._apply([ops for ops, _ in groups])
-            except Exception as exc:
-                # The transaction itself failed, so every batch in it did. (A
-                # connection lost during COMMIT leaves the outcome unknown;
-                # callers treat it as any failed write.) The database's own
-                # words go to the log: they are what an operator acts on.
-                log.error("%s: a commit of %d batches failed: %s: %s", self._name,
-                          len(groups), type(exc).__name__, exc)
-                failed = exc if isinstance(exc, StoreError) else StoreError(
-                    f"commit failed: {exc}")
-                results = [failed] * len(groups)
-            finally:
-                self._idle.set()
-            for (_, future), result in zip(groups, results, strict=True):
-                if future.done():  # the caller gave up waiting
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-
-class Subscription:
-    """Payloads published on the store's channel, as an async iterator."""
-
-    def __init__(self, hub: Hub):
-        self._hub = hub
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._iter()
-
-    async def _iter(self) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            yield await self.queue.get()
-
-    def close(self) -> None:
-        self._hub.subscribers.discard(self)
-
-
-class Hub:
-    """In-process fan-out of published payloads to subscribers."""
-
-    def __init__(self) -> None:
-        self.subscribers: set[Subscription] = set()
-
-    def subscribe(self) -> Subscription:
-        sub = Subscription(self)
-        self.subscribers.add(sub)
-        return sub
-
-    def deliver(self, payload: dict[str, Any]) -> None:
-        for sub in list(self.subscribers):
-            try:
-                sub.queue.put_nowait(payload)
-            except asyncio.QueueFull:
-                # A reader that stopped reading must not hold the rest back;
-                # it resynchronises from the API when it notices the gap.
-                pass
 
 
 class Store(ABC):

@@ -22,6 +22,10 @@ to the `notices` table and only its row number is sent; listeners read it back
 (rows older than five minutes are dropped by later large publishes). Payloads
 published while a listener is reconnecting are lost to it; live updates are a
 hint and pages resynchronise from the API.
+
+(Over 400 lines: one store's connection pool, migrations, group commit,
+claims, reads and the listener are methods of one class sharing its pool;
+the SQL they run is in pg_sql.py.)
 """
 
 from __future__ import annotations
@@ -38,19 +42,24 @@ import asyncpg
 
 from . import codec
 from .base import (
-    INDEXES,
     AlreadyExists,
     Batch,
     Document,
-    GroupCommit,
-    Groups,
     Op,
     StorageFull,
     Store,
     StoreError,
     StoreUnavailable,
     apply_change,
-    check_key,
+)
+from .group import GroupCommit, Groups
+from .pg_sql import (
+    KINDS_SQL,
+    MIGRATIONS,
+    claim_sql,
+    key_indexes,
+    select_sql,
+    where_sql,
 )
 
 log = logging.getLogger(__name__)
@@ -63,106 +72,6 @@ LISTENER_NAME = "bitmail-listen"
 # One fixed key for pg_advisory_xact_lock: the ASCII of "bitmail".
 SCHEMA_LOCK = 0x6269746D61696C
 DEADLOCK_RETRIES = 3
-
-# `(data->'due')::float8` alone fails on a JSON null (and a string), which
-# would make the insert of such a document fail; the CASE keeps the
-# expression total and immutable, so it can be indexed.
-DUE = "(CASE WHEN jsonb_typeof(data->'due') = 'number' THEN (data->'due')::float8 END)"
-LEASE = ("(CASE WHEN jsonb_typeof(data->'lease_until') = 'number' "
-         "THEN (data->'lease_until')::float8 END)")
-
-# Per kind, the keys compared by jsonb equality so that its btrees serve them.
-EQUALITY_KEYS = {kind: {k for keys in lookups for k in keys if k != "due"}
-                 for kind, lookups in INDEXES.items()}
-
-
-def claim_sql(kind: str) -> str:
-    """The claim statement for `kind`: $1 now, $2 limit, $3 owner, $4 end of lease.
-
-    The CTE walks the kind's due index in due order. SKIP LOCKED passes over
-    rows another claimer is leasing right now, and the conditions are checked
-    again on the latest version of each row, so a document claimed and
-    committed meanwhile (its due moved on) is not taken twice. Documents
-    written before leases moved into `due` may still carry a `lease_until`;
-    it is honoured.
-    """
-    return f"""WITH picked AS (
-        SELECT seq, {DUE} AS was_due FROM docs
-        WHERE kind = '{check_key(kind)}' AND {DUE} <= $1 AND coalesce({LEASE}, 0) <= $1
-        ORDER BY {DUE}
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED)
-    UPDATE docs SET data = docs.data || jsonb_build_object(
-        'lease_owner', $3::text, 'due', $4::float8)
-    FROM picked WHERE docs.seq = picked.seq
-    RETURNING docs.seq, docs.id, docs.data, picked.was_due"""
-
-
-# The distinct kinds, one index probe each (a loose index scan on docs_kind_seq)
-# rather than a DISTINCT over every row.
-KINDS_SQL = """WITH RECURSIVE k(kind) AS (
-        SELECT min(kind) FROM docs
-        UNION ALL
-        SELECT (SELECT min(kind) FROM docs WHERE docs.kind > k.kind) FROM k
-        WHERE k.kind IS NOT NULL)
-    SELECT kind FROM k WHERE kind IS NOT NULL"""
-
-
-# Versioned schema changes, applied in order under the advisory lock. Never
-# edit a released entry: add a new version.
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (1, [
-        """CREATE TABLE docs (
-            seq bigserial PRIMARY KEY,
-            kind text NOT NULL,
-            id text NOT NULL,
-            data jsonb NOT NULL,
-            UNIQUE (kind, id)
-        )""",
-        # Listing a whole kind in seq order (get with no subset, paging).
-        "CREATE INDEX docs_kind_seq ON docs (kind, seq)",
-        # Any other subset lookup: `data @> $n` on any key, nested objects and
-        # arrays included. Every write of every kind pays for it; it is what
-        # keeps a lookup the INDEXES do not foresee from reading the whole kind.
-        "CREATE INDEX docs_data ON docs USING gin (data jsonb_path_ops)",
-        """CREATE TABLE notices (
-            id bigserial PRIMARY KEY,
-            at timestamptz NOT NULL DEFAULT now(),
-            payload jsonb NOT NULL
-        )""",
-    ]),
-]
-
-
-def _column(key: str) -> str:
-    """How an indexed key is compared: `due` as a number (claims order by it),
-    every other key as its jsonb value."""
-    return DUE if key == "due" else f"(data->'{check_key(key)}')"
-
-
-def _key_indexes() -> dict[str, str]:
-    """name → CREATE INDEX for each lookup in INDEXES.
-
-    Partial on the kind, as in the SQLite store: a write pays only for its own
-    kind's indexes, and a query that names the kind as a literal can use
-    them. Made on every open when missing rather than in a migration, so
-    adding a lookup to INDEXES is enough to get its index. (On a large table,
-    make a new one by hand with CREATE INDEX CONCURRENTLY before upgrading:
-    made here, it holds writers back while it builds.)
-    """
-    out = {}
-    for kind, lookups in INDEXES.items():
-        for keys in lookups:
-            name = f"docs_{check_key(kind)}_{'_'.join(keys)}"
-            if keys == ("due",):
-                # Claims: due order, and only documents that can ever be due.
-                out[name] = f"CREATE INDEX {name} ON docs ({DUE}) WHERE kind = '{kind}' " \
-                            f"AND {DUE} IS NOT NULL"
-            else:
-                cols = ", ".join(_column(k) for k in keys)
-                out[name] = f"CREATE INDEX {name} ON docs ({cols}, seq) WHERE kind = '{kind}'"
-    return out
-
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
@@ -177,59 +86,6 @@ def _doc(seq: int, id: str, data: Document) -> Document:
     data["id"] = id
     data["seq"] = seq
     return data
-
-
-def _where(kind: str, subset: Document | None) -> tuple[str, list[Any]] | None:
-    """WHERE clause and parameters for documents of `kind` containing `subset`;
-    None when nothing can match (ids are always strings)."""
-    # The kind as a literal: a generic plan can only use the kind's partial
-    # indexes when it can prove `kind = '…'` without knowing the parameters.
-    clauses = [f"kind = '{check_key(kind)}'"]
-    params: list[Any] = []
-    indexed = EQUALITY_KEYS.get(kind, ())
-    rest: Document = {}
-    for key, value in (subset or {}).items():
-        if key == "id":
-            if not isinstance(value, str):
-                return None
-            params.append(value)
-            clauses.append(f"id = ${len(params)}")
-        elif key in indexed and isinstance(value, (str, int, float)):
-            # For a scalar, jsonb equality is exactly what `@>` means (a
-            # string is not a number, true is not 1, 1 is 1.0), and it is
-            # what the kind's btree is on. Not also put in `@>`: the planner
-            # would count the same condition twice, expect almost no rows,
-            # and sort a bitmap scan instead of walking the index in seq order.
-            params.append(value)
-            clauses.append(f"{_column(key)} = ${len(params)}::jsonb")
-        else:
-            rest[key] = value
-    if rest:
-        params.append(rest)
-        clauses.append(f"data @> ${len(params)}::jsonb")
-    return " AND ".join(clauses), params
-
-
-def select_sql(kind: str, subset: Document | None = None, *, limit: int | None = None,
-               before: int | None = None, newest_first: bool = False,
-               ) -> tuple[str, list[Any]] | None:
-    """The query `get` runs (None: nothing can match); tests EXPLAIN it."""
-    where = _where(kind, subset)
-    if where is None:
-        return None
-    sql, params = where
-    if before is not None:
-        params.append(before)
-        sql += f" AND seq < ${len(params)}"
-    sql = f"SELECT seq, id, data FROM docs WHERE {sql} ORDER BY seq"
-    if newest_first:
-        sql += " DESC"
-    if limit is not None:
-        # A literal, not a parameter: a generic plan guesses at a parameter
-        # limit and may then prefer sorting every match to walking the
-        # seq-ordered index.
-        sql += f" LIMIT {int(limit)}"
-    return sql, params
 
 
 def _split_url(url: str) -> tuple[str, int, int]:
@@ -353,7 +209,7 @@ class PostgresStore(Store):
             existing = {r["indexname"] for r in await conn.fetch(
                 "SELECT indexname FROM pg_indexes "
                 "WHERE schemaname = current_schema() AND tablename = 'docs'")}
-            for name, sql in _key_indexes().items():
+            for name, sql in key_indexes().items():
                 if name not in existing:
                     await conn.execute(sql)
 
@@ -506,7 +362,7 @@ class PostgresStore(Store):
         return [_doc(*row) for row in rows]
 
     async def count(self, kind: str, subset: Document | None = None) -> int:
-        where = _where(kind, subset)
+        where = where_sql(kind, subset)
         if where is None:
             return 0
         sql, params = where

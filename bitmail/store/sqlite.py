@@ -4,6 +4,11 @@ All writes go through one writer thread. Batches that arrive while a commit is
 running wait and then go together in the next transaction (group commit), so
 many concurrent requests share one fsync. Reads use their own connections, which
 WAL lets run beside the writer.
+
+(Over 400 lines: it is the whole of one store — schema, the writer thread,
+every operation, the file lock and what a full disk looks like — and its
+parts share that one connection's transaction rules; the SQL of lookups and
+claims is a few lines each here, unlike PostgreSQL's in pg_sql.py.)
 """
 
 from __future__ import annotations
@@ -27,8 +32,6 @@ from .base import (
     AlreadyExists,
     Batch,
     Document,
-    GroupCommit,
-    Groups,
     Op,
     StorageFull,
     Store,
@@ -37,6 +40,7 @@ from .base import (
     check_key,
     contains,
 )
+from .group import GroupCommit, Groups
 
 log = logging.getLogger(__name__)
 
