@@ -20,8 +20,8 @@ from bitmail.web.openapi import OPERATIONS, describe, undescribed
 from conftest import ServeProcess, free_port, write_config
 
 PASSWORD = "correct horse battery"
-# Per operation, examples from each phase; the whole run stays well under
-# two minutes on a loaded two-core machine.
+# Per operation, examples from each phase: the whole run takes about half a
+# minute on a loaded two-core machine.
 MAX_EXAMPLES = 25
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_headers_conformance", "response_schema_conformance",
@@ -120,5 +120,6 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_descript
     assert code == 0, out[-12000:] + "\n--- service log ---\n" + log[-4000:]
     # (aiohttp itself logs the malformed requests it refuses, with a traceback.)
     assert "unexpected error" not in log, log[-4000:]
-    assert took < 120, f"the run took {took:.0f} s"
-    print(out)  # shown with -s: what was tested, and the warnings
+    # Bounded by examples per operation, not by a clock (speed belongs in
+    # bench/): about half a minute here.
+    print(f"schemathesis took {took:.0f} s\n{out}")  # shown with -s
