@@ -13,6 +13,7 @@ import pytest
 
 from bitmail.events import EventType
 from bitmail.mta.outcomes import Outcome
+from bitmail.testing import MailgunSigner
 from bitmail.web.hooks.mailgun import FRESHNESS, TOKENS
 
 from conftest import (
@@ -33,10 +34,7 @@ from conftest import (
 def signature(key: str = MAILGUN_KEY, *, timestamp: float | None = None,
               token: str | None = None) -> dict[str, str]:
     """Mailgun's `signature` object: hex HMAC-SHA256 of timestamp + token."""
-    ts = str(int(time.time() if timestamp is None else timestamp))
-    token = token or secrets.token_hex(25)
-    sig = hmac.new(key.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
-    return {"timestamp": ts, "token": token, "signature": sig}
+    return MailgunSigner(key).signature(timestamp=timestamp, token=token)
 
 
 def event(name: str, recipient: str, message_id: str, **extra) -> dict:

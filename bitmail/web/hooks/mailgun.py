@@ -120,8 +120,8 @@ def check_signature(providers: Sequence[ProviderSettings], timestamp: str, token
 
 def _signature_fields(source: Any, where: str) -> tuple[str, str, str]:
     prefix = f"{where}." if where else ""
-    return tuple(need(source, k, str, prefix + k)  # type: ignore[return-value]
-                 for k in _SIGNATURE_FIELDS)
+    ts, token, sig = (str(need(source, k, str, prefix + k)) for k in _SIGNATURE_FIELDS)
+    return ts, token, sig
 
 
 def _verify(providers: Sequence[ProviderSettings], source: Any,
@@ -364,17 +364,21 @@ class MailgunInbound(MailgunHook):
 
 
 def _header_pairs(fields: dict[str, Any]) -> list[tuple[str, str]]:
-    """`message-headers`: a JSON list of [name, value], in order."""
+    """`message-headers`: a JSON list of [name, value], in order.
+
+    Mailgun writes some parsed values as structures (Content-Type as
+    `["multipart/alternative", {"boundary": ...}]` in its legacy webhooks);
+    only text values are kept.
+    """
     raw = fields.get("message-headers")
     if not raw:
         return []
     pairs = parse_json(raw, "message-headers")
     if not isinstance(pairs, list) or not all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
-            for p in pairs):
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
         raise ValidationError("must be a JSON list of [name, value] pairs",
                               field="message-headers")
-    return [(name, value) for name, value in pairs]
+    return [(name, value) for name, value in pairs if isinstance(value, str)]
 
 
 def _headers(fields: dict[str, Any]) -> dict[str, str]:

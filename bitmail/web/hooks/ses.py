@@ -408,10 +408,10 @@ def _message_id(mail: dict[str, Any]) -> str | None:
     for header in mail.get("headers") or []:
         if (isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id"
                 and isinstance(header.get("value"), str)):
-            return header["value"]
+            return str(header["value"])
     common = mail.get("commonHeaders")
     if isinstance(common, dict) and isinstance(common.get("messageId"), str):
-        return common["messageId"]
+        return str(common["messageId"])
     return None
 
 
@@ -465,7 +465,8 @@ def _received(event: dict[str, Any], mail: dict[str, Any]) -> list[Item]:
     if content is None:
         # An S3 action's notification carries no content; the mail is in S3.
         return [Skip("received mail without content (not an SNS action?)")]
-    action = receipt.get("action") if isinstance(receipt.get("action"), dict) else {}
+    found = receipt.get("action")
+    action: dict[str, Any] = found if isinstance(found, dict) else {}
     if str(action.get("encoding", "UTF8")).upper() == "BASE64":
         try:
             mime = base64.b64decode(content, validate=True)
