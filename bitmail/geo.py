@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TypeGuard
 
+from . import live
 from .errors import ValidationError
 from .store import Store
 
@@ -147,23 +148,35 @@ class Places:
         lat, lon = snap(check_location(location))
         at = time.time() if now is None else now
 
+        moved = False
+
         def move(doc: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal moved
             old = doc.get("location")
             if old and ((old["lat"], old["lon"]) == (lat, lon)
                         or at - old.get("at", 0) < self.move_interval):
                 return None  # the same cell, or moved too recently
+            moved = True
             return {**doc, "location": {"lat": lat, "lon": lon, "at": at}}
 
         await self.store.update("user", username, move)
+        if moved:  # open pages fetch their lists again (GeoLists are live)
+            await self.store.publish(live.geolists_changed())
 
     async def forget(self, username: str) -> None:
         """Take the user out of GeoLists: their position is deleted."""
+        dropped = False
+
         def drop(doc: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal dropped
             if "location" not in doc:
                 return None
+            dropped = True
             return {k: v for k, v in doc.items() if k != "location"}
 
         await self.store.update("user", username, drop)
+        if dropped:
+            await self.store.publish(live.geolists_changed())
 
     async def everyone(self) -> dict[str, Point]:
         """username → position (a cell centre) of every user who shares one."""

@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from .filenames import safe_filename
+from .headers import READ
 
 PREVIEW = 140  # characters of body text a folder row shows
 _CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
@@ -55,17 +56,18 @@ class Content:
 
 
 def parse(raw: bytes) -> EmailMessage:
-    mail = BytesParser(policy=policy.default).parsebytes(raw)
+    mail = BytesParser(policy=READ).parsebytes(raw)
     assert isinstance(mail, EmailMessage)
     return mail
 
 
-def read_summary(raw: bytes) -> dict[str, Any]:
+def read_summary(raw: bytes | EmailMessage) -> dict[str, Any]:
     """Header fields and a preview: `from` (display form), `from_address`,
     `to` and `cc` (display forms), `subject`, `date` (seconds since the
     epoch), `message_id`, `in_reply_to`, `references` (lists of msg-ids),
-    `preview`, `has_attachments`."""
-    mail = parse(raw)
+    `preview`, `has_attachments`. Given the message already parsed (or as
+    built), nothing is parsed again."""
+    mail = parse(raw) if isinstance(raw, bytes) else raw
     content = read_content(mail)
     preview = content.text or html_to_text(content.html)
     from_header = mail.get("From")

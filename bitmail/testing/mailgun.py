@@ -25,6 +25,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
 from .faults import FakeService, Received
@@ -32,6 +33,10 @@ from .faults import FakeService, Received
 __all__ = ["FakeMailgun"]
 
 _GATEWAY_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1></body></html>"
+
+
+# A request's form, as aiohttp reads it.
+Form = MultiDictProxy[str | bytes | bytearray | FileField]
 
 
 class FakeMailgun(FakeService):
@@ -167,7 +172,7 @@ class FakeMailgun(FakeService):
                             mime, form)
 
     def _accept(self, request: web.Request, endpoint: str, recipients: tuple[str, ...],
-                mime: bytes, form: MultiDictProxy[Any]) -> web.StreamResponse:
+                mime: bytes, form: Form) -> web.StreamResponse:
         for r in recipients:
             if "@" not in r or r.lower() in self.rejected:
                 return _bad("to parameter is not a valid address. please check documentation")
@@ -189,7 +194,7 @@ def _addresses(values: list[Any]) -> tuple[str, ...]:
     return tuple(addr for _, addr in getaddresses(texts) if addr)
 
 
-def _compose(form: MultiDictProxy[Any], sender: str, to: tuple[str, ...],
+def _compose(form: Form, sender: str, to: tuple[str, ...],
              cc: tuple[str, ...]) -> bytes:
     """The MIME Mailgun would build from the form fields of /messages."""
     mail = EmailMessage(policy=policy.SMTP)

@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..folders import FOLDERS
 from ..message import MAX_RECIPIENTS
-from .api import FOLDERS
 from .params import MAX_CURSOR
 
 Schema = dict[str, Any]
@@ -74,6 +74,7 @@ SCHEMAS: dict[str, Schema] = {
     "Me": obj(("username", "address", "operator", "max_message_size"),
               username=STRING, address=STRING, operator=BOOLEAN,
               max_message_size={"type": "integer", "description": "bytes"},
+              display_name=STRING, signature=STRING, geolists=BOOLEAN, located=BOOLEAN,
               csrf_token={"type": "string", "description":
                           "send it back as X-CSRF-Token with every state-changing "
                           "request made with the session cookie"},
@@ -111,8 +112,13 @@ SCHEMAS: dict[str, Schema] = {
                     message_id={"type": "string", "description": "the RFC 5322 Message-ID"}),
     "FolderRow": obj(("id", "from", "to", "subject", "date", "status"),
                      id=STRING, **{"from": STRING}, to=ADDRESSES, subject=STRING,
-                     date=TIMESTAMP, status=STATUS, unread=BOOLEAN, folder=STRING,
+                     date=TIMESTAMP, status=STATUS, folder=STRING,
+                     unread={"type": ["boolean", "integer"], "description":
+                             "a conversation row (view=threads): how many are unread"},
                      preview=STRING, has_attachments=BOOLEAN,
+                     thread={"type": "string", "description": "the conversation's id"},
+                     count={"type": "integer", "description": "view=threads: its messages"},
+                     participants=array(STRING), ids=array(STRING),
                      recipients=array(obj(("address", "status"), address=STRING,
                                           status=STATUS))),
     "Folder": obj(("messages", "next"), messages=array(ref("FolderRow")),
@@ -317,13 +323,20 @@ OPERATIONS: list[Operation] = [
               params=(Param("folder", "query", {"type": "string", "enum": FOLDER_NAMES}),
                       *PAGING,
                       Param("q", "query", {"type": "string", "maxLength": 500},
-                            "search: from:, to:, subject:, is:unread, words")),
+                            "search: from:, to:, subject:, is:unread, words"),
+                      Param("view", "query", {"type": "string",
+                                              "enum": ["messages", "threads"]},
+                            "threads: one row per conversation"),
+                      Param("thread", "query", {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+                            "only this conversation's messages, oldest first")),
               tags=("messages",)),
     Operation("GET", "/api/messages/{id}", "One message with each recipient's status",
               {200: ref("Message")}, params=(ID,), tags=("messages",)),
     Operation("PATCH", "/api/messages/{id}", "Mark read or unread, or move to a folder",
               {200: ref("FolderRow"), 204: None}, params=(ID,),
-              body=obj((), unread=BOOLEAN), errors=(409,), tags=("messages",)),
+              body=obj((), unread=BOOLEAN, folder={
+                  "type": "string", "enum": ["inbox", "archive", "trash", "sent"]}),
+              errors=(409,), tags=("messages",)),
     Operation("DELETE", "/api/messages/{id}", "Delete a message in Trash for good", {204: None},
               params=(ID,), errors=(409,), tags=("messages",)),
     Operation("POST", "/api/messages/bulk", "Move, mark or delete many messages at once",
