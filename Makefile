@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install serve test bench lint clean
+.PHONY: install serve test bench lint clean screenshots
 
 install: $(VENV)/.installed
 
@@ -13,11 +13,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# axe-core, injected by the accessibility tests into the page (npm, from package.json).
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --no-package-lock --silent
+	touch $@
+
 serve: install
 	$(BIN)/python -m bitmail serve $(if $(CONFIG),--config $(CONFIG))
 
-test: install
+test: install node_modules/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
 
 bench: install
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
@@ -32,4 +40,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) bitmail-data .pytest_cache
+	rm -rf $(VENV) bitmail-data .pytest_cache node_modules

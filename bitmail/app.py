@@ -19,6 +19,7 @@ from aiohttp import web
 from .accounts import Accounts
 from .config import ConfigError, Settings
 from .datadir import private_folder
+from .folders import trash_sweeper
 from .hosts import is_loopback
 from .mailbox import Mailbox
 from .mta import build_provider
@@ -81,7 +82,10 @@ async def running(settings: Settings, *, with_mta: bool = True) -> AsyncIterator
             runtime.notices = make_notices(settings, runtime)
             await runtime.notices.start()
         try:
-            yield runtime
+            async with contextlib.AsyncExitStack() as tasks:
+                if with_mta:  # the serving process also empties old Trash
+                    await tasks.enter_async_context(trash_sweeper(store, settings.trash_after))
+                yield runtime
         finally:
             if runtime.notices:
                 await runtime.notices.stop()

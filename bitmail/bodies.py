@@ -26,7 +26,7 @@ def put_body(batch: Batch, mime: bytes) -> str:
 def mime_of(doc: dict[str, Any]) -> bytes:
     """The bytes a body document holds."""
     if "mime" in doc:
-        return doc["mime"].encode("ascii")
+        return str(doc["mime"]).encode("ascii")
     return base64.b64decode(doc["mime_base64"])
 
 

@@ -91,6 +91,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     mta: MtaSettings = field(default_factory=MtaSettings)
     smtp_port: int | None = None  # SMTP submission, off unless set
+    trash_after: float = 30 * 24 * 3600.0  # seconds a message stays in Trash ([mail] trash_after)
     event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -225,7 +226,7 @@ def load(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     _env_overrides(raw, environ)
     _check_keys(raw, {"domain", "data_dir", "max_message_size", "web", "store", "mta",
-                      "accounts", "smtp", "log", "event_loop"}, "")
+                      "accounts", "smtp", "log", "event_loop", "mail"}, "")
     event_loop = _typed(raw.get("event_loop", "auto"), str, "event_loop")
     if event_loop not in EVENT_LOOPS:
         raise ConfigError(f"event_loop: must be one of {', '.join(EVENT_LOOPS)}")
@@ -296,6 +297,8 @@ def load(path: str | os.PathLike[str] | None = None,
             "`python -m bitmail user set NAME --operator`")
     smtp_raw = raw.get("smtp", {})
     _check_keys(smtp_raw, {"port"}, "smtp")
+    mail_raw = raw.get("mail", {})
+    _check_keys(mail_raw, {"trash_after"}, "mail")
     log = _log_settings(raw.get("log", {}))
     return Settings(
         domain=domain,
@@ -308,6 +311,7 @@ def load(path: str | os.PathLike[str] | None = None,
         web=web,
         mta=mta,
         smtp_port=_typed(smtp_raw["port"], int, "smtp.port") if "port" in smtp_raw else None,
+        trash_after=parse_duration(mail_raw.get("trash_after", "30d"), "mail.trash_after"),
         event_loop=event_loop,
         log=log,
     )

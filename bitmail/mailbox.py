@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from . import live
 from .bodies import load_mime, put_body
+from .dsn import BAD, notify_failures
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
 from .idempotency import KIND as IDEMPOTENCY
@@ -28,6 +29,7 @@ from .outbox import Outbox
 from .store import Batch, Document, Store
 from .store.paging import newest_first
 from .suppression import suppressed_among
+from .threads import thread_of
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,11 @@ SUMMARY_KEYS = ("id", "from", "to", "subject", "date", "status", "unread", "fold
 
 
 def summary(doc: Document) -> dict[str, Any]:
-    """A folder row: what the list shows of a message (in Sent, with each
-    recipient's status)."""
+    """A folder row: what the list shows of a message (a Sent copy with each
+    recipient's status), and its conversation (`thread`, see threads.py)."""
     out = {k: doc.get(k) for k in SUMMARY_KEYS}
-    if doc.get("folder") == "sent":
+    out["thread"] = thread_of(doc)
+    if "recipients" in doc:  # a Sent copy, wherever it is kept now
         out["recipients"] = [{"address": r["address"], "status": r["status"]}
                              for r in doc.get("recipients", [])]
     return out
@@ -146,7 +149,7 @@ class Mailbox:
             _announce(batch, name, copy)
         await self.store.commit(batch)
         MESSAGES_ACCEPTED.inc()
-        log.info("message %s accepted from %s for %d recipients (%s)", sent_id, owner,
+        log.info("message %s accepted from %s for %d recipient(s) (%s)", sent_id, owner,
                  len(recipients), message.message_id,
                  extra={"message_doc_id": sent_id, "message_id": message.message_id})
         return sent_id
@@ -176,15 +179,17 @@ class Mailbox:
             events.append(_event(EventType(status), address, provider, now, detail))
         return recipients, events
 
-    @staticmethod
-    def record(batch: Batch, message_id: str, events: list[Event]) -> None:
+    def record(self, batch: Batch, message_id: str, events: list[Event]) -> None:
         """Add to `batch`: apply events to a Sent copy (statuses move forward
         only; all are kept), and once the batch is durable, tell the owner's
         open pages. The caller commits the batch, with whatever else the same
         step writes (the outbox entry's end, say)."""
         stored = [_event_json(e) for e in events]
 
+        newly_bad: dict[str, str] = {}
+
         def apply(doc: Document) -> Document:
+            newly_bad.clear()
             by_address = {r["address"]: r for r in doc["recipients"]}
             for ev in events:
                 targets = [by_address[ev.recipient]] if ev.recipient in by_address else (
@@ -193,6 +198,8 @@ class Mailbox:
                     if ev.type in EVENT_STATUS:
                         new = advance(rec["status"], EVENT_STATUS[ev.type])
                         if new != rec["status"] or ev.type == EventType.SENT:
+                            if new in BAD and rec["status"] not in BAD:
+                                newly_bad[rec["address"]] = ev.detail
                             rec["status"] = new
                             rec["detail"] = ev.detail
                     if ev.provider and ev.type in (EventType.SENT, EventType.DELIVERED):
@@ -208,6 +215,12 @@ class Mailbox:
 
         def published(store: Store, results: list[Any]) -> dict[str, Any] | None:
             doc = results[index]
+            if doc is not None and newly_bad:
+                # The sender finds a delivery-failure notice in the Inbox. Its
+                # own write, once this one is durable (a notice's id is fixed,
+                # so doing it twice adds nothing).
+                _background(notify_failures(store, self.domain, doc,
+                                            list(newly_bad.items())))
             return live.status(doc, stored) if doc is not None else None
 
         batch.on_commit(published)
@@ -302,6 +315,22 @@ class Mailbox:
                 if addr and "@" in addr:
                     seen.setdefault(addr)
         return list(seen)
+
+
+_TASKS: set[asyncio.Task[Any]] = set()
+
+
+def _background(work: Coroutine[Any, Any, Any]) -> None:
+    """Run `work` on its own (kept referenced until it ends; a failure is logged)."""
+    task = asyncio.get_running_loop().create_task(work)
+    _TASKS.add(task)
+
+    def done(t: asyncio.Task[Any]) -> None:
+        _TASKS.discard(t)
+        if not t.cancelled() and t.exception():
+            log.error("delivery-failure notice not stored", exc_info=t.exception())
+
+    task.add_done_callback(done)
 
 
 def _announce(batch: Batch, owner: str, doc: Document) -> None:

@@ -170,7 +170,7 @@ class Outbox:
         oldest = await self.store.get(KIND, limit=1)
         if not oldest:
             return 0.0
-        now = time.time() if now is None else now
+        now = self.clock.time() if now is None else now
         accepted: float = oldest[0].get("accepted_at", now)
         return max(0.0, now - accepted)
 

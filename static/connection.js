@@ -25,7 +25,7 @@ export class NetworkError extends Error {
 }
 
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-const EVENT_TYPES = ["message", "status", "providers"];
+const EVENT_TYPES = ["message", "status", "providers", "moved", "deleted", "draft", "geolists"];
 // How long an event stream may stay broken before the page says so: a
 // server's quick restart or a page reload should not flash a banner.
 const GRACE_MS = 1200;
@@ -61,11 +61,12 @@ export class Connection {
 
   // ---- requests -----------------------------------------------------------
 
-  async request(method, path, { json, headers = {}, quiet401 = false } = {}) {
+  async request(method, path, { json, headers = {}, quiet401 = false, keepalive = false } = {}) {
     const init = {
       method,
       credentials: "same-origin",
       cache: "no-store",
+      keepalive, // a save as the page goes away still arrives
       headers: { Accept: "application/json", ...headers },
     };
     if (json !== undefined) {
@@ -130,8 +131,9 @@ export class Connection {
     }
   }
 
-  folder(name, { before = null, q = "", limit = 50 } = {}) {
+  folder(name, { before = null, q = "", limit = 50, threads = false } = {}) {
     const params = new URLSearchParams({ folder: name, limit: String(limit) });
+    if (threads) params.set("view", "threads");
     if (before !== null && before !== undefined) params.set("before", String(before));
     if (q) params.set("q", q);
     return this.request("GET", `/api/messages?${params}`);
@@ -145,9 +147,55 @@ export class Connection {
     return this.request("PATCH", `/api/messages/${encodeURIComponent(id)}`, { json: { unread } });
   }
 
+  /** Move and/or mark messages: {folder?, unread?}, or {delete: true} from Trash. */
+  bulk(ids, change) {
+    return this.request("POST", "/api/messages/bulk", { json: { ids, ...change } });
+  }
+
+  folders() {
+    return this.request("GET", "/api/folders");
+  }
+
+  markAllRead(name) {
+    return this.request("POST", `/api/folders/${encodeURIComponent(name)}/read`);
+  }
+
+  saveDraft(id, draft, { keepalive = false } = {}) {
+    return this.request("PUT", `/api/drafts/${encodeURIComponent(id)}`, { json: draft, keepalive });
+  }
+
+  deleteDraft(id) {
+    return this.request("DELETE", `/api/drafts/${encodeURIComponent(id)}`);
+  }
+
+  patchMe(changes) {
+    return this.request("PATCH", "/api/me", { json: changes });
+  }
+
+  changePassword(current, fresh) {
+    return this.request("POST", "/api/me/password", { json: { current, new: fresh } });
+  }
+
+  keys() {
+    return this.request("GET", "/api/keys");
+  }
+
+  createKey(name) {
+    return this.request("POST", "/api/keys", { json: { name } });
+  }
+
+  deleteKey(id) {
+    return this.request("DELETE", `/api/keys/${encodeURIComponent(id)}`);
+  }
+
   send(payload, idempotencyKey) {
     const headers = idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {};
     return this.request("POST", "/api/messages", { json: payload, headers });
+  }
+
+  /** {unknown: [...]}: which of these addresses at our domain name no user. */
+  checkRecipients(addresses) {
+    return this.request("POST", "/api/recipients/check", { json: { addresses } });
   }
 
   contacts() {

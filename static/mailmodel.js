@@ -4,8 +4,15 @@
 // announced to subscribers with a topic ("folder", "open", "providers", ...),
 // and the view redraws only what that topic concerns.
 
-export const FOLDERS = ["inbox", "sent"];
-export const FOLDER_TITLES = { inbox: "Inbox", sent: "Sent", providers: "Providers" };
+export const FOLDERS = ["inbox", "sent", "archive", "trash", "drafts"];
+export const FOLDER_TITLES = {
+  inbox: "Inbox", sent: "Sent", archive: "Archive", trash: "Trash", drafts: "Drafts",
+  providers: "Providers", settings: "Settings",
+};
+// Where a message goes back to from Archive or Trash: its home.
+export function homeFolder(m) {
+  return Array.isArray(m.recipients) ? "sent" : "inbox";
+}
 
 // Recipient statuses, and what each means to a person reading the list.
 export const STATUS_LABELS = {
@@ -211,18 +218,47 @@ export function formatDateShort(seconds, now = new Date()) {
   return d.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
 }
 
-/** A draft answering `msg` (a full message). */
-export function replyDraft(msg, me) {
-  const toList = Array.isArray(msg.to) ? msg.to : splitAddresses(msg.to);
-  const mine = String(me || "").toLowerCase();
-  const fromMe = bareAddress(msg.from).toLowerCase() === mine;
-  const to = fromMe ? toList : [msg.from];
+function listOf(value) {
+  return Array.isArray(value) ? value : splitAddresses(value);
+}
+
+function withoutAddresses(list, drop) {
+  const seen = new Set(drop.map((a) => bareAddress(a).toLowerCase()));
+  const out = [];
+  for (const a of list) {
+    const key = bareAddress(a).toLowerCase();
+    if (key && !seen.has(key)) {
+      seen.add(key);
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+/**
+ * A draft answering `msg` (a full message): to its sender, or with `all`
+ * to everyone on it too (the other To and Cc), never to `me` itself. A
+ * reply to one's own Sent mail goes to its recipients.
+ */
+export function replyDraft(msg, me, { all = false } = {}) {
+  const fromMe = bareAddress(msg.from).toLowerCase() === bareAddress(me).toLowerCase();
+  const toList = listOf(msg.to);
+  let to = fromMe ? toList : [msg.from];
+  let cc = [];
+  if (all) {
+    if (!fromMe) to = [msg.from, ...toList];
+    cc = listOf(msg.cc);
+  }
+  to = withoutAddresses(to.filter(Boolean), [me]);
+  cc = withoutAddresses(cc, [me, ...to]);
   return {
-    to: to.filter(Boolean).join("; "),
-    cc: "",
+    to: to.join("; "),
+    cc: cc.join("; "),
     bcc: "",
     subject: prefixed("Re", msg.subject),
     text: `\n\nOn ${formatDateLong(msg.date)}, ${msg.from} wrote:\n${quote(msg.text)}\n`,
+    mode: all ? "reply_all" : "reply",
+    in_reply_to: msg.id,
   };
 }
 
@@ -244,13 +280,54 @@ export function forwardDraft(msg) {
     bcc: "",
     subject: prefixed("Fwd", msg.subject),
     text: `${lines.join("\n")}\n\n${msg.text || ""}`,
+    mode: "forward",
+    in_reply_to: msg.id,
   };
 }
 
-export const EMPTY_DRAFT = Object.freeze({ to: "", cc: "", bcc: "", subject: "", text: "" });
+export const DRAFT_FIELDS = ["to", "cc", "bcc", "subject", "text"];
+export const EMPTY_DRAFT = Object.freeze({
+  to: "", cc: "", bcc: "", subject: "", text: "", mode: "new", in_reply_to: null,
+});
+export const COMPOSE_TITLES = {
+  new: "New message", reply: "Reply", reply_all: "Reply all", forward: "Forward",
+};
+
+/** What to ask about before sending: an empty subject, "attached" with nothing attached. */
+export function sendWarnings(draft, attachmentCount) {
+  const out = [];
+  if (!String(draft.subject || "").trim()) out.push("The subject is empty.");
+  const own = String(draft.text || "").split("\n").filter((l) => !l.startsWith(">")).join("\n");
+  if (!attachmentCount && /\b(attached|attachment|enclosed)\b/i.test(own)) {
+    out.push("The message mentions an attachment, but nothing is attached.");
+  }
+  return out;
+}
 
 export function draftIsEmpty(d) {
-  return !d || ["to", "cc", "bcc", "subject", "text"].every((k) => !String(d[k] || "").trim());
+  return !d || DRAFT_FIELDS.every((k) => !String(d[k] || "").trim());
+}
+
+/**
+ * Folder rows (newest first) grouped by conversation (`thread`): one row per
+ * conversation, the newest message's, with `count`, `unread` (any unread),
+ * `unreadCount` and `ids` (its messages, newest first).
+ */
+export function conversations(rows) {
+  const groups = new Map();
+  for (const m of rows) {
+    const key = m.thread || m.id;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(m);
+  }
+  return [...groups.values()].map((members) => {
+    const unreadCount = members.filter((m) => m.unread).length;
+    if (members.length === 1) return members[0];
+    return {
+      ...members[0], count: members.length, unread: unreadCount > 0, unreadCount,
+      ids: members.map((m) => m.id),
+    };
+  });
 }
 
 // ---- the state ------------------------------------------------------------
@@ -267,8 +344,11 @@ export class MailModel {
 
   reset() {
     this.user = null; // {username, address}
-    this.folders = { inbox: newFolder(), sent: newFolder() };
-    this.view = "inbox"; // a folder name, or "providers"
+    this.folders = Object.fromEntries(FOLDERS.map((name) => [name, newFolder()]));
+    this.counts = null; // {name: {total, unread}} from the server
+    this.checked = new Set(); // rows ticked for a bulk action
+    this.anchor = null; // the row a Shift+click range starts from
+    this.view = "inbox"; // a folder name, "providers" or "settings"
     this.queryText = "";
     this.query = parseQuery("");
     this.selectedId = null;
@@ -291,7 +371,11 @@ export class MailModel {
   }
 
   setUser(user) {
-    this.user = user ? { username: user.username, address: user.address } : null;
+    this.user = user ? {
+      username: user.username, address: user.address, operator: !!user.operator,
+      display_name: user.display_name || "", signature: user.signature || "",
+      geolists: !!user.geolists, located: !!user.located,
+    } : null;
     this.emit("user");
   }
 
@@ -304,6 +388,8 @@ export class MailModel {
   setView(view) {
     this.view = view;
     this.selectedId = null;
+    this.checked.clear();
+    this.anchor = null;
     this.emit("view");
   }
 
@@ -330,15 +416,76 @@ export class MailModel {
     this.emit("folder");
   }
 
-  /** A message that arrived live (SSE `message`). */
-  addLive(summary) {
+  /** A message that arrived or changed live (SSE `message`, `moved`, `draft`):
+   * it is shown in its folder only, wherever it was before. */
+  addLive(summary, { fresh = true } = {}) {
     const name = summary.folder || "inbox";
+    let old = null;
+    for (const [n, f] of Object.entries(this.folders)) {
+      if (f.byId.has(summary.id)) {
+        old = f.byId.get(summary.id);
+        if (n !== name) f.byId.delete(summary.id);
+      }
+    }
     const f = this.folders[name];
-    if (!f) return;
-    const known = f.byId.has(summary.id);
-    f.byId.set(summary.id, { ...f.byId.get(summary.id), ...summary });
-    if (!known) this.fresh.add(summary.id);
+    if (f && (f.loaded || !old)) {
+      f.byId.set(summary.id, { ...old, ...summary });
+      if (!old && fresh) this.fresh.add(summary.id);
+    }
     this.emit("folder");
+  }
+
+  /** Take rows out of every folder (moved away, deleted); returns them. */
+  removeRows(ids) {
+    const gone = [];
+    for (const id of ids) {
+      for (const f of Object.values(this.folders)) {
+        if (f.byId.has(id)) {
+          gone.push(f.byId.get(id));
+          f.byId.delete(id);
+        }
+      }
+      this.checked.delete(id);
+      if (this.selectedId === id) this.selectedId = null;
+    }
+    this.emit("folder");
+    return gone;
+  }
+
+  setCounts(list) {
+    this.counts = Object.fromEntries(list.map((f) => [f.name, f]));
+    this.emit("counts");
+  }
+
+  // -- ticked rows (bulk actions)
+
+  /** Tick or untick a row; with `range`, every row from the last one ticked. */
+  check(id, on, { range = false } = {}) {
+    const rows = this.visibleMessages().map((m) => m.id);
+    let ids = [id];
+    if (range && this.anchor && rows.includes(this.anchor)) {
+      const [a, b] = [rows.indexOf(this.anchor), rows.indexOf(id)].sort((x, y) => x - y);
+      ids = rows.slice(a, b + 1);
+    }
+    for (const i of ids) {
+      if (on) this.checked.add(i);
+      else this.checked.delete(i);
+    }
+    this.anchor = id;
+    this.emit("selection");
+  }
+
+  checkAll(on) {
+    this.checked = new Set(on ? this.visibleMessages().map((m) => m.id) : []);
+    this.anchor = null;
+    this.emit("selection");
+  }
+
+  /** What an action applies to: the ticked rows, else the open or selected one. */
+  targets() {
+    const rows = this.checked.size ? [...this.checked]
+      : [(this.open && this.open.id) || this.selectedId].filter(Boolean);
+    return [...new Set(rows.flatMap((id) => this.conversationOf(id)))];
   }
 
   /** A recipient status change (SSE `status`). */
@@ -374,12 +521,20 @@ export class MailModel {
   visibleMessages() {
     const f = this.folder;
     if (!f) return [];
-    const rows = [...f.byId.values()].sort((a, b) => (b.date || 0) - (a.date || 0));
-    if (isEmptyQuery(this.query)) return rows;
-    return rows.filter((m) => matchesQuery(m, this.query));
+    let rows = [...f.byId.values()].sort((a, b) => (b.date || 0) - (a.date || 0));
+    if (!isEmptyQuery(this.query)) rows = rows.filter((m) => matchesQuery(m, this.query));
+    return this.view === "drafts" ? rows : conversations(rows);
   }
 
+  /** The loaded messages of the conversation that row `id` stands for, newest first. */
+  conversationOf(id) {
+    const row = this.visibleMessages().find((m) => m.id === id);
+    return row && row.ids ? row.ids : [id];
+  }
+
+  /** Unread in a folder: the server's count, else what is loaded. */
   unreadCount(name = "inbox") {
+    if (this.counts && this.counts[name]) return this.counts[name].unread;
     let n = 0;
     for (const m of this.folders[name].byId.values()) if (m.unread) n += 1;
     return n;
@@ -420,9 +575,10 @@ export class MailModel {
     this.emit("open");
   }
 
-  openLoaded(id, message) {
+  /** The open message arrived; `earlier`: the rest of its conversation, oldest first. */
+  openLoaded(id, message, earlier = []) {
     if (!this.open || this.open.id !== id) return false;
-    this.open = { id, loading: false, error: null, message };
+    this.open = { id, loading: false, error: null, message, earlier };
     this.showHtml = !message.text && !!message.html;
     this.emit("open");
     return true;

@@ -1,53 +1,58 @@
-// The controller: wires the page's events to the model, the connection and
-// the view. Mail data never passes through innerHTML (see view.js).
+// The controller: wires the page's parts together. The model (mailmodel.js)
+// holds what the page knows; views draw it (view.js, listview.js,
+// composeview.js); compose.js owns the draft, settings.js the settings pane,
+// keyboard.js the shortcuts; connection.js talks to the server.
 
-import { ApiError, Connection, NetworkError, randomKey } from "./connection.js";
+import { Compose, openDraftKey } from "./compose.js";
+import { ComposeView } from "./composeview.js";
+import { ApiError, Connection, NetworkError } from "./connection.js";
+import { bindKeyboard } from "./keyboard.js";
+import { ListView } from "./listview.js";
+import { currentLocation } from "./location.js";
 import {
-  EMPTY_DRAFT,
   FOLDERS,
+  FOLDER_TITLES,
   MailModel,
   appendAddresses,
-  checkAddressList,
-  draftIsEmpty,
   forwardDraft,
-  replaceToken,
+  homeFolder,
   replyDraft,
-  suggest,
-  tokenAt,
 } from "./mailmodel.js";
-import { View, formatSize } from "./view.js";
+import { Settings, notificationsOn } from "./settings.js";
+import { View } from "./view.js";
 
-const GEO_TIMEOUT_MS = 5000;
 const PROVIDERS_POLL_MS = 5000;
 const GEOLISTS_REFRESH_MS = 60000;
-const RECIPIENT_FIELDS = ["to", "cc", "bcc"];
-const FIELD_ALIASES = { message: "text", body: "text", html: "text", recipients: "to" };
+const COUNTS_AFTER_MS = 250;
 // The server's max_message_size (text and attachments together), as /api/me
 // and the login answer give it; the default until then.
-let MAX_MESSAGE_BYTES = 25 * 1024 * 1024;
+let maxMessageBytes = 25 * 1024 * 1024;
 
 const model = new MailModel();
 const view = new View();
+const list = new ListView();
+const cv = new ComposeView();
 const conn = new Connection({
   onEvent: handleEvent,
   onState: handleConnectionState,
   onUnauthorized: () => sessionEnded("Your session has ended. Please log in again."),
 });
+const compose = new Compose({ conn, model, view, cv, maxBytes: () => maxMessageBytes });
+const settings = new Settings({
+  conn, model, view,
+  onProfile: (me) => {
+    model.setUser({ ...model.user, ...me });
+    loadGeolists();
+  },
+});
 
 let providersTimer = null;
 let geoTimer = null;
-let sending = false;
-let sendKey = null; // Idempotency-Key of the draft as it is now
 let searchTimer = null;
-let draftTimer = null;
-const suggestState = { field: null, items: [], active: -1 };
-// The draft's files: {key, filename, content_type, size, blob, state, pending}.
-// Their contents live in this page only; a saved draft keeps just the names.
-let attachments = [];
-let missingNames = []; // files of a draft from before a reload, to be chosen again
-let attachSeq = 0;
+let countsTimer = null;
+let lastUndo = null;
 
-// ---- model → view ------------------------------------------------------------
+// ---- model → views -------------------------------------------------------------
 
 model.subscribe((topic) => {
   switch (topic) {
@@ -56,15 +61,20 @@ model.subscribe((topic) => {
       break;
     case "view":
       view.renderView(model);
-      view.renderList(model);
+      list.reset(model);
+      list.render(model);
       break;
     case "folder":
     case "selection":
-      view.renderList(model);
+      list.render(model);
+      break;
+    case "counts":
+      list.renderCounts(model);
+      list.render(model);
       break;
     case "open":
       view.renderReader(model, (id, i) => conn.attachmentUrl(id, i));
-      view.renderList(model);
+      list.render(model);
       break;
     case "status":
       view.renderStatus(model);
@@ -101,25 +111,6 @@ async function boot() {
     else if (err instanceof NetworkError) view.showLogin("BitMail cannot be reached right now.");
     else view.showLogin(err.message);
   }
-}
-
-/** Where the browser says we are, or null (refused, unavailable, too slow). */
-function currentLocation() {
-  if (!("geolocation" in navigator)) return Promise.resolve(null);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(null), GEO_TIMEOUT_MS);
-    navigator.geolocation.getCurrentPosition(
-      (pos) => {
-        clearTimeout(timer);
-        resolve({ lat: pos.coords.latitude, lon: pos.coords.longitude });
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(null);
-      },
-      { enableHighAccuracy: false, maximumAge: 10 * 60 * 1000, timeout: GEO_TIMEOUT_MS },
-    );
-  });
 }
 
 async function login(event) {
@@ -159,34 +150,34 @@ async function login(event) {
 }
 
 async function enterApp(me) {
-  if (Number.isFinite(me.max_message_size)) MAX_MESSAGE_BYTES = me.max_message_size;
+  if (Number.isFinite(me.max_message_size)) maxMessageBytes = me.max_message_size;
   model.reset();
   model.setUser(me);
   view.showApp();
-  view.setSending(false);
+  cv.setSending(false);
   model.setView("inbox");
   view.renderReader(model, () => "");
   view.renderGeolists(model);
-  restoreDraft();
   conn.startEvents();
+  reopenDraft();
   loadFolder("inbox");
+  loadCounts();
   loadContacts();
   loadGeolists();
   clearInterval(geoTimer);
   geoTimer = setInterval(loadGeolists, GEOLISTS_REFRESH_MS);
   // Focus leaves the (now hidden) login form for the page, where the
   // single-key shortcuts work.
-  if (!view.composeOpen) document.activeElement?.blur?.();
+  if (!cv.composeOpen) document.activeElement?.blur?.();
 }
 
 async function logout() {
+  await compose.leave();
   try {
     await conn.logout();
   } catch {
     // Logged out locally all the same; the cookie dies with the session.
   }
-  // A draft left in this browser would be readable by the next person.
-  if (model.user) localStorage.removeItem(draftKey());
   leaveApp();
   view.showLogin();
 }
@@ -200,15 +191,13 @@ function leaveApp() {
   conn.stopEvents();
   clearInterval(geoTimer);
   stopProvidersPolling();
-  view.closeCompose();
-  view.fillDraft(EMPTY_DRAFT);
-  view.clearFieldErrors();
-  setAttachments([]);
+  cv.closeCompose();
   model.reset();
+  view.hideToast();
   view.banner("idle");
 }
 
-// ---- folders ------------------------------------------------------------------------
+// ---- folders ---------------------------------------------------------------------
 
 async function loadFolder(name, { more = false } = {}) {
   const f = model.folders[name];
@@ -224,6 +213,18 @@ async function loadFolder(name, { more = false } = {}) {
   }
 }
 
+/** The folder counts, from the server (soon after a change, not on every one). */
+function loadCounts() {
+  clearTimeout(countsTimer);
+  countsTimer = setTimeout(async () => {
+    try {
+      model.setCounts(await conn.folders());
+    } catch {
+      // Keep the last numbers; the next change asks again.
+    }
+  }, COUNTS_AFTER_MS);
+}
+
 function showView(name) {
   if (name === model.view) {
     if (FOLDERS.includes(name)) loadFolder(name);
@@ -231,13 +232,15 @@ function showView(name) {
   }
   model.close();
   model.setView(name);
+  stopProvidersPolling();
   if (name === "providers") {
     startProvidersPolling();
-    return;
+  } else if (name === "settings") {
+    settings.show();
+  } else {
+    loadFolder(name);
+    if (model.queryText) searchServer();
   }
-  stopProvidersPolling();
-  loadFolder(name);
-  if (model.queryText) searchServer();
 }
 
 function startProvidersPolling() {
@@ -255,7 +258,7 @@ function stopProvidersPolling() {
 async function loadProviders() {
   try {
     const body = await conn.providers();
-    model.setProviders(body.providers || []);
+    model.setProviders(body.providers);
   } catch (err) {
     if (!(err instanceof NetworkError)) view.el.providersNote.textContent = err.message;
   }
@@ -264,20 +267,18 @@ async function loadProviders() {
 async function loadContacts() {
   try {
     const body = await conn.contacts();
-    model.setContacts(body.contacts || []);
-  } catch (err) {
-    // Without the endpoint, addresses seen in the loaded folders still help.
-    if (!(err instanceof ApiError)) return;
-    model.setContacts(null);
+    model.setContacts(body.contacts);
+  } catch {
+    // Addresses seen in the loaded folders still help.
   }
 }
 
 async function loadGeolists() {
   try {
     const body = await conn.geolists();
-    model.setGeolists({ lists: body.lists || [], located: body.located });
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404) model.setGeolists({ lists: [] });
+    model.setGeolists({ lists: body.lists, located: body.located });
+  } catch {
+    // Keep what is shown.
   }
 }
 
@@ -301,24 +302,24 @@ async function searchServer() {
   }
 }
 
-// ---- reading ----------------------------------------------------------------------------
+// ---- reading -----------------------------------------------------------------------
 
 async function openMessage(id) {
   if (!id) return;
+  if (model.view === "drafts") {
+    editDraft(id);
+    return;
+  }
   model.select(id);
   model.openLoading(id);
-  const summary = model.findSummary(id);
+  // A conversation opens whole: its earlier messages above the newest.
+  const ids = model.conversationOf(id);
+  const unread = ids.filter((i) => model.findSummary(i)?.unread);
   try {
-    const message = await conn.message(id);
-    if (!model.openLoaded(id, message)) return;
+    const [message, ...earlier] = await Promise.all(ids.map((i) => conn.message(i)));
+    if (!model.openLoaded(id, message, earlier.reverse())) return;
     view.focusReader();
-    if ((summary && summary.unread) || message.unread) {
-      model.markRead(id, false);
-      conn.markRead(id, false).catch((err) => {
-        // A server without PATCH (404/405) just keeps its own idea of "unread".
-        if (err instanceof ApiError && (err.status === 404 || err.status === 405)) return;
-      });
-    }
+    if (unread.length || message.unread) setUnread(unread.length ? unread : [id], false, { quiet: true });
   } catch (err) {
     model.openFailed(id, err instanceof NetworkError
       ? "Could not load this message — the connection is down."
@@ -326,35 +327,234 @@ async function openMessage(id) {
   }
 }
 
+/** The draft that was open in this browser before a reload, open again. */
+function reopenDraft() {
+  let id = null;
+  try {
+    id = localStorage.getItem(openDraftKey(model));
+  } catch {
+    return;
+  }
+  if (id) editDraft(id, { quiet: true });
+}
+
+/** Open a server draft (from any device) in compose. */
+async function editDraft(id, { quiet = false } = {}) {
+  try {
+    const m = await conn.message(id);
+    if (!m.draft) return;
+    model.close();
+    compose.open({ ...m.draft, mode: m.draft.mode || "new" }, { id, focus: "to" });
+  } catch (err) {
+    if (quiet) localStorage.removeItem(openDraftKey(model)); // sent or removed meanwhile
+    else view.toast(`Could not open the draft: ${err.message}`, { alert: true });
+  }
+}
+
 function closeMessage() {
   const id = model.open && model.open.id;
   model.close();
-  if (id) view.focusRow(id);
+  if (id) list.focusRow(id);
 }
 
 function move(delta) {
-  if (!FOLDERS.includes(model.view)) return;
+  if (!FOLDERS.includes(model.view)) return false;
   const id = model.move(delta);
-  if (!id) return;
-  view.focusRow(id);
+  if (!id) return false;
+  list.focusRow(id);
   if (model.open) openMessage(id);
+  return true;
 }
 
-// ---- live events --------------------------------------------------------------------
+// ---- actions on messages: move, delete, mark -----------------------------------------
+
+/** After the open or selected message leaves the list, select the next one. */
+function nextAfter(ids) {
+  const rows = model.visibleMessages().map((m) => m.id);
+  const last = Math.max(...ids.map((id) => rows.indexOf(id)));
+  return rows.slice(last + 1).find((id) => !ids.includes(id))
+    ?? [...rows].reverse().find((id) => !ids.includes(id)) ?? null;
+}
+
+/** Move messages to a folder, with Undo for a few seconds. */
+async function moveTo(folder, ids = model.targets()) {
+  if (!ids.length) return false;
+  const wasOpen = model.open && ids.includes(model.open.id);
+  const next = nextAfter(ids);
+  const rows = ids.map((id) => model.findSummary(id)).filter(Boolean);
+  const back = Object.fromEntries(rows.map((r) => [r.id, r.folder || model.view]));
+  model.removeRows(ids);
+  if (wasOpen) model.close();
+  if (next) {
+    model.select(next);
+    list.focusRow(next);
+  }
+  const what = ids.length === 1 ? "Message" : `${ids.length} messages`;
+  const message = folder === "trash" ? `${what} deleted.` : `${what} moved to ${FOLDER_TITLES[folder]}.`;
+  const moving = conn.bulk(ids, { folder });
+  // Undo is there at once; it waits for the move to land before moving back.
+  const undo = async () => {
+    if (lastUndo === undo) lastUndo = null;
+    try {
+      await moving;
+      const groups = {};
+      for (const id of ids) (groups[back[id]] ||= []).push(id);
+      for (const [to, group] of Object.entries(groups)) await conn.bulk(group, { folder: to });
+      for (const r of rows) model.addLive({ ...r, folder: back[r.id] }, { fresh: false });
+      view.toast("Undone.");
+    } catch (err) {
+      view.toast(`Could not undo: ${err.message}`, { alert: true });
+    }
+    loadCounts();
+  };
+  lastUndo = undo;
+  view.toast(message, { undo });
+  view.announce(`${message} Press z to undo.`);
+  moving.then(loadCounts, (err) => {
+    if (lastUndo === undo) lastUndo = null;
+    for (const r of rows) model.addLive(r, { fresh: false });
+    view.toast(`Not moved: ${err.message}`, { alert: true });
+  });
+  return true;
+}
+
+async function setUnread(ids, unread, { quiet = false } = {}) {
+  if (!ids.length) return false;
+  for (const id of ids) model.markRead(id, unread);
+  if (model.open && ids.includes(model.open.id) && model.open.message) {
+    model.open.message.unread = unread;
+  }
+  try {
+    await conn.bulk(ids, { unread });
+    if (!quiet) view.announce(`Marked ${unread ? "unread" : "read"}.`);
+  } catch (err) {
+    if (!quiet) view.toast(`Not marked: ${err.message}`, { alert: true });
+  }
+  loadCounts();
+  return true;
+}
+
+async function deleteForever(ids = model.targets()) {
+  if (!ids.length) return false;
+  const n = ids.length;
+  if (!window.confirm(`Delete ${n === 1 ? "this message" : `${n} messages`} for good? This cannot be undone.`)) {
+    return true;
+  }
+  const rows = ids.map((id) => model.findSummary(id)).filter(Boolean);
+  if (model.open && ids.includes(model.open.id)) model.close();
+  model.removeRows(ids);
+  try {
+    await conn.bulk(ids, { delete: true });
+    view.toast(`${n === 1 ? "Message" : `${n} messages`} deleted for good.`);
+  } catch (err) {
+    for (const r of rows) model.addLive(r, { fresh: false });
+    view.toast(`Not deleted: ${err.message}`, { alert: true });
+  }
+  loadCounts();
+  return true;
+}
+
+async function discardDrafts(ids = model.targets()) {
+  for (const id of ids) {
+    await conn.deleteDraft(id).catch(() => {});
+    compose.goneElsewhere(id);
+  }
+  model.removeRows(ids);
+  loadCounts();
+  return ids.length > 0;
+}
+
+/** The Delete key and button: to Trash; in Trash, for good; a draft is discarded. */
+function trash() {
+  if (model.view === "trash") return deleteForever();
+  if (model.view === "drafts") return discardDrafts();
+  return moveTo("trash");
+}
+
+function archive() {
+  if (model.view === "archive" || model.view === "drafts") return false;
+  return moveTo("archive");
+}
+
+function restore() {
+  const ids = model.targets();
+  if (!ids.length) return false;
+  const home = homeFolder(model.findSummary(ids[0]) || (model.open && model.open.message) || {});
+  return moveTo(home, ids);
+}
+
+async function markAllRead() {
+  const name = model.view;
+  try {
+    const out = await conn.markAllRead(name);
+    for (const m of model.folders[name].byId.values()) m.unread = false;
+    model.emit("folder");
+    view.toast(out.marked ? `Marked ${out.marked} read.` : "Nothing was unread.");
+  } catch (err) {
+    view.toast(`Not marked: ${err.message}`, { alert: true });
+  }
+  loadCounts();
+}
+
+function openMessageOr(fn) {
+  const m = model.open && model.open.message;
+  if (!m || m.folder === "drafts") return false;
+  fn(m);
+  return true;
+}
+
+const reply = () => openMessageOr((m) => compose.open(replyDraft(m, model.user.address), { focus: "text" }));
+const replyAll = () => openMessageOr((m) => compose.open(
+  replyDraft(m, model.user.address, { all: true }), { focus: "text" }));
+const forward = () => openMessageOr(async (m) => {
+  if (await compose.open(forwardDraft(m), { focus: "to" })) compose.forwardAttachments(m);
+});
+
+// ---- live events ---------------------------------------------------------------------
 
 function handleEvent(type, data) {
+  if (type === "geolists") {
+    loadGeolists(); // somebody near or far moved, joined or left
+    return;
+  }
+  if (!data || (type !== "providers" && !data.id)) return;
   if (type === "message") {
-    if (!data || !data.id) return;
     const known = model.findSummary(data.id);
     model.addLive(data);
-    if (!known && data.folder === "inbox") {
+    if (data.notice) {
+      const n = data.notice;
+      view.toast(`Not delivered to ${n.recipient}: ${n.reason || "refused"}`, { alert: true, ms: 8000 });
+    } else if (!known && data.folder === "inbox") {
       view.announce(`New message from ${data.from || "someone"}: ${data.subject || "(no subject)"}`);
+      notify(data);
     }
+    loadCounts();
+  } else if (type === "moved" || type === "draft") {
+    model.addLive(data, { fresh: false });
+    loadCounts();
+  } else if (type === "deleted") {
+    model.removeRows([data.id]);
+    if (model.open && model.open.id === data.id) model.close();
+    if (data.folder === "drafts") compose.goneElsewhere(data.id);
+    loadCounts();
   } else if (type === "status") {
-    if (data && data.id) model.applyStatus(data);
+    model.applyStatus(data);
   } else if (type === "providers") {
-    if (data && Array.isArray(data.providers)) model.setProviders(data.providers);
+    if (Array.isArray(data.providers)) model.setProviders(data.providers);
   }
+}
+
+/** A desktop notification for new mail, when the user asked for them and is elsewhere. */
+function notify(m) {
+  if (!notificationsOn() || document.visibilityState === "visible") return;
+  const note = new Notification(`New mail from ${m.from || "someone"}`, {
+    body: m.subject || "(no subject)", tag: `bitmail-${m.id}`,
+  });
+  note.onclick = () => {
+    window.focus();
+    showView("inbox");
+    openMessage(m.id);
+  };
 }
 
 function handleConnectionState(state, { recovered }) {
@@ -364,6 +564,7 @@ function handleConnectionState(state, { recovered }) {
     for (const name of FOLDERS) if (model.folders[name].loaded) loadFolder(name);
     if (model.open && model.open.id) refreshOpen(model.open.id);
     if (model.view === "providers") loadProviders();
+    loadCounts();
     loadGeolists();
     view.announce("Connection restored.");
   }
@@ -381,478 +582,102 @@ async function refreshOpen(id) {
   }
 }
 
-// ---- compose -------------------------------------------------------------------------
-
-function draftKey() {
-  return `bitmail:draft:${model.user ? model.user.username : ""}`;
-}
-
-function saveDraftSoon() {
-  clearTimeout(draftTimer);
-  draftTimer = setTimeout(saveDraft, 250);
-}
-
-function saveDraft() {
-  clearTimeout(draftTimer);
-  if (!model.user) return;
-  const draft = view.readDraft();
-  const names = [...new Set([...attachments.map((a) => a.filename), ...missingNames])];
-  try {
-    if (draftIsEmpty(draft) && !names.length) localStorage.removeItem(draftKey());
-    else {
-      localStorage.setItem(draftKey(), JSON.stringify({
-        ...draft, attachments: names, open: view.composeOpen,
-      }));
-    }
-  } catch {
-    // Storage full or refused: the draft lives on in the open page.
-  }
-}
-
-function restoreDraft() {
-  let saved = null;
-  try {
-    saved = JSON.parse(localStorage.getItem(draftKey()) || "null");
-  } catch {
-    saved = null;
-  }
-  const names = saved && Array.isArray(saved.attachments)
-    ? saved.attachments.filter((n) => typeof n === "string")
-    : [];
-  view.fillDraft(saved || EMPTY_DRAFT);
-  view.clearFieldErrors();
-  setAttachments([], names);
-  sendKey = null;
-  if (saved && (!draftIsEmpty(saved) || names.length) && saved.open !== false) {
-    view.openCompose("to");
-  }
-}
-
-/** Open compose; with a draft, replace the current one. False: the user kept theirs. */
-function openCompose(draft = null, focus = "to") {
-  if (draft) {
-    const current = view.readDraft();
-    const busy = !draftIsEmpty(current) || attachments.length > 0;
-    if (busy && !window.confirm("Replace the draft you are writing?")) {
-      view.openCompose();
-      return false;
-    }
-    view.fillDraft(draft);
-    view.clearFieldErrors();
-    setAttachments([]);
-    sendKey = null;
-  }
-  view.openCompose(focus);
-  saveDraft();
-  return true;
-}
-
-function closeCompose() {
-  view.closeCompose();
-  saveDraft();
-  document.getElementById("compose-button").focus();
-}
-
-function discardDraft() {
-  view.fillDraft(EMPTY_DRAFT);
-  view.clearFieldErrors();
-  setAttachments([]);
-  sendKey = null;
-  view.closeCompose();
-  try {
-    localStorage.removeItem(draftKey());
-  } catch {
-    // nothing to remove
-  }
-  document.getElementById("compose-button").focus();
-}
-
-// ---- attachments ----------------------------------------------------------------------
-
-function attachmentBytes() {
-  return attachments.reduce((n, a) => n + (a.size || 0), 0);
-}
-
-function renderAttachments() {
-  view.renderAttachments(attachments, {
-    total: attachmentBytes(), limit: MAX_MESSAGE_BYTES, missing: missingNames,
-  });
-}
-
-function setAttachments(list, missing = []) {
-  attachments = list;
-  missingNames = missing;
-  renderAttachments();
-}
-
-/** A MIME type the server takes ("type/subtype"), else the generic one. */
-function cleanType(type) {
-  const t = String(type || "").split(";")[0].trim().toLowerCase();
-  return /^[\w.+-]+\/[\w.+-]+$/.test(t) ? t : "application/octet-stream";
-}
-
-function onFilesChosen() {
-  const input = view.el.files;
-  const files = [...(input.files || [])];
-  input.value = ""; // so the same file can be chosen again after a remove
-  if (!files.length) return;
-  for (const file of files) {
-    attachments.push({
-      key: ++attachSeq, filename: file.name || "attachment", content_type: cleanType(file.type),
-      size: file.size, blob: file, state: "ready", pending: null,
-    });
-  }
-  const chosen = new Set(files.map((f) => f.name));
-  missingNames = missingNames.filter((n) => !chosen.has(n));
-  sendKey = null;
-  view.composeError("");
-  renderAttachments();
-  view.el.filesList.scrollIntoView({ block: "nearest" });
-  saveDraft();
-  view.announce(`Attached ${files.map((f) => f.name).join(", ")}`);
-}
-
-function removeAttachment(key) {
-  const i = attachments.findIndex((a) => a.key === key);
-  if (i < 0) return;
-  const [gone] = attachments.splice(i, 1);
-  sendKey = null;
-  renderAttachments();
-  saveDraft();
-  const buttons = view.el.filesList.querySelectorAll("[data-remove]");
-  (buttons[i] || buttons[i - 1] || view.el.files).focus();
-  view.announce(`Removed ${gone.filename}`);
-}
-
-/** A forward carries the message's attachments: fetch their bytes into the draft. */
-function forwardAttachments(m) {
-  setAttachments((m.attachments || []).map((a) => {
-    const item = {
-      key: ++attachSeq, filename: a.filename || "attachment", content_type: cleanType(a.content_type),
-      size: a.size || 0, blob: null, state: "fetching", pending: null,
-    };
-    item.pending = conn.attachment(m.id, a.index).then((blob) => {
-      item.blob = blob;
-      item.size = blob.size;
-      item.state = "ready";
-    }, () => {
-      item.state = "failed";
-    }).finally(renderAttachments);
-    return item;
-  }));
-}
-
-/** The file's bytes in base64 (read by the browser, no size-sized strings built here). */
-function base64Of(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => {
-      const url = String(reader.result);
-      resolve(url.slice(url.indexOf(",") + 1));
-    };
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(blob);
-  });
-}
-
-/** Check one recipients field; `typing` leaves the part being written alone. */
-function validateRecipients(name, { typing = false } = {}) {
-  const { problems } = checkAddressList(view.fields[name].value, { typing });
-  view.fieldError(name, problems.length ? problems.join(" · ") : null);
-  return problems.length === 0;
-}
-
-async function send(event) {
-  event.preventDefault();
-  if (sending) return;
-  hideAllSuggestions();
-  view.composeError("");
-  let ok = true;
-  for (const name of RECIPIENT_FIELDS) ok = validateRecipients(name) && ok;
-  const draft = view.readDraft();
-  const counts = RECIPIENT_FIELDS.map((n) => checkAddressList(draft[n]).addresses.length);
-  if (ok && counts.every((n) => n === 0)) {
-    view.fieldError("to", "Add at least one recipient.");
-    ok = false;
-  }
-  if (!ok) {
-    const bad = RECIPIENT_FIELDS.find((n) => view.fields[n].getAttribute("aria-invalid"));
-    view.fields[bad || "to"].focus();
-    return;
-  }
-  const size = draft.subject.length + draft.text.length + attachmentBytes();
-  if (size > MAX_MESSAGE_BYTES) {
-    view.composeError(`Not sent: with its attachments the message is ${formatSize(size)}, ` +
-      `over the ${formatSize(MAX_MESSAGE_BYTES)} limit. Remove some files.`);
-    view.el.files.focus();
-    return;
-  }
-  sending = true;
-  view.setSending(true);
-  const files = attachments.slice();
-  await Promise.all(files.map((a) => a.pending));
-  const failed = files.filter((a) => a.state !== "ready");
-  if (failed.length) {
-    sending = false;
-    view.setSending(false);
-    view.composeError(`Not sent: ${failed.map((a) => a.filename).join(", ")} could not be ` +
-      "fetched from the original message. Remove it to send without it.");
-    return;
-  }
-  sendKey = sendKey || randomKey();
-  const payload = {
-    to: draft.to,
-    cc: draft.cc,
-    bcc: draft.bcc,
-    subject: draft.subject,
-    text: draft.text,
-  };
-  try {
-    if (files.length) {
-      payload.attachments = await Promise.all(files.map(async (a) => ({
-        filename: a.filename, content_type: a.content_type, content: await base64Of(a.blob),
-      })));
-    }
-    await conn.send(payload, sendKey);
-    sending = false;
-    view.setSending(false);
-    view.fillDraft(EMPTY_DRAFT);
-    view.clearFieldErrors();
-    setAttachments([]);
-    sendKey = null;
-    view.closeCompose();
-    saveDraft();
-    view.toast("Message sent.");
-    view.announce("Message sent.");
-    document.getElementById("compose-button").focus();
-  } catch (err) {
-    sending = false;
-    view.setSending(false);
-    if (err instanceof NetworkError) {
-      view.composeError("Not sent: BitMail cannot be reached. Your draft is kept — try again when the connection is back.");
-      return;
-    }
-    if (!(err instanceof ApiError)) {
-      view.composeError(`Not sent: a file could not be read (${err.message || err}).`);
-      return;
-    }
-    if (err.status === 413) {
-      view.composeError(`Not sent: the message is too large for the server (${err.message}). ` +
-        "Remove some files.");
-      return;
-    }
-    const field = FIELD_ALIASES[err.field] || err.field;
-    if (field && view.fields[field]) {
-      view.fieldError(field, err.message);
-      view.composeError(`Not sent: ${err.message}`);
-      view.fields[field].focus();
-    } else {
-      view.composeError(`Not sent: ${err.message}`);
-    }
-  }
-}
-
-function onComposeInput(event) {
-  const name = event.target.name;
-  sendKey = null; // a changed draft is a new message
-  if (RECIPIENT_FIELDS.includes(name)) {
-    validateRecipients(name, { typing: true });
-    updateSuggestions(name);
-  } else if (name && view.fields[name]) {
-    view.fieldError(name, null);
-  }
-  saveDraftSoon();
-}
-
-// ---- address suggestions ----------------------------------------------------------
-
-function updateSuggestions(name) {
-  const field = view.fields[name];
-  const caret = field.selectionStart ?? field.value.length;
-  const { text } = tokenAt(field.value, caret);
-  const others = checkAddressList(field.value).addresses;
-  const items = suggest(model.contacts(), text, others);
-  suggestState.field = name;
-  suggestState.items = items;
-  suggestState.active = items.length ? 0 : -1;
-  view.showSuggestions(name, items, suggestState.active);
-}
-
-function hideAllSuggestions() {
-  for (const name of RECIPIENT_FIELDS) view.hideSuggestions(name);
-  suggestState.field = null;
-  suggestState.items = [];
-  suggestState.active = -1;
-}
-
-function pickSuggestion(name, address) {
-  const field = view.fields[name];
-  const caret = field.selectionStart ?? field.value.length;
-  const next = replaceToken(field.value, caret, address);
-  field.value = next.value;
-  field.setSelectionRange(next.caret, next.caret);
-  hideAllSuggestions();
-  validateRecipients(name, { typing: true });
-  sendKey = null;
-  saveDraftSoon();
-}
-
-function onRecipientKeydown(event) {
-  const name = event.target.name;
-  const open = suggestState.field === name && suggestState.items.length > 0;
-  if (!open) {
-    if (event.key === "ArrowDown" && !event.altKey) {
-      updateSuggestions(name);
-      if (suggestState.items.length) event.preventDefault();
-    }
-    return;
-  }
-  const n = suggestState.items.length;
-  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
-    event.preventDefault();
-    const step = event.key === "ArrowDown" ? 1 : -1;
-    suggestState.active = (suggestState.active + step + n) % n;
-    view.showSuggestions(name, suggestState.items, suggestState.active);
-  } else if ((event.key === "Enter" || event.key === "Tab") && suggestState.active >= 0) {
-    if (event.key === "Tab" && event.shiftKey) return;
-    event.preventDefault();
-    pickSuggestion(name, suggestState.items[suggestState.active]);
-  } else if (event.key === "Escape") {
-    event.preventDefault();
-    event.stopPropagation();
-    hideAllSuggestions();
-  }
-}
-
-// ---- keyboard -------------------------------------------------------------------------
-
-function isTyping(target) {
-  if (!target || !(target instanceof Element)) return false;
-  if (target.isContentEditable) return true;
-  if (target.tagName === "TEXTAREA" || target.tagName === "SELECT") return true;
-  if (target.tagName !== "INPUT") return false;
-  return !["button", "checkbox", "radio", "submit", "reset", "range", "color", "file"]
-    .includes(target.type);
-}
-
-function onKeydown(event) {
-  if (view.el.app.hidden || event.defaultPrevented) return;
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
-  const target = event.target;
-  if (isTyping(target)) {
-    if (event.key === "Escape" && target === view.el.search && view.el.search.value) {
-      view.el.search.value = "";
-      onSearchInput();
-    }
-    return;
-  }
-  const inCompose = target instanceof Element && target.closest("#compose");
-  switch (event.key) {
-    case "j":
-    case "ArrowDown":
-      if (event.key === "ArrowDown" && !target.closest?.("#message-list")) return;
-      event.preventDefault();
-      move(1);
-      break;
-    case "k":
-    case "ArrowUp":
-      if (event.key === "ArrowUp" && !target.closest?.("#message-list")) return;
-      event.preventDefault();
-      move(-1);
-      break;
-    case "Enter": {
-      // On a button, Enter already presses it.
-      if (target instanceof HTMLButtonElement || target instanceof HTMLAnchorElement) return;
-      if (model.selectedId) {
-        event.preventDefault();
-        openMessage(model.selectedId);
-      } else {
-        const first = model.visibleMessages()[0];
-        if (first) {
-          event.preventDefault();
-          openMessage(first.id);
-        }
-      }
-      break;
-    }
-    case "Escape":
-      if (inCompose || (view.composeOpen && !model.open)) {
-        event.preventDefault();
-        closeCompose();
-      } else if (model.open) {
-        event.preventDefault();
-        closeMessage();
-      }
-      break;
-    case "c":
-      event.preventDefault();
-      openCompose();
-      break;
-    case "/":
-      event.preventDefault();
-      view.el.search.focus();
-      break;
-    default:
-      break;
-  }
-}
-
-// ---- wiring ------------------------------------------------------------------------------
+// ---- wiring ----------------------------------------------------------------------------
 
 function bindEvents() {
   view.el.loginForm.addEventListener("submit", login);
   document.getElementById("logout").addEventListener("click", logout);
-  document.getElementById("compose-button").addEventListener("click", () => openCompose());
-  document.getElementById("compose-close").addEventListener("click", closeCompose);
-  document.getElementById("discard").addEventListener("click", discardDraft);
-  view.el.composeForm.addEventListener("submit", send);
-  view.el.composeForm.addEventListener("input", onComposeInput);
-  view.el.files.addEventListener("change", onFilesChosen);
-  view.el.filesList.addEventListener("click", (e) => {
-    const button = e.target.closest("[data-remove]");
-    if (button) removeAttachment(Number(button.dataset.remove));
-  });
-  view.fields.text.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
-      e.preventDefault();
-      view.el.composeForm.requestSubmit();
-    }
-  });
-  for (const name of RECIPIENT_FIELDS) {
-    const field = view.fields[name];
-    field.addEventListener("keydown", onRecipientKeydown);
-    field.addEventListener("blur", () => {
-      // Let a click on a suggestion land before the list goes away.
-      setTimeout(() => {
-        if (document.activeElement !== field) view.hideSuggestions(name);
-      }, 150);
-      validateRecipients(name);
-    });
-    const box = document.getElementById(`compose-${name}-suggestions`);
-    box.addEventListener("mousedown", (e) => e.preventDefault());
-    box.addEventListener("click", (e) => {
-      const li = e.target.closest("li[data-address]");
-      if (li) {
-        pickSuggestion(name, li.dataset.address);
-        field.focus();
-      }
-    });
-  }
-  for (const button of view.el.folders) {
+  document.getElementById("compose-button").addEventListener("click", () => compose.open());
+  compose.bind();
+  settings.bind();
+  for (const button of document.querySelectorAll(".folder[data-view]")) {
     button.addEventListener("click", () => showView(button.dataset.view));
   }
-  view.el.list.addEventListener("click", (e) => {
+  const listEl = list.el.list;
+  listEl.addEventListener("click", (e) => {
+    const box = e.target.closest(".tick");
+    if (box) {
+      model.check(box.dataset.id, box.checked, { range: e.shiftKey });
+      return;
+    }
     const row = e.target.closest(".row");
-    if (row) openMessage(row.dataset.id);
+    if (!row) return;
+    if (e.shiftKey || e.ctrlKey || e.metaKey) {
+      // Shift+click ticks a range, Ctrl/⌘+click one more row, as in a file list.
+      e.preventDefault();
+      model.check(row.dataset.id, !model.checked.has(row.dataset.id), { range: e.shiftKey });
+      return;
+    }
+    openMessage(row.dataset.id);
   });
-  view.el.list.addEventListener("focusin", (e) => {
+  listEl.addEventListener("focusin", (e) => {
     const row = e.target.closest(".row");
     if (row && row.dataset.id !== model.selectedId) model.select(row.dataset.id);
   });
-  view.el.loadMore.addEventListener("click", () => loadFolder(model.view, { more: true }));
+  list.el.all.addEventListener("change", () => model.checkAll(list.el.all.checked));
+  const actions = {
+    archive: () => moveTo("archive"),
+    trash: () => moveTo("trash"),
+    restore,
+    forever: () => deleteForever(),
+    read: () => setUnread(model.targets(), false),
+    unread: () => setUnread(model.targets(), true),
+  };
+  list.el.bar.addEventListener("click", (e) => {
+    const button = e.target.closest("[data-action]");
+    if (button && model.view === "drafts" && button.dataset.action === "trash") discardDrafts();
+    else if (button) actions[button.dataset.action]();
+  });
+  document.getElementById("mark-all-read").addEventListener("click", markAllRead);
+  list.el.loadMore.addEventListener("click", () => loadFolder(model.view, { more: true }));
   view.el.search.addEventListener("input", onSearchInput);
-  document.addEventListener("keydown", onKeydown);
-  addEventListener("pagehide", saveDraft);
+  bindKeyboard({
+    compose: () => compose.open(),
+    search: () => view.el.search.focus(),
+    next: () => move(1),
+    previous: () => move(-1),
+    open: () => {
+      const id = model.selectedId || model.visibleMessages()[0]?.id;
+      if (!id || !FOLDERS.includes(model.view)) return false;
+      openMessage(id);
+      return true;
+    },
+    escape: (event) => {
+      const inCompose = event.target instanceof Element && event.target.closest("#compose");
+      if (inCompose || (cv.composeOpen && !model.open)) compose.close();
+      else if (model.open) closeMessage();
+      else if (model.checked.size) model.checkAll(false);
+      else return false;
+      return true;
+    },
+    reply,
+    replyAll,
+    forward,
+    archive,
+    trash,
+    markRead: () => setUnread(model.targets(), false),
+    markUnread: () => setUnread(model.targets(), true),
+    toggleCheck: () => {
+      const id = model.selectedId;
+      if (!id || !FOLDERS.includes(model.view)) return false;
+      model.check(id, !model.checked.has(id));
+      return true;
+    },
+    undo: () => {
+      if (!lastUndo) return false;
+      view.hideToast();
+      lastUndo();
+      return true;
+    },
+  }, {
+    active: () => !view.el.app.hidden,
+    onTypingEscape: (target) => {
+      if (target === view.el.search && view.el.search.value) {
+        view.el.search.value = "";
+        onSearchInput();
+      }
+    },
+  });
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && model.user) loadGeolists();
   });
@@ -864,18 +689,19 @@ function bindEvents() {
         if (f && f.next && !f.loading) loadFolder(model.view, { more: true });
       }
     }, { root: view.el.listPane, rootMargin: "200px" });
-    observer.observe(view.el.loadMore);
+    observer.observe(list.el.loadMore);
   }
   view.handlers = {
     close: closeMessage,
-    reply: () => {
-      const m = model.open && model.open.message;
-      if (m) openCompose(replyDraft(m, model.user && model.user.address), "text");
-    },
-    forward: () => {
-      const m = model.open && model.open.message;
-      if (m && openCompose(forwardDraft(m), "to")) forwardAttachments(m);
-    },
+    reply,
+    replyAll,
+    forward,
+    archive: () => moveTo("archive"),
+    trash,
+    restore,
+    forever: () => deleteForever(),
+    markUnread: () => setUnread(model.targets(), true),
+    editDraft: () => model.open && editDraft(model.open.id),
     toggleHtml: () => model.toggleHtml(),
     leaveGeolists: async () => {
       try {
@@ -888,11 +714,9 @@ function bindEvents() {
       loadGeolists();
     },
     geolist: (g) => {
-      const field = view.fields.to;
-      field.value = appendAddresses(field.value, g.addresses || []);
-      sendKey = null;
-      validateRecipients("to");
-      openCompose(null, "subject");
+      compose.open(null, { focus: "subject" });
+      compose.addTo(appendAddresses(cv.fields.to.value, g.addresses || []));
+      cv.fields.subject.focus();
     },
   };
 }

@@ -1,59 +1,40 @@
-// The view: draws the model into the page. Mail data only ever goes in
-// through textContent, attributes and the sandboxed iframe's srcdoc — never
-// innerHTML.
+// The view: the screens, the reading pane, providers and GeoLists. Mail data
+// only ever goes in through textContent and attributes, and mail HTML only
+// through its own sandboxed document (/api/messages/{id}/html) — never
+// innerHTML. The list is listview.js, compose is composeview.js, settings
+// settings.js.
 
-import {
-  BAD_STATUSES,
-  FOLDER_TITLES,
-  STATUS_LABELS,
-  formatDateLong,
-  formatDateShort,
-  isEmptyQuery,
-} from "./mailmodel.js";
+import { $, formatSize, h } from "./dom.js";
+import { icon } from "./icons.js";
+import { statusChip } from "./listview.js";
+import { FOLDERS, formatDateLong } from "./mailmodel.js";
 
-// Mail HTML gets its own, stricter policy on top of the page's: nothing
-// may load or run, only inline styles and data: images are thinkable.
-export const FRAME_CSP =
-  '<meta http-equiv="Content-Security-Policy" ' +
-  "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">";
-
-/** Make an element: h("p", {class: "x"}, "text", child, ...). */
-export function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") el.className = value;
-    else if (name === "text") el.textContent = value;
-    else if (name.startsWith("on") && typeof value === "function") {
-      el.addEventListener(name.slice(2), value);
-    } else if (name in el && typeof value !== "string") el[name] = value;
-    else el.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
-
-const $ = (id) => document.getElementById(id);
+export { formatSize, h };
 
 function listText(value) {
   if (Array.isArray(value)) return value.join(", ");
   return String(value || "");
 }
 
-export function formatSize(bytes) {
-  if (typeof bytes !== "number") return "";
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(bytes < 10240 ? 1 : 0)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+/** How received mail arrived (issue 10): from outside BitMail (a provider's
+ * name in received_via), whether its From claims an address of this service
+ * anyway, and the provider's spam/virus findings worth a warning. */
+function provenance(m, ownAddress) {
+  const outside = m.folder !== "sent" && !!m.received_via && m.received_via !== "local-domain";
+  const domain = String(ownAddress || "").split("@").pop().toLowerCase();
+  const from = String(m.from_address || "").toLowerCase();
+  const claimsLocal = outside && !!domain && from.endsWith(`@${domain}`);
+  const v = m.verdicts || {};
+  const flagged = ["spam", "virus"].filter((k) => String(v[k] || "").toUpperCase() === "FAIL");
+  return { outside, claimsLocal, flagged, via: m.received_via };
 }
 
-function statusChip(status, label = null) {
-  const known = Object.hasOwn(STATUS_LABELS, status);
-  const cls = `chip status-${known ? status : "unknown"}${BAD_STATUSES.has(status) ? " bad" : ""}`;
-  return h("span", { class: cls }, label ?? (known ? STATUS_LABELS[status] : String(status || "")));
+/** A toolbar button with an icon and its words (shown, or for screen readers). */
+export function toolButton(name, label, onclick, { short = label, keys = null, cls = "" } = {}) {
+  return h("button", {
+    type: "button", class: `ghost tool ${cls}`.trim(), onclick, title: label,
+    "aria-label": short === label ? null : label, "aria-keyshortcuts": keys,
+  }, icon(name), h("span", { class: "tool-label" }, short));
 }
 
 export class View {
@@ -70,42 +51,27 @@ export class View {
       app: $("app"),
       me: $("me-address"),
       search: $("search"),
-      folders: [...document.querySelectorAll("[data-view]")],
-      inboxCount: $("inbox-count"),
       listPane: $("list-pane"),
-      listTitle: $("list-title"),
-      listInfo: $("list-info"),
-      list: $("message-list"),
-      listEmpty: $("list-empty"),
-      loadMore: $("load-more"),
-      listStatus: $("list-status"),
       reader: $("reader"),
       providersPane: $("providers-pane"),
       providersBody: $("providers-body"),
       providersNote: $("providers-note"),
+      providersButton: $("providers-button"),
+      settingsPane: $("settings-pane"),
       geolists: $("geolists"),
-      compose: $("compose"),
-      composeForm: $("compose-form"),
-      composeStatus: $("compose-status"),
-      composeError: $("compose-error"),
-      send: $("send"),
-      files: $("compose-files"),
-      filesList: $("compose-files-list"),
-      filesTotal: $("compose-files-total"),
-      filesNote: $("compose-files-note"),
       toast: $("toast"),
+      toastText: $("toast-text"),
+      toastAction: $("toast-action"),
       live: $("live"),
     };
-    this.fields = {
-      to: $("compose-to"),
-      cc: $("compose-cc"),
-      bcc: $("compose-bcc"),
-      subject: $("compose-subject"),
-      text: $("compose-text"),
-    };
-    this.rows = new Map(); // id → {li, button, sig}
     this.handlers = {};
     this.toastTimer = null;
+    this.toastUndo = null;
+    this.el.toastAction.addEventListener("click", () => {
+      const undo = this.toastUndo;
+      this.hideToast();
+      if (undo) undo();
+    });
   }
 
   // ---- screens ------------------------------------------------------------
@@ -144,21 +110,32 @@ export class View {
   }
 
   renderUser(user) {
+    const shown = user ? (user.display_name ? `${user.display_name} <${user.address}>` : user.address) : "";
     this.el.me.textContent = user ? user.address : "";
-    this.el.me.title = user ? `Logged in as ${user.address}` : "";
+    this.el.me.title = user ? `Logged in as ${shown}` : "";
+    // The operations panel is for the service's operators only.
+    this.el.providersButton.closest("li").hidden = !(user && user.operator);
   }
 
   banner(state) {
     this.el.banner.hidden = state !== "lost";
   }
 
-  toast(message) {
-    this.el.toast.textContent = message;
+  /** A short note at the bottom; with `undo`, an Undo button for a few seconds. */
+  toast(message, { undo = null, ms = undo ? 6000 : 3500, alert = false } = {}) {
+    this.el.toastText.textContent = message;
+    this.el.toast.classList.toggle("bad", alert);
+    this.toastUndo = undo;
+    this.el.toastAction.hidden = !undo;
     this.el.toast.hidden = false;
     clearTimeout(this.toastTimer);
-    this.toastTimer = setTimeout(() => {
-      this.el.toast.hidden = true;
-    }, 3000);
+    this.toastTimer = setTimeout(() => this.hideToast(), ms);
+  }
+
+  hideToast() {
+    clearTimeout(this.toastTimer);
+    this.el.toast.hidden = true;
+    this.toastUndo = null;
   }
 
   announce(message) {
@@ -169,155 +146,21 @@ export class View {
     }, 50);
   }
 
-  // ---- folders and the list ------------------------------------------------
-
+  /** Which pane shows: a folder (list and reader), providers, or settings. */
   renderView(model) {
     const view = model.view;
-    for (const button of this.el.folders) {
+    const isFolder = FOLDERS.includes(view);
+    this.el.listPane.hidden = !isFolder;
+    this.el.reader.hidden = !isFolder;
+    this.el.providersPane.hidden = view !== "providers";
+    this.el.settingsPane.hidden = view !== "settings";
+    this.el.app.classList.toggle("show-providers", view === "providers");
+    this.el.app.classList.toggle("show-settings", view === "settings");
+    this.el.search.disabled = !isFolder;
+    for (const button of document.querySelectorAll("[data-view]")) {
       if (button.dataset.view === view) button.setAttribute("aria-current", "page");
       else button.removeAttribute("aria-current");
     }
-    const isFolder = view !== "providers";
-    this.el.listPane.hidden = !isFolder;
-    this.el.reader.hidden = !isFolder;
-    this.el.providersPane.hidden = isFolder;
-    this.el.app.classList.toggle("show-providers", !isFolder);
-    this.el.listTitle.textContent = FOLDER_TITLES[view] || view;
-    this.el.search.disabled = !isFolder;
-    this.rows.clear();
-    this.el.list.replaceChildren();
-    this.updateTitle(model);
-  }
-
-  updateTitle(model) {
-    const unread = model.unreadCount("inbox");
-    this.el.inboxCount.replaceChildren();
-    if (unread) {
-      this.el.inboxCount.append(String(unread), h("span", { class: "visually-hidden" }, " unread"));
-    }
-    const where = FOLDER_TITLES[model.view] || "";
-    document.title = `${unread ? `(${unread}) ` : ""}${where} — BitMail`;
-  }
-
-  rowSignature(m, folder) {
-    const rec = (m.recipients || []).map((r) => `${r.address}:${r.status}`).join(",");
-    return [m.from, listText(m.to), m.subject, m.preview, m.date, m.status, m.unread, rec,
-      m.has_attachments, folder].join("|");
-  }
-
-  /** Selection changes only attributes: the row a click is landing on must stay. */
-  markSelected(li, selected, tabStop) {
-    const button = li.firstElementChild;
-    li.classList.toggle("selected", selected);
-    button.tabIndex = tabStop ? 0 : -1;
-    if (selected) button.setAttribute("aria-current", "true");
-    else button.removeAttribute("aria-current");
-  }
-
-  buildRow(m, folder, fresh) {
-    const who = folder === "sent" ? `To: ${listText(m.to) || "(no recipients)"}` : m.from || "";
-    const subject = m.subject || "(no subject)";
-    const parts = [];
-    if (m.unread) {
-      parts.push(h("span", { class: "visually-hidden" }, "Unread, "));
-    }
-    parts.push(
-      h("span", { class: "row-top" },
-        m.unread ? h("span", { class: "dot", "aria-hidden": "true" }) : null,
-        h("span", { class: "who" }, who),
-        m.has_attachments ? h("span", { class: "clip", title: "Has attachments" }, "📎") : null,
-        h("time", {
-          class: "when",
-          datetime: typeof m.date === "number" ? new Date(m.date * 1000).toISOString() : null,
-          title: formatDateLong(m.date),
-        }, formatDateShort(m.date))),
-      h("span", { class: "row-subject" }, subject,
-        m.preview ? h("span", { class: "preview" }, ` — ${m.preview}`) : null),
-    );
-    if (folder === "sent") {
-      const statuses = h("span", { class: "row-status" });
-      if (m.recipients && m.recipients.length) {
-        for (const r of m.recipients) {
-          statuses.append(h("span", { class: "rcpt" },
-            h("span", { class: "rcpt-addr" }, r.address), " ", statusChip(r.status)));
-        }
-      } else if (m.status) {
-        statuses.append(statusChip(m.status));
-      }
-      parts.push(statuses);
-    }
-    const button = h("button", {
-      type: "button",
-      class: `row${m.unread ? " unread" : ""}${fresh ? " fresh" : ""}`,
-      "data-id": m.id,
-    }, parts);
-    return h("li", {}, button);
-  }
-
-  renderList(model) {
-    const folderName = model.view;
-    const f = model.folder;
-    if (!f) return;
-    const rows = model.visibleMessages();
-    const focusedId = document.activeElement?.closest?.("#message-list .row")?.dataset.id ?? null;
-    const selectedId = model.selectedId;
-    // One row is the list's tab stop: the selected one, else the first.
-    const tabStopId = rows.some((m) => m.id === selectedId) ? selectedId : rows[0]?.id;
-    const seen = new Set();
-    const ordered = [];
-    for (const m of rows) {
-      const sig = this.rowSignature(m, folderName);
-      let entry = this.rows.get(m.id);
-      if (!entry || entry.sig !== sig) {
-        const fresh = model.fresh.has(m.id);
-        model.fresh.delete(m.id);
-        const li = this.buildRow(m, folderName, fresh);
-        if (entry) entry.li.replaceWith(li);
-        entry = { li, sig };
-        this.rows.set(m.id, entry);
-      }
-      this.markSelected(entry.li, m.id === selectedId, m.id === tabStopId);
-      seen.add(m.id);
-      ordered.push(entry.li);
-    }
-    for (const [id, entry] of this.rows) {
-      if (!seen.has(id)) {
-        entry.li.remove();
-        this.rows.delete(id);
-      }
-    }
-    const current = [...this.el.list.children];
-    if (current.length !== ordered.length || current.some((li, i) => li !== ordered[i])) {
-      this.el.list.replaceChildren(...ordered);
-    }
-    if (focusedId && this.rows.has(focusedId)) {
-      const b = this.rows.get(focusedId).li.querySelector(".row");
-      if (document.activeElement !== b) b.focus({ preventScroll: true });
-    }
-    const searching = !isEmptyQuery(model.query);
-    this.el.listEmpty.hidden = !(f.loaded && rows.length === 0);
-    this.el.listEmpty.textContent = searching
-      ? "Nothing loaded matches this search."
-      : folderName === "inbox" ? "Your Inbox is empty." : "Nothing sent yet.";
-    this.el.loadMore.hidden = !f.next;
-    this.el.loadMore.disabled = f.loading;
-    this.el.loadMore.textContent = f.loading && f.loaded ? "Loading…" : "Load more";
-    let status = "";
-    if (f.loading && !f.loaded) status = "Loading…";
-    else if (f.error) status = f.error;
-    this.el.listStatus.textContent = status;
-    this.el.listInfo.textContent = searching && f.loaded
-      ? `${rows.length} found${f.next ? " in what is loaded" : ""}`
-      : "";
-    this.updateTitle(model);
-  }
-
-  focusRow(id) {
-    const entry = this.rows.get(id);
-    if (!entry) return;
-    const button = entry.li.querySelector(".row");
-    button.focus();
-    button.scrollIntoView({ block: "nearest" });
   }
 
   // ---- the reading pane ----------------------------------------------------
@@ -329,14 +172,15 @@ export class View {
     if (!open) {
       reader.replaceChildren(h("div", { class: "reader-empty" },
         h("p", {}, "Select a message to read it."),
-        h("p", { class: "muted" }, "Shortcuts: c compose · j / k move · Enter open · Esc close · / search")));
+        h("p", { class: "muted" }, "Shortcuts: c compose · j / k move · Enter open · r reply · a reply all · f forward · e archive · # delete · u / U read / unread · x select · z undo · / search")));
       return;
     }
     const toolbar = h("div", { class: "reader-bar" },
       h("button", {
         type: "button", class: "ghost back", onclick: () => this.handlers.close?.(),
         "aria-keyshortcuts": "Escape",
-      }, h("span", { class: "only-phone" }, "← Back"), h("span", { class: "only-laptop" }, "Close")));
+      }, h("span", { class: "only-phone" }, icon("back"), "Back"),
+      h("span", { class: "only-laptop" }, "Close")));
     if (open.loading) {
       reader.replaceChildren(toolbar, h("p", { class: "muted pad" }, "Loading…"));
       return;
@@ -346,18 +190,33 @@ export class View {
       return;
     }
     const m = open.message;
-    toolbar.append(
+    const act = (name) => () => this.handlers[name]?.();
+    const draft = m.folder === "drafts";
+    toolbar.append(...[
+      draft ? toolButton("forward", "Edit draft", act("editDraft")) : [
+        toolButton("reply", "Reply", act("reply"), { keys: "r" }),
+        toolButton("replyAll", "Reply all", act("replyAll"), { keys: "a" }),
+        toolButton("forward", "Forward", act("forward"), { keys: "f" }),
+      ],
       h("span", { class: "spacer" }),
-      h("button", { type: "button", class: "ghost", onclick: () => this.handlers.reply?.() }, "Reply"),
-      h("button", { type: "button", class: "ghost", onclick: () => this.handlers.forward?.() },
-        "Forward"),
-    );
+      m.folder === "archive" || m.folder === "trash"
+        ? toolButton("inbox", `Move to ${m.folder === "trash" && m.recipients ? "Sent" : "Inbox"}`,
+          act("restore"), { short: "Restore" })
+        : draft ? null : toolButton("archive", "Archive", act("archive"), { keys: "e" }),
+      m.folder === "trash"
+        ? toolButton("trash", "Delete forever", act("forever"), { short: "Delete forever" })
+        : toolButton("trash", draft ? "Discard draft" : "Delete", act("trash"),
+          { keys: draft ? null : "# Delete" }),
+      draft ? null : toolButton("unread", "Mark unread", act("markUnread"),
+        { short: "Unread", keys: "Shift+U" }),
+    ].flat().filter(Boolean));
     if (m.html) {
       toolbar.append(h("button", {
         type: "button", class: "ghost", "aria-pressed": model.showHtml ? "true" : "false",
         onclick: () => this.handlers.toggleHtml?.(),
       }, model.showHtml ? "Show text" : "Show HTML"));
     }
+    const seen = provenance(m, model.user?.address);
     const head = h("header", { class: "reader-head" },
       h("h2", { class: "reader-subject", tabindex: "-1", id: "reader-subject" },
         m.subject || "(no subject)"),
@@ -366,8 +225,37 @@ export class View {
         h("dt", {}, "To"), h("dd", {}, listText(m.to)),
         m.cc && m.cc.length ? [h("dt", {}, "Cc"), h("dd", {}, listText(m.cc))] : null,
         m.bcc && m.bcc.length ? [h("dt", {}, "Bcc"), h("dd", {}, listText(m.bcc))] : null,
-        h("dt", {}, "Date"), h("dd", {}, formatDateLong(m.date))));
-    const parts = [toolbar, head];
+        h("dt", {}, "Date"), h("dd", {}, formatDateLong(m.date)),
+        seen.outside ? [h("dt", {}, "Via"),
+          h("dd", { class: "via" }, `From outside BitMail, through ${seen.via}`)] : null));
+    const parts = [toolbar];
+    if (seen.claimsLocal) {
+      parts.push(h("p", { class: "warning", role: "alert" },
+        `This message came from outside BitMail, yet its From says ${m.from_address}, ` +
+        "an address here. It may not be from them."));
+    }
+    if (seen.flagged.length) {
+      parts.push(h("p", { class: "warning", role: "alert" },
+        `${seen.via} marked this message as ${seen.flagged.join(" and ")}.`));
+    }
+    const earlier = open.earlier || [];
+    if (earlier.length) {
+      // The conversation so far, each message folded to a line; a click opens it.
+      parts.push(h("section", { class: "thread", "aria-label": `Earlier in this conversation (${earlier.length})` },
+        earlier.map((e) => h("details", { class: "thread-message" },
+          h("summary", {},
+            h("strong", {}, e.from || ""),
+            h("span", { class: "muted" }, formatDateLong(e.date)),
+            h("span", { class: "muted preview" }, (e.text || "").split("\n").find((l) => l.trim()) || "")),
+          h("div", { class: "reader-head" },
+            h("p", { class: "reader-subject small" }, e.subject || "(no subject)"),
+            h("dl", { class: "meta" },
+              h("dt", {}, "From"), h("dd", {}, e.from || ""),
+              h("dt", {}, "To"), h("dd", {}, listText(e.to)),
+              h("dt", {}, "Date"), h("dd", {}, formatDateLong(e.date)))),
+          this.buildBody(e, false)))));
+    }
+    parts.push(head);
     if (m.recipients && m.recipients.length && m.folder !== "inbox") {
       parts.push(this.buildRecipients(m));
     }
@@ -393,16 +281,9 @@ export class View {
         sandbox: "",
         referrerpolicy: "no-referrer",
       });
-      // Empty sandbox: no scripts, no forms, an opaque origin. The page's
-      // CSP is inherited as well; FRAME_CSP narrows it further.
-      frame.setAttribute("sandbox", "");
-      if (typeof m.html_url === "string" && m.html_url.startsWith("/api/")) {
-        // A server that serves the body as its own document, under its own
-        // policy (which can let the mail's inline styles apply).
-        frame.src = m.html_url;
-      } else {
-        frame.srcdoc = FRAME_CSP + m.html;
-      }
+      // Empty sandbox: no scripts, no forms, an opaque origin. The body is its own document with its own policy (see api.py), so
+      // the mail's inline styles apply while nothing in it may run or load.
+      frame.src = m.html_url;
       return h("div", { class: "body html" }, frame);
     }
     const text = m.text || (m.html ? "This message has only an HTML version: use “Show HTML”." : "");
@@ -503,129 +384,5 @@ export class View {
         onclick: () => this.handlers.geolist?.(g),
       }, label);
     }));
-  }
-
-  // ---- compose ---------------------------------------------------------------
-
-  openCompose(focus = "to") {
-    this.el.compose.hidden = false;
-    this.el.app.classList.add("composing");
-    const field = this.fields[focus] || this.fields.to;
-    field.focus();
-    if (focus === "text") field.setSelectionRange(0, 0);
-  }
-
-  closeCompose() {
-    this.el.compose.hidden = true;
-    this.el.app.classList.remove("composing");
-    for (const name of ["to", "cc", "bcc"]) this.hideSuggestions(name);
-  }
-
-  get composeOpen() {
-    return !this.el.compose.hidden;
-  }
-
-  readDraft() {
-    const out = {};
-    for (const [name, field] of Object.entries(this.fields)) out[name] = field.value;
-    return out;
-  }
-
-  fillDraft(draft) {
-    for (const [name, field] of Object.entries(this.fields)) field.value = draft[name] || "";
-  }
-
-  /**
-   * The draft's attachments: [{key, filename, size, state: "ready"|"fetching"|"failed"}],
-   * their total against `limit`, and the names a reload lost (`missing`).
-   */
-  renderAttachments(items, { total = 0, limit = 0, missing = [] } = {}) {
-    const list = this.el.filesList;
-    list.replaceChildren(...items.map((a) => h("li", { "data-key": a.key },
-      h("span", { class: "attach-name" }, a.filename),
-      h("span", { class: "muted" }, formatSize(a.size)),
-      a.state === "fetching" ? h("span", { class: "muted" }, "fetching…") : null,
-      a.state === "failed" ? h("span", { class: "field-error" }, "could not be fetched") : null,
-      h("button", {
-        type: "button", class: "icon small", "aria-label": `Remove ${a.filename}`,
-        title: "Remove", "data-remove": a.key,
-      }, "✕"))));
-    list.hidden = items.length === 0;
-    const over = limit && total > limit;
-    this.el.filesTotal.textContent = items.length
-      ? `${items.length} ${items.length === 1 ? "file" : "files"}, ${formatSize(total)}` +
-        (over ? ` — over the ${formatSize(limit)} limit` : "")
-      : "";
-    this.el.filesTotal.classList.toggle("field-error", !!over);
-    this.el.filesNote.textContent = missing.length
-      ? `Attachments are not kept when the page reloads — choose again: ${missing.join(", ")}`
-      : "";
-    this.el.filesNote.hidden = !missing.length;
-  }
-
-  fieldError(name, message) {
-    const field = this.fields[name];
-    const box = $(`compose-${name}-error`);
-    if (!field) return;
-    if (message) {
-      field.setAttribute("aria-invalid", "true");
-      if (box) {
-        box.textContent = message;
-        box.hidden = false;
-      }
-    } else {
-      field.removeAttribute("aria-invalid");
-      if (box) {
-        box.textContent = "";
-        box.hidden = true;
-      }
-    }
-  }
-
-  clearFieldErrors() {
-    for (const name of Object.keys(this.fields)) this.fieldError(name, null);
-    this.composeError("");
-  }
-
-  composeError(message) {
-    this.el.composeError.textContent = message || "";
-    this.el.composeError.hidden = !message;
-  }
-
-  setSending(sending) {
-    this.el.send.disabled = sending;
-    this.el.send.textContent = sending ? "Sending…" : "Send";
-    this.el.composeStatus.textContent = sending ? "Sending…" : "";
-    this.el.compose.setAttribute("aria-busy", sending ? "true" : "false");
-  }
-
-  showSuggestions(name, items, active) {
-    const box = $(`compose-${name}-suggestions`);
-    const field = this.fields[name];
-    if (!items.length) {
-      this.hideSuggestions(name);
-      return;
-    }
-    box.replaceChildren(...items.map((address, i) => h("li", {
-      id: `compose-${name}-option-${i}`,
-      role: "option",
-      class: i === active ? "active" : "",
-      "aria-selected": i === active ? "true" : "false",
-      "data-address": address,
-    }, address)));
-    box.hidden = false;
-    field.setAttribute("aria-expanded", "true");
-    if (active >= 0) field.setAttribute("aria-activedescendant", `compose-${name}-option-${active}`);
-    else field.removeAttribute("aria-activedescendant");
-  }
-
-  hideSuggestions(name) {
-    const box = $(`compose-${name}-suggestions`);
-    const field = this.fields[name];
-    if (!box) return;
-    box.hidden = true;
-    box.replaceChildren();
-    field.setAttribute("aria-expanded", "false");
-    field.removeAttribute("aria-activedescendant");
   }
 }

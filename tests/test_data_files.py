@@ -85,6 +85,16 @@ async def test_the_local_provider_leaves_no_partial_file_when_the_disk_fills(sma
     assert [p.name for p in (small_tmpfs / "outgoing").iterdir()] == [f"{big.id}.eml"]
 
 
+async def test_half_written_files_of_a_killed_process_are_removed_at_start(tmp_path):
+    outgoing = tmp_path / "outgoing"
+    outgoing.mkdir()
+    (outgoing / ".job-7.abc123.tmp").write_bytes(b"From: half a mess")
+    (outgoing / "job-6.eml").write_bytes(b"a whole message")
+    provider = LocalProvider("local", directory=outgoing)
+    await provider.start()
+    assert sorted(p.name for p in outgoing.iterdir()) == ["job-6.eml"]
+
+
 # -- item 15: a store that cannot be opened -----------------------------------------
 
 

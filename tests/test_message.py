@@ -470,3 +470,14 @@ def test_attached_text_in_any_charset_arrives_byte_for_byte(charset):
 ])
 def test_safe_filename(name, want):
     assert safe_filename(name, "application/pdf", 0) == want
+
+
+@pytest.mark.parametrize("payload", [
+    {"to": "a@example.com", "text": "plain"},
+    {"to": '"Doe, John" <j@example.org>', "cc": "G: a@x.com;", "html": "<p>Hi <b>there</b>",
+     "subject": "Grüße", "headers": {"References": "<a@b> <c@d>"}},
+    {"to": "a@example.com", "attachments": [{"filename": "x.pdf", "content": b64(b"%PDF")}]},
+])
+def test_the_summary_kept_at_accept_is_what_the_bytes_say(payload):
+    message = parse_message(payload, sender="Me <me@localhost>", domain=DOMAIN)
+    assert message.summary() == {**read_summary(message.mime), "bcc": []}

@@ -16,8 +16,8 @@ header; the envelope form (`envelope()`) is the addr-spec with an ASCII
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
-from email import policy
 from email.errors import HeaderParseError, NonASCIILocalPartDefect
 from email.headerregistry import Address, Group
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import ValidationError
+from .headers import READ
 from .text import check_header_text
 
 MAX_ADDRESS_TEXT = 998  # one header line's worth (RFC 5322 §2.1.1)
@@ -165,10 +166,17 @@ def _pieces(text: str) -> Iterator[str]:
     yield text[start:]
 
 
+_SPECIALS = frozenset('"<>():;,[]\\ \t')
+
+
 def _parse_piece(piece: str, where: str, own_domain: str) -> Group:
     piece = piece.strip()
+    if not _SPECIALS.intersection(piece) and "@" in piece:
+        # A bare addr-spec, the common case: the address check is the parse.
+        local, _, domain = piece.rpartition("@")
+        return Group(None, (_validated("", local, domain, piece, where, own_domain),))
     try:
-        header = policy.default.header_factory("to", piece)
+        header = READ.header_factory("to", piece)
     except (HeaderParseError, IndexError, ValueError):
         # The stdlib parser raises on some malformed input ("a@").
         raise ValidationError(f"{piece!r} is not a valid e-mail address", field=where) from None
@@ -194,24 +202,33 @@ def _reads_back(piece: str, group: Group) -> bool:
                for a in group.addresses) and bool(group.addresses or group.display_name)
 
 
+@functools.lru_cache(maxsize=4096)
+def _checked(addr_spec: str) -> tuple[str, str] | str:
+    """(local part, domain) as email-validator normalizes them, or its reason
+    for refusing; cached, since the same addresses come again and again."""
+    try:
+        result = validate_email(addr_spec, check_deliverability=False, allow_smtputf8=True,
+                                allow_quoted_local=True, test_environment=True)
+    except (EmailNotValidError, UnicodeError) as exc:
+        return str(exc)
+    return result.local_part, result.domain
+
+
 def _validated(name: str, local: str, domain: str, original: str, where: str,
                own_domain: str) -> Address:
     own = bool(own_domain) and domain.lower() == own_domain.lower()
-    try:
-        # This service's own domain may be a special-use name (localhost):
-        # email-validator refuses those, so only its local part is checked.
-        result = validate_email(f"{local}@{_PLACEHOLDER_DOMAIN if own else domain}",
-                                check_deliverability=False, allow_smtputf8=True,
-                                allow_quoted_local=True, test_environment=True)
-    except (EmailNotValidError, UnicodeError) as exc:
-        raise ValidationError(f"{original.strip()!r} is not a valid e-mail address: {exc}",
-                              field=where) from None
-    username = result.local_part
+    # This service's own domain may be a special-use name (localhost):
+    # email-validator refuses those, so only its local part is checked.
+    checked = _checked(f"{local}@{_PLACEHOLDER_DOMAIN if own else domain}")
+    if isinstance(checked, str):
+        raise ValidationError(f"{original.strip()!r} is not a valid e-mail address: {checked}",
+                              field=where)
+    username, valid_domain = checked
     if len(username) > 1 and username[0] == username[-1] == '"':
         username = username[1:-1]  # Address quotes it again where it must
     try:
         return Address(display_name=name or "", username=username,
-                       domain=own_domain.lower() if own else result.domain)
+                       domain=own_domain.lower() if own else valid_domain)
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"{original.strip()!r} is not a valid e-mail address: {exc}",
                               field=where) from None

@@ -21,7 +21,6 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
 from email.headerregistry import Address, Group
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
@@ -39,13 +38,14 @@ from .addresses import (
 from .headers import (
     ADDRESS_HEADERS,
     MAX_HEADERS,
+    READ,
     WIRE,
     WIRE_UTF8,
     check_header_name,
     check_header_value,
 )
 from .model import DEFAULT_MAX_SIZE, MAX_RECIPIENTS, Message, new_message_id
-from .reading import parse
+from .reading import parse, read_summary
 from .text import check_body_text, check_header_text
 
 MAX_SUBJECT = 998
@@ -123,7 +123,7 @@ def parse_message(payload: Any, *, sender: str | Address, domain: str,
                        f"of {max_size}", field=None)
     return Message(mime=mime, sender=envelope(author), recipients=recipients,
                    message_id=message_id, smtputf8=not ascii_only,
-                   bcc=tuple(str(a) for a in flatten(fields["bcc"])))
+                   bcc=tuple(str(a) for a in flatten(fields["bcc"])), head=read_summary(mail))
 
 
 def _wire_address(address: Address, ascii_only: bool) -> Address:
@@ -185,11 +185,13 @@ def text_cte(text: str, line_limit: int = 78) -> str:
     (RFC 2045 §6: the shortest readable form)."""
     if text.isascii() and all(len(line) <= line_limit for line in text.splitlines()):
         return "7bit"
-    ascii_share = sum(c.isascii() for c in text) / max(1, len(text))
+    ascii_share = len(text.encode("ascii", "ignore")) / max(1, len(text))
     return "quoted-printable" if ascii_share >= 0.6 else "base64"
 
 
-def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment]) -> None:
+def set_bodies(mail: EmailMessage, text: str, html: str) -> None:
+    """text/plain, text/html, or both as multipart/alternative; never an empty part
+    beside a real one."""
     if html and text:
         mail.set_content(text, cte=text_cte(text))
         mail.add_alternative(html, subtype="html", cte=text_cte(html))
@@ -197,6 +199,10 @@ def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment
         mail.set_content(html, subtype="html", cte=text_cte(html))
     else:
         mail.set_content(text, cte=text_cte(text))
+
+
+def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment]) -> None:
+    set_bodies(mail, text, html)
     inline = [a for a in attachments if a.inline]
     if inline:
         html_part = mail.get_body(preferencelist=("html",))
@@ -213,7 +219,8 @@ def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment
         if (att.maintype, att.subtype) in (("message", "rfc822"), ("message", "global")):
             if mail.get_content_type() != "multipart/mixed":
                 mail.make_mixed()
-            mail.attach(attached_message(att.filename, f"{att.maintype}/{att.subtype}",
+            # (typeshed has attach take the message's own class; MIME takes any part.)
+            mail.attach(attached_message(att.filename, f"{att.maintype}/{att.subtype}",  # type: ignore[arg-type]
                                          att.content, mail.policy))
         else:
             mail.add_attachment(att.content, att.maintype, att.subtype,
@@ -286,7 +293,7 @@ def _content_type(value: Any, where: str) -> tuple[str, str, tuple[tuple[str, st
     if not isinstance(value, str):
         raise ValidationError("is not a MIME type", field=field)
     check_header_text(value, field)
-    header = policy.default.header_factory("content-type", value)
+    header = READ.header_factory("content-type", value)
     maintype, subtype = header.maintype, header.subtype
     if header.defects or "/" not in value.split(";")[0]:
         raise ValidationError("is not a MIME type such as text/csv; charset=utf-8", field=field)

@@ -4,7 +4,7 @@ disagree with them."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .reading import read_summary
@@ -24,7 +24,8 @@ class Message:
     `smtputf8` says the message can only travel with SMTPUTF8 (RFC 6531):
     an address has a UTF-8 local part, and its headers are UTF-8.
     `bcc` keeps the Bcc addresses, which are in no header, for the sender's
-    own Sent copy.
+    own Sent copy. `head` is what folders and search show, read from the
+    message when it was built or parsed (reading.read_summary).
     """
 
     mime: bytes
@@ -33,6 +34,7 @@ class Message:
     message_id: str
     smtputf8: bool = False
     bcc: tuple[str, ...] = ()
+    head: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -40,8 +42,8 @@ class Message:
         return len(self.mime)
 
     def summary(self) -> dict[str, Any]:
-        """What folders and search need, read from the bytes (see reading.read_summary)."""
-        return {**read_summary(self.mime), "bcc": list(self.bcc)}
+        """What folders and search need (see reading.read_summary)."""
+        return {**(self.head or read_summary(self.mime)), "bcc": list(self.bcc)}
 
 
 def new_message_id(domain: str) -> str:

@@ -14,12 +14,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from html.parser import HTMLParser
 from typing import Any
 
 from .filenames import safe_filename
+from .headers import READ
 
 PREVIEW = 140  # characters of body text a folder row shows
 _CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
@@ -55,17 +56,18 @@ class Content:
 
 
 def parse(raw: bytes) -> EmailMessage:
-    mail = BytesParser(policy=policy.default).parsebytes(raw)
+    mail = BytesParser(policy=READ).parsebytes(raw)
     assert isinstance(mail, EmailMessage)
     return mail
 
 
-def read_summary(raw: bytes) -> dict[str, Any]:
+def read_summary(raw: bytes | EmailMessage) -> dict[str, Any]:
     """Header fields and a preview: `from` (display form), `from_address`,
     `to` and `cc` (display forms), `subject`, `date` (seconds since the
     epoch), `message_id`, `in_reply_to`, `references` (lists of msg-ids),
-    `preview`, `has_attachments`."""
-    mail = parse(raw)
+    `preview`, `has_attachments`. Given the message already parsed (or as
+    built), nothing is parsed again."""
+    mail = parse(raw) if isinstance(raw, bytes) else raw
     content = read_content(mail)
     preview = content.text or html_to_text(content.html)
     from_header = mail.get("From")
@@ -165,7 +167,7 @@ def _describe(index: int, part: EmailMessage) -> Part:
         name = None
     if not name and content_type == "message/rfc822":
         inner = part.get_payload(0) if part.is_multipart() else None
-        subject = _header(inner.get("Subject")) if inner is not None else ""
+        subject = _header(inner.get("Subject")) if isinstance(inner, Message) else ""
         name = f"{subject or 'message'}.eml"
     return Part(index=index, filename=safe_filename(name, content_type, index),
                 content_type=content_type, size=len(_bytes_of(part)), content_id=cid,
@@ -180,14 +182,15 @@ def _bytes_of(part: EmailMessage) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def _text_of(part: EmailMessage | None) -> str:
+def _text_of(part: MIMEPart | None) -> str:
     if part is None:
         return ""
     try:
         content = part.get_content()
     except (LookupError, ValueError, AssertionError):
         # An unknown or broken charset: show what can be shown.
-        content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+        raw = part.get_payload(decode=True)
+        content = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
     # On the wire every line ends in CRLF (RFC 5322 §2.3); pages want "\n".
     return content.replace("\r\n", "\n") if isinstance(content, str) else ""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from .compose import attached_message, text_cte
+from .compose import attached_message, set_bodies
 from .headers import WIRE_UTF8
 from .text import is_header_safe
 
@@ -45,13 +45,7 @@ def rebuild(headers: list[tuple[str, str]], text: str, html: str,
             mail[name] = value
         except (ValueError, TypeError, IndexError):
             continue  # a header the parser cannot read; the rest still arrives
-    if text and html:
-        mail.set_content(text, cte=text_cte(text))
-        mail.add_alternative(html, subtype="html", cte=text_cte(html))
-    elif html:
-        mail.set_content(html, subtype="html", cte=text_cte(html))
-    else:
-        mail.set_content(text, cte=text_cte(text))
+    set_bodies(mail, text, html)
     html_part = mail.get_body(preferencelist=("html",))
     for part in parts:
         maintype, _, subtype = part.content_type.partition("/")
@@ -59,8 +53,9 @@ def rebuild(headers: list[tuple[str, str]], text: str, html: str,
         if maintype == "message" and subtype in ("rfc822", "global"):
             if mail.get_content_type() != "multipart/mixed":
                 mail.make_mixed()
-            mail.attach(attached_message(part.filename, part.content_type, part.content,
-                                         mail.policy))
+            # (typeshed has attach take the message's own class; MIME takes any part.)
+            mail.attach(attached_message(part.filename, part.content_type,  # type: ignore[arg-type]
+                                         part.content, mail.policy))
         elif part.content_id and html_part is not None:
             html_part.add_related(part.content, maintype, subtype,
                                   cid=f"<{part.content_id}>", disposition="inline",

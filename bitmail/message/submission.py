@@ -26,7 +26,7 @@ from ..errors import TooLarge, ValidationError
 from .addresses import envelope
 from .headers import MSG_ID
 from .model import DEFAULT_MAX_SIZE, Message, new_message_id
-from .reading import parse
+from .reading import parse, read_summary
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 # In a raw header line: every C0 control but TAB, and DEL (CR/LF end lines).
@@ -75,7 +75,8 @@ def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: s
     return Message(mime=mime, sender=user_address.lower(), recipients=tuple(recipients),
                    message_id=message_id, smtputf8=not head.isascii() or not all(
                        r.isascii() for r in recipients),
-                   bcc=tuple(r for r in recipients if r not in shown))
+                   bcc=tuple(r for r in recipients if r not in shown),
+                   head=read_summary(parse(mime) if added or len(kept) != len(fields) else mail))
 
 
 def replace_message_id(message: Message, domain: str) -> Message:
@@ -86,7 +87,8 @@ def replace_message_id(message: Message, domain: str) -> Message:
               for name, lines in _fields(head)]
     return Message(mime=_join(fields, [], separator, body), sender=message.sender,
                    recipients=message.recipients, message_id=new_id,
-                   smtputf8=message.smtputf8, bcc=message.bcc)
+                   smtputf8=message.smtputf8, bcc=message.bcc,
+                   head={**message.head, "message_id": new_id} if message.head else {})
 
 
 def envelope_of(addr_spec: str) -> str:

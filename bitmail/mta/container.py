@@ -7,6 +7,10 @@ batch — the outbox entry's end or back-off, the Sent copy's new statuses, the
 provider's ids — that the container commits once, in a task beside the loop,
 so those commits share group commits. The outbox says when new mail is there;
 the health board holds the health shared with other processes.
+
+(About 400 lines: claiming, deciding and recording read and change the same
+per-job state — held, tried, the slots' health — under one loop's ordering;
+apart, that state would have to be shared between modules.)
 """
 
 from __future__ import annotations
@@ -78,8 +82,8 @@ class Container:
         self.down = asyncio.Event()  # set when every provider is down: the service stops
         self._held: dict[str, Job] = {}
         self._tried: dict[str, set[str]] = {}
-        self._tasks: list[asyncio.Task] = []
-        self._writes: set[asyncio.Task] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writes: set[asyncio.Task[Any]] = set()
         self.turns = 0  # times the claim loop went round (tests wait for the next one)
 
     # -- lifecycle ---------------------------------------------------------
@@ -256,7 +260,7 @@ class Container:
         self._writes.add(task)
         task.add_done_callback(self._written)
 
-    def _written(self, task: asyncio.Task) -> None:
+    def _written(self, task: asyncio.Task[Any]) -> None:
         self._writes.discard(task)
         if not task.cancelled() and task.exception():
             log.error("recording an outcome failed", exc_info=task.exception())

@@ -28,6 +28,17 @@ class LocalProvider(Provider):
         super().__init__(name)
         self.directory = Path(directory)
 
+    async def start(self) -> None:
+        """Remove temporary files a killed process left half-written: only
+        the one sending process writes here (the store's lock sees to it)."""
+        await asyncio.to_thread(self._sweep)
+
+    def _sweep(self) -> None:
+        if self.directory.is_dir():
+            for leftover in self.directory.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
     async def send(self, job: Job) -> SendResult:
         try:
             await asyncio.to_thread(self._write, job)

@@ -79,7 +79,7 @@ class ProviderRunner:
     def __init__(
         self,
         provider: Provider,
-        events: asyncio.Queue,
+        events: asyncio.Queue[Attempt],
         *,
         queue_size: int = 64,
         concurrency: int = 8,
@@ -90,7 +90,7 @@ class ProviderRunner:
         self._events = events
         self._concurrency = concurrency
         self._timeout = timeout
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.in_flight = 0
 
     @property

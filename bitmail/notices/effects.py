@@ -81,7 +81,7 @@ class Effects:
 
     async def track(self, provider: str, notices: Sequence[Notice]) -> str:
         """Record delivery events on their messages; suppress and count."""
-        matched: dict[tuple, Document | None] = {}
+        matched: dict[tuple[str | None, ...], Document | None] = {}
         by_message: dict[str, tuple[Document, list[Event]]] = {}
         results: list[str] = []
         batch = Batch()
@@ -102,8 +102,8 @@ class Effects:
                          provider, n.type, ids)
                 results.append("no such message")
                 continue
-            placed = _place(doc, recipient, n.type)
-            if placed is False:
+            placeable, placed = _place(doc, recipient, n.type)
+            if not placeable:
                 log.warning("notice from %s: %s names %s, who is no recipient of message %s; "
                             "nothing changed", provider, n.type, recipient or "no recipient",
                             doc["id"])
@@ -156,7 +156,8 @@ class Effects:
         if not inbound.mime:
             return "no content"
         for name in users:
-            doc_id = await self.mailbox.deliver(name, inbound.mime, received_via=provider)
+            doc_id = await self.mailbox.deliver(name, inbound.mime, received_via=provider,
+                                                verdicts=inbound.verdicts or None)
             log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id,
                      extra={"message_doc_id": doc_id, "provider": provider})
         return "delivered to " + ", ".join(users)
@@ -171,15 +172,16 @@ def _count(provider: str, items: Sequence[Item]) -> None:
             WEBHOOK_EVENTS.labels(provider, "inbound").inc()
 
 
-def _place(doc: Document, recipient: str | None, kind: EventType) -> str | bool | None:
-    """The recipient of `doc` an event is for (its stored spelling), None for
-    an event about the whole message that changes no status (an open nobody
-    can attribute), or False when the event cannot be placed: it names an
-    address that is no recipient of this message, or it would change a status
-    and names nobody."""
+def _place(doc: Document, recipient: str | None,
+           kind: EventType) -> tuple[bool, str | None]:
+    """(True, the recipient of `doc` an event is for, in its stored spelling),
+    (True, None) for an event about the whole message that changes no status
+    (an open nobody can attribute), or (False, None) when the event cannot be
+    placed: it names an address that is no recipient of this message, or it
+    would change a status and names nobody."""
     if recipient is None:
-        return False if kind in EVENT_STATUS else None
+        return (kind not in EVENT_STATUS, None)
     for r in doc.get("recipients", []):
-        if r["address"].lower() == recipient:
-            return r["address"]
-    return False
+        if str(r["address"]).lower() == recipient:
+            return True, str(r["address"])
+    return False, None

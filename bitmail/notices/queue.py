@@ -57,8 +57,8 @@ class Notices:
         self.batch = batch
         self.owner = uuid.uuid4().hex
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._inflight: set[asyncio.Task] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
         # Held while a claim is made and its tasks registered, so idle() never
         # looks between the two.
         self._claiming = asyncio.Lock()

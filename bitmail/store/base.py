@@ -28,7 +28,7 @@ Change = dict[str, Any] | Callable[[Document], Document | None]
 # so no lookup scans a kind and no write pays for another kind's indexes.
 # Everything else is looked up by id.
 INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "message": (("owner", "folder"), ("message_id",)),
+    "message": (("owner", "folder"), ("message_id",), ("body",)),
     "outbox": (("due",),),
     "notice": (("due",),),  # recorded webhook notices, claimed like the outbox
 }

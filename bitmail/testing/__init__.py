@@ -7,5 +7,7 @@
 from .faults import Answer, FakeService, Fault, Faults, Received
 from .mailgun import FakeMailgun
 from .mandrill import FakeMandrill
+from .webhooks import MailgunSigner, MandrillSigner, SnsSigner
 
-__all__ = ["Answer", "FakeMailgun", "FakeMandrill", "FakeService", "Fault", "Faults", "Received"]
+__all__ = ["Answer", "FakeMailgun", "FakeMandrill", "FakeService", "Fault", "Faults",
+           "MailgunSigner", "MandrillSigner", "Received", "SnsSigner"]

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from email.headerregistry import Address
 from typing import Any
 
 from aiohttp import web
 
-from .. import geo, idempotency, live
+from .. import geo, idempotency, live, threads
 from ..accounts import User
+from ..drafts import DRAFT_ID, Drafts
+from ..dsn import failed_recipients, notify_failures
 from ..errors import NotFound, ValidationError
+from ..folders import FOLDERS
 from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
 from ..message.headers import MSG_ID
+from ..profile import Profiles
 from ..store import AlreadyExists
+from ..threads import THREAD_ID
 from .credentials import CredentialWatch
 from .downloads import content_disposition, with_inline_parts
 from .keys import CREDENTIAL, RUNTIME, SESSION_COOKIE, operator_of, session_of, user_of
@@ -23,19 +29,30 @@ from .middlewares import read_json
 from .params import MAX_CURSOR, query_int
 
 routes = web.RouteTableDef()
-FOLDERS = ("inbox", "sent")
 
 
 async def _me(request: web.Request, user: User,
               csrf: str | None = None) -> dict[str, Any]:
     runtime = request.app[RUNTIME]
     settings = runtime.settings
+    profile = await Profiles(runtime.store, runtime.accounts).get(user.username)
     out = {"username": user.username, "address": user.address,
            "operator": await runtime.accounts.is_operator(user.username),
-           "max_message_size": settings.max_message_size}
+           "max_message_size": settings.max_message_size, **profile.to_json()}
     if csrf:
         out["csrf_token"] = csrf
     return out
+
+
+def own_username(typed: object, domain: str) -> object:
+    """`bob@DOMAIN` means bob; an address at another domain is refused with why."""
+    if isinstance(typed, str) and "@" in typed:
+        name, _, at = typed.strip().rpartition("@")
+        if at.lower() != domain:
+            raise ValidationError(f"this is BitMail for @{domain}: log in with your username "
+                                  f"alone (the part before @{domain})", field="username")
+        return name
+    return typed
 
 
 @routes.post("/api/session")
@@ -45,8 +62,8 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     session, created = await runtime.accounts.login(
-        body.get("username"), body.get("password"), client=request.remote or "unknown",
-        location=body.get("location"))
+        own_username(body.get("username"), runtime.settings.domain), body.get("password"),
+        client=request.remote or "unknown", location=body.get("location"))
     me = await _me(request, session.user, session.csrf_token)
     response = web.json_response({**me, "created": created}, status=201 if created else 200)
     response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="Strict",
@@ -78,6 +95,9 @@ async def send(request: web.Request) -> web.Response:
     user = user_of(request)
     key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     payload = await read_json(request)
+    draft = payload.get("draft") if isinstance(payload, dict) else None
+    if draft is not None and not (isinstance(draft, str) and DRAFT_ID.match(draft)):
+        raise ValidationError("must be the id of one of your drafts", field="draft")
     claim = idempotency.Claim.of(user.username, key, payload) if key else None
     if claim and (first := await idempotency.first_answer(runtime.store, claim)):
         return web.json_response(first, status=202)
@@ -85,8 +105,10 @@ async def send(request: web.Request) -> web.Response:
     if isinstance(payload, dict) and payload.get("in_reply_to") is not None:
         thread = await _thread(runtime.mailbox, user, payload["in_reply_to"])
     local, _, domain = user.address.rpartition("@")
+    # The user's display name (Settings) goes before the address in From.
+    shown = (await Profiles(runtime.store, runtime.accounts).get(user.username)).display_name
     message = parse_message(
-        payload, sender=Address(user.display_name, local, domain),
+        payload, sender=Address(shown or user.display_name, local, domain),
         domain=runtime.settings.domain, max_size=runtime.settings.max_message_size,
         smtputf8=runtime.container.carries_smtputf8() if runtime.container else True,
         thread=thread)
@@ -97,6 +119,12 @@ async def send(request: web.Request) -> web.Response:
         assert claim is not None
         first = await idempotency.first_answer(runtime.store, claim)
         return web.json_response(first, status=202)
+    sent = await runtime.store.get_one("message", {"id": message_id})
+    if sent and (failed := failed_recipients(sent)):  # refused at once: tell the sender
+        await notify_failures(runtime.store, runtime.settings.domain, sent, failed)
+    if draft is not None:  # sent: the draft has done its job
+        with contextlib.suppress(NotFound):
+            await Drafts(runtime.store).remove(user.username, draft)
     return web.json_response(idempotency.answer(message_id, message.message_id), status=202)
 
 
@@ -128,8 +156,21 @@ async def folder(request: web.Request) -> web.Response:
     query = request.query.get("q", "")
     if len(query) > 500:
         raise ValidationError("at most 500 characters", field="q")
-    docs, cursor = await runtime.mailbox.folder(user_of(request).username, name,
-                                                before=before, limit=limit, query=query)
+    owner = user_of(request).username
+    view = request.query.get("view", "messages")
+    if view not in ("messages", "threads"):
+        raise ValidationError("must be messages or threads", field="view")
+    if (thread := request.query.get("thread")) is not None:  # one conversation, oldest first
+        if not THREAD_ID.match(thread):
+            raise ValidationError("a conversation id, as folder rows give it", field="thread")
+        rows = await threads.members(runtime.store, owner, name, thread, summary)
+        return web.json_response({"messages": rows, "next": None})
+    if view == "threads" and not query:
+        rows, cursor = await threads.conversations(runtime.store, owner, name, summary,
+                                                   before=before, limit=limit)
+        return web.json_response({"messages": rows, "next": cursor})
+    docs, cursor = await runtime.mailbox.folder(owner, name, before=before, limit=limit,
+                                                query=query)
     return web.json_response({"messages": [summary(d) for d in docs], "next": cursor})
 
 
@@ -138,16 +179,6 @@ async def message(request: web.Request) -> web.Response:
     mailbox = request.app[RUNTIME].mailbox
     doc = await mailbox.get(user_of(request).username, request.match_info["id"])
     return web.json_response(public(doc, await mailbox.mime(doc)))
-
-
-@routes.patch("/api/messages/{id}")
-async def mark(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body, dict) or not isinstance(body.get("unread"), bool):
-        raise ValidationError("send {\"unread\": true|false}", field="unread")
-    await request.app[RUNTIME].mailbox.mark_read(user_of(request).username,
-                                                 request.match_info["id"], body["unread"])
-    return web.Response(status=204)
 
 
 # Mail's HTML as a document of its own, for the reading pane's sandboxed

@@ -8,7 +8,17 @@ from aiohttp import web
 
 from ..errors import NotFound
 from ..runtime import Runtime
-from . import account_api, api, openapi, status, suppressions
+from . import (
+    account_api,
+    api,
+    drafts_api,
+    folders_api,
+    openapi,
+    recipients_api,
+    settings_api,
+    status,
+    suppressions,
+)
 from .access import access
 from .hooks import add_routes as add_hook_routes
 from .keys import RUNTIME
@@ -40,6 +50,10 @@ def make_app(runtime: Runtime, *, https: bool = False) -> web.Application:
     )
     app[RUNTIME] = runtime
     app.router.add_routes(api.routes)
+    app.router.add_routes(folders_api.routes)
+    app.router.add_routes(drafts_api.routes)
+    app.router.add_routes(settings_api.routes)
+    app.router.add_routes(recipients_api.routes)
     app.router.add_routes(account_api.routes)
     app.cleanup_ctx.append(account_api.housekeeping)
     app.router.add_routes(status.routes)

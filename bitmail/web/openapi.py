@@ -9,6 +9,9 @@ store is full or away — is added by `describe`, so a new route is one small
 entry. `undescribed(app)` lists the routes that have none (a test keeps it
 empty), and the schemathesis run in tests/test_openapi.py checks every
 answer the live service gives against this description.
+
+(Over 400 lines: most of it is the table itself, one short entry per route
+and one schema per shape; splitting it would only scatter the reference.)
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ..events import Status
+from ..folders import FOLDERS
 from ..message import MAX_RECIPIENTS
-from .api import FOLDERS
 from .params import MAX_CURSOR
 
 Schema = dict[str, Any]
@@ -60,8 +64,9 @@ NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 TIMESTAMP: Schema = {"type": "number", "description": "seconds since the Unix epoch"}
 ADDRESSES: Schema = array(STRING, description="addresses as `local@domain`")
 EMAIL: Schema = {"type": "string", "format": "email", "maxLength": 254}
-STATUS: Schema = {"type": "string", "enum": ["queued", "sent", "deferred", "failed",
-                                             "delivered", "bounced", "complained"]}
+STATUS: Schema = {"type": "string", "enum": [str(status) for status in Status]}
+# A folder row's status: its least advanced recipient's, or "draft" for a draft.
+ROW_STATUS: Schema = {"type": "string", "enum": [*STATUS["enum"], "draft"]}
 
 # Shapes shared by several operations, named in components/schemas.
 SCHEMAS: dict[str, Schema] = {
@@ -74,6 +79,7 @@ SCHEMAS: dict[str, Schema] = {
     "Me": obj(("username", "address", "operator", "max_message_size"),
               username=STRING, address=STRING, operator=BOOLEAN,
               max_message_size={"type": "integer", "description": "bytes"},
+              display_name=STRING, signature=STRING, geolists=BOOLEAN, located=BOOLEAN,
               csrf_token={"type": "string", "description":
                           "send it back as X-CSRF-Token with every state-changing "
                           "request made with the session cookie"},
@@ -111,8 +117,13 @@ SCHEMAS: dict[str, Schema] = {
                     message_id={"type": "string", "description": "the RFC 5322 Message-ID"}),
     "FolderRow": obj(("id", "from", "to", "subject", "date", "status"),
                      id=STRING, **{"from": STRING}, to=ADDRESSES, subject=STRING,
-                     date=TIMESTAMP, status=STATUS, unread=BOOLEAN, folder=STRING,
+                     date=TIMESTAMP, status=ROW_STATUS, folder=STRING,
+                     unread={"type": ["boolean", "integer"], "description":
+                             "a conversation row (view=threads): how many are unread"},
                      preview=STRING, has_attachments=BOOLEAN,
+                     thread={"type": "string", "description": "the conversation's id"},
+                     count={"type": "integer", "description": "view=threads: its messages"},
+                     participants=array(STRING), ids=array(STRING),
                      recipients=array(obj(("address", "status"), address=STRING,
                                           status=STATUS))),
     "Folder": obj(("messages", "next"), messages=array(ref("FolderRow")),
@@ -125,7 +136,7 @@ SCHEMAS: dict[str, Schema] = {
                  provider=NULLABLE_STRING, detail=NULLABLE_STRING),
     "Message": obj(("id", "from", "to", "subject", "text", "html", "date", "status"),
                    id=STRING, **{"from": STRING}, to=ADDRESSES, cc=ADDRESSES,
-                   subject=STRING, text=STRING, html=STRING, date=TIMESTAMP, status=STATUS,
+                   subject=STRING, text=STRING, html=STRING, date=TIMESTAMP, status=ROW_STATUS,
                    recipients=array(ref("Recipient")), events=array(ref("Event")),
                    attachments=array(obj(("filename", "content_type", "size", "index"),
                                          filename=STRING, content_type=STRING,
@@ -266,6 +277,9 @@ PAGING = (
     Param("limit", "query", {"type": "integer", "minimum": 1},
           "rows per page (at most 200; more is taken as 200)"),
 )
+MOVE_TO: Schema = {"type": "string", "enum": ["inbox", "archive", "trash", "sent"]}
+DRAFT_ID = Param("id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
+                 "chosen by the client: 8 to 64 letters, digits, - or _")
 HOOK_PROVIDER = Param("provider", "path", {"type": "string", "minLength": 1},
                       "the provider's name, when several of one type are configured")
 ANY_JSON: Schema = {"type": "object"}
@@ -317,20 +331,24 @@ OPERATIONS: list[Operation] = [
               params=(Param("folder", "query", {"type": "string", "enum": FOLDER_NAMES}),
                       *PAGING,
                       Param("q", "query", {"type": "string", "maxLength": 500},
-                            "search: from:, to:, subject:, is:unread, words")),
+                            "search: from:, to:, subject:, is:unread, words"),
+                      Param("view", "query", {"type": "string",
+                                              "enum": ["messages", "threads"]},
+                            "threads: one row per conversation"),
+                      Param("thread", "query", {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+                            "only this conversation's messages, oldest first")),
               tags=("messages",)),
     Operation("GET", "/api/messages/{id}", "One message with each recipient's status",
               {200: ref("Message")}, params=(ID,), tags=("messages",)),
     Operation("PATCH", "/api/messages/{id}", "Mark read or unread, or move to a folder",
-              {200: ref("FolderRow"), 204: None}, params=(ID,),
-              body=obj((), unread=BOOLEAN), errors=(409,), tags=("messages",)),
+              {200: ref("FolderRow")}, params=(ID,),
+              body=obj((), unread=BOOLEAN, folder=MOVE_TO), errors=(409,), tags=("messages",)),
     Operation("DELETE", "/api/messages/{id}", "Delete a message in Trash for good", {204: None},
               params=(ID,), errors=(409,), tags=("messages",)),
     Operation("POST", "/api/messages/bulk", "Move, mark or delete many messages at once",
               {200: obj(("ids",), ids=array(STRING), deleted=BOOLEAN)},
               body=obj(("ids",), ids=array(STRING, minItems=1), unread=BOOLEAN,
-                       folder={"type": "string", "enum": ["inbox", "archive", "trash", "sent"]},
-                       delete={"const": True}),
+                       folder=MOVE_TO, delete={"const": True}),
               errors=(404, 409), tags=("messages",)),
     Operation("GET", "/api/folders", "Each folder's total and unread counts",
               {200: array(obj(("name", "total", "unread"), name=STRING, total=INTEGER,
@@ -340,13 +358,14 @@ OPERATIONS: list[Operation] = [
               params=(Param("name", "path", {"type": "string", "minLength": 1}),),
               errors=(400,), tags=("messages",)),
     Operation("PUT", "/api/drafts/{id}", "Save a draft (create or replace)",
-              {200: ref("FolderRow"), 201: ref("FolderRow")},
-              params=(Param("id", "path", {"type": "string", "minLength": 1},
-                            "chosen by the client: 8 to 64 letters, digits, - or _"),),
-              body={"type": "object"}, errors=(400, 409), tags=("drafts",)),
+              {200: ref("FolderRow"), 201: ref("FolderRow")}, params=(DRAFT_ID,),
+              body=obj((), to=STRING, cc=STRING, bcc=STRING, subject=STRING, text=STRING,
+                       in_reply_to=STRING, forward_of=STRING,
+                       mode={"type": "string",
+                             "enum": ["new", "reply", "reply_all", "forward"]}),
+              errors=(400, 409, 413), tags=("drafts",)),
     Operation("DELETE", "/api/drafts/{id}", "Drop a draft (done even if already gone)",
-              {204: None}, params=(Param("id", "path", {"type": "string", "minLength": 1}),),
-              errors=(400,), tags=("drafts",)),
+              {204: None}, params=(DRAFT_ID,), errors=(400,), tags=("drafts",)),
     Operation("POST", "/api/recipients/check", "Which local addresses name no user",
               {200: obj(("unknown",), unknown=array(STRING))},
               body=obj(("addresses",), addresses=array(

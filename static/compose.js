@@ -1,0 +1,535 @@
+// The compose controller: the draft being written, its attachments, the
+// address suggestions, autosave to the server and sending. Every change to
+// the draft goes through one path, changed(): it makes a new Idempotency-Key
+// necessary and schedules the save.
+
+import { ApiError, NetworkError, randomKey } from "./connection.js";
+import { formatSize } from "./dom.js";
+import {
+  EMPTY_DRAFT,
+  bareAddress,
+  checkAddressList,
+  draftIsEmpty,
+  replaceToken,
+  sendWarnings,
+  suggest,
+  tokenAt,
+} from "./mailmodel.js";
+
+export const RECIPIENT_FIELDS = ["to", "cc", "bcc"];
+
+export function openDraftKey(model) {
+  return `bitmail:open-draft:${model.user ? model.user.username : ""}`;
+}
+const SAVE_AFTER_MS = 700;
+
+/** A MIME type the server takes ("type/subtype"), else the generic one. */
+function cleanType(type) {
+  const t = String(type || "").split(";")[0].trim().toLowerCase();
+  return /^[\w.+-]+\/[\w.+-]+$/.test(t) ? t : "application/octet-stream";
+}
+
+/** The file's bytes in base64 (read by the browser, no size-sized strings built here). */
+function base64Of(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => {
+      const url = String(reader.result);
+      resolve(url.slice(url.indexOf(",") + 1));
+    };
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+export class Compose {
+  constructor({ conn, model, view, cv, maxBytes }) {
+    this.known = new Map(); // an address at our domain → whether a user has it
+    this.conn = conn;
+    this.model = model;
+    this.view = view; // toasts and announcements
+    this.cv = cv; // the compose view
+    this.maxBytes = maxBytes;
+    this.reset();
+    this.suggest = { field: null, items: [], active: -1 };
+    this.attachSeq = 0;
+  }
+
+  reset() {
+    this.draftId = null; // the server draft's id, made on first save
+    this.mode = "new";
+    this.inReplyTo = null;
+    this.sendKey = null; // Idempotency-Key of the draft as it is now
+    this.attachments = []; // {key, filename, content_type, size, blob, state, pending}
+    this.missing = []; // files a saved draft had, to be chosen again (files stay in one page)
+    this.sending = false;
+    this.saved = true;
+    clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    this.saving = null;
+  }
+
+  // ---- the one path for every change ---------------------------------------
+
+  changed({ save = true } = {}) {
+    this.sendKey = null; // a changed draft is a new message
+    this.saved = false;
+    this.cv.showWarning([]);
+    if (save) {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = setTimeout(() => this.save(), SAVE_AFTER_MS);
+    }
+  }
+
+  draft() {
+    const attachments = [...new Set([...this.attachments.map((a) => a.filename), ...this.missing])];
+    return { ...this.cv.readFields(), mode: this.mode, in_reply_to: this.inReplyTo, attachments };
+  }
+
+  /** Which server draft is open in this browser, so a reload opens it again. */
+  remember() {
+    const key = openDraftKey(this.model);
+    try {
+      if (this.draftId && this.cv.composeOpen) localStorage.setItem(key, this.draftId);
+      else localStorage.removeItem(key);
+    } catch {
+      // Storage refused: a reload shows the draft in Drafts all the same.
+    }
+  }
+
+  /** Save the draft on the server now (an empty one is removed instead). */
+  async save({ keepalive = false } = {}) {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    if (this.saved || this.sending || !this.model.user) return;
+    const draft = this.draft();
+    if (draftIsEmpty(draft) && !draft.attachments.length) {
+      this.saved = true;
+      if (this.draftId) await this.conn.deleteDraft(this.draftId).catch(() => {});
+      this.draftId = null;
+      this.cv.setSaved("");
+      return;
+    }
+    this.draftId = this.draftId || randomKey();
+    const body = { ...draft };
+    if (!body.in_reply_to) delete body.in_reply_to;
+    this.saved = true;
+    this.cv.setSaved("Saving…");
+    try {
+      this.saving = this.conn.saveDraft(this.draftId, body, { keepalive });
+      this.remember();
+      await this.saving;
+      if (this.saved) this.cv.setSaved("Draft saved");
+    } catch (err) {
+      this.saved = false;
+      this.cv.setSaved(err instanceof NetworkError ? "Not saved (offline) — kept here"
+        : `Not saved: ${err.message}`);
+    } finally {
+      this.saving = null;
+    }
+  }
+
+  // ---- opening and closing ---------------------------------------------------
+
+  /**
+   * Open compose. With `draft` ({to, cc, bcc, subject, text, mode,
+   * in_reply_to, attachments?}), it takes the place of the one being written
+   * (which is saved to Drafts first). `id`: an existing server draft.
+   */
+  async open(draft = null, { focus = "to", id = null } = {}) {
+    if (draft) {
+      // What was being written stays in Drafts (saved now); a reply nobody
+      // typed into yet is simply dropped.
+      await this.save();
+      this.reset();
+      this.draftId = id;
+      this.mode = draft.mode || "new";
+      this.inReplyTo = draft.in_reply_to || null;
+      const sig = this.model.user && this.model.user.signature;
+      const text = this.mode === "new" && !id && sig && !draft.text ? `\n\n-- \n${sig}` : draft.text;
+      this.cv.fillFields({ ...draft, text });
+      this.missing = Array.isArray(draft.attachments) ? draft.attachments : [];
+      this.cv.clearFieldErrors();
+      this.cv.setSaved(id ? "Draft saved" : "");
+      this.renderAttachments();
+    } else if (!this.cv.composeOpen && draftIsEmpty(this.cv.readFields())) {
+      this.reset();
+      this.cv.fillFields({ ...EMPTY_DRAFT, text: this.signatureText() });
+      this.cv.clearFieldErrors();
+      this.cv.setSaved("");
+      this.renderAttachments();
+    }
+    this.cv.setTitle(this.mode);
+    this.cv.openCompose(focus);
+    this.remember();
+    return true;
+  }
+
+  signatureText() {
+    const sig = this.model.user && this.model.user.signature;
+    return sig ? `\n\n-- \n${sig}` : "";
+  }
+
+  close() {
+    this.cv.closeCompose();
+    this.remember();
+    this.save();
+    document.getElementById("compose-button").focus();
+  }
+
+  async discard() {
+    const id = this.draftId;
+    clearTimeout(this.saveTimer);
+    this.cv.fillFields(EMPTY_DRAFT);
+    this.cv.clearFieldErrors();
+    this.reset();
+    this.renderAttachments();
+    this.cv.closeCompose();
+    this.remember();
+    this.cv.setSaved("");
+    document.getElementById("compose-button").focus();
+    if (id) await this.conn.deleteDraft(id).catch(() => {});
+  }
+
+  /** Logging out: what was typed is on the server (or lost with a dead connection). */
+  async leave() {
+    await this.save().catch(() => {});
+    try {
+      localStorage.removeItem(openDraftKey(this.model));
+    } catch {
+      // nothing stored
+    }
+    this.cv.closeCompose();
+    this.cv.fillFields(EMPTY_DRAFT);
+    this.cv.clearFieldErrors();
+    this.reset();
+    this.renderAttachments();
+  }
+
+  /** Another device sent or removed the draft open here. */
+  goneElsewhere(id) {
+    if (id && id === this.draftId && this.saved) {
+      this.cv.fillFields(EMPTY_DRAFT);
+      this.reset();
+      this.renderAttachments();
+      this.cv.closeCompose();
+      this.view.toast("The draft was sent or removed on another device.");
+    }
+  }
+
+  // ---- attachments -----------------------------------------------------------
+
+  attachmentBytes() {
+    return this.attachments.reduce((n, a) => n + (a.size || 0), 0);
+  }
+
+  renderAttachments() {
+    this.cv.renderAttachments(this.attachments, {
+      total: this.attachmentBytes(), limit: this.maxBytes(), missing: this.missing,
+    });
+  }
+
+  addFiles(files) {
+    for (const file of files) {
+      this.attachments.push({
+        key: ++this.attachSeq, filename: file.name || "attachment",
+        content_type: cleanType(file.type), size: file.size, blob: file, state: "ready",
+        pending: null,
+      });
+    }
+    const chosen = new Set(files.map((f) => f.name));
+    this.missing = this.missing.filter((n) => !chosen.has(n));
+    this.cv.composeError("");
+    this.renderAttachments();
+    this.cv.el.filesList.scrollIntoView({ block: "nearest" });
+    this.changed(); // the files stay in this page; the draft keeps their names
+    this.view.announce(`Attached ${files.map((f) => f.name).join(", ")}`);
+  }
+
+  removeAttachment(key) {
+    const i = this.attachments.findIndex((a) => a.key === key);
+    if (i < 0) return;
+    const [gone] = this.attachments.splice(i, 1);
+    this.renderAttachments();
+    this.changed();
+    const buttons = this.cv.el.filesList.querySelectorAll("[data-remove]");
+    (buttons[i] || buttons[i - 1] || this.cv.el.files).focus();
+    this.view.announce(`Removed ${gone.filename}`);
+  }
+
+  /** A forward carries the message's attachments: fetch their bytes into the draft. */
+  forwardAttachments(m) {
+    this.attachments = (m.attachments || []).map((a) => {
+      const item = {
+        key: ++this.attachSeq, filename: a.filename || "attachment",
+        content_type: cleanType(a.content_type), size: a.size || 0, blob: null,
+        state: "fetching", pending: null,
+      };
+      item.pending = this.conn.attachment(m.id, a.index).then((blob) => {
+        item.blob = blob;
+        item.size = blob.size;
+        item.state = "ready";
+      }, () => {
+        item.state = "failed";
+      }).finally(() => this.renderAttachments());
+      return item;
+    });
+    this.renderAttachments();
+  }
+
+  // ---- checking and sending --------------------------------------------------
+
+  /** Check one recipients field; `typing` leaves the part being written alone. */
+  validateRecipients(name, { typing = false } = {}) {
+    const { addresses, problems } = checkAddressList(this.cv.fields[name].value, { typing });
+    const local = this.localAddresses(addresses);
+    for (const a of local) {
+      if (this.known.get(a.toLowerCase()) === false) problems.push(`There is no user ${a} here.`);
+    }
+    this.cv.fieldError(name, problems.length ? problems.join(" · ") : null);
+    if (local.some((a) => !this.known.has(a.toLowerCase()))) {
+      // Ask the server about names not seen yet, then judge the field again.
+      this.checkLocal(local).then((asked) => {
+        if (asked) this.validateRecipients(name, { typing });
+      }, () => {});
+    }
+    return problems.length === 0;
+  }
+
+  /** The addresses at this service's own domain. */
+  localAddresses(addresses) {
+    const domain = this.model.user ? this.model.user.address.split("@")[1].toLowerCase() : "";
+    return addresses.map(bareAddress).filter((a) => a.toLowerCase().endsWith(`@${domain}`));
+  }
+
+  /** Learn which of these local addresses name a user; true when it asked. */
+  async checkLocal(addresses) {
+    const ask = [...new Set(addresses.map((a) => a.toLowerCase()))]
+      .filter((a) => !this.known.has(a)).slice(0, 20);
+    if (!ask.length) return false;
+    const { unknown } = await this.conn.checkRecipients(ask);
+    const missing = new Set(unknown.map((a) => a.toLowerCase()));
+    for (const a of ask) this.known.set(a, !missing.has(a));
+    return true;
+  }
+
+  async send({ force = false } = {}) {
+    if (this.sending) return;
+    this.hideAllSuggestions();
+    const cv = this.cv;
+    cv.composeError("");
+    const typed = RECIPIENT_FIELDS.flatMap((n) => checkAddressList(cv.fields[n].value).addresses);
+    await this.checkLocal(this.localAddresses(typed)).catch(() => {}); // the server judges anyway
+    let ok = true;
+    for (const name of RECIPIENT_FIELDS) ok = this.validateRecipients(name) && ok;
+    const draft = this.draft();
+    const counts = RECIPIENT_FIELDS.map((n) => checkAddressList(draft[n]).addresses.length);
+    if (ok && counts.every((n) => n === 0)) {
+      cv.fieldError("to", "Add at least one recipient.");
+      ok = false;
+    }
+    if (!ok) {
+      const bad = RECIPIENT_FIELDS.find((n) => cv.fields[n].getAttribute("aria-invalid"));
+      cv.fields[bad || "to"].focus();
+      return;
+    }
+    const size = draft.subject.length + draft.text.length + this.attachmentBytes();
+    if (size > this.maxBytes()) {
+      cv.composeError(`Not sent: with its attachments the message is ${formatSize(size)}, ` +
+        `over the ${formatSize(this.maxBytes())} limit. Remove some files.`);
+      cv.el.files.focus();
+      return;
+    }
+    const warnings = force ? [] : sendWarnings(draft, this.attachments.length);
+    if (warnings.length) {
+      cv.showWarning(warnings);
+      return;
+    }
+    cv.showWarning([]);
+    if (this.saving) await this.saving.catch(() => {});
+    this.sending = true;
+    cv.setSending(true);
+    const files = this.attachments.slice();
+    await Promise.all(files.map((a) => a.pending));
+    const failed = files.filter((a) => a.state !== "ready");
+    if (failed.length) {
+      this.sending = false;
+      cv.setSending(false);
+      cv.composeError(`Not sent: ${failed.map((a) => a.filename).join(", ")} could not be ` +
+        "fetched from the original message. Remove it to send without it.");
+      return;
+    }
+    this.sendKey = this.sendKey || randomKey();
+    const payload = { to: draft.to, cc: draft.cc, bcc: draft.bcc, subject: draft.subject,
+      text: draft.text };
+    if (this.inReplyTo) payload.in_reply_to = this.inReplyTo;
+    if (this.draftId) payload.draft = this.draftId; // the server removes it once sent
+    try {
+      if (files.length) {
+        payload.attachments = await Promise.all(files.map(async (a) => ({
+          filename: a.filename, content_type: a.content_type, content: await base64Of(a.blob),
+        })));
+      }
+      await this.conn.send(payload, this.sendKey);
+      this.sending = false;
+      cv.setSending(false);
+      cv.fillFields(EMPTY_DRAFT);
+      cv.clearFieldErrors();
+      this.reset();
+      this.renderAttachments();
+      cv.closeCompose();
+      this.remember();
+      cv.setSaved("");
+      this.view.toast("Message sent.");
+      this.view.announce("Message sent.");
+      document.getElementById("compose-button").focus();
+    } catch (err) {
+      this.sending = false;
+      cv.setSending(false);
+      this.sendFailed(err);
+      if (!this.saved) this.save(); // not sent: keep it as a draft
+    }
+  }
+
+  sendFailed(err) {
+    const cv = this.cv;
+    if (err instanceof NetworkError) {
+      cv.composeError("Not sent: BitMail cannot be reached. Your draft is kept — try again when the connection is back.");
+    } else if (!(err instanceof ApiError)) {
+      cv.composeError(`Not sent: a file could not be read (${err.message || err}).`);
+    } else if (err.status === 413) {
+      cv.composeError(`Not sent: the message is too large for the server (${err.message}). ` +
+        "Remove some files.");
+    } else if (err.field && cv.fields[err.field]) {
+      cv.fieldError(err.field, err.message);
+      cv.composeError(`Not sent: ${err.message}`);
+      cv.fields[err.field].focus();
+    } else {
+      cv.composeError(`Not sent: ${err.message}`);
+    }
+  }
+
+  onInput(event) {
+    const name = event.target.name;
+    if (RECIPIENT_FIELDS.includes(name)) {
+      this.validateRecipients(name, { typing: true });
+      this.updateSuggestions(name);
+    } else if (name && this.cv.fields[name]) {
+      this.cv.fieldError(name, null);
+    }
+    this.changed();
+  }
+
+  // ---- address suggestions -----------------------------------------------------
+
+  updateSuggestions(name) {
+    const field = this.cv.fields[name];
+    const caret = field.selectionStart ?? field.value.length;
+    const { text } = tokenAt(field.value, caret);
+    const others = checkAddressList(field.value).addresses;
+    const items = suggest(this.model.contacts(), text, others);
+    this.suggest = { field: name, items, active: items.length ? 0 : -1 };
+    this.cv.showSuggestions(name, items, this.suggest.active);
+  }
+
+  hideAllSuggestions() {
+    for (const name of RECIPIENT_FIELDS) this.cv.hideSuggestions(name);
+    this.suggest = { field: null, items: [], active: -1 };
+  }
+
+  pick(name, address) {
+    const field = this.cv.fields[name];
+    const caret = field.selectionStart ?? field.value.length;
+    const next = replaceToken(field.value, caret, address);
+    field.value = next.value;
+    field.setSelectionRange(next.caret, next.caret);
+    this.hideAllSuggestions();
+    this.validateRecipients(name, { typing: true });
+    this.changed();
+  }
+
+  /** Add addresses to To (a GeoList) and open compose at the subject. */
+  addTo(text) {
+    this.cv.fields.to.value = text;
+    this.validateRecipients("to");
+    this.changed();
+  }
+
+  onRecipientKeydown(event) {
+    const name = event.target.name;
+    const s = this.suggest;
+    const open = s.field === name && s.items.length > 0;
+    if (!open) {
+      if (event.key === "ArrowDown" && !event.altKey) {
+        this.updateSuggestions(name);
+        if (this.suggest.items.length) event.preventDefault();
+      }
+      return;
+    }
+    const n = s.items.length;
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      s.active = (s.active + (event.key === "ArrowDown" ? 1 : -1) + n) % n;
+      this.cv.showSuggestions(name, s.items, s.active);
+    } else if ((event.key === "Enter" || event.key === "Tab") && s.active >= 0) {
+      if (event.key === "Tab" && event.shiftKey) return;
+      event.preventDefault();
+      this.pick(name, s.items[s.active]);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      this.hideAllSuggestions();
+    }
+  }
+
+  /** Wire the compose form's own events. */
+  bind() {
+    const cv = this.cv;
+    document.getElementById("compose-close").addEventListener("click", () => this.close());
+    document.getElementById("discard").addEventListener("click", () => this.discard());
+    cv.el.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.send();
+    });
+    cv.el.sendAnyway.addEventListener("click", () => this.send({ force: true }));
+    cv.el.form.addEventListener("input", (e) => {
+      if (e.target !== cv.el.files) this.onInput(e);
+    });
+    cv.el.files.addEventListener("change", () => {
+      const files = [...(cv.el.files.files || [])];
+      cv.el.files.value = ""; // so the same file can be chosen again after a remove
+      if (files.length) this.addFiles(files);
+    });
+    cv.el.filesList.addEventListener("click", (e) => {
+      const button = e.target.closest("[data-remove]");
+      if (button) this.removeAttachment(Number(button.dataset.remove));
+    });
+    cv.fields.text.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        cv.el.form.requestSubmit();
+      }
+    });
+    for (const name of RECIPIENT_FIELDS) {
+      const field = cv.fields[name];
+      field.addEventListener("keydown", (e) => this.onRecipientKeydown(e));
+      field.addEventListener("blur", () => {
+        // Let a click on a suggestion land before the list goes away.
+        setTimeout(() => {
+          if (document.activeElement !== field) cv.hideSuggestions(name);
+        }, 150);
+        this.validateRecipients(name);
+      });
+      const box = document.getElementById(`compose-${name}-suggestions`);
+      box.addEventListener("mousedown", (e) => e.preventDefault());
+      box.addEventListener("click", (e) => {
+        const li = e.target.closest("li[data-address]");
+        if (li) {
+          this.pick(name, li.dataset.address);
+          field.focus();
+        }
+      });
+    }
+    addEventListener("pagehide", () => this.save({ keepalive: true }));
+  }
+}

@@ -1,0 +1,171 @@
+// The compose view: the draft's fields, their errors, attachments, address
+// suggestions and the title. It owns #compose; compose.js decides.
+
+import { $, formatSize, h } from "./dom.js";
+import { icon } from "./icons.js";
+import { COMPOSE_TITLES, DRAFT_FIELDS } from "./mailmodel.js";
+
+export class ComposeView {
+  constructor() {
+    this.el = {
+      app: $("app"),
+      compose: $("compose"),
+      form: $("compose-form"),
+      title: $("compose-title"),
+      status: $("compose-status"),
+      saved: $("compose-saved"),
+      error: $("compose-error"),
+      warning: $("compose-warning"),
+      warningText: $("compose-warning-text"),
+      sendAnyway: $("send-anyway"),
+      send: $("send"),
+      files: $("compose-files"),
+      filesList: $("compose-files-list"),
+      filesTotal: $("compose-files-total"),
+      filesNote: $("compose-files-note"),
+    };
+    this.fields = Object.fromEntries(DRAFT_FIELDS.map((n) => [n, $(`compose-${n}`)]));
+    // An SVG cross: the text glyph needs a font that has it.
+    $("compose-close").replaceChildren(icon("close"));
+  }
+
+  setTitle(mode) {
+    this.el.title.textContent = COMPOSE_TITLES[mode] || COMPOSE_TITLES.new;
+  }
+
+  /** "Saved" / "Saving…" / "Not saved: …" beside Send. */
+  setSaved(text) {
+    this.el.saved.textContent = text;
+  }
+
+  /** Ask before sending: the reasons, and a "Send anyway" button. */
+  showWarning(reasons) {
+    this.el.warningText.textContent = reasons.join(" ");
+    this.el.warning.hidden = !reasons.length;
+    if (reasons.length) this.el.sendAnyway.focus();
+  }
+
+  openCompose(focus = "to") {
+    this.el.compose.hidden = false;
+    this.el.app.classList.add("composing");
+    const field = this.fields[focus] || this.fields.to;
+    field.focus();
+    if (focus === "text") field.setSelectionRange(0, 0);
+  }
+
+  closeCompose() {
+    this.el.compose.hidden = true;
+    this.el.app.classList.remove("composing");
+    for (const name of ["to", "cc", "bcc"]) this.hideSuggestions(name);
+  }
+
+  get composeOpen() {
+    return !this.el.compose.hidden;
+  }
+
+  readFields() {
+    const out = {};
+    for (const [name, field] of Object.entries(this.fields)) out[name] = field.value;
+    return out;
+  }
+
+  fillFields(draft) {
+    for (const [name, field] of Object.entries(this.fields)) field.value = draft[name] || "";
+    this.showWarning([]);
+  }
+
+  /**
+   * The draft's attachments: [{key, filename, size, state: "ready"|"fetching"|"failed"}],
+   * their total against `limit`, and the names a reload lost (`missing`).
+   */
+  renderAttachments(items, { total = 0, limit = 0, missing = [] } = {}) {
+    const list = this.el.filesList;
+    list.replaceChildren(...items.map((a) => h("li", { "data-key": a.key },
+      h("span", { class: "attach-name" }, a.filename),
+      h("span", { class: "muted" }, formatSize(a.size)),
+      a.state === "fetching" ? h("span", { class: "muted" }, "fetching…") : null,
+      a.state === "failed" ? h("span", { class: "field-error" }, "could not be fetched") : null,
+      h("button", {
+        type: "button", class: "icon small", "aria-label": `Remove ${a.filename}`,
+        title: "Remove", "data-remove": a.key,
+      }, icon("close", { size: 14 })))));
+    list.hidden = items.length === 0;
+    const over = limit && total > limit;
+    this.el.filesTotal.textContent = items.length
+      ? `${items.length} ${items.length === 1 ? "file" : "files"}, ${formatSize(total)}` +
+        (over ? ` — over the ${formatSize(limit)} limit` : "")
+      : "";
+    this.el.filesTotal.classList.toggle("field-error", !!over);
+    this.el.filesNote.textContent = missing.length
+      ? `Attachments are not kept when the page reloads — choose again: ${missing.join(", ")}`
+      : "";
+    this.el.filesNote.hidden = !missing.length;
+  }
+
+  fieldError(name, message) {
+    const field = this.fields[name];
+    const box = $(`compose-${name}-error`);
+    if (!field) return;
+    if (message) {
+      field.setAttribute("aria-invalid", "true");
+      if (box) {
+        box.textContent = message;
+        box.hidden = false;
+      }
+    } else {
+      field.removeAttribute("aria-invalid");
+      if (box) {
+        box.textContent = "";
+        box.hidden = true;
+      }
+    }
+  }
+
+  clearFieldErrors() {
+    for (const name of Object.keys(this.fields)) this.fieldError(name, null);
+    this.composeError("");
+    this.showWarning([]);
+  }
+
+  composeError(message) {
+    this.el.error.textContent = message || "";
+    this.el.error.hidden = !message;
+  }
+
+  setSending(sending) {
+    this.el.send.disabled = sending;
+    this.el.send.textContent = sending ? "Sending…" : "Send";
+    this.el.status.textContent = sending ? "Sending…" : "";
+    this.el.compose.setAttribute("aria-busy", sending ? "true" : "false");
+  }
+
+  showSuggestions(name, items, active) {
+    const box = $(`compose-${name}-suggestions`);
+    const field = this.fields[name];
+    if (!items.length) {
+      this.hideSuggestions(name);
+      return;
+    }
+    box.replaceChildren(...items.map((address, i) => h("li", {
+      id: `compose-${name}-option-${i}`,
+      role: "option",
+      class: i === active ? "active" : "",
+      "aria-selected": i === active ? "true" : "false",
+      "data-address": address,
+    }, address)));
+    box.hidden = false;
+    field.setAttribute("aria-expanded", "true");
+    if (active >= 0) field.setAttribute("aria-activedescendant", `compose-${name}-option-${active}`);
+    else field.removeAttribute("aria-activedescendant");
+  }
+
+  hideSuggestions(name) {
+    const box = $(`compose-${name}-suggestions`);
+    const field = this.fields[name];
+    if (!box) return;
+    box.hidden = true;
+    box.replaceChildren();
+    field.setAttribute("aria-expanded", "false");
+    field.removeAttribute("aria-activedescendant");
+  }
+}
