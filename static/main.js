@@ -485,7 +485,7 @@ function bindEvents() {
     if (row && row.dataset.id !== model.selectedId) model.select(row.dataset.id);
   });
   list.el.all.addEventListener("change", () => model.checkAll(list.el.all.checked));
-  const actions = {
+  const barActions = {
     archive: () => actions.moveTo("archive"),
     trash: () => actions.moveTo("trash"),
     restore: () => actions.restore(),
@@ -496,7 +496,7 @@ function bindEvents() {
   list.el.bar.addEventListener("click", (e) => {
     const button = e.target.closest("[data-action]");
     if (button && model.view === "drafts" && button.dataset.action === "trash") actions.discardDrafts();
-    else if (button) actions[button.dataset.action]();
+    else if (button) barActions[button.dataset.action]();
   });
   document.getElementById("mark-all-read").addEventListener("click", () => actions.markAllRead());
   list.el.loadMore.addEventListener("click", () => loadFolder(model.view, { more: true }));
