@@ -224,14 +224,6 @@ class Accounts:
             await self.store.publish(live.credential_ended(f"session:{digest}"))
         return len(ended)
 
-    # The limiter's two steps as they were once named here; verify_password
-    # does both at once, atomically, and is the one to use.
-    async def _check_rate(self, name: str, client: str) -> None:
-        await self.limiter.check(name, client)
-
-    async def _fail(self, name: str, client: str) -> None:
-        await self.limiter.charge(name, client)
-
     async def api_key_user(self, key: str, *, client: str | None = None) -> User | None:
         """The key's user, read from the store on every call (a revoked key
         stops at once). With `client`: a wrong key counts as a failed login

@@ -46,6 +46,7 @@ RADII: tuple[tuple[str, float], ...] = (
 CELL_DEGREES = 1 / 60
 CELL_MILES = 2 * math.pi * EARTH_RADIUS_MILES * CELL_DEGREES / 360  # ≈ 1.151
 MOVE_INTERVAL = 3600.0  # seconds between two accepted changes of a user's position
+MOVED_AT = "location_moved_at"  # kept when a user leaves: when their position last changed
 
 
 def haversine_miles(a: Point, b: Point) -> float:
@@ -153,9 +154,12 @@ class Places:
         def move(doc: dict[str, Any]) -> dict[str, Any] | None:
             nonlocal moved
             old = doc.get("location")
-            if old and ((old["lat"], old["lon"]) == (lat, lon)
-                        or at - old.get("at", 0) < self.move_interval):
-                return None  # the same cell, or moved too recently
+            if old and (old["lat"], old["lon"]) == (lat, lon):
+                return None  # the same cell
+            # Leaving and sharing again does not reset the clock.
+            last = old.get("at", 0) if old else doc.get(MOVED_AT, 0)
+            if at - last < self.move_interval:
+                return None  # moved too recently
             moved = True
             return {**doc, "location": {"lat": lat, "lon": lon, "at": at}}
 
@@ -172,7 +176,9 @@ class Places:
             if "location" not in doc:
                 return None
             dropped = True
-            return {k: v for k, v in doc.items() if k != "location"}
+            kept = {k: v for k, v in doc.items() if k != "location"}
+            kept[MOVED_AT] = doc["location"].get("at", 0)  # when, never where
+            return kept
 
         await self.store.update("user", username, drop)
         if dropped:

@@ -149,7 +149,7 @@ class Mailbox:
             _announce(batch, name, copy)
         await self.store.commit(batch)
         MESSAGES_ACCEPTED.inc()
-        log.info("message %s accepted from %s for %d recipients (%s)", sent_id, owner,
+        log.info("message %s accepted from %s for %d recipient(s) (%s)", sent_id, owner,
                  len(recipients), message.message_id,
                  extra={"message_doc_id": sent_id, "message_id": message.message_id})
         return sent_id

@@ -74,7 +74,9 @@ class SubmissionHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        user = session.auth_data
+        # What SubmissionHandler._check put there: the User (aiosmtpd types
+        # it as the built-in mechanisms' LoginPassword).
+        user: object = session.auth_data
         if not isinstance(user, User):
             return "530 5.7.0 Authentication required"
         session.bitmail_user = user  # type: ignore[attr-defined]

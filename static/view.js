@@ -16,6 +16,19 @@ function listText(value) {
   return String(value || "");
 }
 
+/** How received mail arrived (issue 10): from outside BitMail (a provider's
+ * name in received_via), whether its From claims an address of this service
+ * anyway, and the provider's spam/virus findings worth a warning. */
+function provenance(m, ownAddress) {
+  const outside = m.folder !== "sent" && !!m.received_via && m.received_via !== "local-domain";
+  const domain = String(ownAddress || "").split("@").pop().toLowerCase();
+  const from = String(m.from_address || "").toLowerCase();
+  const claimsLocal = outside && !!domain && from.endsWith(`@${domain}`);
+  const v = m.verdicts || {};
+  const flagged = ["spam", "virus"].filter((k) => String(v[k] || "").toUpperCase() === "FAIL");
+  return { outside, claimsLocal, flagged, via: m.received_via };
+}
+
 /** A toolbar button with an icon and its words (shown, or for screen readers). */
 export function toolButton(name, label, onclick, { short = label, keys = null, cls = "" } = {}) {
   return h("button", {
@@ -203,6 +216,7 @@ export class View {
         onclick: () => this.handlers.toggleHtml?.(),
       }, model.showHtml ? "Show text" : "Show HTML"));
     }
+    const seen = provenance(m, model.user?.address);
     const head = h("header", { class: "reader-head" },
       h("h2", { class: "reader-subject", tabindex: "-1", id: "reader-subject" },
         m.subject || "(no subject)"),
@@ -211,8 +225,19 @@ export class View {
         h("dt", {}, "To"), h("dd", {}, listText(m.to)),
         m.cc && m.cc.length ? [h("dt", {}, "Cc"), h("dd", {}, listText(m.cc))] : null,
         m.bcc && m.bcc.length ? [h("dt", {}, "Bcc"), h("dd", {}, listText(m.bcc))] : null,
-        h("dt", {}, "Date"), h("dd", {}, formatDateLong(m.date))));
+        h("dt", {}, "Date"), h("dd", {}, formatDateLong(m.date)),
+        seen.outside ? [h("dt", {}, "Via"),
+          h("dd", { class: "via" }, `From outside BitMail, through ${seen.via}`)] : null));
     const parts = [toolbar];
+    if (seen.claimsLocal) {
+      parts.push(h("p", { class: "warning", role: "alert" },
+        `This message came from outside BitMail, yet its From says ${m.from_address}, ` +
+        "an address here. It may not be from them."));
+    }
+    if (seen.flagged.length) {
+      parts.push(h("p", { class: "warning", role: "alert" },
+        `${seen.via} marked this message as ${seen.flagged.join(" and ")}.`));
+    }
     const earlier = open.earlier || [];
     if (earlier.length) {
       // The conversation so far, each message folded to a line; a click opens it.

@@ -11,6 +11,7 @@ give the attacker exactly the same answers.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 
 from argon2 import PasswordHasher
@@ -149,3 +150,15 @@ async def test_geolists_are_opt_in_and_leaving_deletes_the_position(service):
     assert [g["count"] for g in lists] == [0, 0, 0]
     await service.login("walt", PASSWORD)
     assert (await (await service.client.get("/api/geolists")).json())["located"] is False
+
+
+async def test_leaving_and_sharing_again_does_not_reset_the_hourly_limit(service):
+    far = (41.5, -74.0)
+    me = await service.login("zoe", PASSWORD, location={"lat": T1[0], "lon": T1[1]})
+    leave = await service.client.delete("/api/geolists",
+                                        headers={"X-CSRF-Token": me["csrf_token"]})
+    assert leave.status == 204
+    await service.login("zoe", PASSWORD, location={"lat": far[0], "lon": far[1]})
+    doc = await service.runtime.store.get_one("user", {"id": "zoe"})
+    assert "location" not in doc  # still within the hour: no new position yet
+    assert str(snap(T1)[0]) not in json.dumps(doc)  # and nothing of the old one

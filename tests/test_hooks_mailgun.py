@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -666,3 +667,139 @@ async def test_a_forged_request_spends_no_token(hook_service):
     forged = body("delivered", "bob@example.com", "x@y", key="forged")
     assert (await post(hook_service, forged)).status == 403
     assert await hook_service.runtime.store.count(TOKENS) == 0
+
+
+# -- issue 10: store() notifications, spam verdicts, content-id-map ---------------------
+
+
+@pytest.fixture
+async def stored_service(make_settings, monkeypatch):
+    """The hook service whose "mailgun" provider is a FakeMailgun's account."""
+    from bitmail.mta import PROVIDER_TYPES
+    from bitmail.testing import FakeMailgun
+
+    from conftest import HOOK_CONFIG, start_service
+
+    for ptype, cls in (("mailgun", "StubMailgun"), ("ses", "StubSes"),
+                       ("mandrill", "StubMandrill")):
+        monkeypatch.setitem(PROVIDER_TYPES, ptype, f"support.webhooks:{cls}")
+    async with FakeMailgun(api_key="key-stored", domain="mg.example.com") as fake:
+        config = HOOK_CONFIG.replace(
+            'name = "mailgun"\ntype = "mailgun"\napi_key = "unused"',
+            f'name = "mailgun"\ntype = "mailgun"\napi_key = "key-stored"\n'
+            f'base_url = "{fake.url}"', 1)
+        assert "key-stored" in config
+        async with start_service(make_settings(config)) as svc:
+            await svc.runtime.accounts.create("dana", "secret-pass")
+            yield svc, fake
+
+
+def stored_mime() -> bytes:
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "eve@example.net", "dana@localhost", "Stored"
+    mail["Message-ID"] = f"<{secrets.token_hex(8)}@example.net>"
+    mail["X-Mailgun-Sflag"], mail["X-Mailgun-Sscore"] = "Yes", "12.5"
+    mail.set_content("kept at Mailgun")
+    mail.add_attachment(b"%PDF stored", maintype="application", subtype="pdf",
+                        filename="stored.pdf")
+    return mail.as_bytes()
+
+
+async def test_a_store_notification_is_fetched_with_the_api_key_and_delivered(
+        stored_service):
+    svc, fake = stored_service
+    fields = fake.store_notification(stored_mime(), "dana@localhost")
+    resp = await MailgunSigner(MAILGUN_KEY).post_form(svc.client, "/hooks/mailgun/inbound",
+                                                     fields)
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(svc)
+    [mail] = await inbox(svc, "dana")
+    assert mail["subject"] == "Stored" and mail["text"].strip() == "kept at Mailgun"
+    assert [a["filename"] for a in mail["attachments"]] == ["stored.pdf"]
+    assert mail["received_via"] == "mailgun"
+    assert mail["verdicts"] == {"spam": "FAIL", "spam_score": "12.5"}
+
+
+async def test_a_store_notification_never_delivers_an_empty_message(stored_service):
+    svc, fake = stored_service
+    fields = fake.store_notification(stored_mime(), "dana@localhost")
+    fields["message-url"] = fields["message-url"].rsplit("/", 1)[0] + "/gone"
+    before = await hook_counts(svc)
+    resp = await MailgunSigner(MAILGUN_KEY).post_form(svc.client, "/hooks/mailgun/inbound",
+                                                     fields)
+    assert resp.status == 406
+    error = (await resp.json())["error"]
+    assert error["code"] == "store_unsupported" and "forward()" in error["message"]
+    assert await hook_counts(svc) == before and await inbox(svc, "dana") == []
+
+
+async def test_a_store_notification_is_503_while_mailgun_fails(stored_service):
+    svc, fake = stored_service
+    fake.fail_next(1, 503)
+    fields = fake.store_notification(stored_mime(), "dana@localhost")
+    resp = await MailgunSigner(MAILGUN_KEY).post_form(svc.client, "/hooks/mailgun/inbound",
+                                                     fields)
+    assert resp.status == 503
+    assert await inbox(svc, "dana") == []
+
+
+async def test_a_store_notification_for_a_url_elsewhere_gets_no_api_key(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    fields = {"recipient": "dana@localhost", "subject": "x", "body-plain": "x",
+              "message-url": "https://attacker.example/v3/domains/x/messages/k"}
+    resp = await MailgunSigner(MAILGUN_KEY).post_form(hook_service.client,
+                                                     "/hooks/mailgun/inbound", fields)
+    assert resp.status == 406
+    assert (await resp.json())["error"]["code"] == "store_unsupported"
+    assert await inbox(hook_service, "dana") == []
+
+
+async def test_mailguns_spam_flag_headers_are_kept_on_the_inbox_copy(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    form = inbound_form(**{"X-Mailgun-Sflag": "Yes", "X-Mailgun-Sscore": "9.1",
+                           "message-headers": json.dumps([
+                               ["From", "Eve <eve@example.net>"], ["To", "dana@localhost"],
+                               ["Subject", "Quarterly numbers"],
+                               ["Message-Id", "<spam-1@example.net>"],
+                               ["X-Mailgun-Sflag", "Yes"], ["X-Mailgun-Sscore", "9.1"],
+                               ["X-Mailgun-Spf", "Pass"]])})
+    resp = await hook_service.client.post("/hooks/mailgun/inbound", data=form)
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    [mail] = await inbox(hook_service, "dana")
+    assert mail["verdicts"] == {"spam": "FAIL", "spam_score": "9.1", "spf": "PASS"}
+
+
+async def test_content_id_map_parts_are_inline_and_the_html_view_shows_them(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    form = aiohttp.FormData()
+    fields = {"recipient": "dana@localhost", "from": "Eve <eve@example.net>",
+              "subject": "Logo", "body-plain": "see the logo",
+              "body-html": '<p><img src="cid:logo123@example.net"></p>',
+              "message-headers": json.dumps([["From", "Eve <eve@example.net>"],
+                                             ["To", "dana@localhost"], ["Subject", "Logo"],
+                                             ["Message-Id", "<cid-1@example.net>"]]),
+              "content-id-map": json.dumps({"<logo123@example.net>": "attachment-1"}),
+              "attachment-count": "2", **signature()}
+    for k, v in fields.items():
+        form.add_field(k, v)
+    form.add_field("attachment-1", b"\x89PNG logo", filename="logo.png",
+                   content_type="image/png")
+    form.add_field("attachment-2", b"%PDF doc", filename="doc.pdf",
+                   content_type="application/pdf")
+    resp = await hook_service.client.post("/hooks/mailgun/inbound", data=form)
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    [mail] = await inbox(hook_service, "dana")
+    parts = {a["filename"]: a for a in mail["attachments"]}
+    assert parts["logo.png"]["inline"] and parts["logo.png"]["content_id"] == \
+        "logo123@example.net"
+    assert not parts["doc.pdf"]["inline"]
+    html = await (await hook_service.client.get(mail["html_url"],
+                                                headers=mail["headers"])).text()
+    # Rendered by BitMail itself (the view's own document embeds the part), never
+    # fetched from anywhere else.
+    assert "cid:" not in html
+    assert "data:image/png;base64," + base64.b64encode(b"\x89PNG logo").decode() in html

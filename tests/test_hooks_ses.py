@@ -652,3 +652,120 @@ async def test_a_rendering_failure_fails_the_message_for_its_recipients(hook_ser
         r = await recipient_status(hook_service, message, address)
         assert r["status"] == "failed"
         assert "Attribute 'favoritecolor' is not present" in r["detail"]
+
+
+# -- issue 10: mail an S3 action stored; verdicts --------------------------------------
+
+
+def received_in_s3(bucket: str, key: str, recipients=("dana@localhost",), *,
+                   spam: str = "PASS", virus: str = "PASS") -> str:
+    """SES's Received notification for an S3 action: where the mail is, no content."""
+    return json.dumps({
+        "notificationType": "Received",
+        "receipt": {"timestamp": "2024-06-04T10:00:00.000Z", "processingTimeMillis": 420,
+                    "recipients": list(recipients), "spamVerdict": {"status": spam},
+                    "virusVerdict": {"status": virus}, "spfVerdict": {"status": "PASS"},
+                    "dkimVerdict": {"status": "GRAY"}, "dmarcVerdict": {"status": "PASS"},
+                    "action": {"type": "S3", "topicArn": SES_TOPIC, "bucketName": bucket,
+                               "objectKey": key}},
+        "mail": {"timestamp": "2024-06-04T10:00:00.000Z", "source": "eve@example.net",
+                 "messageId": key, "destination": list(recipients), "headersTruncated": False,
+                 "headers": [], "commonHeaders": {"from": ["eve@example.net"],
+                                                  "to": list(recipients),
+                                                  "subject": "Receipts"}},
+    })
+
+
+@pytest.fixture
+async def s3_service(make_settings, monkeypatch, moto_url, signing):
+    """The hook service, its SES provider reading S3 from moto's server."""
+    from bitmail.mta import PROVIDER_TYPES
+
+    from conftest import HOOK_CONFIG, SES_ACCESS_KEY_ID, SES_REGION, SES_SECRET_KEY, start_service
+
+    for ptype, cls in (("mailgun", "StubMailgun"), ("ses", "StubSes"),
+                       ("mandrill", "StubMandrill")):
+        monkeypatch.setitem(PROVIDER_TYPES, ptype, f"support.webhooks:{cls}")
+    config = HOOK_CONFIG.replace(
+        f'sns_topics = ["{SES_TOPIC}"]',
+        f'sns_topics = ["{SES_TOPIC}"]\nregion = "{SES_REGION}"\n'
+        f's3_endpoint_url = "{moto_url}"\naccess_key_id = "{SES_ACCESS_KEY_ID}"\n'
+        f'secret_access_key = "{SES_SECRET_KEY}"') + "\nmax_message_size = 400000\n"
+    # max_message_size is a top-level key: before the first table.
+    config = "max_message_size = 400000\n" + config.replace("\nmax_message_size = 400000\n", "")
+    async with start_service(make_settings(config)) as svc:
+        svc.client.app[SNS_CLIENT].fetch = FakeSns(signing[1])
+        yield svc
+
+
+async def put_in_s3(moto_url: str, bucket: str, key: str, data: bytes) -> None:
+    from aiobotocore.session import get_session
+
+    from conftest import SES_ACCESS_KEY_ID, SES_REGION, SES_SECRET_KEY
+
+    async with get_session().create_client(
+            "s3", region_name=SES_REGION, endpoint_url=moto_url,
+            aws_access_key_id=SES_ACCESS_KEY_ID, aws_secret_access_key=SES_SECRET_KEY) as s3:
+        try:
+            await s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        await s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+
+async def test_mail_an_s3_action_stored_is_read_from_s3_and_delivered(s3_service, moto_url,
+                                                                      key):
+    await s3_service.runtime.accounts.create("dana", "secret-pass")
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "eve@example.net", "dana@localhost", "Receipts"
+    mail.set_content("Receipts attached.")
+    mail.add_attachment(b"\x89PNG " + b"r" * 160_000, maintype="image", subtype="png",
+                        filename="receipt.png")
+    big = mail.as_bytes()  # over the 150 KB SES puts in an SNS notification
+    object_key = f"inbound/{uuid.uuid4().hex}"
+    await put_in_s3(moto_url, "bitmail-inbound", object_key, big)
+    resp = await post(s3_service, sns("Notification", received_in_s3(
+        "bitmail-inbound", object_key, spam="FAIL"), key))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(s3_service)
+    [mail] = await inbox(s3_service, "dana")
+    assert mail["subject"] == "Receipts" and mail["received_via"] == "ses"
+    assert [a["filename"] for a in mail["attachments"]] == ["receipt.png"]
+    assert mail["attachments"][0]["size"] == len(b"\x89PNG ") + 160_000
+    assert mail["verdicts"] == {"spam": "FAIL", "virus": "PASS", "spf": "PASS",
+                                "dkim": "GRAY", "dmarc": "PASS"}
+
+
+async def test_mail_in_s3_over_max_message_size_is_kept_not_delivered(s3_service, moto_url,
+                                                                      key):
+    await s3_service.runtime.accounts.create("dana", "secret-pass")
+    object_key = f"inbound/{uuid.uuid4().hex}"
+    await put_in_s3(moto_url, "bitmail-inbound", object_key, b"x" * 600_000)
+    resp = await post(s3_service, sns("Notification",
+                                      received_in_s3("bitmail-inbound", object_key), key))
+    assert resp.status == 200
+    await hooks_idle(s3_service)
+    assert await inbox(s3_service, "dana") == []
+    [notice] = await s3_service.runtime.store.get("notice")
+    assert "over max_message_size" in notice["result"]
+
+
+async def test_mail_s3_cannot_give_now_is_answered_503_for_sns_to_retry(s3_service, key):
+    await s3_service.runtime.accounts.create("dana", "secret-pass")
+    before = await hook_counts(s3_service)
+    resp = await post(s3_service, sns("Notification",
+                                      received_in_s3("no-such-bucket", "nothing"), key))
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "unavailable"
+    assert await hook_counts(s3_service) == before
+
+
+async def test_ses_verdicts_are_kept_on_the_inbox_copy(hook_service, fake_sns, key):
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    event = json.loads(received(mime_with_attachment()))
+    event["receipt"]["virusVerdict"] = {"status": "FAIL"}
+    resp = await post(hook_service, sns("Notification", json.dumps(event), key))
+    assert resp.status == 200
+    await hooks_idle(hook_service)
+    [mail] = await inbox(hook_service, "dana")
+    assert mail["verdicts"]["virus"] == "FAIL" and mail["verdicts"]["spam"] == "PASS"

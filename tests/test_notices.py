@@ -258,3 +258,30 @@ async def test_a_notice_that_keeps_failing_is_retried_then_kept_as_failed(hook_s
     doc = await store.get_one("notice", {"id": "mailgun:broken"})
     assert doc["state"] == "failed" and doc["due"] is None and "boom" in doc["result"]
     assert len(calls) == notices.queue.MAX_ATTEMPTS
+
+
+# -- how received mail arrived (item 14) -------------------------------------------------
+
+
+async def test_every_inbox_copy_records_how_it_arrived(hook_service):
+    """Local mail says local-domain; mail from a provider names it — also when
+    its From claims a local user, which the page then warns about."""
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    headers = await hook_service.api_key("alice")
+    resp = await hook_service.client.post("/api/messages", headers=headers, json={
+        "to": "dana@localhost", "subject": "webhook test", "text": "really alice"})
+    assert resp.status == 202, await resp.text()
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "Alice <alice@localhost>", "dana@localhost", "hi"
+    mail.set_content("not really alice")
+    fields = {"recipient": "dana@localhost", "body-mime": mail.as_string(), **signature()}
+    resp = await hook_service.client.post("/hooks/mailgun/inbound", data=fields)
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    by_subject = {m["subject"]: m for m in await inbox(hook_service, "dana")}
+    local, outside = by_subject["webhook test"], by_subject["hi"]
+    assert local["received_via"] == "local-domain"
+    assert outside["received_via"] == "mailgun"
+    # What the page reads to mark it and warn: the same From address as the
+    # local user's, but arrived through a provider.
+    assert local["from_address"] == outside["from_address"] == "alice@localhost"

@@ -20,8 +20,8 @@ from bitmail.web.openapi import OPERATIONS, describe, undescribed
 from conftest import ServeProcess, free_port, write_config
 
 PASSWORD = "correct horse battery"
-# Per operation, examples from each phase; the whole run stays well under
-# two minutes on a loaded two-core machine.
+# Per operation, examples from each phase: the whole run takes about half a
+# minute on a loaded two-core machine.
 MAX_EXAMPLES = 25
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_headers_conformance", "response_schema_conformance",
@@ -52,9 +52,9 @@ def test_every_operation_answers_errors_in_the_one_shape():
                         method, path, status)
 
 
-async def run(*args: str, timeout: float = 60) -> tuple[int, str]:
+async def run(*args: str, timeout: float = 60, cwd: Path | None = None) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd)
     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode, out.decode()
 
@@ -112,7 +112,7 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_descript
             "--generation-database", "none",
             "--report", "junit", "--report-dir", str(tmp_path / "report"),
             *(arg for path in never for arg in ("--exclude-path", path)),
-            timeout=170)
+            timeout=170, cwd=tmp_path)  # its .schemathesis cache stays out of the tree
         took = time.monotonic() - started
     finally:
         server.kill()
@@ -120,5 +120,6 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_descript
     assert code == 0, out[-12000:] + "\n--- service log ---\n" + log[-4000:]
     # (aiohttp itself logs the malformed requests it refuses, with a traceback.)
     assert "unexpected error" not in log, log[-4000:]
-    assert took < 120, f"the run took {took:.0f} s"
-    print(out)  # shown with -s: what was tested, and the warnings
+    # Bounded by examples per operation, not by a clock (speed belongs in
+    # bench/): about half a minute here.
+    print(f"schemathesis took {took:.0f} s\n{out}")  # shown with -s

@@ -219,7 +219,8 @@ def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment
         if (att.maintype, att.subtype) in (("message", "rfc822"), ("message", "global")):
             if mail.get_content_type() != "multipart/mixed":
                 mail.make_mixed()
-            mail.attach(attached_message(att.filename, f"{att.maintype}/{att.subtype}",
+            # (typeshed has attach take the message's own class; MIME takes any part.)
+            mail.attach(attached_message(att.filename, f"{att.maintype}/{att.subtype}",  # type: ignore[arg-type]
                                          att.content, mail.policy))
         else:
             mail.add_attachment(att.content, att.maintype, att.subtype,

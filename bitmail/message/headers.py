@@ -95,7 +95,7 @@ class WirePolicy(EmailPolicy):
         if isinstance(value, str) and _is_unstructured(name.lower()) and \
                 _ENCODED_WORD.search(value):
             value = Header(value, "utf-8", header_name=name).encode(maxlinelen=0)
-        return super().header_store_parse(name, value)  # type: ignore[no-any-return]
+        return super().header_store_parse(name, value)
 
     def fold(self, name: str, value: Any) -> str:
         lower = name.lower()
@@ -107,7 +107,8 @@ class WirePolicy(EmailPolicy):
             encoded = Header(str(value), "utf-8", header_name=name).encode(
                 linesep=self.linesep, maxlinelen=self.max_line_length or 78)
             return f"{name}: {encoded}{self.linesep}"
-        return super().fold(name, value)
+        folded: str = super().fold(name, value)
+        return folded
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         lower = name.lower()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from html.parser import HTMLParser
 from typing import Any
@@ -167,7 +167,7 @@ def _describe(index: int, part: EmailMessage) -> Part:
         name = None
     if not name and content_type == "message/rfc822":
         inner = part.get_payload(0) if part.is_multipart() else None
-        subject = _header(inner.get("Subject")) if inner is not None else ""
+        subject = _header(inner.get("Subject")) if isinstance(inner, Message) else ""
         name = f"{subject or 'message'}.eml"
     return Part(index=index, filename=safe_filename(name, content_type, index),
                 content_type=content_type, size=len(_bytes_of(part)), content_id=cid,
@@ -182,14 +182,15 @@ def _bytes_of(part: EmailMessage) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def _text_of(part: EmailMessage | None) -> str:
+def _text_of(part: MIMEPart | None) -> str:
     if part is None:
         return ""
     try:
         content = part.get_content()
     except (LookupError, ValueError, AssertionError):
         # An unknown or broken charset: show what can be shown.
-        content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+        raw = part.get_payload(decode=True)
+        content = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
     # On the wire every line ends in CRLF (RFC 5322 §2.3); pages want "\n".
     return content.replace("\r\n", "\n") if isinstance(content, str) else ""
 

@@ -53,8 +53,9 @@ def rebuild(headers: list[tuple[str, str]], text: str, html: str,
         if maintype == "message" and subtype in ("rfc822", "global"):
             if mail.get_content_type() != "multipart/mixed":
                 mail.make_mixed()
-            mail.attach(attached_message(part.filename, part.content_type, part.content,
-                                         mail.policy))
+            # (typeshed has attach take the message's own class; MIME takes any part.)
+            mail.attach(attached_message(part.filename, part.content_type,  # type: ignore[arg-type]
+                                         part.content, mail.policy))
         elif part.content_id and html_part is not None:
             html_part.add_related(part.content, maintype, subtype,
                                   cid=f"<{part.content_id}>", disposition="inline",

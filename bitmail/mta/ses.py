@@ -106,7 +106,9 @@ class SESProvider(Provider):
     Options (all optional): `region`, `endpoint_url`, `access_key_id` and
     `secret_access_key` (else the usual AWS credential chain),
     `configuration_set`, `timeout` (waiting for the answer, default 30s) and
-    `connect_timeout` (default the smaller of 10s and `timeout`).
+    `connect_timeout` (default the smaller of 10s and `timeout`);
+    `s3_endpoint_url` for received mail an S3 receipt action stored (the SES
+    webhook reads it with the same region and credentials; default AWS's own).
     """
 
     type = "ses"
@@ -117,7 +119,8 @@ class SESProvider(Provider):
     def __init__(self, name: str, *, region: str | None = None, endpoint_url: str | None = None,
                  access_key_id: str | None = None, secret_access_key: str | None = None,
                  configuration_set: str | None = None, timeout: float | str = 30.0,
-                 connect_timeout: float | str | None = None) -> None:
+                 connect_timeout: float | str | None = None,
+                 s3_endpoint_url: str | None = None) -> None:
         super().__init__(name)
         if bool(access_key_id) != bool(secret_access_key):
             raise ValueError("an ses provider needs both access_key_id and secret_access_key, "
@@ -130,6 +133,9 @@ class SESProvider(Provider):
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
         self.configuration_set = configuration_set
+        # Where received mail stored by an S3 receipt action is read from
+        # (the webhook reads it with this provider's region and credentials).
+        self.s3_endpoint_url = s3_endpoint_url
         self.config = Config(
             connect_timeout=connect,
             read_timeout=read,

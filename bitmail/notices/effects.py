@@ -156,7 +156,8 @@ class Effects:
         if not inbound.mime:
             return "no content"
         for name in users:
-            doc_id = await self.mailbox.deliver(name, inbound.mime, received_via=provider)
+            doc_id = await self.mailbox.deliver(name, inbound.mime, received_via=provider,
+                                                verdicts=inbound.verdicts or None)
             log.info("inbound mail via %s delivered to %s (message %s)", provider, name, doc_id,
                      extra={"message_doc_id": doc_id, "provider": provider})
         return "delivered to " + ", ".join(users)

@@ -10,7 +10,7 @@ another process.
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..events import EventType
@@ -39,10 +39,13 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """Received mail for addresses at our domain, as its MIME bytes."""
+    """Received mail for addresses at our domain, as its MIME bytes, with the
+    provider's findings about it (`verdicts`: "spam", "virus", "spf", "dkim",
+    "dmarc" → "PASS", "FAIL", "GRAY", …, and "spam_score"), kept on the Inbox copy."""
 
     recipients: tuple[str, ...]
     mime: bytes
+    verdicts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +64,11 @@ def to_json(item: Item) -> dict[str, Any]:
     if isinstance(item, Notice):
         return {"kind": "notice", **{k: v for k, v in asdict(item).items() if v is not None}}
     if isinstance(item, Inbound):
-        return {"kind": "inbound", "recipients": list(item.recipients),
-                "mime": base64.b64encode(item.mime).decode()}
+        out: dict[str, Any] = {"kind": "inbound", "recipients": list(item.recipients),
+                               "mime": base64.b64encode(item.mime).decode()}
+        if item.verdicts:
+            out["verdicts"] = dict(item.verdicts)
+        return out
     return {"kind": "skip", "reason": item.reason}
 
 
@@ -75,7 +81,8 @@ def item_from_json(doc: dict[str, Any]) -> Item:
         return Notice(**fields)
     if kind == "inbound":
         return Inbound(tuple(doc.get("recipients") or ()),
-                       mime=base64.b64decode(doc.get("mime") or ""))
+                       mime=base64.b64decode(doc.get("mime") or ""),
+                       verdicts={str(k): str(v) for k, v in (doc.get("verdicts") or {}).items()})
     if kind == "skip":
         return Skip(str(doc.get("reason", "")))
     raise ValueError(f"unknown notice item {kind!r}")

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import secrets
 import time
-from email import policy
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import getaddresses
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
 from .faults import FakeService, Received
@@ -30,6 +33,10 @@ from .faults import FakeService, Received
 __all__ = ["FakeMailgun"]
 
 _GATEWAY_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1></body></html>"
+
+
+# A request's form, as aiohttp reads it.
+Form = MultiDictProxy[str | bytes | bytearray | FileField]
 
 
 class FakeMailgun(FakeService):
@@ -49,11 +56,13 @@ class FakeMailgun(FakeService):
         self.api_key = api_key
         self.domains = {domain, *domains}
         self.received: list[Received] = []
+        self.stored: dict[str, bytes] = {}  # storage key → MIME, as a route's store() keeps it
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v3/{domain}/messages", self.guarded(self._messages)),
             web.post("/v3/{domain}/messages.mime", self.guarded(self._messages_mime)),
+            web.get("/v3/domains/{domain}/messages/{key}", self.guarded(self._stored_message)),
         ]
 
     def error_response(self, status: int | str) -> web.StreamResponse:
@@ -89,6 +98,48 @@ class FakeMailgun(FakeService):
             return False
         return user == "api" and secrets.compare_digest(key, self.api_key)
 
+    # -- stored messages (a route's store() action) ----------------------------------
+
+    def store(self, mime: bytes, *, domain: str | None = None) -> str:
+        """Keep a received message as store() does; its message-url."""
+        key = secrets.token_urlsafe(24)
+        self.stored[key] = mime
+        return f"{self.url}/v3/domains/{domain or next(iter(self.domains))}/messages/{key}"
+
+    def store_notification(self, mime: bytes, recipient: str) -> dict[str, str]:
+        """The form store(notify=...) posts for `mime` (without the signature
+        fields): the parsed message's headers and bodies, the `attachments`
+        metadata list and the `message-url` to fetch it from."""
+        url = self.store(mime)
+        mail = message_from_bytes(mime, policy=policy.default)
+        attachments = [{"url": f"{url}/attachments/{i}", "content-type": p.get_content_type(),
+                        "name": p.get_filename() or "", "size": len(p.get_content())}
+                       for i, p in enumerate(mail.iter_attachments())]
+        text = mail.get_body(preferencelist=("plain",))
+        html = mail.get_body(preferencelist=("html",))
+        return {
+            "domain": next(iter(self.domains)), "recipient": recipient,
+            "sender": str(mail.get("From", "")), "from": str(mail.get("From", "")),
+            "subject": str(mail.get("Subject", "")),
+            "body-plain": text.get_content() if text else "",
+            "body-html": html.get_content() if html else "",
+            "message-headers": json.dumps([[k, str(v)] for k, v in mail.items()]),
+            "attachments": json.dumps(attachments), "message-url": url,
+        }
+
+    async def _stored_message(self, request: web.Request) -> web.StreamResponse:
+        """GET a stored message: with `Accept: message/rfc2822`, JSON whose
+        `body-mime` is the MIME (Mailgun's "Retrieving Stored Messages")."""
+        if not self._authorized(request.headers.get("Authorization", "")):
+            return web.Response(status=401, text="Forbidden")
+        mime = self.stored.get(request.match_info["key"])
+        if mime is None:
+            return web.json_response({"message": "Message not found"}, status=404)
+        if "message/rfc2822" not in request.headers.get("Accept", ""):
+            return _bad("only the MIME form is served here (Accept: message/rfc2822)")
+        return web.json_response({"body-mime": mime.decode("utf-8", "surrogateescape"),
+                                  "recipients": "", "sender": "", "subject": ""})
+
     async def _messages_mime(self, request: web.Request) -> web.StreamResponse:
         if (refusal := self._refusal(request)) is not None:
             return refusal
@@ -121,7 +172,7 @@ class FakeMailgun(FakeService):
                             mime, form)
 
     def _accept(self, request: web.Request, endpoint: str, recipients: tuple[str, ...],
-                mime: bytes, form: MultiDictProxy) -> web.StreamResponse:
+                mime: bytes, form: Form) -> web.StreamResponse:
         for r in recipients:
             if "@" not in r or r.lower() in self.rejected:
                 return _bad("to parameter is not a valid address. please check documentation")
@@ -137,13 +188,13 @@ def _bad(message: str) -> web.Response:
     return web.json_response({"message": message}, status=400)
 
 
-def _addresses(values: list) -> tuple[str, ...]:
+def _addresses(values: list[Any]) -> tuple[str, ...]:
     """Repeated fields and comma lists alike, as bare addresses."""
     texts = [v for v in values if isinstance(v, str)]
     return tuple(addr for _, addr in getaddresses(texts) if addr)
 
 
-def _compose(form: MultiDictProxy, sender: str, to: tuple[str, ...],
+def _compose(form: Form, sender: str, to: tuple[str, ...],
              cc: tuple[str, ...]) -> bytes:
     """The MIME Mailgun would build from the form fields of /messages."""
     mail = EmailMessage(policy=policy.SMTP)

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .faults import GENERIC_FAULTS, Answer, FakeService, Received
+from .faults import GENERIC_FAULTS, Answer, FakeService, FaultKind, Received
 
 __all__ = ["ERRORS", "FakeSES", "error_answer"]
 
@@ -59,7 +59,7 @@ class FakeSES(FakeService):
         self.sent: list[dict[str, Any]] = []
         self.received: list[Received] = []
 
-    def _check(self, kind: int | str) -> None:
+    def _check(self, kind: FaultKind) -> None:
         # Only the statuses SES's answers are written for (error_response needs them).
         if isinstance(kind, Answer) or kind in ERRORS or kind in GENERIC_FAULTS:
             return

@@ -9,6 +9,7 @@ become label values.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -44,6 +45,9 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away first (nginx's code for it)
         raise
     finally:
         elapsed_ms = (time.perf_counter() - started) * 1000

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..events import Status
 from ..folders import FOLDERS
 from ..message import MAX_RECIPIENTS
 from .params import MAX_CURSOR
@@ -60,8 +61,9 @@ NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 TIMESTAMP: Schema = {"type": "number", "description": "seconds since the Unix epoch"}
 ADDRESSES: Schema = array(STRING, description="addresses as `local@domain`")
 EMAIL: Schema = {"type": "string", "format": "email", "maxLength": 254}
-STATUS: Schema = {"type": "string", "enum": ["queued", "sent", "deferred", "failed",
-                                             "delivered", "bounced", "complained"]}
+STATUS: Schema = {"type": "string", "enum": [str(status) for status in Status]}
+# A folder row's status: its least advanced recipient's, or "draft" for a draft.
+ROW_STATUS: Schema = {"type": "string", "enum": [*STATUS["enum"], "draft"]}
 
 # Shapes shared by several operations, named in components/schemas.
 SCHEMAS: dict[str, Schema] = {
@@ -112,7 +114,7 @@ SCHEMAS: dict[str, Schema] = {
                     message_id={"type": "string", "description": "the RFC 5322 Message-ID"}),
     "FolderRow": obj(("id", "from", "to", "subject", "date", "status"),
                      id=STRING, **{"from": STRING}, to=ADDRESSES, subject=STRING,
-                     date=TIMESTAMP, status=STATUS, folder=STRING,
+                     date=TIMESTAMP, status=ROW_STATUS, folder=STRING,
                      unread={"type": ["boolean", "integer"], "description":
                              "a conversation row (view=threads): how many are unread"},
                      preview=STRING, has_attachments=BOOLEAN,
@@ -131,7 +133,7 @@ SCHEMAS: dict[str, Schema] = {
                  provider=NULLABLE_STRING, detail=NULLABLE_STRING),
     "Message": obj(("id", "from", "to", "subject", "text", "html", "date", "status"),
                    id=STRING, **{"from": STRING}, to=ADDRESSES, cc=ADDRESSES,
-                   subject=STRING, text=STRING, html=STRING, date=TIMESTAMP, status=STATUS,
+                   subject=STRING, text=STRING, html=STRING, date=TIMESTAMP, status=ROW_STATUS,
                    recipients=array(ref("Recipient")), events=array(ref("Event")),
                    attachments=array(obj(("filename", "content_type", "size", "index"),
                                          filename=STRING, content_type=STRING,
@@ -272,6 +274,9 @@ PAGING = (
     Param("limit", "query", {"type": "integer", "minimum": 1},
           "rows per page (at most 200; more is taken as 200)"),
 )
+MOVE_TO: Schema = {"type": "string", "enum": ["inbox", "archive", "trash", "sent"]}
+DRAFT_ID = Param("id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
+                 "chosen by the client: 8 to 64 letters, digits, - or _")
 HOOK_PROVIDER = Param("provider", "path", {"type": "string", "minLength": 1},
                       "the provider's name, when several of one type are configured")
 ANY_JSON: Schema = {"type": "object"}
@@ -333,17 +338,14 @@ OPERATIONS: list[Operation] = [
     Operation("GET", "/api/messages/{id}", "One message with each recipient's status",
               {200: ref("Message")}, params=(ID,), tags=("messages",)),
     Operation("PATCH", "/api/messages/{id}", "Mark read or unread, or move to a folder",
-              {200: ref("FolderRow"), 204: None}, params=(ID,),
-              body=obj((), unread=BOOLEAN, folder={
-                  "type": "string", "enum": ["inbox", "archive", "trash", "sent"]}),
-              errors=(409,), tags=("messages",)),
+              {200: ref("FolderRow")}, params=(ID,),
+              body=obj((), unread=BOOLEAN, folder=MOVE_TO), errors=(409,), tags=("messages",)),
     Operation("DELETE", "/api/messages/{id}", "Delete a message in Trash for good", {204: None},
               params=(ID,), errors=(409,), tags=("messages",)),
     Operation("POST", "/api/messages/bulk", "Move, mark or delete many messages at once",
               {200: obj(("ids",), ids=array(STRING), deleted=BOOLEAN)},
               body=obj(("ids",), ids=array(STRING, minItems=1), unread=BOOLEAN,
-                       folder={"type": "string", "enum": ["inbox", "archive", "trash", "sent"]},
-                       delete={"const": True}),
+                       folder=MOVE_TO, delete={"const": True}),
               errors=(404, 409), tags=("messages",)),
     Operation("GET", "/api/folders", "Each folder's total and unread counts",
               {200: array(obj(("name", "total", "unread"), name=STRING, total=INTEGER,
@@ -353,13 +355,14 @@ OPERATIONS: list[Operation] = [
               params=(Param("name", "path", {"type": "string", "minLength": 1}),),
               errors=(400,), tags=("messages",)),
     Operation("PUT", "/api/drafts/{id}", "Save a draft (create or replace)",
-              {200: ref("FolderRow"), 201: ref("FolderRow")},
-              params=(Param("id", "path", {"type": "string", "minLength": 1},
-                            "chosen by the client: 8 to 64 letters, digits, - or _"),),
-              body={"type": "object"}, errors=(400, 409), tags=("drafts",)),
+              {200: ref("FolderRow"), 201: ref("FolderRow")}, params=(DRAFT_ID,),
+              body=obj((), to=STRING, cc=STRING, bcc=STRING, subject=STRING, text=STRING,
+                       in_reply_to=STRING, forward_of=STRING,
+                       mode={"type": "string",
+                             "enum": ["new", "reply", "reply_all", "forward"]}),
+              errors=(400, 409, 413), tags=("drafts",)),
     Operation("DELETE", "/api/drafts/{id}", "Drop a draft (done even if already gone)",
-              {204: None}, params=(Param("id", "path", {"type": "string", "minLength": 1}),),
-              errors=(400,), tags=("drafts",)),
+              {204: None}, params=(DRAFT_ID,), errors=(400,), tags=("drafts",)),
     Operation("POST", "/api/recipients/check", "Which local addresses name no user",
               {200: obj(("unknown",), unknown=array(STRING))},
               body=obj(("addresses",), addresses=array(

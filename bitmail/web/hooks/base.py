@@ -321,14 +321,17 @@ class Webhook(ABC):
         ValidationError when it cannot be trusted or read."""
 
     @abstractmethod
-    def parse_events(self, payload: Any) -> list[Item]:
-        """One payload as normalized items; ValidationError if malformed."""
+    def parse_events(self, payload: Any) -> list[Any]:
+        """One payload as normalized items; ValidationError if malformed. An
+        item that needs I/O to become one (mail stored at the provider) may
+        stand in until `admit` replaces it."""
 
     async def admit(self, app: web.Application, verified: Verified,
-                    items: dict[str, list[Item]]) -> None:
+                    items: dict[str, list[Any]]) -> None:
         """Refuse, before anything is stored, what the provider must be told
         about now (Mailgun inbound for nobody here: 406), or do what must be
-        done before the answer (confirm an SNS subscription)."""
+        done before the answer (confirm an SNS subscription, fetch stored
+        mail and put the Inbound in its place in `items`)."""
 
     def spend(self, batch: Batch, verified: Verified) -> None:
         """Add to `batch` what makes this request's one-time values used up

@@ -37,11 +37,15 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import aiohttp
+from aiobotocore.session import get_session
 from aiohttp import web
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -53,6 +57,7 @@ from ...config import ProviderSettings
 from ...errors import ValidationError
 from ...events import EventType
 from ...notices import Inbound, Item, Notice, Skip
+from ..keys import RUNTIME
 from .base import (
     SKEW,
     BadSignature,
@@ -339,7 +344,7 @@ class SesHook(Webhook):
         return Verified(provider, (Record(event_key(provider.name, message["MessageId"]),
                                           message),))
 
-    def parse_events(self, payload: Any) -> list[Item]:
+    def parse_events(self, payload: Any) -> list[Any]:
         kind = need(payload, "Type", str, "Type")
         if kind == "SubscriptionConfirmation":
             topic = need(payload, "TopicArn", str, "TopicArn")
@@ -373,7 +378,20 @@ class SesHook(Webhook):
         return _notices(name, kind_of, event, mail)
 
     async def admit(self, app: web.Application, verified: Verified,
-                    items: dict[str, list[Item]]) -> None:
+                    items: dict[str, list[Any]]) -> None:
+        # Mail an S3 action stored is read before the answer, so what is
+        # recorded is the mail itself; when S3 cannot be read, a 503 makes
+        # SNS send the notification again.
+        max_size = app[RUNTIME].settings.max_message_size
+        for parsed in items.values():
+            for i, item in enumerate(parsed):
+                if isinstance(item, StoredInS3):
+                    mime = await fetch_from_s3(verified.provider, item.bucket, item.key,
+                                               max_size)
+                    parsed[i] = (Inbound(item.recipients, mime=mime, verdicts=item.verdicts)
+                                 if mime is not None else
+                                 Skip(f"received mail s3://{item.bucket}/{item.key} is over "
+                                      f"max_message_size ({max_size} bytes); not delivered"))
         # A subscription is confirmed before the answer: when the GET on its
         # SubscribeURL fails, a 503 makes SNS send the confirmation again.
         for record in verified.records:
@@ -457,16 +475,51 @@ def _general_detail(name: str, body: dict[str, Any]) -> str:
     return " ".join(str(body[f]) for f in fields if body.get(f))
 
 
-def _received(event: dict[str, Any], mail: dict[str, Any]) -> list[Item]:
+# Receipt verdicts kept on the Inbox copy: receipt field → verdict name.
+VERDICTS: dict[str, str] = {
+    "spamVerdict": "spam",
+    "virusVerdict": "virus",
+    "spfVerdict": "spf",
+    "dkimVerdict": "dkim",
+    "dmarcVerdict": "dmarc",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInS3:
+    """Received mail an S3 receipt action put in a bucket: fetched before the
+    answer (SesHook.admit), then an Inbound like any other."""
+
+    recipients: tuple[str, ...]
+    bucket: str
+    key: str
+    verdicts: dict[str, str]
+
+
+def _verdicts(receipt: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for field_name, name in VERDICTS.items():
+        verdict = receipt.get(field_name)
+        if isinstance(verdict, dict) and isinstance(verdict.get("status"), str):
+            out[name] = verdict["status"]
+    return out
+
+
+def _received(event: dict[str, Any], mail: dict[str, Any]) -> list[Any]:
     receipt = optional(event, "receipt", dict, "Message.receipt") or {}
-    recipients = [r for r in (receipt.get("recipients") or _destination(mail))
-                  if isinstance(r, str)]
-    content = optional(event, "content", str, "Message.content")
-    if content is None:
-        # An S3 action's notification carries no content; the mail is in S3.
-        return [Skip("received mail without content (not an SNS action?)")]
+    recipients = tuple(r.strip().lower() for r in (receipt.get("recipients")
+                                                   or _destination(mail)) if isinstance(r, str))
+    verdicts = _verdicts(receipt)
     found = receipt.get("action")
     action: dict[str, Any] = found if isinstance(found, dict) else {}
+    content = optional(event, "content", str, "Message.content")
+    if content is None:
+        if action.get("type") == "S3":
+            # SES stores mail over 150 KB (or any, by the rule) in S3 and says where.
+            bucket = need(action, "bucketName", str, "Message.receipt.action.bucketName")
+            key = need(action, "objectKey", str, "Message.receipt.action.objectKey")
+            return [StoredInS3(recipients, bucket, key, verdicts)]
+        return [Skip(f"received mail without content (a {action.get('type')!r} action)")]
     if str(action.get("encoding", "UTF8")).upper() == "BASE64":
         try:
             mime = base64.b64decode(content, validate=True)
@@ -474,4 +527,31 @@ def _received(event: dict[str, Any], mail: dict[str, Any]) -> list[Item]:
             raise ValidationError("is not base64", field="Message.content") from None
     else:
         mime = content.encode("utf-8", "surrogateescape")
-    return [Inbound(tuple(r.strip().lower() for r in recipients), mime=mime)]
+    return [Inbound(recipients, mime=mime, verdicts=verdicts)]
+
+
+async def fetch_from_s3(provider: ProviderSettings, bucket: str, key: str,
+                        max_size: int) -> bytes | None:
+    """The object's bytes, read with the SES provider's region, credentials and
+    `s3_endpoint_url`; None when it is larger than `max_size` (not read).
+    Unavailable (503, SNS retries) when S3 cannot be read now."""
+    options = provider.options
+    try:
+        async with get_session().create_client(
+                "s3", region_name=options.get("region"),
+                endpoint_url=options.get("s3_endpoint_url") or None,
+                aws_access_key_id=options.get("access_key_id") or None,
+                aws_secret_access_key=options.get("secret_access_key") or None,
+                config=Config(connect_timeout=10, read_timeout=30,
+                              retries={"total_max_attempts": 2, "mode": "standard"})) as s3:
+            answer = await s3.get_object(Bucket=bucket, Key=key)
+            async with answer["Body"] as body:
+                if int(answer.get("ContentLength") or 0) > max_size:
+                    return None
+                data: bytes = await body.read()
+    except (ClientError, BotoCoreError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        log.warning("cannot read received mail s3://%s/%s for %s: %s", bucket, key,
+                    provider.name, exc)
+        raise Unavailable(f"the received mail in s3://{bucket}/{key} cannot be read now",
+                          field="Message.receipt.action") from None
+    return data if len(data) <= max_size else None
