@@ -16,7 +16,7 @@ from prometheus_client import Counter, Histogram, disable_created_metrics
 
 # No `*_created` series beside every counter: Prometheus does not use them,
 # and they double what an operator scrolls through.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 MESSAGES_ACCEPTED = Counter(
     "bitmail_messages_accepted",

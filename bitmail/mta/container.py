@@ -7,6 +7,10 @@ batch — the outbox entry's end or back-off, the Sent copy's new statuses, the
 provider's ids — that the container commits once, in a task beside the loop,
 so those commits share group commits. The outbox says when new mail is there;
 the health board holds the health shared with other processes.
+
+(About 400 lines: claiming, deciding and recording read and change the same
+per-job state — held, tried, the slots' health — under one loop's ordering;
+apart, that state would have to be shared between modules.)
 """
 
 from __future__ import annotations
