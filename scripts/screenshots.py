@@ -97,11 +97,14 @@ async def seed(url: str) -> None:
         await bob.send(to="alice@localhost", subject="Quarterly report",
                        text="Hi Alice,\n\nthe numbers for the quarter are in. Revenue is up "
                             "12%, costs are flat.\n\nBob")
-        first = await carol.send(to="alice@localhost; bob@localhost",
-                                 subject="Team lunch on Friday",
-                                 text="Shall we meet at noon at the usual place?\n\nCarol")
+        await carol.send(to="alice@localhost; bob@localhost", subject="Team lunch on Friday",
+                         text="Shall we meet at noon at the usual place?\n\nCarol")
+        # Bob answers his copy: a conversation of two in Alice's Inbox.
+        async with bob.http.get(url + "/api/messages?folder=inbox") as resp:
+            lunch = next(m for m in (await resp.json())["messages"]
+                         if m["subject"] == "Team lunch on Friday")
         await bob.send(to="alice@localhost; carol@localhost", subject="Re: Team lunch on Friday",
-                       text="Noon works for me.", in_reply_to=first)
+                       text="Noon works for me.", in_reply_to=lunch["id"])
         await alice.send(to="nobody@localhost", subject="Hello?", text="Is anyone there?")
         await carol.send(to="alice@localhost", subject="Photos from the trip",
                          text="Here they are — more next week.")
@@ -142,7 +145,7 @@ async def shoot(url: str, out: Path) -> list[Path]:
             await page.locator("#inbox-count").filter(has_text="unread").wait_for()
             await snap("folder")
             await rows.filter(has_text="Team lunch").first.click()
-            await page.locator("#reader .body").first.wait_for()
+            await page.locator("#reader > article > .body").wait_for()
             await snap("reader")
             await page.keyboard.press("a")
             await page.locator("#compose").wait_for()

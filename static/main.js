@@ -1,8 +1,10 @@
 // The controller: wires the page's parts together. The model (mailmodel.js)
 // holds what the page knows; views draw it (view.js, listview.js,
-// composeview.js); compose.js owns the draft, settings.js the settings pane,
-// keyboard.js the shortcuts; connection.js talks to the server.
+// composeview.js); compose.js owns the draft, actions.js moving and marking
+// messages, settings.js the settings pane, keyboard.js the shortcuts;
+// connection.js talks to the server.
 
+import { Actions } from "./actions.js";
 import { Compose, openDraftKey } from "./compose.js";
 import { ComposeView } from "./composeview.js";
 import { ApiError, Connection, NetworkError } from "./connection.js";
@@ -11,11 +13,9 @@ import { ListView } from "./listview.js";
 import { currentLocation } from "./location.js";
 import {
   FOLDERS,
-  FOLDER_TITLES,
   MailModel,
   appendAddresses,
   forwardDraft,
-  homeFolder,
   replyDraft,
 } from "./mailmodel.js";
 import { Settings, notificationsOn } from "./settings.js";
@@ -38,6 +38,7 @@ const conn = new Connection({
   onUnauthorized: () => sessionEnded("Your session has ended. Please log in again."),
 });
 const compose = new Compose({ conn, model, view, cv, maxBytes: () => maxMessageBytes });
+const actions = new Actions({ model, view, list, conn, compose, loadCounts });
 const settings = new Settings({
   conn, model, view,
   onProfile: (me) => {
@@ -50,7 +51,6 @@ let providersTimer = null;
 let geoTimer = null;
 let searchTimer = null;
 let countsTimer = null;
-let lastUndo = null;
 
 // ---- model → views -------------------------------------------------------------
 
@@ -319,7 +319,7 @@ async function openMessage(id) {
     const [message, ...earlier] = await Promise.all(ids.map((i) => conn.message(i)));
     if (!model.openLoaded(id, message, earlier.reverse())) return;
     view.focusReader();
-    if (unread.length || message.unread) setUnread(unread.length ? unread : [id], false, { quiet: true });
+    if (unread.length || message.unread) actions.setUnread(unread.length ? unread : [id], false, { quiet: true });
   } catch (err) {
     model.openFailed(id, err instanceof NetworkError
       ? "Could not load this message — the connection is down."
@@ -364,136 +364,6 @@ function move(delta) {
   list.focusRow(id);
   if (model.open) openMessage(id);
   return true;
-}
-
-// ---- actions on messages: move, delete, mark -----------------------------------------
-
-/** After the open or selected message leaves the list, select the next one. */
-function nextAfter(ids) {
-  const rows = model.visibleMessages().map((m) => m.id);
-  const last = Math.max(...ids.map((id) => rows.indexOf(id)));
-  return rows.slice(last + 1).find((id) => !ids.includes(id))
-    ?? [...rows].reverse().find((id) => !ids.includes(id)) ?? null;
-}
-
-/** Move messages to a folder, with Undo for a few seconds. */
-async function moveTo(folder, ids = model.targets()) {
-  if (!ids.length) return false;
-  const wasOpen = model.open && ids.includes(model.open.id);
-  const next = nextAfter(ids);
-  const rows = ids.map((id) => model.findSummary(id)).filter(Boolean);
-  const back = Object.fromEntries(rows.map((r) => [r.id, r.folder || model.view]));
-  model.removeRows(ids);
-  if (wasOpen) model.close();
-  if (next) {
-    model.select(next);
-    list.focusRow(next);
-  }
-  const what = ids.length === 1 ? "Message" : `${ids.length} messages`;
-  const message = folder === "trash" ? `${what} deleted.` : `${what} moved to ${FOLDER_TITLES[folder]}.`;
-  const moving = conn.bulk(ids, { folder });
-  // Undo is there at once; it waits for the move to land before moving back.
-  const undo = async () => {
-    if (lastUndo === undo) lastUndo = null;
-    try {
-      await moving;
-      const groups = {};
-      for (const id of ids) (groups[back[id]] ||= []).push(id);
-      for (const [to, group] of Object.entries(groups)) await conn.bulk(group, { folder: to });
-      for (const r of rows) model.addLive({ ...r, folder: back[r.id] }, { fresh: false });
-      view.toast("Undone.");
-    } catch (err) {
-      view.toast(`Could not undo: ${err.message}`, { alert: true });
-    }
-    loadCounts();
-  };
-  lastUndo = undo;
-  view.toast(message, { undo });
-  view.announce(`${message} Press z to undo.`);
-  moving.then(loadCounts, (err) => {
-    if (lastUndo === undo) lastUndo = null;
-    for (const r of rows) model.addLive(r, { fresh: false });
-    view.toast(`Not moved: ${err.message}`, { alert: true });
-  });
-  return true;
-}
-
-async function setUnread(ids, unread, { quiet = false } = {}) {
-  if (!ids.length) return false;
-  for (const id of ids) model.markRead(id, unread);
-  if (model.open && ids.includes(model.open.id) && model.open.message) {
-    model.open.message.unread = unread;
-  }
-  try {
-    await conn.bulk(ids, { unread });
-    if (!quiet) view.announce(`Marked ${unread ? "unread" : "read"}.`);
-  } catch (err) {
-    if (!quiet) view.toast(`Not marked: ${err.message}`, { alert: true });
-  }
-  loadCounts();
-  return true;
-}
-
-async function deleteForever(ids = model.targets()) {
-  if (!ids.length) return false;
-  const n = ids.length;
-  if (!window.confirm(`Delete ${n === 1 ? "this message" : `${n} messages`} for good? This cannot be undone.`)) {
-    return true;
-  }
-  const rows = ids.map((id) => model.findSummary(id)).filter(Boolean);
-  if (model.open && ids.includes(model.open.id)) model.close();
-  model.removeRows(ids);
-  try {
-    await conn.bulk(ids, { delete: true });
-    view.toast(`${n === 1 ? "Message" : `${n} messages`} deleted for good.`);
-  } catch (err) {
-    for (const r of rows) model.addLive(r, { fresh: false });
-    view.toast(`Not deleted: ${err.message}`, { alert: true });
-  }
-  loadCounts();
-  return true;
-}
-
-async function discardDrafts(ids = model.targets()) {
-  for (const id of ids) {
-    await conn.deleteDraft(id).catch(() => {});
-    compose.goneElsewhere(id);
-  }
-  model.removeRows(ids);
-  loadCounts();
-  return ids.length > 0;
-}
-
-/** The Delete key and button: to Trash; in Trash, for good; a draft is discarded. */
-function trash() {
-  if (model.view === "trash") return deleteForever();
-  if (model.view === "drafts") return discardDrafts();
-  return moveTo("trash");
-}
-
-function archive() {
-  if (model.view === "archive" || model.view === "drafts") return false;
-  return moveTo("archive");
-}
-
-function restore() {
-  const ids = model.targets();
-  if (!ids.length) return false;
-  const home = homeFolder(model.findSummary(ids[0]) || (model.open && model.open.message) || {});
-  return moveTo(home, ids);
-}
-
-async function markAllRead() {
-  const name = model.view;
-  try {
-    const out = await conn.markAllRead(name);
-    for (const m of model.folders[name].byId.values()) m.unread = false;
-    model.emit("folder");
-    view.toast(out.marked ? `Marked ${out.marked} read.` : "Nothing was unread.");
-  } catch (err) {
-    view.toast(`Not marked: ${err.message}`, { alert: true });
-  }
-  loadCounts();
 }
 
 function openMessageOr(fn) {
@@ -615,20 +485,20 @@ function bindEvents() {
     if (row && row.dataset.id !== model.selectedId) model.select(row.dataset.id);
   });
   list.el.all.addEventListener("change", () => model.checkAll(list.el.all.checked));
-  const actions = {
-    archive: () => moveTo("archive"),
-    trash: () => moveTo("trash"),
-    restore,
-    forever: () => deleteForever(),
-    read: () => setUnread(model.targets(), false),
-    unread: () => setUnread(model.targets(), true),
+  const barActions = {
+    archive: () => actions.moveTo("archive"),
+    trash: () => actions.moveTo("trash"),
+    restore: () => actions.restore(),
+    forever: () => actions.deleteForever(),
+    read: () => actions.setUnread(model.targets(), false),
+    unread: () => actions.setUnread(model.targets(), true),
   };
   list.el.bar.addEventListener("click", (e) => {
     const button = e.target.closest("[data-action]");
-    if (button && model.view === "drafts" && button.dataset.action === "trash") discardDrafts();
-    else if (button) actions[button.dataset.action]();
+    if (button && model.view === "drafts" && button.dataset.action === "trash") actions.discardDrafts();
+    else if (button) barActions[button.dataset.action]();
   });
-  document.getElementById("mark-all-read").addEventListener("click", markAllRead);
+  document.getElementById("mark-all-read").addEventListener("click", () => actions.markAllRead());
   list.el.loadMore.addEventListener("click", () => loadFolder(model.view, { more: true }));
   view.el.search.addEventListener("input", onSearchInput);
   bindKeyboard({
@@ -653,10 +523,10 @@ function bindEvents() {
     reply,
     replyAll,
     forward,
-    archive,
-    trash,
-    markRead: () => setUnread(model.targets(), false),
-    markUnread: () => setUnread(model.targets(), true),
+    archive: () => actions.archive(),
+    trash: () => actions.trash(),
+    markRead: () => actions.setUnread(model.targets(), false),
+    markUnread: () => actions.setUnread(model.targets(), true),
     toggleCheck: () => {
       const id = model.selectedId;
       if (!id || !FOLDERS.includes(model.view)) return false;
@@ -664,9 +534,9 @@ function bindEvents() {
       return true;
     },
     undo: () => {
-      if (!lastUndo) return false;
+      if (!actions.lastUndo) return false;
       view.hideToast();
-      lastUndo();
+      actions.lastUndo();
       return true;
     },
   }, {
@@ -696,11 +566,11 @@ function bindEvents() {
     reply,
     replyAll,
     forward,
-    archive: () => moveTo("archive"),
-    trash,
-    restore,
-    forever: () => deleteForever(),
-    markUnread: () => setUnread(model.targets(), true),
+    archive: () => actions.moveTo("archive"),
+    trash: () => actions.trash(),
+    restore: () => actions.restore(),
+    forever: () => actions.deleteForever(),
+    markUnread: () => actions.setUnread(model.targets(), true),
     editDraft: () => model.open && editDraft(model.open.id),
     toggleHtml: () => model.toggleHtml(),
     leaveGeolists: async () => {

@@ -180,7 +180,7 @@ export class View {
         type: "button", class: "ghost back", onclick: () => this.handlers.close?.(),
         "aria-keyshortcuts": "Escape",
       }, h("span", { class: "only-phone" }, icon("back"), "Back"),
-      h("span", { class: "only-laptop" }, "Close")));
+      h("span", { class: "only-laptop" }, icon("close"), h("span", { class: "visually-hidden" }, "Close"))));
     if (open.loading) {
       reader.replaceChildren(toolbar, h("p", { class: "muted pad" }, "Loading…"));
       return;

@@ -1,0 +1,145 @@
+// Actions on messages: move (with Undo), delete for good, mark read or
+// unread, discard drafts. They change the page at once and tell the server;
+// when the server refuses, the page is put back.
+
+import { FOLDER_TITLES, homeFolder } from "./mailmodel.js";
+
+export class Actions {
+  constructor({ model, view, list, conn, compose, loadCounts }) {
+    this.model = model;
+    this.view = view;
+    this.list = list;
+    this.conn = conn;
+    this.compose = compose;
+    this.loadCounts = loadCounts; // ask the server for the folder counts again
+    this.lastUndo = null; // the Undo of the last move, while its toast may still be up
+  }
+
+  /** After the open or selected message leaves the list, select the next one. */
+  nextAfter(ids) {
+    const rows = this.model.visibleMessages().map((m) => m.id);
+    const last = Math.max(...ids.map((id) => rows.indexOf(id)));
+    return rows.slice(last + 1).find((id) => !ids.includes(id))
+      ?? [...rows].reverse().find((id) => !ids.includes(id)) ?? null;
+  }
+
+  /** Move messages to a folder, with Undo for a few seconds. */
+  async moveTo(folder, ids = this.model.targets()) {
+    if (!ids.length) return false;
+    const wasOpen = this.model.open && ids.includes(this.model.open.id);
+    const next = this.nextAfter(ids);
+    const rows = ids.map((id) => this.model.findSummary(id)).filter(Boolean);
+    const back = Object.fromEntries(rows.map((r) => [r.id, r.folder || this.model.view]));
+    this.model.removeRows(ids);
+    if (wasOpen) this.model.close();
+    if (next) {
+      this.model.select(next);
+      this.list.focusRow(next);
+    }
+    const what = ids.length === 1 ? "Message" : `${ids.length} messages`;
+    const message = folder === "trash" ? `${what} deleted.` : `${what} moved to ${FOLDER_TITLES[folder]}.`;
+    const moving = this.conn.bulk(ids, { folder });
+    // Undo is there at once; it waits for the move to land before moving back.
+    const undo = async () => {
+      if (this.lastUndo === undo) this.lastUndo = null;
+      try {
+        await moving;
+        const groups = {};
+        for (const id of ids) (groups[back[id]] ||= []).push(id);
+        for (const [to, group] of Object.entries(groups)) await this.conn.bulk(group, { folder: to });
+        for (const r of rows) this.model.addLive({ ...r, folder: back[r.id] }, { fresh: false });
+        this.view.toast("Undone.");
+      } catch (err) {
+        this.view.toast(`Could not undo: ${err.message}`, { alert: true });
+      }
+      this.loadCounts();
+    };
+    this.lastUndo = undo;
+    this.view.toast(message, { undo });
+    this.view.announce(`${message} Press z to undo.`);
+    moving.then(this.loadCounts, (err) => {
+      if (this.lastUndo === undo) this.lastUndo = null;
+      for (const r of rows) this.model.addLive(r, { fresh: false });
+      this.view.toast(`Not moved: ${err.message}`, { alert: true });
+    });
+    return true;
+  }
+
+  async setUnread(ids, unread, { quiet = false } = {}) {
+    if (!ids.length) return false;
+    for (const id of ids) this.model.markRead(id, unread);
+    if (this.model.open && ids.includes(this.model.open.id) && this.model.open.message) {
+      this.model.open.message.unread = unread;
+    }
+    try {
+      await this.conn.bulk(ids, { unread });
+      if (!quiet) this.view.announce(`Marked ${unread ? "unread" : "read"}.`);
+    } catch (err) {
+      if (!quiet) this.view.toast(`Not marked: ${err.message}`, { alert: true });
+    }
+    this.loadCounts();
+    return true;
+  }
+
+  async deleteForever(ids = this.model.targets()) {
+    if (!ids.length) return false;
+    const n = ids.length;
+    if (!window.confirm(`Delete ${n === 1 ? "this message" : `${n} messages`} for good? This cannot be undone.`)) {
+      return true;
+    }
+    const rows = ids.map((id) => this.model.findSummary(id)).filter(Boolean);
+    if (this.model.open && ids.includes(this.model.open.id)) this.model.close();
+    this.model.removeRows(ids);
+    try {
+      await this.conn.bulk(ids, { delete: true });
+      this.view.toast(`${n === 1 ? "Message" : `${n} messages`} deleted for good.`);
+    } catch (err) {
+      for (const r of rows) this.model.addLive(r, { fresh: false });
+      this.view.toast(`Not deleted: ${err.message}`, { alert: true });
+    }
+    this.loadCounts();
+    return true;
+  }
+
+  async discardDrafts(ids = this.model.targets()) {
+    for (const id of ids) {
+      await this.conn.deleteDraft(id).catch(() => {});
+      this.compose.goneElsewhere(id);
+    }
+    this.model.removeRows(ids);
+    this.loadCounts();
+    return ids.length > 0;
+  }
+
+  /** The Delete key and button: to Trash; in Trash, for good; a draft is discarded. */
+  trash() {
+    if (this.model.view === "trash") return this.deleteForever();
+    if (this.model.view === "drafts") return this.discardDrafts();
+    return this.moveTo("trash");
+  }
+
+  archive() {
+    if (this.model.view === "archive" || this.model.view === "drafts") return false;
+    return this.moveTo("archive");
+  }
+
+  restore() {
+    const ids = this.model.targets();
+    if (!ids.length) return false;
+    const home = homeFolder(this.model.findSummary(ids[0]) || (this.model.open && this.model.open.message) || {});
+    return this.moveTo(home, ids);
+  }
+
+  async markAllRead() {
+    const name = this.model.view;
+    try {
+      const out = await this.conn.markAllRead(name);
+      for (const m of this.model.folders[name].byId.values()) m.unread = false;
+      this.model.emit("folder");
+      this.view.toast(out.marked ? `Marked ${out.marked} read.` : "Nothing was unread.");
+    } catch (err) {
+      this.view.toast(`Not marked: ${err.message}`, { alert: true });
+    }
+    this.loadCounts();
+  }
+}
