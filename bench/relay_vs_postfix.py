@@ -229,6 +229,9 @@ async def run_postfix(work: Path, run: int, size: int, n: int, args) -> float:
             raise SystemExit(f"smtp-source failed: {err.decode()[-500:]}")
         await sink.wait_for(n, deadline)
         elapsed = time.perf_counter() - started
+        await asyncio.sleep(0.2)
+        if sink.count() != n:
+            raise SystemExit(f"Postfix's sink counted {sink.count()} messages, not {n}")
     finally:
         postfix.stop()
         sink.close()
