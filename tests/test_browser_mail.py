@@ -179,6 +179,12 @@ async def test_reply_all_leaves_out_my_own_address_and_titles_say_what_it_is(bro
     # The compose title for a new message.
     await page.get_by_role("button", name="Compose", exact=True).click()
     await expect(title).to_have_text("New message")
+    # Alice is an operator and has the Providers panel; bob is not and has none.
+    await expect(folder(page, "Providers")).to_be_visible()
+    bob = await new_page(browser)
+    await log_in(bob, server, "bob")
+    await expect(folder(bob, "Settings")).to_be_visible()
+    await expect(bob.locator("#providers-button")).to_be_hidden()
 
 
 async def test_counts_are_the_servers_beyond_the_first_page(browser, server):
