@@ -32,6 +32,8 @@ bench: install
 	$(BIN)/python bench/providers.py
 	$(BIN)/python bench/store_lookup.py
 	$(BIN)/python bench/relay_vs_postfix.py
+	$(BIN)/python bench/queue_scale.py
+	$(BIN)/python bench/pipeline.py --store postgres --processes 1,2 --sizes 2048 --messages 4000
 
 lint: install
 	$(BIN)/ruff check .

@@ -95,6 +95,28 @@ async def wait_delivered(stats_url: str, n: int, timeout: float = 600) -> None:
     raise SystemExit("not every message reached the fake in time")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc); 0 once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (the
+    whole server: on a shared machine, others' queries count too)."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                total += cpu_seconds(int(comm.parent.name))
+        except OSError:
+            continue
+    return total
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -133,7 +155,7 @@ async def bench_database(server_url: str) -> AsyncIterator[str]:
 
 
 async def bench_bitmail(work: Path, args, size: int, run: int,
-                        processes: int = 1) -> tuple[float, float]:
+                        processes: int = 1) -> tuple[float, float, float, float]:
     if args.store == "postgres":
         async with bench_database(args.pg_url) as db:
             return await bench_service(work, args, size, run, processes, db)
@@ -141,7 +163,9 @@ async def bench_bitmail(work: Path, args, size: int, run: int,
 
 
 async def bench_service(work: Path, args, size: int, run: int, processes: int,
-                        db: str | None) -> tuple[float, float]:
+                        db: str | None) -> tuple[float, float, float, float]:
+    """accepted/s, delivered/s, and CPU ms per message of the serve processes
+    and of the PostgreSQL server (0 on SQLite)."""
     fake_port, ports = free_port(), [free_port() for _ in range(processes)]
     configs = [work / f"bitmail-{run}-{i}.toml" for i in range(processes)]
     for i, (config, port) in enumerate(zip(configs, ports, strict=True)):
@@ -185,11 +209,15 @@ failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
         for i, (proc, port) in enumerate(zip(servers, ports, strict=True)):
             await wait_up(f"http://127.0.0.1:{port}/healthz", proc, work / f"serve-{i}.log")
         started = time.perf_counter()
+        cpu = sum(cpu_seconds(p.pid) for p in servers)
+        pg_cpu = postgres_cpu() if db else 0.0
         accept_time = await load([f"http://127.0.0.1:{port}/api/messages" for port in ports],
                                  args.messages, args.concurrency, size,
                                  {"Authorization": f"Bearer {key}"})
         await wait_delivered(f"http://127.0.0.1:{fake_port}/_stats", args.messages)
         deliver_time = time.perf_counter() - started
+        cpu = sum(cpu_seconds(p.pid) for p in servers) - cpu
+        pg_cpu = postgres_cpu() - pg_cpu if db else 0.0
     finally:
         if spy:
             spy.send_signal(signal.SIGINT)
@@ -199,7 +227,8 @@ failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
         stop(fake)
     if spy:
         print_profile(work / f"serve-{size}.txt", size)
-    return args.messages / accept_time, args.messages / deliver_time
+    return (args.messages / accept_time, args.messages / deliver_time,
+            1000 * cpu / args.messages, 1000 * pg_cpu / args.messages)
 
 
 def print_profile(path: Path, size: int, top: int = 25) -> None:
@@ -249,16 +278,36 @@ async def main() -> None:
         for size in (int(s) for s in args.sizes.split(",")):
             ceiling = await bench_bare(work, args, size)
             for processes in counts:
-                accepted, delivered = await bench_bitmail(work, args, size, run, processes)
-                rows.append((size, processes, ceiling, accepted, delivered))
+                accepted, delivered, cpu, pg_cpu = await bench_bitmail(work, args, size, run,
+                                                                       processes)
+                rows.append((size, processes, ceiling, accepted, delivered, cpu, pg_cpu))
                 run += 1
     print(f"\n{args.messages} messages, {args.concurrency} concurrent clients, "
           f"{args.failure_share:.0%} transient failures at the fake, {args.store} store")
     print(f"{'size':>8} {'procs':>5} {'bare req/s':>11} {'accepted/s':>11} {'delivered/s':>12} "
-          f"{'acc/bare':>9} {'dlv/bare':>9}")
-    for size, processes, ceiling, accepted, delivered in rows:
+          f"{'acc/bare':>9} {'dlv/bare':>9} {'CPU ms/msg':>11} {'PG ms/msg':>10}")
+    for size, processes, ceiling, accepted, delivered, cpu, pg_cpu in rows:
         print(f"{size:>8} {processes:>5} {ceiling:>11.0f} {accepted:>11.0f} {delivered:>12.0f} "
-              f"{accepted / ceiling:>9.2f} {delivered / ceiling:>9.2f}")
+              f"{accepted / ceiling:>9.2f} {delivered / ceiling:>9.2f} {cpu:>11.2f} "
+              f"{pg_cpu:>10.2f}")
+    print("goals: acc/bare >= 0.3, dlv/bare >= 0.1")
+    by = {(r[0], r[1]): r for r in rows}
+    for size, processes, *_ in rows:
+        if processes == 2 and (size, 1) in by:
+            one, two = by[(size, 1)], by[(size, 2)]
+            # What the cores allow. One serve process runs on about one core
+            # (one GIL), so it delivers at most 1000 / serve-ms a second; the
+            # machine at most cores * 1000 / (serve-ms + PostgreSQL-ms), before
+            # the load generator and the fake, which share the cores here.
+            cores = os.cpu_count() or 1
+            serve_ms, pg_ms = two[5], two[6]
+            bound = min(2.0, cores * serve_ms / (serve_ms + pg_ms))
+            print(f"{size:>8} B: 2 processes / 1 delivered {two[4] / one[4]:.2f} (goal 1.6); "
+                  f"per message {serve_ms:.2f} ms service + {pg_ms:.2f} ms PostgreSQL CPU: "
+                  f"one process <= {1000 / serve_ms:.0f}/s, {cores} cores <= "
+                  f"{cores * 1000 / (serve_ms + pg_ms):.0f}/s, so 2/1 <= {bound:.2f} here; "
+                  f"N cores: k processes <= min(k * {1000 / serve_ms:.0f}, "
+                  f"N * {1000 / (serve_ms + pg_ms):.0f})/s")
 
 
 if __name__ == "__main__":

@@ -195,8 +195,9 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:
-    """Run the service on uvloop (setting `event_loop`: "auto" takes it when
-    installed, "uvloop" insists, "asyncio" keeps the standard loop).
+    """Run the service on the standard loop (setting `event_loop`, default
+    "asyncio"), or on uvloop ("uvloop" insists, "auto" takes it when installed:
+    `pip install bitmail[uvloop]`).
 
     uvloop is a drop-in loop written on libuv: the same asyncio API, less time
     per callback and per socket operation."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from .message.received import ReceivedPart, rebuild
 from .store import Batch, Store
 
 KIND = "body"
@@ -24,12 +25,22 @@ def put_body(batch: Batch, mime: bytes) -> str:
 
 
 def mime_of(doc: dict[str, Any]) -> bytes:
-    """The bytes a body document holds."""
+    """The bytes a body document holds.
+
+    A body stored before messages were kept as bytes holds `text`, `html`
+    and base64 `attachments`: it is rebuilt as MIME, so mail from before an
+    upgrade still reads (its headers live on the message documents)."""
     if "mime" in doc:
         return str(doc["mime"]).encode("ascii")
-    return base64.b64decode(doc["mime_base64"])
+    if "mime_base64" in doc:
+        return base64.b64decode(doc["mime_base64"])
+    parts = [ReceivedPart(filename=str(a.get("filename") or ""),
+                          content_type=str(a.get("content_type") or "application/octet-stream"),
+                          content=base64.b64decode(a.get("content") or ""))
+             for a in doc.get("attachments") or []]
+    return rebuild([], str(doc.get("text") or ""), str(doc.get("html") or ""), parts)
 
 
 async def load_mime(store: Store, body_id: str) -> bytes | None:
     doc = await store.get_one(KIND, {"id": body_id})
-    return None if doc is None or not ("mime" in doc or "mime_base64" in doc) else mime_of(doc)
+    return None if doc is None else mime_of(doc)

@@ -12,6 +12,7 @@ outcome, so each outcome is one commit.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import time
@@ -106,7 +107,9 @@ class Outbox:
                                       lease=self.policy.lease, limit=limit)
         jobs = []
         for doc in docs:
-            mime = await load_mime(self.store, doc["body"])
+            # An entry queued before messages were kept once carries its own copy.
+            mime = (await load_mime(self.store, doc["body"]) if "body" in doc
+                    else base64.b64decode(doc["mime"]) if "mime" in doc else None)
             if mime is None:
                 # The body is written in the entry's own commit and kept while
                 # an entry points to it: this is a damaged store, said loudly.

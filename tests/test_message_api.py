@@ -222,3 +222,32 @@ async def test_20_send_needs_an_existing_user_and_understands_a_full_address(tmp
         [doc] = await store.get("message", {"owner": "alice", "folder": "sent"})
     assert doc["from"] == "alice@localhost"
     assert doc["to"] == ['"Doe, John" <john@example.org>']
+
+
+async def test_mail_stored_before_the_message_model_still_reads_and_sends(service):
+    """Documents as the first wave wrote them: a body of text, html and base64
+    attachments, and an outbox entry carrying its own base64 MIME."""
+    from bitmail.store import Batch
+
+    headers = await service.api_key("alice")
+    store = service.runtime.store
+    batch = Batch()
+    body = batch.put("body", {"text": "old text", "html": "<p>old</p>", "attachments": [
+        {"filename": "a.txt", "content_type": "text/plain", "size": 2, "content": b64(b"hi")}]})
+    doc = batch.put("message", {"owner": "alice", "folder": "inbox", "unread": True,
+                                "from": "x@example.com", "to": ["alice@localhost"],
+                                "subject": "old", "date": 1.0, "status": "delivered",
+                                "body": body})
+    old_mime = b"From: alice@localhost\r\nTo: z@example.com\r\nSubject: queued\r\n\r\nold\r\n"
+    batch.put("outbox", {"message": doc, "sender": "alice@localhost",
+                         "recipients": ["z@example.com"], "mime": b64(old_mime),
+                         "message_id": "<old@localhost>", "due": 0, "attempts": 0,
+                         "accepted_at": 0, "last_error": ""})
+    await store.commit(batch)
+    resp = await service.client.get(f"/api/messages/{doc}", headers=headers)
+    shown = await resp.json()
+    assert (shown["text"], shown["html"]) == ("old text\n", "<p>old</p>\n")
+    assert [a["filename"] for a in shown["attachments"]] == ["a.txt"]
+    service.runtime.container.wake()
+    [mime] = await sent_mime(service)
+    assert mime == old_mime

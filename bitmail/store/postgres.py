@@ -150,6 +150,11 @@ class PostgresStore(Store):
         self.dsn, self.pool_size, self.pool_min = _split_url(url)
         self._pool: asyncpg.Pool | None = None
         self._group = GroupCommit(self._apply, "pg-group-commit")
+        # Live updates published while a NOTIFY is on its way go together in
+        # the next one: one statement (and one turn at the server's
+        # notification queue lock, taken at every commit that notifies) for
+        # many payloads, in their order.
+        self._notifier = GroupCommit(self._notify_all, "pg-notify")  # type: ignore[arg-type]
         self._listener: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -176,6 +181,7 @@ class PostgresStore(Store):
             raise StoreUnavailable(f"cannot open the PostgreSQL store at "
                                    f"{_server_name(self.dsn)}: {exc}") from None
         self._group.start()
+        self._notifier.start()
         self._deliverer = asyncio.create_task(self._deliver_loop(), name="pg-deliver")
         self._listener = asyncio.create_task(self._listen_loop(), name="pg-listen")
         try:
@@ -215,6 +221,7 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         await self._group.stop()  # every batch already handed in is committed first
+        await self._notifier.stop()
         for task in (self._listener, self._deliverer):
             if task:
                 task.cancel()
@@ -396,10 +403,10 @@ class PostgresStore(Store):
         listener delivers to local subscribers, so nothing is delivered here."""
         text = _dumps({"p": payload})  # ASCII (json escapes the rest): len == bytes
         pool = self._require_pool()
+        if len(text) < NOTIFY_LIMIT:
+            await self._notifier.submit([text])  # type: ignore[list-item]
+            return
         with _store_errors():
-            if len(text) < NOTIFY_LIMIT:
-                await pool.execute("SELECT pg_notify($1, $2)", CHANNEL, text)
-                return
             async with pool.acquire() as conn, conn.transaction():
                 ref = await conn.fetchval(
                     "INSERT INTO notices (payload) VALUES ($1) RETURNING id", payload)
@@ -407,6 +414,14 @@ class PostgresStore(Store):
                     f"DELETE FROM notices WHERE at < now() - interval '{NOTICE_TTL}'")
                 # Inside the transaction, so it goes out at commit, once the row is visible.
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, _dumps({"ref": ref}))
+
+    async def _notify_all(self, groups: list[list[str]]) -> list[None]:
+        """NOTIFY each payload text, in order, in one statement."""
+        with _store_errors():
+            await self._require_pool().execute(
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) "
+                "ORDER BY n", CHANNEL, [texts[0] for texts in groups])
+        return [None] * len(groups)
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         # Queued, not handled here: a reference needs a query, and one
