@@ -191,7 +191,8 @@ function prefixed(prefix, subject) {
 }
 
 function quote(text) {
-  return String(text || "")
+  // A message's text ends with a line break (as MIME keeps it): no empty ">" after it.
+  return String(text || "").replace(/\s+$/, "")
     .split("\n")
     .map((line) => (line ? `> ${line}` : ">"))
     .join("\n");

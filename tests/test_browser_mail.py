@@ -179,6 +179,12 @@ async def test_reply_all_leaves_out_my_own_address_and_titles_say_what_it_is(bro
     # The compose title for a new message.
     await page.get_by_role("button", name="Compose", exact=True).click()
     await expect(title).to_have_text("New message")
+    # Alice is an operator and has the Providers panel; bob is not and has none.
+    await expect(folder(page, "Providers")).to_be_visible()
+    bob = await new_page(browser)
+    await log_in(bob, server, "bob")
+    await expect(folder(bob, "Settings")).to_be_visible()
+    await expect(bob.locator("#providers-button")).to_be_hidden()
 
 
 async def test_counts_are_the_servers_beyond_the_first_page(browser, server):
@@ -489,3 +495,50 @@ async def test_a_thread_of_three_is_one_row_and_opens_whole(browser, server):
     await expect(rows).to_have_count(0)
     await folder(page, "Archive").click()
     await expect(rows.first.locator(".thread-count")).to_contain_text("3")
+
+
+# The browser's Notification API, recorded instead of shown (headless has no
+# desktop); the page is made to look hidden, as when the user is elsewhere.
+FAKE_NOTIFICATIONS = """
+window.shown = [];
+window.Notification = class {
+  static permission = "default";
+  static async requestPermission() { Notification.permission = "granted"; return "granted"; }
+  constructor(title, options) { window.shown.push({title, body: options && options.body}); }
+};
+Object.defineProperty(document, "visibilityState", {get: () => "hidden"});
+"""
+
+
+async def test_desktop_notifications_are_opt_in_and_geolists_update_live(browser, server):
+    await api_user(server, "alice")
+    page = await new_page(browser, geolocation={"latitude": 40.7, "longitude": -74.0},
+                          permissions=["geolocation"])
+    await page.add_init_script(FAKE_NOTIFICATIONS)
+    await log_in(page, server, "alice")
+    await seed(server, "bob", "alice@localhost", ["Before opting in"])
+    await expect(row(page, "Before opting in")).to_be_visible()
+    assert await page.evaluate("window.shown") == []
+
+    await folder(page, "Settings").click()
+    await page.get_by_label("Desktop notifications for new mail").check()
+    await expect(page.locator("#notify-status")).to_contain_text("desktop notification")
+    # GeoLists on: alice shares where she is.
+    await page.get_by_label("Take part in GeoLists").check()
+    await expect(page.locator("#geo-status")).to_have_text("GeoLists are on.")
+    await seed(server, "bob", "alice@localhost", ["After opting in"])
+    await page.wait_for_function("window.shown.length === 1")
+    assert await page.evaluate("window.shown") == [
+        {"title": "New mail from bob@localhost", "body": "After opting in"}]
+
+    # Somebody joins GeoLists nearby: the footer says so without a reload.
+    footer = page.locator("#geolists")
+    await expect(footer).to_contain_text("One Mile (0 Friends)")
+    http, csrf = await api_user(server, "carol")
+    try:
+        async with http.patch(server.url + "/api/me", headers={"X-CSRF-Token": csrf}, json={
+                "geolists": True, "location": {"lat": 40.7, "lon": -74.0}}) as resp:
+            assert resp.status == 200
+    finally:
+        await http.close()
+    await expect(footer).to_contain_text("One Mile (1 Friend)")
