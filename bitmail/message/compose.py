@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address, Group
 from email.message import EmailMessage, MIMEPart
-from email.utils import format_datetime
 from typing import Any
 
 from ..errors import TooLarge, ValidationError
@@ -107,7 +106,7 @@ def parse_message(payload: Any, *, sender: str | Address, domain: str,
     subject = _string(payload, "subject", MAX_SUBJECT)
     if subject:
         mail["Subject"] = check_header_text(subject, "subject")
-    mail["Date"] = format_datetime(datetime.now(UTC))
+    mail["Date"] = datetime.now(UTC).replace(microsecond=0)  # an object: nothing to parse
     message_id = new_message_id(domain)
     mail["Message-ID"] = message_id
     _custom_headers(mail, payload.get("headers"), thread, ascii_only, domain)
