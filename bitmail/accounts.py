@@ -22,7 +22,7 @@ from .apikeys import ApiKeys
 from .errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from .limits import Limiter
 from .metrics import LOGIN_FAILURES
-from .store import AlreadyExists, Batch, Store
+from .store import AlreadyExists, Batch, Kind, Store
 
 _USERNAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 SESSION_TTL = 14 * 24 * 3600
@@ -98,7 +98,7 @@ class Accounts:
         return User(username, f"{username}@{self.domain}")
 
     async def exists(self, username: str) -> bool:
-        return await self.store.get_one("user", {"id": username}) is not None
+        return await self.store.get_one(Kind.USER, {"id": username}) is not None
 
     async def create(self, username: str, password: str, *, operator: bool = False) -> User:
         """A new user; Conflict when the name is taken (even by a login a moment ago),
@@ -110,7 +110,7 @@ class Accounts:
         doc = {"username": username, "password": pw_hash, "created": self.clock()}
         if operator:
             doc["operator"] = True
-        batch.add("user", doc, id=username)
+        batch.add(Kind.USER, doc, id=username)
         try:
             await self.store.commit(batch)
         except AlreadyExists:
@@ -127,13 +127,13 @@ class Accounts:
             change["password"] = await asyncio.to_thread(self.hasher.hash, password)
         if operator is not None:
             change["operator"] = operator
-        if await self.store.update("user", username, change) is None:
+        if await self.store.update(Kind.USER, username, change) is None:
             raise NotFound(f"no user {username}", field="username")
         return self.user(username)
 
     async def is_operator(self, username: str) -> bool:
         """The role an administrator gave this account (`user set --operator`)."""
-        doc = await self.store.get_one("user", {"id": username})
+        doc = await self.store.get_one(Kind.USER, {"id": username})
         return bool(doc and doc.get("operator") is True)
 
     async def login(self, username: object, password: object, *, client: str,
@@ -147,14 +147,14 @@ class Accounts:
             raise ValidationError("a password is needed", field="password")
         attempt = await self.limiter.begin(name, client)
         try:
-            doc = await self.store.get_one("user", {"id": name})
+            doc = await self.store.get_one(Kind.USER, {"id": name})
             created = False
             if doc is None and self.open_signup:
                 try:
                     await self.create(name, password)
                     created = True
                 except Conflict:  # a first login with this name just won the race
-                    doc = await self.store.get_one("user", {"id": name})
+                    doc = await self.store.get_one(Kind.USER, {"id": name})
             if not created and not await self._password_ok(doc, password):
                 await self.limiter.failed(attempt)
                 LOGIN_FAILURES.labels(via="web").inc()
@@ -190,7 +190,7 @@ class Accounts:
                 ok = await self.keys.user_of(secret) == name
             else:
                 ok = await self._password_ok(
-                    await self.store.get_one("user", {"id": name}), secret)
+                    await self.store.get_one(Kind.USER, {"id": name}), secret)
             if ok:
                 await self.limiter.succeeded(attempt)
                 return self.user(name)
@@ -203,7 +203,7 @@ class Accounts:
         for a change of password or another step that asks for it again.
         RateLimited while this account and address must wait."""
         attempt = await self.limiter.begin(username, client)
-        if await self._password_ok(await self.store.get_one("user", {"id": username}),
+        if await self._password_ok(await self.store.get_one(Kind.USER, {"id": username}),
                                    password):
             await self.limiter.succeeded(attempt)
             return True
@@ -214,11 +214,11 @@ class Accounts:
         """End every session of the user but the one with token `keep`, and
         their live streams, in every process; how many ended."""
         kept = _digest(keep) if keep else None
-        ended = [d["id"] for d in await self.store.get("session", {"username": username})
+        ended = [d["id"] for d in await self.store.get(Kind.SESSION, {"username": username})
                  if d["id"] != kept]
         batch = Batch()
         for digest in ended:
-            batch.delete("session", digest)
+            batch.delete(Kind.SESSION, digest)
         await self.store.commit(batch)
         for digest in ended:
             await self.store.publish(live.credential_ended(f"session:{digest}"))
@@ -242,7 +242,7 @@ class Accounts:
         kind, _, digest = credential.partition(":")
         if kind == "apikey":
             return await self.keys.alive(digest)
-        doc = await self.store.get_one("session", {"id": digest})
+        doc = await self.store.get_one(Kind.SESSION, {"id": digest})
         return doc is not None and doc["expires"] > self.clock()
 
     def _verify(self, pw_hash: str, password: str) -> bool:
@@ -255,12 +255,12 @@ class Accounts:
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)
         expires = self.clock() + SESSION_TTL
-        await self.store.put("session", {"username": username, "csrf": csrf,
+        await self.store.put(Kind.SESSION, {"username": username, "csrf": csrf,
                                          "expires": expires}, id=_digest(token))
         return Session(token, csrf, self.user(username), expires)
 
     async def session(self, token: str) -> Session | None:
-        doc = await self.store.get_one("session", {"id": _digest(token)})
+        doc = await self.store.get_one(Kind.SESSION, {"id": _digest(token)})
         if doc is None or doc["expires"] < self.clock():
             return None
         return Session(token, doc["csrf"], self.user(doc["username"]), doc["expires"])
@@ -268,14 +268,14 @@ class Accounts:
     async def logout(self, token: str) -> None:
         """End the session, and every live stream opened with it, in every process."""
         digest = _digest(token)
-        await self.store.delete("session", digest)
+        await self.store.delete(Kind.SESSION, digest)
         await self.store.publish(live.credential_ended(f"session:{digest}"))
 
     async def purge(self) -> int:
         """Remove expired sessions and rate-limit counters; how many went."""
         now = self.clock()
-        return (await self.store.expire("session", now)
-                + await self.store.expire("ratelimit", now))
+        return (await self.store.expire(Kind.SESSION, now)
+                + await self.store.expire(Kind.RATELIMIT, now))
 
     @staticmethod
     def check_csrf(session: Session, presented: str | None) -> None:
@@ -297,12 +297,12 @@ class Accounts:
     async def locations(self) -> list[tuple[str, tuple[float, float]]]:
         """Every user's last known location (server side only: never sent out)."""
         out = []
-        for doc in await self.store.get("user"):
+        for doc in await self.store.get(Kind.USER):
             if loc := doc.get("location"):
                 out.append((doc["id"], (loc["lat"], loc["lon"])))
         return out
 
     async def usernames(self) -> list[str]:
-        return [doc["id"] for doc in await self.store.get("user")]
+        return [doc["id"] for doc in await self.store.get(Kind.USER)]
 
 

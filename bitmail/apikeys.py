@@ -22,9 +22,8 @@ from typing import Any
 
 from . import live
 from .errors import Conflict, NotFound, ValidationError
-from .store import Store
+from .store import Kind, Store
 
-KIND = "apikey"
 PREFIX = "bm_"
 LAST_USED_EVERY = 60.0
 MAX_KEYS_PER_USER = 100
@@ -78,32 +77,32 @@ class ApiKeys:
         """A new key for an existing user: (the key, shown only now; its info).
         ValidationError for a bad name, Conflict past MAX_KEYS_PER_USER keys."""
         name = check_name(name)
-        if await self.store.count(KIND, {"username": username}) >= MAX_KEYS_PER_USER:
+        if await self.store.count(Kind.APIKEY, {"username": username}) >= MAX_KEYS_PER_USER:
             raise Conflict(f"at most {MAX_KEYS_PER_USER} keys per user; revoke one first")
         key = PREFIX + secrets.token_urlsafe(32)
         doc = {"username": username, "name": name, "created": self.clock()}
-        doc_id = await self.store.put(KIND, doc, id=digest(key))
+        doc_id = await self.store.put(Kind.APIKEY, doc, id=digest(key))
         return key, _info({**doc, "id": doc_id})
 
     async def user_of(self, key: str) -> str | None:
         """The key's username, or None for an unknown or revoked key."""
         if not key.startswith(PREFIX) or len(key) > 200:
             return None
-        doc = await self.store.get_one(KIND, {"id": digest(key)})
+        doc = await self.store.get_one(Kind.APIKEY, {"id": digest(key)})
         if doc is None:
             return None
         now = self.clock()
         if now - (doc.get("last_used") or 0) >= LAST_USED_EVERY:
-            await self.store.update(KIND, doc["id"], {"last_used": now})
+            await self.store.update(Kind.APIKEY, doc["id"], {"last_used": now})
         username: str = doc["username"]
         return username
 
     async def alive(self, key_digest: str) -> bool:
-        return await self.store.get_one(KIND, {"id": key_digest}) is not None
+        return await self.store.get_one(Kind.APIKEY, {"id": key_digest}) is not None
 
     async def list(self, username: str | None = None) -> list[KeyInfo]:
         """A user's keys (every user's when None), oldest first."""
-        docs = await self.store.get(KIND, {"username": username} if username else None)
+        docs = await self.store.get(Kind.APIKEY, {"username": username} if username else None)
         return sorted((_info(d) for d in docs), key=lambda k: (k.created, k.id))
 
     async def revoke(self, key_id: str, username: str | None = None) -> KeyInfo:
@@ -113,9 +112,9 @@ class ApiKeys:
         key_id = key_id.strip().lower()
         if len(key_id) != 16 or any(c not in "0123456789abcdef" for c in key_id):
             raise NotFound("no such API key")
-        for doc in await self.store.get(KIND, {"username": username} if username else None):
+        for doc in await self.store.get(Kind.APIKEY, {"username": username} if username else None):
             if doc["id"].startswith(key_id):
-                await self.store.delete(KIND, doc["id"])
+                await self.store.delete(Kind.APIKEY, doc["id"])
                 await self.store.publish(live.credential_ended(f"apikey:{doc['id']}"))
                 return _info(doc)
         raise NotFound("no such API key")

@@ -12,16 +12,14 @@ import base64
 from typing import Any
 
 from .message.received import ReceivedPart, rebuild
-from .store import Batch, Store
-
-KIND = "body"
+from .store import Batch, Kind, Store
 
 
 def put_body(batch: Batch, mime: bytes) -> str:
     """Add the body document for `mime` to `batch`; its id."""
     if mime.isascii():
-        return batch.put(KIND, {"mime": mime.decode("ascii")})
-    return batch.put(KIND, {"mime_base64": base64.b64encode(mime).decode("ascii")})
+        return batch.put(Kind.BODY, {"mime": mime.decode("ascii")})
+    return batch.put(Kind.BODY, {"mime_base64": base64.b64encode(mime).decode("ascii")})
 
 
 def mime_of(doc: dict[str, Any]) -> bytes:
@@ -42,5 +40,5 @@ def mime_of(doc: dict[str, Any]) -> bytes:
 
 
 async def load_mime(store: Store, body_id: str) -> bytes | None:
-    doc = await store.get_one(KIND, {"id": body_id})
+    doc = await store.get_one(Kind.BODY, {"id": body_id})
     return None if doc is None else mime_of(doc)

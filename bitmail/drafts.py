@@ -17,11 +17,10 @@ from email.message import EmailMessage
 from typing import Any
 
 from . import live
-from .bodies import KIND as BODY
 from .bodies import put_body
 from .errors import Conflict, NotFound, TooLarge, ValidationError
-from .mailbox import KIND, summary
-from .store import Batch, Store
+from .mailbox import summary
+from .store import Batch, Kind, Store
 
 DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 TEXT_FIELDS = {"to": 20_000, "cc": 20_000, "bcc": 20_000, "subject": 998}
@@ -100,7 +99,7 @@ class Drafts:
         """
         check_id(draft_id)
         fields = parse_draft(payload)
-        old = await self.store.get_one(KIND, {"id": draft_id})
+        old = await self.store.get_one(Kind.MESSAGE, {"id": draft_id})
         if old is not None and (old.get("owner") != owner or old.get("folder") != "drafts"):
             raise Conflict("this id is taken; choose another", field="id")
         text = fields.pop("text")
@@ -116,8 +115,8 @@ class Drafts:
         # The text as a message's bytes, so a draft opens like any message.
         doc["body"] = put_body(batch, _text_mime(text))
         if old and old.get("body"):
-            batch.delete(BODY, old["body"])
-        batch.put(KIND, doc, id=draft_id)
+            batch.delete(Kind.BODY, old["body"])
+        batch.put(Kind.MESSAGE, doc, id=draft_id)
         await self.store.commit(batch)
         row = summary({**doc, "id": draft_id})
         await self.store.publish(live.draft(owner, row))
@@ -127,15 +126,15 @@ class Drafts:
         """Remove a draft and its body; False when there was none (already sent
         or removed on another device). NotFound for an id that is not a draft."""
         check_id(draft_id)
-        doc = await self.store.get_one(KIND, {"id": draft_id})
+        doc = await self.store.get_one(Kind.MESSAGE, {"id": draft_id})
         if doc is None:
             return False
         if doc.get("owner") != owner or doc.get("folder") != "drafts":
             raise NotFound("no such draft")
         batch = Batch()
-        batch.delete(KIND, draft_id)
+        batch.delete(Kind.MESSAGE, draft_id)
         if doc.get("body"):
-            batch.delete(BODY, doc["body"])
+            batch.delete(Kind.BODY, doc["body"])
         await self.store.commit(batch)
         await self.store.publish(live.deleted(owner, draft_id, "drafts"))
         return True

@@ -22,11 +22,9 @@ from typing import Any
 from . import live
 from .bodies import put_body
 from .events import Status
-from .store import AlreadyExists, Batch, Document, Store
+from .store import AlreadyExists, Batch, Document, Kind, Store
 
 BAD = (Status.FAILED, Status.BOUNCED)
-KIND = "message"
-BODY = "body"
 SUBJECT = "Undelivered mail: {subject}"
 
 
@@ -84,7 +82,7 @@ async def notify_failures(store: Store, domain: str, sent: Document,
         }
         batch = Batch()
         doc["body"] = put_body(batch, _notice_mime(domain, doc, text, now))
-        doc_id = batch.add(KIND, doc, id=notice_id(sent["id"], address))
+        doc_id = batch.add(Kind.MESSAGE, doc, id=notice_id(sent["id"], address))
         try:
             await store.commit(batch)
         except AlreadyExists:

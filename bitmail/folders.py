@@ -20,10 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 from . import live
-from .bodies import KIND as BODY
 from .errors import Conflict, NotFound, ValidationError
-from .mailbox import KIND, summary
-from .store import Batch, Document, Store
+from .mailbox import summary
+from .store import Batch, Document, Kind, Store
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class Folders:
         others) when any is missing or somebody else's."""
         docs = []
         for message_id in ids:
-            doc = await self.store.get_one(KIND, {"id": message_id})
+            doc = await self.store.get_one(Kind.MESSAGE, {"id": message_id})
             if doc is None or doc.get("owner") != owner:
                 raise NotFound(f"no such message: {message_id}", field="ids")
             docs.append(doc)
@@ -129,7 +128,7 @@ class Folders:
 
         batch = Batch()
         for doc in docs:
-            batch.update(KIND, doc["id"], changer(targets.get(doc["id"])))
+            batch.update(Kind.MESSAGE, doc["id"], changer(targets.get(doc["id"])))
         changed = [d for d in await self.store.commit(batch) if d is not None]
         for doc in changed:
             await self.store.publish(live.moved(owner, summary(doc)))
@@ -139,7 +138,8 @@ class Folders:
         """Mark every unread message of a folder read; how many were."""
         if folder not in FOLDERS:
             raise ValidationError(f"must be one of {', '.join(FOLDERS)}", field="folder")
-        docs = await self.store.get(KIND, {"owner": owner, "folder": folder, "unread": True})
+        docs = await self.store.get(Kind.MESSAGE, {"owner": owner, "folder": folder,
+                                                   "unread": True})
         if docs:
             await self.change(owner, [d["id"] for d in docs], unread=False)
         return len(docs)
@@ -158,16 +158,16 @@ class Folders:
     async def _delete(self, docs: list[Document]) -> None:
         batch = Batch()
         for doc in docs:
-            batch.delete(KIND, doc["id"])
+            batch.delete(Kind.MESSAGE, doc["id"])
         await self.store.commit(batch)
         # Checked after our own delete committed: of two copies deleted at
         # the same time, the later check sees neither and removes the body.
         # A body the outbox still has to send stays (a small leak: nothing
         # removes it once that entry is done).
         for body_id in {d["body"] for d in docs if d.get("body")}:
-            if not (await self.store.get_one(KIND, {"body": body_id})
-                    or await self.store.get_one("outbox", {"body": body_id})):
-                await self.store.delete(BODY, body_id)
+            if not (await self.store.get_one(Kind.MESSAGE, {"body": body_id})
+                    or await self.store.get_one(Kind.OUTBOX, {"body": body_id})):
+                await self.store.delete(Kind.BODY, body_id)
         for doc in docs:
             await self.store.publish(live.deleted(doc["owner"], doc["id"], doc["folder"]))
 
@@ -176,8 +176,8 @@ class Folders:
         out = []
         for name in FOLDERS:
             where = {"owner": owner, "folder": name}
-            out.append({"name": name, "total": await self.store.count(KIND, where),
-                        "unread": await self.store.count(KIND, {**where, "unread": True})})
+            out.append({"name": name, "total": await self.store.count(Kind.MESSAGE, where),
+                        "unread": await self.store.count(Kind.MESSAGE, {**where, "unread": True})})
         return out
 
     async def expire_trash(self, trash_after: float = TRASH_AFTER) -> int:
@@ -185,8 +185,8 @@ class Folders:
         seconds, for every user; how many messages went."""
         cutoff = self.clock() - trash_after
         gone = 0
-        for user in await self.store.get("user"):
-            old = [d for d in await self.store.get(KIND, {"owner": user["id"],
+        for user in await self.store.get(Kind.USER):
+            old = [d for d in await self.store.get(Kind.MESSAGE, {"owner": user["id"],
                                                           "folder": Folder.TRASH})
                    if d.get("trashed_at", 0) <= cutoff]
             if old:

@@ -27,7 +27,7 @@ from typing import Any, TypeGuard
 
 from . import live
 from .errors import ValidationError
-from .store import Store
+from .store import Kind, Store
 
 EARTH_RADIUS_MILES = 3958.7613
 Point = tuple[float, float]
@@ -163,7 +163,7 @@ class Places:
             moved = True
             return {**doc, "location": {"lat": lat, "lon": lon, "at": at}}
 
-        await self.store.update("user", username, move)
+        await self.store.update(Kind.USER, username, move)
         if moved:  # open pages fetch their lists again (GeoLists are live)
             await self.store.publish(live.geolists_changed())
 
@@ -180,14 +180,14 @@ class Places:
             kept[MOVED_AT] = doc["location"].get("at", 0)  # when, never where
             return kept
 
-        await self.store.update("user", username, drop)
+        await self.store.update(Kind.USER, username, drop)
         if dropped:
             await self.store.publish(live.geolists_changed())
 
     async def everyone(self) -> dict[str, Point]:
         """username → position (a cell centre) of every user who shares one."""
         out = {}
-        for doc in await self.store.get("user"):
+        for doc in await self.store.get(Kind.USER):
             if loc := doc.get("location"):
                 out[doc["id"]] = snap((loc["lat"], loc["lon"]))
         return out

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BitMailError, ValidationError
-from .store import Document, Store
+from .store import Document, Kind, Store
 
-KIND = "idempotency"
 HEADER = "Idempotency-Key"
 MAX_KEY = 200
 
@@ -70,7 +69,7 @@ def answer(message: str, message_id: str) -> dict[str, str]:
 async def first_answer(store: Store, claim: Claim) -> dict[str, Any] | None:
     """The answer given to the first request with this key, or None when the
     key is new. Raises KeyReused when that request had another body."""
-    doc = await store.get_one(KIND, {"id": claim.id})
+    doc = await store.get_one(Kind.IDEMPOTENCY, {"id": claim.id})
     if doc is None:
         return None
     if "body" in doc:  # recorded before fingerprints were kept

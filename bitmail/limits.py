@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .errors import RateLimited
-from .store import AlreadyExists, Batch, Document, Store, StoreError
+from .store import AlreadyExists, Batch, Document, Kind, Store, StoreError
 
-KIND = "ratelimit"
 #: How long an address the owner logged in from is remembered as theirs.
 KNOWN_FOR = 90 * 24 * 3600.0
 
@@ -131,7 +130,7 @@ class Limiter:
         parallel guesses wait their turn."""
         client = client_key(client)
         known = name is not None and await self.store.get_one(
-            KIND, {"id": f"known:{name}:{client}"}) is not None
+            Kind.RATELIMIT, {"id": f"known:{name}:{client}"}) is not None
         keys = tuple(self._keys(name, client, known))
         now = self.clock()
         try:
@@ -149,11 +148,11 @@ class Limiter:
         batch = Batch()
         for key, policy in attempt.keys:
             if key.startswith("pair:"):
-                batch.update(KIND, key, {"n": 0, "until": 0})
+                batch.update(Kind.RATELIMIT, key, {"n": 0, "until": 0})
             else:
-                batch.update(KIND, key, functools.partial(_refund, policy=policy))
+                batch.update(Kind.RATELIMIT, key, functools.partial(_refund, policy=policy))
         if attempt.name is not None:
-            batch.put(KIND, {"expires": now + KNOWN_FOR},
+            batch.put(Kind.RATELIMIT, {"expires": now + KNOWN_FOR},
                       id=f"known:{attempt.name}:{attempt.client}")
         await self.store.commit(batch)
 
@@ -162,7 +161,7 @@ class Limiter:
         gets it back."""
         batch = Batch()
         for key, policy in attempt.keys:
-            batch.update(KIND, key, functools.partial(_refund, policy=policy))
+            batch.update(Kind.RATELIMIT, key, functools.partial(_refund, policy=policy))
         await self.store.commit(batch)
 
     async def failed(self, attempt: Attempt) -> None:
@@ -175,7 +174,7 @@ class Limiter:
         client = client_key(client)
         now = self.clock()
         for key, policy in self._keys(name, client, known=True):
-            doc = await self.store.get_one(KIND, {"id": key})
+            doc = await self.store.get_one(Kind.RATELIMIT, {"id": key})
             if doc and _fresh(doc, policy, now) and doc.get("until", 0) > now:
                 raise refusal(doc["until"] - now)
 
@@ -195,14 +194,14 @@ class Limiter:
             # The counters must exist for the update to see them; a counter
             # is only ever removed by the purge, long after its last use.
             for key, _policy in keys:
-                if await self.store.get_one(KIND, {"id": key}) is None:
+                if await self.store.get_one(Kind.RATELIMIT, {"id": key}) is None:
                     try:
                         await self.store.commit(_adding(key))
                     except AlreadyExists:
                         pass  # another request made it meanwhile
             batch = Batch()
             for key, policy in keys:
-                batch.update(KIND, key, change(policy))
+                batch.update(Kind.RATELIMIT, key, change(policy))
             results = await self.store.commit(batch)
             # A counter purged between the two steps: charge it alone again.
             keys = [k for k, doc in zip(keys, results, strict=True) if doc is None]
@@ -213,7 +212,7 @@ class Limiter:
 
 def _adding(key: str) -> Batch:
     batch = Batch()
-    batch.add(KIND, {"n": 0, "until": 0, "last": 0, "expires": 0}, id=key)
+    batch.add(Kind.RATELIMIT, {"n": 0, "until": 0, "last": 0, "expires": 0}, id=key)
     return batch
 
 

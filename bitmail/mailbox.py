@@ -21,19 +21,17 @@ from .bodies import load_mime, put_body
 from .dsn import BAD, notify_failures
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
-from .idempotency import KIND as IDEMPOTENCY
 from .idempotency import Claim
 from .message import Content, Message, read_content, read_summary
 from .metrics import MESSAGES_ACCEPTED
 from .outbox import Outbox
-from .store import Batch, Document, Store
+from .store import Batch, Document, Kind, Store
 from .store.paging import newest_first
 from .suppression import suppressed_among
 from .threads import thread_of
 
 log = logging.getLogger(__name__)
 
-KIND = "message"
 MAX_EVENTS = 200
 SEARCH_SCAN = 2000
 LOCAL_DOMAIN = "local-domain"  # the "provider" of mail between this service's own users
@@ -107,7 +105,7 @@ class Mailbox:
         """The users of this domain, once each, that those addresses name."""
         names = dict.fromkeys(a.rpartition("@")[0].strip().lower()
                               for a in addresses if self.is_local(a))
-        return [n for n in names if n and await self.store.get_one("user", {"id": n})]
+        return [n for n in names if n and await self.store.get_one(Kind.USER, {"id": n})]
 
     async def accept(self, message: Message, owner: str, *,
                      idempotency: Claim | None = None) -> str:
@@ -130,19 +128,19 @@ class Mailbox:
         body_id = put_body(batch, message.mime)
         sent = {**head, "owner": owner, "folder": "sent", "unread": False, "body": body_id,
                 "recipients": recipients, "events": events, "status": status}
-        sent_id = batch.put(KIND, sent)
+        sent_id = batch.put(Kind.MESSAGE, sent)
         inbox = {}
         for name in dict.fromkeys(inbox_owners):
             copy = {**head, "bcc": [], "owner": name, "folder": "inbox", "unread": True,
                     "status": Status.DELIVERED, "body": body_id, "source": sent_id,
                     "received_via": LOCAL_DOMAIN}
-            inbox[name] = {**copy, "id": batch.put(KIND, copy)}
+            inbox[name] = {**copy, "id": batch.put(Kind.MESSAGE, copy)}
         if external:
             Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
                            body=body_id, message_id=message.message_id,
                            smtputf8=message.smtputf8, now=now)
         if idempotency is not None:
-            batch.add(IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
+            batch.add(Kind.IDEMPOTENCY, idempotency.record(sent_id, message.message_id),
                       id=idempotency.id)
         _announce(batch, owner, {**sent, "id": sent_id})
         for name, copy in inbox.items():
@@ -210,7 +208,7 @@ class Mailbox:
             doc["status"] = least_advanced([r["status"] for r in doc["recipients"]])
             return doc
 
-        batch.update(KIND, message_id, apply)
+        batch.update(Kind.MESSAGE, message_id, apply)
         index = len(batch.ops) - 1
 
         def published(store: Store, results: list[Any]) -> dict[str, Any] | None:
@@ -228,21 +226,21 @@ class Mailbox:
     @staticmethod
     def track(batch: Batch, provider: str, provider_message_id: str, message_id: str) -> None:
         """Remember which message a provider's id belongs to, for its webhooks."""
-        batch.put("tracking", {"provider": provider, "provider_message_id": provider_message_id,
+        batch.put(Kind.TRACKING, {"provider": provider, "provider_message_id": provider_message_id,
                                "message": message_id}, id=f"{provider}:{provider_message_id}")
 
     async def find_tracked(self, provider: str, provider_message_id: str) -> str | None:
-        doc = await self.store.get_one("tracking", {"id": f"{provider}:{provider_message_id}"})
+        doc = await self.store.get_one(Kind.TRACKING, {"id": f"{provider}:{provider_message_id}"})
         return doc["message"] if doc else None
 
     async def message_id_taken(self, message_id: str) -> bool:
         """Whether some stored message already has this Message-ID."""
-        found = await self.store.get_one(KIND, {"message_id": message_id, "folder": "sent"})
+        found = await self.store.get_one(Kind.MESSAGE, {"message_id": message_id, "folder": "sent"})
         return found is not None
 
     async def find_by_message_id(self, message_id: str) -> str | None:
         """The Sent copy with this RFC 5322 Message-ID, when a provider only gives that."""
-        doc = await self.store.get_one(KIND, {"message_id": message_id, "folder": "sent"})
+        doc = await self.store.get_one(Kind.MESSAGE, {"message_id": message_id, "folder": "sent"})
         return doc["id"] if doc else None
 
     async def deliver(self, username: str, mime: bytes, *, received_via: str,
@@ -258,7 +256,7 @@ class Mailbox:
                "body": put_body(batch, mime)}
         if verdicts:
             doc["verdicts"] = dict(verdicts)
-        doc_id = batch.put(KIND, doc)
+        doc_id = batch.put(Kind.MESSAGE, doc)
         _announce(batch, username, {**doc, "id": doc_id})
         await self.store.commit(batch)
         return doc_id
@@ -273,12 +271,12 @@ class Mailbox:
         """
         where = {"owner": owner, "folder": folder}
         if not query.strip():
-            return await newest_first(self.store, KIND, where, before=before, limit=limit)
+            return await newest_first(self.store, Kind.MESSAGE, where, before=before, limit=limit)
         matches = Search(query)
         page: list[Document] = []
         scanned = 0
         while scanned < SEARCH_SCAN:
-            docs = await self.store.get(KIND, where, before=before, limit=200,
+            docs = await self.store.get(Kind.MESSAGE, where, before=before, limit=200,
                                         newest_first=True)
             for doc in docs:
                 scanned += 1
@@ -293,7 +291,7 @@ class Mailbox:
 
     async def get(self, owner: str, message_id: str) -> Document:
         """One of the owner's messages; somebody else's is as unknown as a missing one."""
-        doc = await self.store.get_one(KIND, {"id": message_id})
+        doc = await self.store.get_one(Kind.MESSAGE, {"id": message_id})
         if doc is None or doc.get("owner") != owner:
             raise NotFound("no such message")
         return doc
@@ -304,12 +302,12 @@ class Mailbox:
 
     async def mark_read(self, owner: str, message_id: str, unread: bool) -> None:
         await self.get(owner, message_id)
-        await self.store.update(KIND, message_id, {"unread": unread})
+        await self.store.update(Kind.MESSAGE, message_id, {"unread": unread})
 
     async def contacts(self, owner: str, limit: int = 500) -> list[str]:
         """Addresses the owner has written to or heard from, most recent first."""
         seen: dict[str, None] = {}
-        docs = await self.store.get(KIND, {"owner": owner}, limit=limit, newest_first=True)
+        docs = await self.store.get(Kind.MESSAGE, {"owner": owner}, limit=limit, newest_first=True)
         for doc in docs:
             for addr in [*doc.get("to", []), *doc.get("cc", []), doc.get("from", "")]:
                 if addr and "@" in addr:

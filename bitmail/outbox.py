@@ -23,9 +23,8 @@ from typing import Any, ClassVar
 
 from .bodies import load_mime
 from .clock import SYSTEM, Clock
-from .store import Batch, Store
+from .store import Batch, Kind, Store
 
-KIND = "outbox"
 log = logging.getLogger(__name__)
 
 
@@ -74,7 +73,7 @@ class Outbox:
     async def start(self) -> None:
         if self.store.exclusive:
             # Nobody else uses this store: leases left are from our own crash.
-            await self.store.release_leases(KIND)
+            await self.store.release_leases(Kind.OUTBOX)
         Outbox._started.add(self)
 
     def stop(self) -> None:
@@ -87,7 +86,7 @@ class Outbox:
         """Add an entry to `batch`, which the caller commits with the Sent copy;
         `body` is the id of the body document that holds the message's bytes."""
         now = time.time() if now is None else now
-        entry = batch.put(KIND, {
+        entry = batch.put(Kind.OUTBOX, {
             "message": message,
             "sender": sender,
             "recipients": list(recipients),
@@ -103,7 +102,7 @@ class Outbox:
         return entry
 
     async def claim(self, limit: int) -> list[Job]:
-        docs = await self.store.claim(KIND, now=self.clock.time(), owner=self.owner,
+        docs = await self.store.claim(Kind.OUTBOX, now=self.clock.time(), owner=self.owner,
                                       lease=self.policy.lease, limit=limit)
         jobs = []
         for doc in docs:
@@ -115,7 +114,7 @@ class Outbox:
                 # an entry points to it: this is a damaged store, said loudly.
                 log.error("outbox entry %s: its body %s is missing; dropped",
                           doc["id"], doc.get("body"))
-                await self.store.delete(KIND, doc["id"])
+                await self.store.delete(Kind.OUTBOX, doc["id"])
                 continue
             jobs.append(_job(doc, mime))
         return jobs
@@ -125,12 +124,12 @@ class Outbox:
         until = self.clock.time() + self.policy.lease
         async with self.store.batch() as batch:
             for job_id in job_ids:
-                batch.update(KIND, job_id, {"due": until})
+                batch.update(Kind.OUTBOX, job_id, {"due": until})
 
     @staticmethod
     def complete(batch: Batch, job: Job) -> None:
         """Remove a job that needs nothing more, with the batch that records why."""
-        batch.delete(KIND, job.id)
+        batch.delete(Kind.OUTBOX, job.id)
 
     def defer(self, batch: Batch, job: Job, recipients: tuple[str, ...], error: str,
               now: float | None = None) -> float | None:
@@ -143,7 +142,7 @@ class Outbox:
         whichever process sends it next says so."""
         now = self.clock.time() if now is None else now
         if now - job.accepted_at > self.policy.give_up_after:
-            batch.delete(KIND, job.id)
+            batch.delete(Kind.OUTBOX, job.id)
             return None
         attempts = job.attempts + 1
         due = now + self.policy.delay(attempts)
@@ -151,7 +150,7 @@ class Outbox:
                                   "attempts": attempts, "last_error": error}
         if job.ambiguous:
             change["ambiguous"] = True
-        batch.update(KIND, job.id, change)
+        batch.update(Kind.OUTBOX, job.id, change)
         return due
 
     def release(self, batch: Batch, jobs: list[Job]) -> None:
@@ -162,15 +161,15 @@ class Outbox:
             change: dict[str, Any] = {"due": now}
             if job.ambiguous:
                 change["ambiguous"] = True
-            batch.update(KIND, job.id, change)
+            batch.update(Kind.OUTBOX, job.id, change)
 
     async def pending(self) -> int:
-        return await self.store.count(KIND)
+        return await self.store.count(Kind.OUTBOX)
 
     async def oldest_age(self, now: float | None = None) -> float:
         """Seconds since the oldest entry still waiting was accepted; 0 when
         the outbox is empty. (Entries are stored in the order they come.)"""
-        oldest = await self.store.get(KIND, limit=1)
+        oldest = await self.store.get(Kind.OUTBOX, limit=1)
         if not oldest:
             return 0.0
         now = self.clock.time() if now is None else now

@@ -16,7 +16,7 @@ from typing import Any
 from . import geo
 from .accounts import Accounts, Session, check_password
 from .errors import Forbidden, NotFound, ValidationError
-from .store import Store
+from .store import Kind, Store
 
 MAX_NAME = 100
 MAX_SIGNATURE = 4000
@@ -67,7 +67,7 @@ class Profiles:
         self.accounts = accounts
 
     async def get(self, username: str) -> Profile:
-        doc = await self.store.get_one("user", {"id": username})
+        doc = await self.store.get_one(Kind.USER, {"id": username})
         if doc is None:
             raise NotFound("no such user")
         return _profile(doc)
@@ -102,7 +102,7 @@ class Profiles:
             raise ValidationError("taking part needs a location: send it as \"location\"",
                                   field="geolists")
         if update:
-            await self.store.update("user", username, update)
+            await self.store.update(Kind.USER, username, update)
         places = geo.Places(self.store)
         if take_part is False or ("location" in changes and location is None):
             await places.forget(username)

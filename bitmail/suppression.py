@@ -17,10 +17,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .store import Batch, Document, Store
+from .store import Batch, Document, Kind, Store
 from .store.paging import newest_first
 
-KIND = "suppression"
 PUBLIC_KEYS = ("address", "reason", "provider", "at", "message", "detail")
 
 
@@ -37,7 +36,7 @@ def suppress(batch: Batch, address: str, *, reason: str, provider: str | None,
     most recent reason; the address stays suppressed either way.
     """
     key = address.strip().lower()
-    batch.put(KIND, {"address": key, "reason": reason, "provider": provider,
+    batch.put(Kind.SUPPRESSION, {"address": key, "reason": reason, "provider": provider,
                      "detail": detail[:500], "message": message,
                      "at": time.time() if at is None else at}, id=key)
 
@@ -51,7 +50,8 @@ async def suppressed_among(store: Store, addresses: Iterable[str]) -> set[str]:
     wanted = list(dict.fromkeys(addresses))
     if not wanted:
         return set()
-    found = await asyncio.gather(*(store.get_one(KIND, {"id": a.lower()}) for a in wanted))
+    found = await asyncio.gather(*(store.get_one(Kind.SUPPRESSION,
+                                                 {"id": a.lower()}) for a in wanted))
     return {a for a, doc in zip(wanted, found, strict=True) if doc is not None}
 
 
@@ -68,13 +68,13 @@ class SuppressionList:
         await self.store.commit(batch)
 
     async def get(self, address: str) -> Document | None:
-        return await self.store.get_one(KIND, {"id": address.strip().lower()})
+        return await self.store.get_one(Kind.SUPPRESSION, {"id": address.strip().lower()})
 
     async def entries(self, *, before: int | None = None,
                       limit: int = 100) -> tuple[list[Document], int | None]:
         """A page of entries, newest first, and the cursor of the next page."""
-        return await newest_first(self.store, KIND, before=before, limit=limit)
+        return await newest_first(self.store, Kind.SUPPRESSION, before=before, limit=limit)
 
     async def remove(self, address: str) -> bool:
         """Take an address off the list; False when it was not on it."""
-        return await self.store.delete(KIND, address.strip().lower())
+        return await self.store.delete(Kind.SUPPRESSION, address.strip().lower())

@@ -15,9 +15,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .store import Document, Store
+from .store import Document, Kind, Store
 
-KIND = "message"
 THREAD_ID = re.compile(r"^[0-9a-f]{24}$")
 SCAN = 2000  # documents read at most for one page of conversations
 BATCH = 200
@@ -74,7 +73,7 @@ async def conversations(store: Store, owner: str, folder: str, summary: Summary,
     cursor = before
     next_cursor: int | None = None
     while scanned < SCAN:
-        docs = await store.get(KIND, {"owner": owner, "folder": folder}, before=cursor,
+        docs = await store.get(Kind.MESSAGE, {"owner": owner, "folder": folder}, before=cursor,
                                limit=BATCH, newest_first=True)
         for doc in docs:
             scanned += 1
@@ -101,7 +100,7 @@ async def members(store: Store, owner: str, folder: str, thread: str, summary: S
     cursor = None
     scanned = 0
     while scanned < SCAN:
-        docs = await store.get(KIND, {"owner": owner, "folder": folder}, before=cursor,
+        docs = await store.get(Kind.MESSAGE, {"owner": owner, "folder": folder}, before=cursor,
                                limit=BATCH, newest_first=True)
         for doc in docs:
             scanned += 1

@@ -3,8 +3,8 @@ true counts, mark read/unread and mark all read."""
 
 from __future__ import annotations
 
-from bitmail.bodies import KIND as BODY
 from bitmail.folders import Folders
+from bitmail.store import Kind
 
 from conftest import Service
 
@@ -101,14 +101,14 @@ async def test_delete_for_good_only_from_trash_and_the_body_goes_with_the_last_c
     assert await folder(service, bob, "trash") == []
     assert (await service.client.get(f"/api/messages/{inbox_id}", headers=bob)).status == 404
     # Alice's Sent copy still points to the body: it stays.
-    assert await store.get_one(BODY, {"id": body_id}) is not None
+    assert await store.get_one(Kind.BODY, {"id": body_id}) is not None
     full = await service.client.get(f"/api/messages/{sent_id}", headers=alice)
     assert (await full.json())["text"].strip() == "hello"
 
     await service.client.patch(f"/api/messages/{sent_id}", headers=alice,
                                json={"folder": "trash"})
     assert (await service.client.delete(f"/api/messages/{sent_id}", headers=alice)).status == 204
-    assert await store.get_one(BODY, {"id": body_id}) is None
+    assert await store.get_one(Kind.BODY, {"id": body_id}) is None
     assert (await service.client.delete(f"/api/messages/{sent_id}", headers=alice)).status == 404
 
 

@@ -14,8 +14,9 @@ import pytest
 
 from bitmail.events import EventType
 from bitmail.mta.outcomes import Outcome
+from bitmail.store import Kind
 from bitmail.testing import MailgunSigner
-from bitmail.web.hooks.mailgun import FRESHNESS, TOKENS
+from bitmail.web.hooks.mailgun import FRESHNESS
 
 from conftest import (
     MAILGUN_EU_KEY,
@@ -633,17 +634,17 @@ async def test_tokens_are_kept_as_long_as_the_window(hook_service):
 
     store = hook_service.runtime.store
     now = time.time()
-    await store.put(TOKENS, {"at": now - FRESHNESS}, id="mailgun:young")
-    await store.put(TOKENS, {"at": now - TOKEN_TTL - 1}, id="mailgun:old")
+    await store.put(Kind.WEBHOOK_TOKEN, {"at": now - FRESHNESS}, id="mailgun:young")
+    await store.put(Kind.WEBHOOK_TOKEN, {"at": now - TOKEN_TTL - 1}, id="mailgun:old")
     assert await forget_tokens(store, now=now) == 1
-    assert [d["id"] for d in await store.get(TOKENS)] == ["mailgun:young"]
+    assert [d["id"] for d in await store.get(Kind.WEBHOOK_TOKEN)] == ["mailgun:young"]
 
 
 async def test_a_token_refused_after_verification_is_spent(hook_service):
     first = body("delivered", "bob@example.com", "x@y")
     first["event-data"]["recipient"] = ["not", "a", "string"]
     assert (await post(hook_service, first)).status == 400
-    tokens = await hook_service.runtime.store.get(TOKENS)
+    tokens = await hook_service.runtime.store.get(Kind.WEBHOOK_TOKEN)
     assert [t["id"] for t in tokens] == [f"mailgun:{first['signature']['token']}"]
     again = {"signature": first["signature"],
              "event-data": event("complained", "bob@example.com", "x@y")}
@@ -666,7 +667,7 @@ async def test_a_token_refused_with_406_is_spent(hook_service):
 async def test_a_forged_request_spends_no_token(hook_service):
     forged = body("delivered", "bob@example.com", "x@y", key="forged")
     assert (await post(hook_service, forged)).status == 403
-    assert await hook_service.runtime.store.count(TOKENS) == 0
+    assert await hook_service.runtime.store.count(Kind.WEBHOOK_TOKEN) == 0
 
 
 # -- issue 10: store() notifications, spam verdicts, content-id-map ---------------------

@@ -16,13 +16,12 @@ from bitmail.clock import SteppedClock
 from bitmail.config import FailurePolicy, MtaSettings
 from bitmail.mailbox import Mailbox
 from bitmail.mta import container as container_module
-from bitmail.mta.board import KIND as HEALTH_KIND
 from bitmail.mta.container import Container
 from bitmail.mta.health import State, ThresholdHealth
 from bitmail.mta.outcomes import Outcome, ProviderError
 from bitmail.mta.scheduling import RoundRobin
 from bitmail.outbox import Outbox, RetryPolicy
-from bitmail.store import Store, open_store
+from bitmail.store import Kind, Store, open_store
 
 from conftest import pg_reset, wait_for
 
@@ -91,12 +90,12 @@ class Leaky(Scripted):
 
 
 async def report(store: Store, provider: str) -> dict | None:
-    return await store.get_one(HEALTH_KIND, {"id": provider})
+    return await store.get_one(Kind.PROVIDER_HEALTH, {"id": provider})
 
 
 async def put_report(store: Store, provider: str, state: str, *, at: float,
                      down_for: float = LONG, owner: str = "another-process") -> None:
-    await store.put(HEALTH_KIND, {
+    await store.put(Kind.PROVIDER_HEALTH, {
         "state": state, "down_until": at + down_for if state == "down" else None,
         "reason": "503 from the API" if state == "down" else "", "owner": owner, "at": at,
     }, id=provider)

@@ -14,10 +14,8 @@ from typing import Any
 
 from .. import live
 from ..clock import SYSTEM, Clock
-from ..store import Store
+from ..store import Kind, Store
 from .health import State
-
-KIND = "provider_health"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +44,7 @@ class HealthBoard:
         (with `reason`), or up. Returns the report's time (wall clock)."""
         now = self.clock.time()
         down = state == State.DOWN
-        await self.store.put(KIND, {
+        await self.store.put(Kind.PROVIDER_HEALTH, {
             "state": str(state),
             "down_until": now + retry_in if down else None,
             "reason": reason if down else "",
@@ -60,7 +58,7 @@ class HealthBoard:
         Raises StoreError when the store cannot be read."""
         return [Report(doc["id"], State(doc["state"]), doc["down_until"], doc["reason"],
                        doc["owner"], doc["at"])
-                for doc in await self.store.get(KIND) if doc["owner"] != self.owner]
+                for doc in await self.store.get(Kind.PROVIDER_HEALTH) if doc["owner"] != self.owner]
 
     async def publish(self, snapshot: list[dict[str, Any]]) -> None:
         """Every provider's figures, to every open page."""

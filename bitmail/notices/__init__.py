@@ -9,6 +9,6 @@ changes, suppression, provider figures, inbound delivery (`effects`).
 
 from .effects import Effects
 from .model import Inbound, Item, Notice, Skip
-from .queue import KIND, Notices, record
+from .queue import Notices, record
 
-__all__ = ["KIND", "Effects", "Inbound", "Item", "Notice", "Notices", "Skip", "record"]
+__all__ = ["Effects", "Inbound", "Item", "Notice", "Notices", "Skip", "record"]

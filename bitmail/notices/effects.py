@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..events import EVENT_STATUS, Event, EventType
-from ..mailbox import KIND as MESSAGES
 from ..mailbox import Mailbox
 from ..metrics import WEBHOOK_EVENTS
-from ..store import Batch, Document, Store
+from ..store import Batch, Document, Kind, Store
 from ..suppression import suppress
 from .model import Inbound, Item, Notice, Skip
 
@@ -131,13 +130,13 @@ class Effects:
             for name in providers:
                 found = await self.mailbox.find_tracked(name, n.provider_message_id)
                 if found:
-                    return await self.store.get_one(MESSAGES, {"id": found})
+                    return await self.store.get_one(Kind.MESSAGE, {"id": found})
         if n.message:
-            doc = await self.store.get_one(MESSAGES, {"id": n.message})
+            doc = await self.store.get_one(Kind.MESSAGE, {"id": n.message})
             if doc is not None and doc.get("folder") == "sent" and sent_through(doc, providers):
                 return doc
         if n.message_id:
-            docs = await self.store.get(MESSAGES, {"message_id": bracketed(n.message_id),
+            docs = await self.store.get(Kind.MESSAGE, {"message_id": bracketed(n.message_id),
                                                    "folder": "sent"})
             docs = [d for d in docs if sent_through(d, providers)]
             if docs:

@@ -18,13 +18,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ..store import Batch, Document, Store, StoreError
+from ..store import Batch, Document, Kind, Store, StoreError
 from .effects import Effects
 from .model import Item, item_from_json, to_json
 
 log = logging.getLogger(__name__)
 
-KIND = "notice"
 LEASE = 60.0  # a processor that took a notice and died gives it back after this
 POLL = 5.0  # how often to look for notices other processes left
 MAX_ATTEMPTS = 8  # a notice that fails this often is kept, marked failed
@@ -35,7 +34,7 @@ def record(batch: Batch, key: str, *, provider: str, source: str, payload: Any,
     """Add a pending notice to `batch`: `key` is unique per provider event (the
     same event twice is one notice); `source` names the hook it came through."""
     now = time.time() if now is None else now
-    batch.put(KIND, {"provider": provider, "source": source, "received": now,
+    batch.put(Kind.NOTICE, {"provider": provider, "source": source, "received": now,
                      "payload": payload, "items": [to_json(i) for i in items],
                      "state": "pending", "due": now, "attempts": 0}, id=key)
 
@@ -66,7 +65,7 @@ class Notices:
     async def start(self) -> None:
         if self.store.exclusive:
             # Nobody else uses this store: leases left are from our own crash.
-            await self.store.release_leases(KIND)
+            await self.store.release_leases(Kind.NOTICE)
         self._task = asyncio.create_task(self._loop(), name="notices")
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -111,7 +110,7 @@ class Notices:
     async def _round(self) -> int:
         """Claim what is due and apply it; how many were claimed."""
         async with self._claiming:
-            docs = await self.store.claim(KIND, now=time.time(), owner=self.owner,
+            docs = await self.store.claim(Kind.NOTICE, now=time.time(), owner=self.owner,
                                           lease=self.lease, limit=self.batch)
             tasks = [asyncio.create_task(self._apply(doc), name=f"notice {doc['id']}")
                      for doc in docs]
@@ -137,7 +136,7 @@ class Notices:
             else:
                 change = {"due": time.time() + min(600.0, 5.0 * 2 ** attempts),
                           "attempts": attempts}
-            await self.store.update(KIND, key, change)
+            await self.store.update(Kind.NOTICE, key, change)
             return
         # `due` null: never claimed again; the notice stays as the record.
-        await self.store.update(KIND, key, {"state": "done", "due": None, "result": result})
+        await self.store.update(Kind.NOTICE, key, {"state": "done", "due": None, "result": result})

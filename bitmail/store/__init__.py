@@ -7,6 +7,7 @@ from .base import (
     AlreadyExists,
     Batch,
     Document,
+    Kind,
     StorageFull,
     Store,
     StoreError,
@@ -34,5 +35,5 @@ def open_store(url: str, *, sending: bool = False) -> Store:
     raise StoreError(f"unknown store URL scheme in {url.split(':', 1)[0]!r}")
 
 
-__all__ = ["AlreadyExists", "Batch", "Document", "StorageFull", "Store", "StoreError",
+__all__ = ["AlreadyExists", "Batch", "Document", "Kind", "StorageFull", "Store", "StoreError",
            "StoreUnavailable", "Subscription", "contains", "open_store"]

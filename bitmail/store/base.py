@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from ..metrics import STORE_COMMIT_SECONDS
@@ -24,13 +25,32 @@ from .hub import Hub, Subscription
 Document = dict[str, Any]
 Change = dict[str, Any] | Callable[[Document], Document | None]
 
+
+class Kind(StrEnum):
+    """Every kind of document BitMail keeps, and the module that owns it."""
+
+    MESSAGE = "message"  # a folder copy: a Sent one with its recipients' statuses (mailbox)
+    BODY = "body"  # a message's bytes, shared by its copies (bodies)
+    OUTBOX = "outbox"  # a message on its way: recipients left, attempts, due, lease (outbox)
+    TRACKING = "tracking"  # a provider's id for a message -> BitMail's (mailbox)
+    NOTICE = "notice"  # a verified webhook event, applied once (notices)
+    WEBHOOK_TOKEN = "webhook_token"  # a one-time webhook token already used (web/hooks)
+    SUPPRESSION = "suppression"  # an address BitMail no longer sends to (suppression)
+    USER = "user"  # an account (accounts)
+    SESSION = "session"  # a logged-in page (accounts)
+    APIKEY = "apikey"  # a program's key, hashed (apikeys)
+    RATELIMIT = "ratelimit"  # failed logins per account and address (limits)
+    IDEMPOTENCY = "idempotency"  # a submission's first answer, by its key (idempotency)
+    PROVIDER_HEALTH = "provider_health"  # a provider's health, shared (mta/board)
+
+
 # The lookups the service makes, per kind. Both stores index exactly these,
 # so no lookup scans a kind and no write pays for another kind's indexes.
 # Everything else is looked up by id.
-INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "message": (("owner", "folder"), ("message_id",), ("body",)),
-    "outbox": (("due",),),
-    "notice": (("due",),),  # recorded webhook notices, claimed like the outbox
+INDEXES: dict[Kind, tuple[tuple[str, ...], ...]] = {
+    Kind.MESSAGE: (("owner", "folder"), ("message_id",), ("body",)),
+    Kind.OUTBOX: (("due",),),
+    Kind.NOTICE: (("due",),),  # recorded webhook notices, claimed like the outbox
 }
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 

@@ -19,7 +19,7 @@ LEASE = ("(CASE WHEN jsonb_typeof(data->'lease_until') = 'number' "
          "THEN (data->'lease_until')::float8 END)")
 
 # Per kind, the keys compared by jsonb equality so that its btrees serve them.
-EQUALITY_KEYS = {kind: {k for keys in lookups for k in keys if k != "due"}
+EQUALITY_KEYS: dict[str, set[str]] = {kind: {k for keys in lookups for k in keys if k != "due"}
                  for kind, lookups in INDEXES.items()}
 
 

@@ -20,7 +20,7 @@ from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
 from ..message.headers import MSG_ID
 from ..profile import Profiles
-from ..store import AlreadyExists
+from ..store import AlreadyExists, Kind
 from ..threads import THREAD_ID
 from .credentials import CredentialWatch
 from .downloads import content_disposition, with_inline_parts
@@ -119,7 +119,7 @@ async def send(request: web.Request) -> web.Response:
         assert claim is not None
         first = await idempotency.first_answer(runtime.store, claim)
         return web.json_response(first, status=202)
-    sent = await runtime.store.get_one("message", {"id": message_id})
+    sent = await runtime.store.get_one(Kind.MESSAGE, {"id": message_id})
     if sent and (failed := failed_recipients(sent)):  # refused at once: tell the sender
         await notify_failures(runtime.store, runtime.settings.domain, sent, failed)
     if draft is not None:  # sent: the draft has done its job

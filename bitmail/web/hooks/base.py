@@ -52,7 +52,7 @@ from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import EventType
 from ...notices import Inbound, Item
 from ...runtime import Runtime
-from ...store import AlreadyExists, Batch
+from ...store import AlreadyExists, Batch, Kind
 from ..keys import RUNTIME
 
 EVENTS_MAX_BODY = 1024 * 1024
@@ -385,7 +385,7 @@ class Webhook(ABC):
         request's one-time values, in one commit; the keys of those stored."""
         store = runtime.store
         records = list({r.key: r for r in verified.records}.values())
-        known = await asyncio.gather(*(store.get_one(notices.KIND, {"id": r.key})
+        known = await asyncio.gather(*(store.get_one(Kind.NOTICE, {"id": r.key})
                                        for r in records))
         fresh = [r for r, doc in zip(records, known, strict=True) if doc is None]
         batch = Batch()

@@ -40,7 +40,7 @@ from ...errors import BitMailError, ValidationError
 from ...events import EventType
 from ...message.received import ReceivedPart, rebuild
 from ...notices import Inbound, Item, Notice, Skip
-from ...store import Batch, StoreError
+from ...store import Batch, Kind, StoreError
 from ..keys import RUNTIME
 from .base import (
     INBOUND_MAX_BODY,
@@ -65,7 +65,6 @@ log = logging.getLogger(__name__)
 
 RETRY_WINDOW = 8 * 3600.0  # Mailgun retries for 8 hours
 FRESHNESS = RETRY_WINDOW + SKEW  # a signed timestamp older than this is refused
-TOKENS = "webhook_token"  # one-time tokens already used, to refuse replays
 TOKEN_TTL = FRESHNESS + 2 * SKEW  # a token older than this would be refused as stale anyway
 
 # Mailgun's event names → BitMail's ("failed" is refined by its severity).
@@ -151,7 +150,7 @@ class MailgunHook(Webhook):
         if verified.token:
             # Added, not put: of two requests with one token, even in two
             # processes at the same moment, only the first commits.
-            batch.add(TOKENS, {"at": time.time(), "provider": verified.provider.name},
+            batch.add(Kind.WEBHOOK_TOKEN, {"at": time.time(), "provider": verified.provider.name},
                       id=f"{self.type}:{verified.token}")
 
     def setup(self, app: web.Application) -> None:
@@ -162,11 +161,11 @@ class MailgunHook(Webhook):
 async def forget_tokens(store: Any, *, now: float | None = None) -> int:
     """Drop tokens whose timestamps would be refused as stale anyway; how many."""
     cutoff = (time.time() if now is None else now) - TOKEN_TTL
-    old = [d["id"] for d in await store.get(TOKENS) if d.get("at", 0) < cutoff]
+    old = [d["id"] for d in await store.get(Kind.WEBHOOK_TOKEN) if d.get("at", 0) < cutoff]
     if old:
         batch = Batch()
         for token_id in old:
-            batch.delete(TOKENS, token_id)
+            batch.delete(Kind.WEBHOOK_TOKEN, token_id)
         await store.commit(batch)
     return len(old)
 
