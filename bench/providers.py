@@ -154,7 +154,7 @@ def make_jobs(n: int, size: int) -> list:
         msg = message(length)
         length += size - len(msg.mime)
     mime = msg.mime
-    return [Job(id=f"job-{i}", message=f"msg-{i}", sender=SENDER, recipients=msg.recipients,
+    return [Job(id=f"job-{i}", message_doc_id=f"msg-{i}", sender=SENDER, recipients=msg.recipients,
                 mime=mime, message_id=msg.message_id) for i in range(n)]
 
 

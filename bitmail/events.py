@@ -82,7 +82,7 @@ class Event:
     """Something that happened to a message, a recipient or a provider."""
 
     type: EventType
-    message: str | None = None  # BitMail's message id
+    message_doc_id: str | None = None  # the message's document (its Sent copy)
     recipient: str | None = None
     provider: str | None = None
     provider_message_id: str | None = None

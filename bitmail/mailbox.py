@@ -136,7 +136,8 @@ class Mailbox:
                     "received_via": LOCAL_DOMAIN}
             inbox[name] = {**copy, "id": batch.put(Kind.MESSAGE, copy)}
         if external:
-            Outbox.enqueue(batch, message=sent_id, sender=message.sender, recipients=external,
+            Outbox.enqueue(batch, message_doc_id=sent_id, sender=message.sender,
+                           recipients=external,
                            body=body_id, message_id=message.message_id,
                            smtputf8=message.smtputf8, now=now)
         if idempotency is not None:
@@ -177,7 +178,7 @@ class Mailbox:
             events.append(_event(EventType(status), address, provider, now, detail))
         return recipients, events
 
-    def record(self, batch: Batch, message_id: str, events: list[Event]) -> None:
+    def record(self, batch: Batch, message_doc_id: str, events: list[Event]) -> None:
         """Add to `batch`: apply events to a Sent copy (statuses move forward
         only; all are kept), and once the batch is durable, tell the owner's
         open pages. The caller commits the batch, with whatever else the same
@@ -208,7 +209,7 @@ class Mailbox:
             doc["status"] = least_advanced([r["status"] for r in doc["recipients"]])
             return doc
 
-        batch.update(Kind.MESSAGE, message_id, apply)
+        batch.update(Kind.MESSAGE, message_doc_id, apply)
         index = len(batch.ops) - 1
 
         def published(store: Store, results: list[Any]) -> dict[str, Any] | None:
@@ -224,10 +225,11 @@ class Mailbox:
         batch.on_commit(published)
 
     @staticmethod
-    def track(batch: Batch, provider: str, provider_message_id: str, message_id: str) -> None:
+    def track(batch: Batch, provider: str, provider_message_id: str,
+              message_doc_id: str) -> None:
         """Remember which message a provider's id belongs to, for its webhooks."""
         batch.put(Kind.TRACKING, {"provider": provider, "provider_message_id": provider_message_id,
-                               "message": message_id}, id=f"{provider}:{provider_message_id}")
+                               "message": message_doc_id}, id=f"{provider}:{provider_message_id}")
 
     async def find_tracked(self, provider: str, provider_message_id: str) -> str | None:
         doc = await self.store.get_one(Kind.TRACKING, {"id": f"{provider}:{provider_message_id}"})

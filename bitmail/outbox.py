@@ -33,7 +33,7 @@ class Job:
     """One message on its way to some recipients."""
 
     id: str  # the outbox entry
-    message: str  # BitMail's message id (the sender's Sent copy)
+    message_doc_id: str  # the message's document: the sender's Sent copy
     sender: str
     recipients: tuple[str, ...]
     mime: bytes
@@ -80,14 +80,14 @@ class Outbox:
         Outbox._started.discard(self)
 
     @staticmethod
-    def enqueue(batch: Batch, *, message: str, sender: str, recipients: tuple[str, ...],
+    def enqueue(batch: Batch, *, message_doc_id: str, sender: str, recipients: tuple[str, ...],
                 body: str, message_id: str, smtputf8: bool = False,
                 now: float | None = None) -> str:
         """Add an entry to `batch`, which the caller commits with the Sent copy;
         `body` is the id of the body document that holds the message's bytes."""
         now = time.time() if now is None else now
         entry = batch.put(Kind.OUTBOX, {
-            "message": message,
+            "message": message_doc_id,  # stored under its first name
             "sender": sender,
             "recipients": list(recipients),
             "body": body,
@@ -180,7 +180,7 @@ class Outbox:
 def _job(doc: dict[str, Any], mime: bytes) -> Job:
     return Job(
         id=doc["id"],
-        message=doc["message"],
+        message_doc_id=doc["message"],
         sender=doc["sender"],
         recipients=tuple(doc["recipients"]),
         mime=mime,

@@ -29,7 +29,8 @@ def public(doc: Document) -> dict[str, Any]:
 
 
 def suppress(batch: Batch, address: str, *, reason: str, provider: str | None,
-             detail: str = "", message: str | None = None, at: float | None = None) -> None:
+             detail: str = "", message_doc_id: str | None = None,
+             at: float | None = None) -> None:
     """Add (or refresh) an entry as part of `batch`.
 
     A later bounce for the same address replaces the entry, so it shows the
@@ -37,7 +38,7 @@ def suppress(batch: Batch, address: str, *, reason: str, provider: str | None,
     """
     key = address.strip().lower()
     batch.put(Kind.SUPPRESSION, {"address": key, "reason": reason, "provider": provider,
-                     "detail": detail[:500], "message": message,
+                     "detail": detail[:500], "message": message_doc_id,
                      "at": time.time() if at is None else at}, id=key)
 
 

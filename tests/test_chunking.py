@@ -126,7 +126,7 @@ async def test_a_failed_chunk_is_retried_alone_and_no_sent_chunk_goes_twice(part
 
 
 def job(n: int) -> Job:
-    return Job(id="j", message="m", sender=SENDER, recipients=tuple(addresses(n)), mime=b"x",
+    return Job(id="j", message_doc_id="m", sender=SENDER, recipients=tuple(addresses(n)), mime=b"x",
                message_id="<x@localhost>")
 
 

@@ -75,4 +75,4 @@ async def test_a_deferred_message_waits_for_its_back_off_on_the_clock(started):
     clock.advance(600 * 1.2 + 1)  # past the back-off and its jitter
     container.wake()
     await wait_for(lambda: len(x.received) + len(y.received) == 1)
-    assert (x.received or y.received)[0].message == doc_id
+    assert (x.received or y.received)[0].message_doc_id == doc_id

@@ -224,7 +224,7 @@ async def test_metadata_naming_a_message_sent_elsewhere_matches_nothing(hook_ser
 
 @pytest.mark.parametrize("item", [
     Notice(EventType.BOUNCED, "bob@example.com", "550 5.1.1", 1700000000.5,
-           provider_message_id="p1", message="m1", message_id="<x@y>"),
+           provider_message_id="p1", message_doc_id="m1", message_id="<x@y>"),
     Notice(EventType.OPENED),
     Inbound(("dana@localhost",), mime=b"From: a@b\r\n\r\n\xff"),
     Inbound(("dana@localhost", "erin@localhost"), mime=b"Subject: s\r\n\r\nhi\r\n"),

@@ -154,7 +154,7 @@ async def test_a_provider_found_down_in_one_process_is_down_in_the_other_until_t
     assert x_b.received == [] and x_a.received == []
     assert await report(store_b, "x") == shared
     assert a.slots["x"].health.state == b.slots["x"].health.state == State.DOWN
-    sent = Counter(j.message for j in (*y_a.received, *y_b.received))
+    sent = Counter(j.message_doc_id for j in (*y_a.received, *y_b.received))
     assert set(ids) <= set(sent) and max(sent.values()) == 1
 
 

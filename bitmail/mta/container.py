@@ -233,19 +233,19 @@ class Container:
     def _retry(self, batch: Batch, attempt: Attempt, job: Job) -> None:
         """A transient failure or a provider fault: another provider now, or
         back in line, or a back-off when none is left."""
-        log.info("message %s: %s on %s (%s)", job.message, attempt.outcome,
+        log.info("message %s: %s on %s (%s)", job.message_doc_id, attempt.outcome,
                  attempt.provider, attempt.detail, extra=_about(job, attempt.provider))
-        failover = [Event(EventType.DEFERRED, job.message, r, attempt.provider,
+        failover = [Event(EventType.DEFERRED, job.message_doc_id, r, attempt.provider,
                           detail=f"{attempt.detail}; trying another provider",
                           ambiguous=attempt.ambiguous) for r in job.recipients]
         if self._dispatch(job):
             self._held[job.id] = job
-            self.mailbox.record(batch, job.message, failover)
+            self.mailbox.record(batch, job.message_doc_id, failover)
         elif self._candidates(job.id, room=False):
             # Healthy providers are left but busy: back in line, no back-off.
             self._finish(job)
             self.outbox.release(batch, [job])
-            self.mailbox.record(batch, job.message, failover)
+            self.mailbox.record(batch, job.message_doc_id, failover)
         else:
             self._finish(job)
             self._defer(batch, job, job.recipients, attempt.provider, attempt.detail)
@@ -336,17 +336,17 @@ class Container:
             if r in refused:
                 f = refused[r]
                 kind = EventType.FAILED if f.outcome == Outcome.PERMANENT else EventType.DEFERRED
-                events.append(Event(kind, job.message, r, attempt.provider, detail=f.detail))
+                events.append(Event(kind, job.message_doc_id, r, attempt.provider, detail=f.detail))
             else:
                 events.append(Event(
-                    EventType.SENT, job.message, r, attempt.provider, ids.get(r, pmid),
+                    EventType.SENT, job.message_doc_id, r, attempt.provider, ids.get(r, pmid),
                     detail=MAY_HAVE_GONE if job.ambiguous else "", ambiguous=job.ambiguous))
-        log.info("message %s: sent via %s (%s)%s", job.message, attempt.provider,
+        log.info("message %s: sent via %s (%s)%s", job.message_doc_id, attempt.provider,
                  pmid or "no provider id", f", {len(refused)} refused" if refused else "",
                  extra=_about(job, attempt.provider))
         for tracked in dict.fromkeys(i for i in (pmid, *ids.values()) if i):
-            self.mailbox.track(batch, attempt.provider, tracked, job.message)
-        self.mailbox.record(batch, job.message, events)
+            self.mailbox.track(batch, attempt.provider, tracked, job.message_doc_id)
+        self.mailbox.record(batch, job.message_doc_id, events)
         retry = [refused[r] for r in job.recipients
                  if r in refused and refused[r].outcome != Outcome.PERMANENT]
         if not retry:
@@ -362,11 +362,11 @@ class Container:
     def _failed(self, batch: Batch, job: Job, provider: str, detail: str) -> None:
         if job.ambiguous:
             detail = f"{detail}; {MAY_HAVE_GONE}"
-        log.warning("message %s: failed on %s (%s)", job.message, provider, detail,
+        log.warning("message %s: failed on %s (%s)", job.message_doc_id, provider, detail,
                     extra=_about(job, provider))
         self.outbox.complete(batch, job)
-        self.mailbox.record(batch, job.message, [
-            Event(EventType.FAILED, job.message, r, provider, detail=detail,
+        self.mailbox.record(batch, job.message_doc_id, [
+            Event(EventType.FAILED, job.message_doc_id, r, provider, detail=detail,
                   ambiguous=job.ambiguous) for r in job.recipients])
 
     def _defer(self, batch: Batch, job: Job, recipients: tuple[str, ...], provider: str,
@@ -377,14 +377,15 @@ class Container:
             # Given up: the entry is gone with this batch; the failure is recorded in it.
             if job.ambiguous:
                 detail = f"{detail}; {MAY_HAVE_GONE}"
-            log.warning("message %s: gave up (%s)", job.message, detail,
+            log.warning("message %s: gave up (%s)", job.message_doc_id, detail,
                         extra=_about(job, provider))
-            self.mailbox.record(batch, job.message, [
-                Event(EventType.FAILED, job.message, r, provider, detail=f"gave up: {detail}",
+            self.mailbox.record(batch, job.message_doc_id, [
+                Event(EventType.FAILED, job.message_doc_id, r, provider,
+                      detail=f"gave up: {detail}",
                       ambiguous=job.ambiguous) for r in recipients])
         elif record:
-            self.mailbox.record(batch, job.message, [
-                Event(EventType.DEFERRED, job.message, r, provider,
+            self.mailbox.record(batch, job.message_doc_id, [
+                Event(EventType.DEFERRED, job.message_doc_id, r, provider,
                       detail=f"{detail}; retrying in {due - now:.0f}s",
                       ambiguous=job.ambiguous) for r in recipients])
 
@@ -416,4 +417,5 @@ class Container:
 
 def _about(job: Job, provider: str) -> dict[str, str]:
     """The fields of a log line about a job (JSON logs show them as keys)."""
-    return {"message_doc_id": job.message, "message_id": job.message_id, "provider": provider}
+    return {"message_doc_id": job.message_doc_id, "message_id": job.message_id,
+            "provider": provider}

@@ -102,7 +102,7 @@ class MailgunProvider(HTTPProvider):
             mid = body["id"]
         except (ValueError, TypeError, KeyError):
             log.warning("mailgun %s accepted message %s with an unreadable answer: %r",
-                        self.name, job.message, answer.text(100))
+                        self.name, job.message_doc_id, answer.text(100))
             return None
         return str(mid).strip().removeprefix("<").removesuffix(">") or None
 

@@ -171,7 +171,8 @@ class ProviderRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an unexpected library error: not the message's fault
-            log.exception("provider %s raised while sending message %s", self.name, job.message,
-                          extra={"message_doc_id": job.message, "provider": self.name})
+            log.exception("provider %s raised while sending message %s", self.name,
+                          job.message_doc_id,
+                          extra={"message_doc_id": job.message_doc_id, "provider": self.name})
             outcome, detail = Outcome.PROVIDER_FAULT, f"{type(exc).__name__}: {exc}"
         return Call(outcome, result, detail, ambiguous)

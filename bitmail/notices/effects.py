@@ -85,18 +85,18 @@ class Effects:
         results: list[str] = []
         batch = Batch()
         for n in notices:
-            ident = (n.provider_message_id, n.message, n.message_id)
+            ident = (n.provider_message_id, n.message_doc_id, n.message_id)
             if ident not in matched:
                 matched[ident] = await self.match(provider, n)
             doc = matched[ident]
             recipient = n.recipient.strip().lower() if n.recipient else None
             if n.type in SUPPRESSING and recipient:
                 suppress(batch, recipient, reason=SUPPRESSING[n.type], provider=provider,
-                         detail=n.detail, message=doc["id"] if doc else None)
+                         detail=n.detail, message_doc_id=doc["id"] if doc else None)
             if self.count is not None:
                 self.count(provider, n.type)
             if doc is None:
-                ids = n.provider_message_id or n.message or n.message_id or "no id"
+                ids = n.provider_message_id or n.message_doc_id or n.message_id or "no id"
                 log.info("notice from %s: %s for a message BitMail does not know (%s); kept",
                          provider, n.type, ids)
                 results.append("no such message")
@@ -131,8 +131,8 @@ class Effects:
                 found = await self.mailbox.find_tracked(name, n.provider_message_id)
                 if found:
                     return await self.store.get_one(Kind.MESSAGE, {"id": found})
-        if n.message:
-            doc = await self.store.get_one(Kind.MESSAGE, {"id": n.message})
+        if n.message_doc_id:
+            doc = await self.store.get_one(Kind.MESSAGE, {"id": n.message_doc_id})
             if doc is not None and doc.get("folder") == "sent" and sent_through(doc, providers):
                 return doc
         if n.message_id:

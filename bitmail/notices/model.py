@@ -33,7 +33,7 @@ class Notice:
     detail: str = ""
     at: float | None = None
     provider_message_id: str | None = None
-    message: str | None = None
+    message_doc_id: str | None = None  # BitMail's own id, echoed in the provider's metadata
     message_id: str | None = None
 
 
@@ -78,6 +78,8 @@ def item_from_json(doc: dict[str, Any]) -> Item:
     if kind == "notice":
         fields = {k: v for k, v in doc.items() if k != "kind"}
         fields["type"] = EventType(fields["type"])
+        if "message" in fields:  # recorded before the field had its present name
+            fields["message_doc_id"] = fields.pop("message")
         return Notice(**fields)
     if kind == "inbound":
         return Inbound(tuple(doc.get("recipients") or ()),

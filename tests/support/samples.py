@@ -21,7 +21,7 @@ def sample_job(sender: str = "alice@bitmail.test", *, to: str = "to@example.com"
         "attachments": [{"filename": "report.pdf", "content_type": "application/pdf",
                          "content": base64.b64encode(SAMPLE_ATTACHMENT).decode()}],
     }, sender=sender, domain="bitmail.test")
-    return Job(id="job-1", message="msg-1", sender=sender, recipients=message.recipients,
+    return Job(id="job-1", message_doc_id="msg-1", sender=sender, recipients=message.recipients,
                mime=message.mime, message_id=message.message_id)
 
 

@@ -140,7 +140,7 @@ class MandrillHook(Webhook):
             kind, optional(msg, "email", str, "mandrill_events[].msg.email"), _detail(payload),
             timestamp(payload.get("ts")),
             provider_message_id=pmid if isinstance(pmid, str) else None,
-            message=metadata.get(METADATA_MESSAGE) if isinstance(
+            message_doc_id=metadata.get(METADATA_MESSAGE) if isinstance(
                 metadata.get(METADATA_MESSAGE), str) else None,
             message_id=message_id if isinstance(message_id, str) else None)]
 
