@@ -121,7 +121,7 @@ async def test_oldest_outbox_age_is_that_of_the_first_entry_waiting(tmp_path):
         assert await outbox.oldest_age(now=2000.0) == 0.0
         batch = Batch()
         for at in (1000.0, 1500.0):
-            Outbox.enqueue(batch, message="m", sender="a@x", recipients=("b@y",),
+            Outbox.enqueue(batch, message_doc_id="m", sender="a@x", recipients=("b@y",),
                            body="b", message_id="<m@x>", now=at)
         await store.commit(batch)
         assert await outbox.oldest_age(now=2000.0) == 1000.0
