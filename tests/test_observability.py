@@ -127,7 +127,8 @@ async def test_oldest_outbox_age_is_that_of_the_first_entry_waiting(tmp_path):
         assert await outbox.oldest_age(now=2000.0) == 1000.0
 
 
-async def test_webhook_events_are_counted_by_provider_and_type(hook_service):
+async def test_webhook_events_are_counted_by_provider_and_type(hook_service, caplog):
+    caplog.set_level(logging.INFO)
     message = await sent_message(hook_service)
     await track(hook_service, "mailgun", message["message_id"].strip("<>"), message["id"])
     before = value("bitmail_webhook_events_total", provider="mailgun", type="delivered")
@@ -143,6 +144,12 @@ async def test_webhook_events_are_counted_by_provider_and_type(hook_service):
     await hook_service.runtime.notices.idle()
     assert value("bitmail_webhook_events_total", provider="mailgun",
                  type="delivered") == before + 1
+    # Every line about the message, from accept to the webhook, carries its id.
+    about = [r for r in caplog.records
+             if r.name.startswith("bitmail") and message["id"] in r.getMessage()]
+    assert {r.name for r in about} >= {"bitmail.mailbox", "bitmail.notices.effects"}
+    assert all(getattr(r, "message_doc_id", None) == message["id"] for r in about), \
+        [(r.name, r.getMessage()) for r in about]
 
 
 # -- logs ---------------------------------------------------------------------------

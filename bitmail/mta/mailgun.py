@@ -102,7 +102,8 @@ class MailgunProvider(HTTPProvider):
             mid = body["id"]
         except (ValueError, TypeError, KeyError):
             log.warning("mailgun %s accepted message %s with an unreadable answer: %r",
-                        self.name, job.message_doc_id, answer.text(100))
+                        self.name, job.message_doc_id, answer.text(100),
+                        extra={"message_doc_id": job.message_doc_id, "provider": self.name})
             return None
         return str(mid).strip().removeprefix("<").removesuffix(">") or None
 

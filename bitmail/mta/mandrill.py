@@ -118,7 +118,8 @@ class MandrillProvider(HTTPProvider):
         if not isinstance(results, list):
             # A 200 means Mandrill took the send; calling it a failure would send it twice.
             log.warning("mandrill %s accepted message %s with an unreadable answer: %r",
-                        self.name, job.message_doc_id, answer.text(100))
+                        self.name, job.message_doc_id, answer.text(100),
+                        extra={"message_doc_id": job.message_doc_id, "provider": self.name})
             return SendResult()
         return self._result(job, results)
 
@@ -142,7 +143,9 @@ class MandrillProvider(HTTPProvider):
                 if status not in TAKEN:
                     # An answer we do not know still means it was taken: never send twice.
                     log.warning("mandrill %s: unknown status %r for message %s",
-                                self.name, status, job.message_doc_id)
+                                self.name, status, job.message_doc_id,
+                                extra={"message_doc_id": job.message_doc_id,
+                                       "provider": self.name})
                 if entry.get("_id"):
                     ids[recipient] = str(entry["_id"])
         if refused and len(refused) == len(job.recipients) and all(

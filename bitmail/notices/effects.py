@@ -105,7 +105,7 @@ class Effects:
             if not placeable:
                 log.warning("notice from %s: %s names %s, who is no recipient of message %s; "
                             "nothing changed", provider, n.type, recipient or "no recipient",
-                            doc["id"])
+                            doc["id"], extra={"message_doc_id": doc["id"], "provider": provider})
                 results.append(f"{n.type} for {recipient or 'no recipient'}: "
                                f"not a recipient of {doc['id']}")
                 continue
