@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from bitmail.web.hooks import SNS_CLIENT
-from bitmail.web.hooks.ses import FetchError
+from bitmail.web.hooks.sns import FetchError
 
 from conftest import (
     SES_TOPIC,
@@ -537,7 +537,7 @@ async def test_the_default_fetch_reads_whole_bodies_and_reports_http_errors(sign
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from bitmail.web.hooks.ses import CERT_MAX_BYTES, SnsClient
+    from bitmail.web.hooks.sns import CERT_MAX_BYTES, SnsClient
 
     async def cert(request):
         resp = web.StreamResponse()

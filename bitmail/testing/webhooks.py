@@ -139,7 +139,7 @@ class SnsSigner:
         if "Action=ConfirmSubscription" in url:
             self.confirmed.append(url)
             return b"<ConfirmSubscriptionResponse/>"
-        from ..web.hooks.ses import FetchError
+        from ..web.hooks.sns import FetchError
 
         raise FetchError(url, 404)
 

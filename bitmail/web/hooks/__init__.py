@@ -18,9 +18,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from .base import Webhook
-from .mailgun import MailgunEvents, MailgunInbound
+from .mailgun import MailgunEvents
+from .mailgun_inbound import MailgunInbound
 from .mandrill import MandrillHook
-from .ses import SNS_CLIENT, SesHook, SnsClient
+from .ses import SesHook
+from .sns import SNS_CLIENT, SnsClient
 
 __all__ = ["SNS_CLIENT", "WEBHOOKS", "SnsClient", "add_routes"]
 

@@ -1,5 +1,6 @@
 """Mailgun webhooks: tracking events (`/hooks/mailgun`, JSON or the legacy
-form) and routes' forward() of inbound mail (`/hooks/mailgun/inbound`).
+form); routes' forward() of inbound mail (`/hooks/mailgun/inbound`) is in
+mailgun_inbound.py, signed and checked by what is here.
 
 All are signed the same way: `signature` = hex HMAC-SHA256 of `timestamp` +
 `token` with the provider's `webhook_signing_key`. The signature covers only
@@ -19,42 +20,32 @@ refused by its token.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any, ClassVar
 
-import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from ...config import ProviderSettings
 from ...errors import BitMailError, ValidationError
 from ...events import EventType
-from ...message.received import ReceivedPart, rebuild
-from ...notices import Inbound, Item, Notice, Skip
+from ...notices import Item, Notice, Skip
 from ...store import Batch, Kind, StoreError
 from ..keys import RUNTIME
 from .base import (
-    INBOUND_MAX_BODY,
     SKEW,
     BadSignature,
     Incoming,
     Record,
-    Unavailable,
     Verified,
     Webhook,
     check_fresh,
     content_key,
     event_key,
-    has_inbound,
     need,
     optional,
     parse_json,
@@ -128,8 +119,8 @@ def _signature_fields(source: Any, where: str) -> tuple[str, str, str]:
     return ts, token, sig
 
 
-def _verify(providers: Sequence[ProviderSettings], source: Any,
-            where: str) -> tuple[ProviderSettings, str]:
+def verify_fields(providers: Sequence[ProviderSettings], source: Any,
+                  where: str) -> tuple[ProviderSettings, str]:
     """Check the signature, then the timestamp: the provider and the token."""
     ts, token, sig = _signature_fields(source, where)
     provider = check_signature(providers, ts, token, sig)
@@ -207,7 +198,7 @@ class MailgunEvents(MailgunHook):
             raise ValidationError("the body must be a JSON object", code="bad_json")
         signature = need(payload, "signature", dict, "signature")
         need(payload, "event-data", dict, "event-data")
-        provider, token = _verify(providers, signature, "signature")
+        provider, token = verify_fields(providers, signature, "signature")
         event = payload["event-data"]
         event_id = optional(event, "id", str, "event-data.id") or content_key(event)
         return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
@@ -219,7 +210,7 @@ class MailgunEvents(MailgunHook):
         assert form is not None
         fields = {k: form[k] for k in form}  # the first value of each field
         need(fields, "event", str, "event")
-        provider, token = _verify(providers, fields, "")
+        provider, token = verify_fields(providers, fields, "")
         # No event id in the legacy form: the same event posted again (a
         # retry) has the same fields, so their hash is its id.
         event_id = "legacy:" + content_key(
@@ -293,7 +284,7 @@ def _legacy_events(fields: dict[str, Any]) -> list[Item]:
     recipient = need(fields, "recipient", str, "recipient")
     mid = fields.get("Message-Id") or fields.get("message-id")
     if not mid and fields.get("message-headers"):
-        mid = _headers(fields).get("message-id")
+        mid = form_headers(fields).get("message-id")
     pmid = _bare(mid if isinstance(mid, str) else None)
     parts = [fields.get(k) for k in ("code", "error", "reason", "description", "notification",
                                      "url")]
@@ -302,184 +293,7 @@ def _legacy_events(fields: dict[str, Any]) -> list[Item]:
                    provider_message_id=pmid, message_id=pmid)]
 
 
-# -- inbound mail -----------------------------------------------------------------
-
-_ATTACHMENT = re.compile(r"^attachment-(\d+)$")
-# Fields of the inbound form that carry the mail itself, not kept twice.
-_BODY_FIELDS = ("body-plain", "body-html", "stripped-text", "stripped-html",
-                "stripped-signature", "body-mime")
-
-
-class MailgunInbound(MailgunHook):
-    """`POST /hooks/mailgun/inbound`: a route's forward() of received mail,
-    as the parsed form or (for a URL ending in "mime") with `body-mime`."""
-
-    name = "mailgun/inbound"
-    max_body = INBOUND_MAX_BODY
-    event_types: ClassVar[dict[str, EventType]] = {}
-
-    async def validate_request(self, app: web.Application, incoming: Incoming,
-                               providers: Sequence[ProviderSettings]) -> Verified:
-        form = incoming.form
-        if form is None:
-            raise ValidationError("send the form Mailgun's forward() posts "
-                                  "(multipart/form-data or urlencoded)",
-                                  code="unsupported_media_type")
-        fields = {k: form[k] for k in form}  # the first value of each field
-        provider, token = _verify(providers, fields, "")
-        payload = {"fields": fields, "files": [
-            {"name": f.name, "filename": f.filename, "content_type": f.content_type,
-             "content": base64.b64encode(f.content).decode()} for f in incoming.files]}
-        recipient = need(fields, "recipient", str, "recipient").strip().lower()
-        headers = _headers(fields)
-        # The same mail forwarded twice (a retried route) is one event.
-        event_id = (f"inbound:{headers['message-id']}:{recipient}"
-                    if headers.get("message-id") else f"inbound:token:{token}")
-        return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
-                        token=token)
-
-    def parse_events(self, payload: Any) -> list[Any]:
-        fields = need(payload, "fields", dict, "fields")
-        recipients = tuple(a.strip().lower() for a in
-                           need(fields, "recipient", str, "recipient").split(",") if a.strip())
-        if not recipients:
-            raise ValidationError("is empty", field="recipient")
-        if fields.get("body-mime"):
-            mime = str(fields["body-mime"]).encode("utf-8", "surrogateescape")
-            return [Inbound(recipients, mime=mime, verdicts=_verdicts(_mime_headers(mime)))]
-        if fields.get("message-url") and not payload.get("files"):
-            # A route's store(notify=...): the message stays at Mailgun.
-            return [StoredAtMailgun(recipients, str(fields["message-url"]),
-                                    _verdicts(_headers(fields)))]
-        return [Inbound(recipients, mime=_mime(fields, payload.get("files") or []),
-                        verdicts=_verdicts(_headers(fields)))]
-
-    async def admit(self, app: web.Application, verified: Verified,
-                    items: dict[str, list[Any]]) -> None:
-        # Mail for nobody here is refused now, with the answer Mailgun takes
-        # as final (406: no retries), and nothing is stored.
-        recipients = [r for parsed in items.values() for item in parsed
-                      if isinstance(item, (Inbound, StoredAtMailgun)) for r in item.recipients]
-        if not await app[RUNTIME].mailbox.local_users(recipients):
-            raise NotAcceptable(f"no user here for {', '.join(recipients)}", field="recipient")
-        # A store() notification carries no message: it is fetched now, so
-        # what is recorded is the mail itself.
-        for parsed in items.values():
-            for i, item in enumerate(parsed):
-                if isinstance(item, StoredAtMailgun):
-                    mime = await fetch_stored(verified.provider, item.url,
-                                              app[RUNTIME].settings.max_message_size)
-                    parsed[i] = Inbound(item.recipients, mime=mime,
-                                        verdicts=item.verdicts or _verdicts(_mime_headers(mime)))
-
-    def kept(self, payload: Any, items: list[Item]) -> Any:
-        # The mail itself is the notice's content; its headers are enough beside it.
-        if not has_inbound(items):
-            return payload
-        fields = {k: v for k, v in payload.get("fields", {}).items() if k not in _BODY_FIELDS}
-        return {"fields": fields, "files": [
-            {k: v for k, v in f.items() if k != "content"} for f in payload.get("files", [])]}
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAtMailgun:
-    """Received mail a route's store() kept at Mailgun: fetched before the
-    answer (MailgunInbound.admit), then an Inbound like any other."""
-
-    recipients: tuple[str, ...]
-    url: str
-    verdicts: dict[str, str]
-
-
-def _stored_url_allowed(url: str, base_url: str) -> bool:
-    """Whether the API key may go to `url`: Mailgun's own https hosts, or the
-    configured base_url's origin (a loopback fake in tests)."""
-    try:
-        target, base = URL(url), URL(base_url)
-    except ValueError:
-        return False
-    if target.user is not None or target.password is not None:
-        return False
-    if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port):
-        return True
-    host = target.host or ""
-    return target.scheme == "https" and (host == "mailgun.net" or host.endswith(".mailgun.net"))
-
-
-async def fetch_stored(provider: ProviderSettings, url: str, max_size: int) -> bytes:
-    """A stored message's MIME from Mailgun (`Accept: message/rfc2822` gives
-    `body-mime`; "Retrieving Stored Messages"), with the provider's API key.
-
-    NotAcceptable (406: Mailgun stops retrying) when this provider cannot fetch
-    it — no api_key, a URL that is not Mailgun's, too large — saying to use
-    forward(); Unavailable (503: it retries) when Mailgun does not answer now.
-    """
-    options = provider.options
-    api_key = str(options.get("api_key") or "")
-    base_url = str(options.get("base_url") or "https://api.mailgun.net")
-    use_forward = "; use a forward() route to the inbound hook instead of store()"
-    if not api_key or not _stored_url_allowed(url, base_url):
-        raise NotAcceptable("a stored message can only be fetched from Mailgun with the "
-                            f"provider's api_key{use_forward}", field="message-url",
-                            code="store_unsupported")
-    token = base64.b64encode(f"api:{api_key}".encode()).decode()
-    headers = {"Accept": "message/rfc2822", "Authorization": f"Basic {token}"}
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            async with session.get(url, allow_redirects=False, headers=headers) as resp:
-                if resp.status >= 500 or resp.status == 429:
-                    raise Unavailable(f"Mailgun answered {resp.status} for the stored message; "
-                                      "try again", field="message-url")
-                if resp.status != 200:
-                    raise NotAcceptable(f"Mailgun answered {resp.status} for the stored "
-                                        f"message{use_forward}", field="message-url",
-                                        code="store_unsupported")
-                if resp.content_length is not None and resp.content_length > 2 * max_size:
-                    raise NotAcceptable(f"the stored message is over max_message_size"
-                                        f"{use_forward}", field="message-url",
-                                        code="store_unsupported")
-                body = await resp.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise Unavailable(f"Mailgun cannot be reached for the stored message ({exc}); "
-                          "try again", field="message-url") from None
-    try:
-        mime = str(parse_json(body, "message-url")["body-mime"])
-    except (KeyError, TypeError):
-        raise NotAcceptable(f"Mailgun's answer has no body-mime{use_forward}",
-                            field="message-url", code="store_unsupported") from None
-    data = mime.encode("utf-8", "surrogateescape")
-    if len(data) > max_size:
-        raise NotAcceptable(f"the stored message is over max_message_size{use_forward}",
-                            field="message-url", code="store_unsupported")
-    return data
-
-
-# Mailgun's spam filter headers on received mail ("Spam Filter" in its
-# receiving documentation): X-Mailgun-Sflag Yes/No, X-Mailgun-Sscore.
-def _verdicts(headers: dict[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    flag = headers.get("x-mailgun-sflag")
-    if flag:
-        out["spam"] = "FAIL" if flag.strip().lower() == "yes" else "PASS"
-    score = headers.get("x-mailgun-sscore")
-    if score:
-        out["spam_score"] = score.strip()
-    for header, name in (("x-mailgun-spf", "spf"), ("x-mailgun-dkim-check-result", "dkim")):
-        if headers.get(header):
-            out[name] = headers[header].strip().upper()
-    return out
-
-
-def _mime_headers(mime: bytes) -> dict[str, str]:
-    """The top-level headers of a MIME message, lower-cased names, first wins."""
-    head = BytesHeaderParser().parsebytes(mime)
-    out: dict[str, str] = {}
-    for name, value in head.items():
-        out.setdefault(name.lower(), str(value))
-    return out
-
-
-def _header_pairs(fields: dict[str, Any]) -> list[tuple[str, str]]:
+def header_pairs(fields: dict[str, Any]) -> list[tuple[str, str]]:
     """`message-headers`: a JSON list of [name, value], in order.
 
     Mailgun writes some parsed values as structures (Content-Type as
@@ -497,36 +311,9 @@ def _header_pairs(fields: dict[str, Any]) -> list[tuple[str, str]]:
     return [(name, value) for name, value in pairs if isinstance(value, str)]
 
 
-def _headers(fields: dict[str, Any]) -> dict[str, str]:
+def form_headers(fields: dict[str, Any]) -> dict[str, str]:
     """`message-headers` as a dict of lower-cased names, first value wins."""
     out: dict[str, str] = {}
-    for name, value in _header_pairs(fields):
+    for name, value in header_pairs(fields):
         out.setdefault(name.lower(), value)
     return out
-
-
-def _mime(fields: dict[str, Any], files: list[dict[str, Any]]) -> bytes:
-    """The parsed form rebuilt as MIME: the original headers, the bodies, and
-    the `attachment-N` files in order, those named in `content-id-map` inline
-    (Mailgun's routes documentation: "Parsed messages")."""
-    headers = _header_pairs(fields)
-    for name in ("From", "Subject"):
-        if not any(n.lower() == name.lower() for n, _ in headers) and fields.get(name.lower()):
-            headers.append((name, str(fields[name.lower()])))
-    cids: dict[str, str] = {}
-    if fields.get("content-id-map"):
-        mapping = parse_json(fields["content-id-map"], "content-id-map")
-        if isinstance(mapping, dict):
-            cids = {str(name): str(cid).strip("<>") for cid, name in mapping.items()}
-    numbered = []
-    for f in files:
-        m = _ATTACHMENT.match(str(f.get("name", "")))
-        if m and isinstance(f.get("content"), str):
-            numbered.append((int(m.group(1)), f))
-    parts = [ReceivedPart(filename=str(f.get("filename") or ""),
-                          content_type=str(f.get("content_type") or "application/octet-stream"),
-                          content=base64.b64decode(f["content"]),
-                          content_id=cids.get(str(f.get("name")), ""))
-             for _, f in sorted(numbered, key=lambda pair: pair[0])]
-    return rebuild(headers, str(fields.get("body-plain") or ""),
-                   str(fields.get("body-html") or ""), parts)
