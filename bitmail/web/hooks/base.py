@@ -27,6 +27,10 @@ Applying them (matching messages, statuses, suppression, inbound delivery)
 is `bitmail.notices`' job, below the web layer; the web layer only wakes it.
 Provider-only machinery (Mailgun's one-time tokens and 406, the SNS client
 and subscriptions, Mandrill's HEAD) lives in that provider's module.
+
+(About 400 lines: besides the flow, the small readers every provider module
+uses — body caps and multipart forms, field checks, timestamps, freshness,
+event keys — are here so that none of them is written twice.)
 """
 
 from __future__ import annotations
