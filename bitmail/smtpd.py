@@ -103,8 +103,11 @@ class SubmissionHandler:
         if user is None:
             return "530 5.7.0 Authentication required"
         settings = self.runtime.settings
+        raw = envelope.original_content or envelope.content
+        if not isinstance(raw, bytes):  # never: the server keeps data as bytes (decode_data off)
+            return "554 5.6.0 the message could not be read"
         try:
-            message = submitted(envelope.original_content or envelope.content,
+            message = submitted(raw,
                                 user_address=user.address,
                                 recipients=list(dict.fromkeys(envelope.rcpt_tos)),
                                 domain=settings.domain, max_size=settings.max_message_size)
