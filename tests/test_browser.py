@@ -89,7 +89,8 @@ async def log_in(page, server: ServeProcess, username: str, password: str = "sec
     if share_location:  # GeoLists are opt-in
         await page.get_by_label("Show me in GeoLists", exact=False).check()
     await page.get_by_role("button", name="Log in", exact=True).click()
-    await page.get_by_role("button", name="Log out", exact=True).wait_for()
+    # A first login hashes the new password (argon2): slow on a busy machine.
+    await page.get_by_role("button", name="Log out", exact=True).wait_for(timeout=45_000)
     await expect_text(page.locator("#me-address"), f"{username}@localhost")
 
 
