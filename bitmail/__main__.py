@@ -208,7 +208,8 @@ def run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:
             if choice == "uvloop":
                 raise config.ConfigError("event_loop: uvloop is not installed") from None
         else:
-            return uvloop.run(main)
+            code: int = uvloop.run(main)
+            return code
     return asyncio.run(main)
 
 
