@@ -18,6 +18,7 @@ from openapi_spec_validator import validate
 from bitmail.web.openapi import OPERATIONS, describe, undescribed
 
 from conftest import ServeProcess, free_port, write_config
+from support.harness import require_or_skip
 
 PASSWORD = "correct horse battery"
 # Per operation, examples from each phase: the whole run takes about half a
@@ -83,7 +84,7 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_descript
         tmp_path: Path):
     schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     if schemathesis is None:
-        pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
+        require_or_skip("schemathesis is not installed (pip install -e '.[test]')")
     port = free_port()
     config_path = write_config(tmp_path, port=port)
     bitmail = (sys.executable, "-m", "bitmail", "--config", str(config_path))

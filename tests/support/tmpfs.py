@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from support.harness import require_or_skip
+
 
 def fill(folder: Path, *, leave: int = 0) -> Path:
     """Fill the file system under `folder` with one file until at most
@@ -38,7 +40,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs",
                            str(mount)], capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        require_or_skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
     try:
         yield mount
     finally:
@@ -57,14 +59,14 @@ def pg_tmpfs() -> Iterator[Path]:
     try:
         owner = pwd.getpwnam("postgres")
     except KeyError:
-        pytest.skip("no local postgres user: the server is elsewhere")
+        require_or_skip("no local postgres user: the server is elsewhere")
     mount = Path(tempfile.mkdtemp(prefix="bitmail-pgfull-"))
     mount.chmod(0o755)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs",
                            str(mount)], capture_output=True, text=True)
     if done.returncode != 0:
         mount.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        require_or_skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
     space = mount / "tablespace"
     space.mkdir(mode=0o700)
     os.chown(space, owner.pw_uid, owner.pw_gid)
