@@ -4,6 +4,7 @@ next to a bare aiohttp handler measured in the same run by the same client.
     python bench/pipeline.py [--messages 2000] [--concurrency 64] [--sizes 2048,102400]
                              [--failure-share 0.05] [--profile]
                              [--store sqlite|postgres] [--processes 1,2] [--pg-url URL]
+                             [--baseline DIR] [--rounds 3]
 
 Each server runs as its own process: the bare handler, the Mailgun fake
 (failing a share of sends with 503), and `python -m bitmail serve` sending to
@@ -15,6 +16,11 @@ the server of `--pg-url`, default $BITMAIL_TEST_PG or the tests' server),
 and `--processes 1,2` measures one and then two `serve` processes on that
 one database, the client spreading its requests over them; every row is set
 against the same bare-handler figure for its size. SQLite allows one process.
+
+`--baseline DIR` also runs the BitMail checkout in DIR, alternating with this
+one over `--rounds` rounds (each round measures the bare handler afresh), and
+prints the medians of both sides' ratios: a change set against the code before
+it, in one run.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,9 +46,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from conftest import PG_SERVER_URL, free_port
 
 
-def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+def spawn(args: list[str], log: Path, env: dict | None = None,
+          cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+                            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            cwd=cwd)
 
 
 async def wait_up(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -154,18 +163,19 @@ async def bench_database(server_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def bench_bitmail(work: Path, args, size: int, run: int,
-                        processes: int = 1) -> tuple[float, float, float, float]:
+async def bench_bitmail(work: Path, args, size: int, run: int, processes: int = 1,
+                        source: str | None = None) -> tuple[float, float, float, float]:
     if args.store == "postgres":
         async with bench_database(args.pg_url) as db:
-            return await bench_service(work, args, size, run, processes, db)
-    return await bench_service(work, args, size, run, processes, None)
+            return await bench_service(work, args, size, run, processes, db, source)
+    return await bench_service(work, args, size, run, processes, None, source)
 
 
 async def bench_service(work: Path, args, size: int, run: int, processes: int,
-                        db: str | None) -> tuple[float, float, float, float]:
+                        db: str | None, source: str | None) -> tuple[float, float, float, float]:
     """accepted/s, delivered/s, and CPU ms per message of the serve processes
-    and of the PostgreSQL server (0 on SQLite)."""
+    and of the PostgreSQL server (0 on SQLite). `source` is another checkout
+    of BitMail to run instead of this one."""
     fake_port, ports = free_port(), [free_port() for _ in range(processes)]
     configs = [work / f"bitmail-{run}-{i}.toml" for i in range(processes)]
     for i, (config, port) in enumerate(zip(configs, ports, strict=True)):
@@ -189,20 +199,23 @@ failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
     config = configs[0]
     fake = spawn([str(HERE / "servers.py"), "mailgun", str(fake_port), str(args.failure_share)],
                  work / "fake.log")
-    subprocess.run([sys.executable, "-m", "bitmail", "--config", str(config), "user", "add",
-                    "bench", "--password", "bench-password"], check=True, capture_output=True)
-    key = subprocess.run([sys.executable, "-m", "bitmail", "--config", str(config), "apikey",
-                          "create", "bench"], check=True, capture_output=True,
-                         text=True).stdout.strip()
-    servers = [spawn(["-m", "bitmail", "serve", "--config", str(c)], work / f"serve-{i}.log")
-               for i, c in enumerate(configs)]
+    # From the work folder: `python -m` puts the current folder first on the
+    # path, which would shadow `source`.
+    env = {"PYTHONPATH": source} if source else {}
+    cli = [sys.executable, "-m", "bitmail", "--config", str(config)]
+    subprocess.run([*cli, "user", "add", "bench", "--password", "bench-password"], check=True,
+                   capture_output=True, cwd=work, env={**os.environ, **env})
+    key = subprocess.run([*cli, "apikey", "create", "bench"], check=True, capture_output=True,
+                         text=True, cwd=work, env={**os.environ, **env}).stdout.strip()
+    servers = [spawn(["-m", "bitmail", "serve", "--config", str(c)], work / f"serve-{i}.log",
+                     env, work) for i, c in enumerate(configs)]
     server = servers[0]
     spy = None
     if args.profile:
         # A sampling profile of every thread of the service (the store's writer too).
         spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--threads",
                                 "--format", "raw", "--rate", "200", "--nonblocking",
-                                "-o", str(work / f"serve-{size}.txt")],
+                                "-o", str(work / f"profile-{run}.txt")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_up(f"http://127.0.0.1:{fake_port}/_stats", fake, work / "fake.log")
@@ -226,7 +239,7 @@ failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
             stop(proc)
         stop(fake)
     if spy:
-        print_profile(work / f"serve-{size}.txt", size)
+        print_profile(work / f"profile-{run}.txt", size)
     return (args.messages / accept_time, args.messages / deliver_time,
             1000 * cpu / args.messages, 1000 * pg_cpu / args.messages)
 
@@ -266,33 +279,59 @@ async def main() -> None:
                         help="serve processes per run, e.g. 1,2 (more than 1 needs postgres)")
     parser.add_argument("--pg-url", default=os.environ.get("BITMAIL_TEST_PG", PG_SERVER_URL),
                         help="the PostgreSQL server to make the benchmark's databases on")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the BitMail checkout in DIR, alternating with this one")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
     if args.store == "sqlite" and max(counts) > 1:
         parser.error("several processes need --store postgres (SQLite allows one process)")
-    rows = []
+    sides = ["this"] + (["baseline"] if args.baseline else [])
+    runs: dict[tuple[int, int, str], list[tuple[float, ...]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
         run = 0
         for size in (int(s) for s in args.sizes.split(",")):
-            ceiling = await bench_bare(work, args, size)
-            for processes in counts:
-                accepted, delivered, cpu, pg_cpu = await bench_bitmail(work, args, size, run,
-                                                                       processes)
-                rows.append((size, processes, ceiling, accepted, delivered, cpu, pg_cpu))
-                run += 1
+            for round_ in range(args.rounds):
+                ceiling = await bench_bare(work, args, size)
+                for side in sides if round_ % 2 == 0 else sides[::-1]:
+                    for processes in counts:
+                        source = args.baseline if side == "baseline" else None
+                        accepted, delivered, cpu, pg_cpu = await bench_bitmail(
+                            work, args, size, run, processes, source)
+                        runs.setdefault((size, processes, side), []).append(
+                            (ceiling, accepted, delivered, cpu, pg_cpu,
+                             accepted / ceiling, delivered / ceiling))
+                        print(f"  {size} B, {processes} proc, {side}: bare {ceiling:.0f}/s, "
+                              f"accepted {accepted:.0f}/s, delivered {delivered:.0f}/s, "
+                              f"{cpu:.2f} CPU ms/msg", flush=True)
+                        run += 1
+    # Medians over the rounds, each figure on its own (the ratios are taken
+    # per run, against that round's bare handler, before the median).
+    rows = [(size, processes, side, *(statistics.median(col) for col in zip(*values, strict=True)))
+            for (size, processes, side), values in runs.items()]
     print(f"\n{args.messages} messages, {args.concurrency} concurrent clients, "
-          f"{args.failure_share:.0%} transient failures at the fake, {args.store} store")
-    print(f"{'size':>8} {'procs':>5} {'bare req/s':>11} {'accepted/s':>11} {'delivered/s':>12} "
-          f"{'acc/bare':>9} {'dlv/bare':>9} {'CPU ms/msg':>11} {'PG ms/msg':>10}")
-    for size, processes, ceiling, accepted, delivered, cpu, pg_cpu in rows:
-        print(f"{size:>8} {processes:>5} {ceiling:>11.0f} {accepted:>11.0f} {delivered:>12.0f} "
-              f"{accepted / ceiling:>9.2f} {delivered / ceiling:>9.2f} {cpu:>11.2f} "
-              f"{pg_cpu:>10.2f}")
+          f"{args.failure_share:.0%} transient failures at the fake, {args.store} store, "
+          f"medians of {args.rounds} round(s)")
+    print(f"{'size':>8} {'procs':>5} {'side':>8} {'bare req/s':>11} {'accepted/s':>11} "
+          f"{'delivered/s':>12} {'acc/bare':>9} {'dlv/bare':>9} {'CPU ms/msg':>11} "
+          f"{'PG ms/msg':>10}")
+    for size, processes, side, ceiling, accepted, delivered, cpu, pg_cpu, acc, dlv in rows:
+        print(f"{size:>8} {processes:>5} {side:>8} {ceiling:>11.0f} {accepted:>11.0f} "
+              f"{delivered:>12.0f} {acc:>9.2f} {dlv:>9.2f} {cpu:>11.2f} {pg_cpu:>10.2f}")
+    if args.baseline:
+        by_side = {(r[0], r[1], r[2]): r for r in rows}
+        for size, processes, side, *_ in rows:
+            if side == "this":
+                this, base = by_side[(size, processes, "this")], by_side[(size, processes,
+                                                                          "baseline")]
+                print(f"{size:>8} B, {processes} proc: this / baseline: acc/bare "
+                      f"{this[8] / base[8]:.2f}, dlv/bare {this[9] / base[9]:.2f}, "
+                      f"CPU ms/msg {this[6] / base[6]:.2f}")
     print("goals: acc/bare >= 0.3, dlv/bare >= 0.1")
-    by = {(r[0], r[1]): r for r in rows}
-    for size, processes, *_ in rows:
+    by = {(r[0], r[1]): r for r in rows if r[2] == "this"}
+    for size, processes, *_ in by.values():
         if processes == 2 and (size, 1) in by:
             one, two = by[(size, 1)], by[(size, 2)]
             # What the cores allow. One serve process runs on about one core
@@ -300,9 +339,9 @@ async def main() -> None:
             # machine at most cores * 1000 / (serve-ms + PostgreSQL-ms), before
             # the load generator and the fake, which share the cores here.
             cores = os.cpu_count() or 1
-            serve_ms, pg_ms = two[5], two[6]
+            serve_ms, pg_ms = two[6], two[7]
             bound = min(2.0, cores * serve_ms / (serve_ms + pg_ms))
-            print(f"{size:>8} B: 2 processes / 1 delivered {two[4] / one[4]:.2f} (goal 1.6); "
+            print(f"{size:>8} B: 2 processes / 1 delivered {two[5] / one[5]:.2f} (goal 1.6); "
                   f"per message {serve_ms:.2f} ms service + {pg_ms:.2f} ms PostgreSQL CPU: "
                   f"one process <= {1000 / serve_ms:.0f}/s, {cores} cores <= "
                   f"{cores * 1000 / (serve_ms + pg_ms):.0f}/s, so 2/1 <= {bound:.2f} here; "

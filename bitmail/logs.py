@@ -14,10 +14,13 @@ whichever library wrote it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
 from collections.abc import Iterable
+from logging.handlers import QueueHandler, QueueListener
+from queue import SimpleQueue
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -78,11 +81,42 @@ def formatter(settings: Settings) -> logging.Formatter:
     return Redacting(inner, secrets_of(settings))
 
 
+class _Handoff(QueueHandler):
+    """Puts each record on the writer thread's queue as it is: only the
+    message is made here, while its arguments are as they were when logged."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+
+_listener: QueueListener | None = None
+
+
+@atexit.register
+def _stop() -> None:
+    global _listener
+    if _listener is not None:
+        _listener.stop()  # writes out what is queued
+        _listener = None
+
+
 def configure(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
     """Send every logger's records to `stream` (stderr) in the configured
-    format and level; replaces handlers set up before. Returns the handler."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(formatter(settings))
+    format and level; replaces handlers set up before. Returns the handler.
+
+    Records are formatted and written by a thread of their own (the logging
+    cookbook's QueueHandler/QueueListener): a line per request and per send
+    is a write to stderr, which the event loop should not wait on. What is
+    queued is written out at exit."""
+    global _listener
+    _stop()
+    output = logging.StreamHandler(stream or sys.stderr)
+    output.setFormatter(formatter(settings))
+    records: SimpleQueue[logging.LogRecord] = SimpleQueue()
+    handler = _Handoff(records)
+    _listener = QueueListener(records, output)
+    _listener.start()
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

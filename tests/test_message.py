@@ -482,3 +482,56 @@ def test_safe_filename(name, want):
 def test_the_summary_kept_at_accept_is_what_the_bytes_say(payload):
     message = parse_message(payload, sender="Me <me@localhost>", domain=DOMAIN)
     assert message.summary() == {**read_summary(message.mime), "bcc": []}
+
+
+# The summary is taken from the fields as they were written, not read back
+# from the bytes: any text a client can send must give the same summary both ways.
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(people=st.lists(st.tuples(names, local_parts, domains), min_size=1, max_size=3),
+       subject=header_text, tag=header_text, text=st.text(max_size=200),
+       html=st.text(max_size=200), refs=st.lists(st.sampled_from([LONG_ID, "<a@b>", "<c.d@e>"]),
+                                                  max_size=3),
+       attach=st.booleans())
+def test_the_summary_kept_at_accept_is_what_the_bytes_say_for_any_fields(
+        people, subject, tag, text, html, refs, attach):
+    payload = {"to": [{"name": n, "address": f"{lp}@{d}"} for n, lp, d in people[:2]],
+               "cc": [{"name": n, "address": f"{lp}@{d}"} for n, lp, d in people[2:]],
+               "subject": subject, "text": text, "html": html,
+               "headers": {"X-Tag": tag, **({"References": " ".join(refs)} if refs else {})},
+               "attachments": [{"filename": "x.pdf", "content": b64(b"%PDF")}] if attach else []}
+    try:
+        message = parse_message(payload, sender="Mé Moi <me@localhost>", domain=DOMAIN)
+    except ValidationError:
+        return
+    assert message.summary() == {**read_summary(message.mime), "bcc": []}
+
+
+def test_a_header_given_twice_in_another_case_is_refused_naming_it():
+    with pytest.raises(ValidationError) as err:
+        build(headers={"X-Tag": "a", "x-tag": "b"})
+    assert err.value.field == "headers.x-tag"
+
+
+# Readable text (no controls): what a reader shows must be what was typed,
+# every space included; only white space before the first word may go.
+typed_text = st.lists(st.one_of(
+    st.sampled_from([" ", "  ", "\t", "=?", "?=", "x" * 30]),
+    st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp"))),
+    min_size=1, max_size=12).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subject=typed_text, smtputf8=st.booleans())
+def test_a_subject_and_an_x_header_read_back_exactly_as_typed(subject, smtputf8):
+    to = ["a@example.com"] + (["ü@example.com"] if smtputf8 else [])
+    try:
+        message = parse_message({"to": to, "subject": subject, "headers": {"X-Note": subject}},
+                                sender="me@localhost", domain=DOMAIN)
+    except ValidationError:
+        return
+    assert message.smtputf8 == smtputf8
+    mail = parsed(message.mime)
+    want = subject.replace("\t", " ").lstrip(" ")
+    assert str(mail["Subject"]).replace("\t", " ").lstrip(" ") == want
+    assert str(mail["X-Note"]).replace("\t", " ").lstrip(" ") == want
+    assert all(len(line) <= 998 for line in message.mime.split(b"\r\n"))

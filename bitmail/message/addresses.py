@@ -17,7 +17,7 @@ header; the envelope form (`envelope()`) is the addr-spec with an ASCII
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from email.errors import HeaderParseError, NonASCIILocalPartDefect
 from email.headerregistry import Address, Group
 from typing import Any
@@ -67,7 +67,7 @@ def parse_address_list(value: Any, field: str, *, own_domain: str = "") -> tuple
     return tuple(groups)
 
 
-def flatten(groups: tuple[Group, ...]) -> tuple[Address, ...]:
+def flatten(groups: Sequence[Group]) -> tuple[Address, ...]:
     return tuple(a for g in groups for a in g.addresses)
 
 

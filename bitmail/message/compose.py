@@ -40,11 +40,12 @@ from .headers import (
     READ,
     WIRE,
     WIRE_UTF8,
+    WirePolicy,
     check_header_name,
     check_header_value,
 )
 from .model import DEFAULT_MAX_SIZE, MAX_RECIPIENTS, Message, new_message_id
-from .reading import parse, read_summary
+from .reading import parse, read_summary, shown, summary
 from .text import check_body_text, check_header_text
 
 MAX_SUBJECT = 998
@@ -97,22 +98,31 @@ def parse_message(payload: Any, *, sender: str | Address, domain: str,
     if utf8_field and not smtputf8:
         raise ValidationError("an address with a non-ASCII local part needs SMTPUTF8, which "
                               "no configured provider supports", field=utf8_field)
-    mail = EmailMessage(policy=WIRE_UTF8 if utf8_field else WIRE)
+    wire = WIRE_UTF8 if utf8_field else WIRE
     ascii_only = utf8_field is None
-    mail["From"] = _wire_address(author, ascii_only)
+    mail = EmailMessage(policy=wire)
+    # Each header is written once, as it goes out (WirePolicy.wire_value),
+    # and the summary is taken from the same values rather than read back.
+    author = _wire_address(author, ascii_only)
+    groups = {name: [_wire_group(g, ascii_only) for g in fields[name]]
+              for name in ("to", "cc", "reply_to")}
+    mail.set_raw("From", wire.wire_value("From", [Group(None, (author,))]))
     for name, header in (("to", "To"), ("cc", "Cc"), ("reply_to", "Reply-To")):
-        if fields[name]:
-            mail[header] = [_wire_group(g, ascii_only) for g in fields[name]]
-    subject = _string(payload, "subject", MAX_SUBJECT)
+        if groups[name]:
+            mail.set_raw(header, wire.wire_value(header, groups[name]))
+    subject = check_header_text(_string(payload, "subject", MAX_SUBJECT), "subject")
     if subject:
-        mail["Subject"] = check_header_text(subject, "subject")
-    mail["Date"] = datetime.now(UTC).replace(microsecond=0)  # an object: nothing to parse
+        mail.set_raw("Subject", wire.wire_value("Subject", subject))
+    date = datetime.now(UTC).replace(microsecond=0)
+    mail.set_raw("Date", wire.wire_value("Date", date))
     message_id = new_message_id(domain)
-    mail["Message-ID"] = message_id
-    _custom_headers(mail, payload.get("headers"), thread, ascii_only, domain)
-    _body(mail, check_body_text(_string(payload, "text"), "text"),
-          check_body_text(_string(payload, "html"), "html"),
-          _attachments(payload.get("attachments")))
+    mail.set_raw("Message-ID", message_id)
+    in_reply_to, references = _custom_headers(mail, payload.get("headers"), thread,
+                                              bool(groups["reply_to"]), ascii_only, domain)
+    text = check_body_text(_string(payload, "text"), "text")
+    html = check_body_text(_string(payload, "html"), "html")
+    attachments = _attachments(payload.get("attachments"))
+    _body(mail, text, html, attachments)
     for part in mail.walk():
         if part is not mail:
             del part["MIME-Version"]  # only the top level carries it (RFC 2045 §4)
@@ -120,9 +130,26 @@ def parse_message(payload: Any, *, sender: str | Address, domain: str,
     if len(mime) > max_size:
         raise TooLarge(f"the message is {len(mime)} bytes as it goes out, over the limit "
                        f"of {max_size}", field=None)
+    shown_to, shown_cc = flatten(groups["to"]), flatten(groups["cc"])
+    if all(_reads_back(a.display_name) for a in (author, *shown_to, *shown_cc)):
+        head = summary(author=shown(author), to=[shown(a)[0] for a in shown_to],
+                       cc=[shown(a)[0] for a in shown_cc], subject=subject,
+                       date=date.timestamp(), message_id=message_id, in_reply_to=in_reply_to,
+                       references=references, text=text, html=html,
+                       has_attachments=any(not a.inline for a in attachments))
+    else:
+        head = read_summary(mail)
     return Message(mime=mime, sender=envelope(author), recipients=recipients,
                    message_id=message_id, smtputf8=not ascii_only,
-                   bcc=tuple(str(a) for a in flatten(fields["bcc"])), head=read_summary(mail))
+                   bcc=tuple(str(a) for a in flatten(fields["bcc"])), head=head)
+
+
+def _reads_back(name: str) -> bool:
+    """Whether a reader shows this display name as written: readers make runs
+    of white space in a phrase one space and trim its ends (RFC 5322 §3.2.2),
+    and Python's merges a Unicode space into the space beside it; such a name
+    is read back from the message instead."""
+    return name == " ".join(name.split())
 
 
 def _wire_address(address: Address, ascii_only: bool) -> Address:
@@ -150,32 +177,46 @@ def _string(payload: dict[str, Any], key: str, limit: int | None = None) -> str:
 
 
 def _custom_headers(mail: EmailMessage, value: Any,
-                    thread: tuple[str, tuple[str, ...]] | None,
-                    ascii_only: bool, domain: str) -> None:
+                    thread: tuple[str, tuple[str, ...]] | None, has_reply_to: bool,
+                    ascii_only: bool, domain: str) -> tuple[str, str]:
+    """Write the client's headers (and a reply's threading headers) into
+    `mail`; returns the In-Reply-To and References text written ("" if none)."""
     if value is None:
         value = {}
     if not isinstance(value, dict):
         raise ValidationError("must be an object of name: value", field="headers")
     if len(value) > MAX_HEADERS:
         raise ValidationError(f"at most {MAX_HEADERS} headers", field="headers")
-    given = {name.lower() for name in value}
+    wire = mail.policy
+    assert isinstance(wire, WirePolicy)
+    written: dict[str, str] = {}
     if thread is not None:
         in_reply_to, references = thread
-        if "in-reply-to" not in given:
-            mail["In-Reply-To"] = in_reply_to
-        if "references" not in given and references:
-            mail["References"] = " ".join(references)
+        if not any(name.lower() == "in-reply-to" for name in value):
+            written["in-reply-to"] = in_reply_to
+            mail.set_raw("In-Reply-To", wire.wire_value("In-Reply-To", in_reply_to))
+        if references and not any(name.lower() == "references" for name in value):
+            written["references"] = " ".join(references)
+            mail.set_raw("References", wire.wire_value("References", written["references"]))
+    given: set[str] = set()
     for name, raw in value.items():
         where = f"headers.{name}"
         check_header_name(name, where)
-        if name.lower() == "reply-to" and mail["Reply-To"] is not None:
+        lower = name.lower()
+        if lower in given:
+            raise ValidationError("is given twice (header names ignore case)", field=where)
+        given.add(lower)
+        if lower == "reply-to" and has_reply_to:
             raise ValidationError("give Reply-To once (reply_to or headers)", field=where)
         text = check_header_value(name, raw, where)
-        if name.lower() in ADDRESS_HEADERS:
+        if lower in ADDRESS_HEADERS:
             groups = parse_address_list(text, where, own_domain=domain)
-            mail[name] = [_wire_group(g, ascii_only) for g in groups]
+            mail.set_raw(name, wire.wire_value(name, [_wire_group(g, ascii_only)
+                                                      for g in groups]))
         else:
-            mail[name] = text
+            written[lower] = text
+            mail.set_raw(name, wire.wire_value(name, text))
+    return written.get("in-reply-to", ""), written.get("references", "")
 
 
 def text_cte(text: str, line_limit: int = 78) -> str:

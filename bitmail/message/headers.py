@@ -14,15 +14,25 @@ stdlib folder changes what the writer wrote:
   is encoded whole (RFC 2047 §5), so a reader shows it exactly as typed;
 - bodies are 7bit or quoted-printable/base64 (cte_type "7bit"), so every relay
   takes them without 8BITMIME.
+
+`WirePolicy.wire_value` gives a header's value exactly as it goes out,
+folded by these rules, for `Message.set_raw`: a composed message is written
+without building the header registry's parse tree for the headers BitMail
+makes itself (addresses, msg-ids, the date), which was most of its cost. A
+raw value is written as it is (`refold_source="none"`), so the text
+`wire_value` made is the text that is sent.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from datetime import datetime
 from email.header import Header
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import BaseHeader, Group, HeaderRegistry
 from email.policy import SMTP, EmailPolicy, default
-from email.utils import formataddr
+from email.utils import format_datetime, formataddr
+from functools import lru_cache
 from typing import Any
 
 from ..errors import ValidationError
@@ -90,34 +100,80 @@ class WirePolicy(EmailPolicy):
     encoded-word look-alikes (see the module docstring)."""
 
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
-        # The header parser decodes encoded-words in what it is given, so a
-        # literal look-alike would be lost before folding: store it encoded.
-        if isinstance(value, str) and _is_unstructured(name.lower()) and \
-                _ENCODED_WORD.search(value):
-            value = Header(value, "utf-8", header_name=name).encode(maxlinelen=0)
+        lower = name.lower()
+        if isinstance(value, str):
+            if lower in _MIME_HEADERS:
+                # set_content writes the same few MIME headers on every part;
+                # header objects are immutable, so each is parsed once.
+                return name, _mime_header(self.header_factory, name, value)
+            # The header parser decodes encoded-words in what it is given, so
+            # a literal look-alike would be lost before folding: store it encoded.
+            if _is_unstructured(lower) and _ENCODED_WORD.search(value):
+                value = Header(value, "utf-8", header_name=name).encode(maxlinelen=0)
         return super().header_store_parse(name, value)
 
+    def wire_value(self, name: str, value: str | datetime | Sequence[Group]) -> str:
+        """The value of header `name` as it goes out, folded by its kind and
+        without the `Name: ` and the final line end: for `Message.set_raw`.
+
+        `value` is a datetime for Date (RFC 5322 §3.3), address groups for
+        the address headers, else the text the client gave (msg-ids and URI
+        lists as items separated by spaces)."""
+        lower = name.lower()
+        if isinstance(value, datetime):
+            return format_datetime(value)
+        if not isinstance(value, str):
+            folded = self._fold_addresses(name, value)
+        elif lower in MSG_ID_HEADERS or lower.startswith("list-"):
+            folded = _fold_items(name, value.split(), self.linesep, self.max_line_length)
+        elif value and value.isascii() and value.isprintable() and "=?" not in value and \
+                len(name) + 2 + len(value) <= (self.max_line_length or 78):
+            # Short printable ASCII text: the folder would write it unchanged.
+            return value
+        else:
+            folded = self.fold(name, self.header_store_parse(name, value)[1])
+        value = folded[len(name) + 1:-len(self.linesep)]
+        return value[1:] if value.startswith(" ") else value
+
     def fold(self, name: str, value: Any) -> str:
+        if not isinstance(value, BaseHeader):
+            folded: str = super().fold(name, value)  # raw: as wire_value wrote it
+            return folded
         lower = name.lower()
         if hasattr(value, "groups") and lower in _ADDRESS_FOLDED:
             return self._fold_addresses(name, value.groups)
         if lower in MSG_ID_HEADERS or lower.startswith("list-"):
             return _fold_items(name, str(value).split(), self.linesep, self.max_line_length)
-        if _is_unstructured(lower) and _ENCODED_WORD.search(str(value)):
+        if self._encoded_whole(lower, str(value)):
             encoded = Header(str(value), "utf-8", header_name=name).encode(
                 linesep=self.linesep, maxlinelen=self.max_line_length or 78)
             return f"{name}: {encoded}{self.linesep}"
-        folded: str = super().fold(name, value)
+        if _is_unstructured(lower) and not str(value).isascii():
+            # UTF-8 text (RFC 6532): the stdlib folder breaks at Unicode
+            # spaces too and adds a space there; this folds only before SP/TAB.
+            return _fold_text(name, str(value), self.linesep, self.max_line_length)
+        folded = super().fold(name, value)
         return folded
 
     def fold_binary(self, name: str, value: Any) -> bytes:
+        if not isinstance(value, BaseHeader):
+            return super().fold_binary(name, value)  # raw: as wire_value wrote it
         lower = name.lower()
         if (hasattr(value, "groups") and lower in _ADDRESS_FOLDED) or \
-                lower in MSG_ID_HEADERS or lower.startswith("list-") or (
-                _is_unstructured(lower) and _ENCODED_WORD.search(str(value))):
+                lower in MSG_ID_HEADERS or lower.startswith("list-") or \
+                (_is_unstructured(lower) and not str(value).isascii()) or \
+                self._encoded_whole(lower, str(value)):
             return self.fold(name, value).encode("ascii" if not self.utf8 else "utf-8")
         return super().fold_binary(name, value)
 
+    def _encoded_whole(self, lower: str, text: str) -> bool:
+        """Whether unstructured text goes out as encoded-words from end to end:
+        a look-alike, and any non-ASCII text without SMTPUTF8. The stdlib
+        folder mixes encoded-words with plain words and loses or adds the
+        spaces between them (RFC 2047 §6.2 has readers drop white space
+        between encoded-words); whole, every character reads back."""
+        return _is_unstructured(lower) and (
+            _ENCODED_WORD.search(text) is not None or not (self.utf8 or text.isascii()))
 
     def _fold_addresses(self, name: str, groups: Any) -> str:
         """Each mailbox as `formataddr` writes it (a name that needs it quoted,
@@ -146,6 +202,13 @@ class WirePolicy(EmailPolicy):
 
 
 _ADDRESS_FOLDED = frozenset({"from", "to", "cc", "reply-to"})
+_MIME_HEADERS = frozenset({"mime-version", "content-type", "content-transfer-encoding",
+                           "content-disposition"})
+
+
+@lru_cache(maxsize=512)
+def _mime_header(factory: Any, name: str, value: str) -> Any:
+    return factory(name, value)
 
 
 def _is_unstructured(lower: str) -> bool:
@@ -164,6 +227,23 @@ def _fold_items(name: str, items: list[str], linesep: str, width: int | None,
             lines.append(line)
             line = ""
         line += f" {piece}"
+    lines.append(line)
+    return linesep.join(lines) + linesep
+
+
+def _fold_text(name: str, text: str, linesep: str, width: int | None) -> str:
+    """`Name: text`, a line end put before a SP or TAB of the text wherever a
+    line would pass `width`: unfolding (RFC 5322 §2.2.3) gives the text back
+    exactly, every space where it was."""
+    width = width or 78
+    head = f"{name}:"
+    lines, line = [], head
+    # Each piece starts with its SP/TAB; a line never holds only white space.
+    for piece in re.split(r"(?=[ \t])", " " + text):
+        if line != head and piece.strip(" \t") and len(line) + len(piece) > width:
+            lines.append(line)
+            line = ""
+        line += piece
     lines.append(line)
     return linesep.join(lines) + linesep
 
@@ -187,6 +267,6 @@ class HeaderClasses(HeaderRegistry):
 #: For reading: `policy.default` with the header classes made once.
 READ = default.clone(header_factory=HeaderClasses())
 WIRE = WirePolicy(header_factory=HeaderClasses(), linesep=SMTP.linesep,
-                  max_line_length=SMTP.max_line_length, cte_type="7bit")
+                  max_line_length=SMTP.max_line_length, cte_type="7bit", refold_source="none")
 # For SMTPUTF8 messages (RFC 6531/6532): UTF-8 headers and 8bit bodies.
 WIRE_UTF8 = WIRE.clone(utf8=True, cte_type="8bit")

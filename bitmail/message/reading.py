@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from html.parser import HTMLParser
@@ -62,29 +63,52 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def read_summary(raw: bytes | EmailMessage) -> dict[str, Any]:
-    """Header fields and a preview: `from` (display form), `from_address`,
-    `to` and `cc` (display forms), `subject`, `date` (seconds since the
-    epoch), `message_id`, `in_reply_to`, `references` (lists of msg-ids),
-    `preview`, `has_attachments`. Given the message already parsed (or as
-    built), nothing is parsed again."""
+    """What folders and search show of a message (see `summary`), read from
+    its headers and bodies. Given the message already parsed, nothing is
+    parsed again."""
     mail = parse(raw) if isinstance(raw, bytes) else raw
     content = read_content(mail)
-    preview = content.text or html_to_text(content.html)
-    from_header = mail.get("From")
     from_addresses = _addresses(mail, "From")
+    return summary(
+        author=from_addresses[0] if from_addresses else (_header(mail.get("From")), ""),
+        to=[display for display, _ in _addresses(mail, "To")],
+        cc=[display for display, _ in _addresses(mail, "Cc")],
+        subject=str(mail.get("Subject") or ""), date=_date(mail),
+        message_id=str(mail.get("Message-ID") or ""),
+        in_reply_to=mail.get("In-Reply-To"), references=mail.get("References"),
+        text=content.text, html=content.html,
+        has_attachments=any(not p.inline for p in content.parts))
+
+
+def summary(*, author: tuple[str, str], to: list[str], cc: list[str], subject: str,
+            date: float, message_id: str, in_reply_to: object, references: object,
+            text: str, html: str, has_attachments: bool) -> dict[str, Any]:
+    """The summary's fields: `from` (display form), `from_address`, `to` and
+    `cc` (display forms), `subject`, `date` (seconds since the epoch),
+    `message_id`, `in_reply_to`, `references` (lists of msg-ids), `preview`
+    (the first words of the text, else of the HTML), `has_attachments`.
+    Composing fills it from the fields it wrote; reading, from the bytes."""
+    preview = text or html_to_text(html)
     return {
-        "from": from_addresses[0][0] if from_addresses else _header(from_header),
-        "from_address": from_addresses[0][1] if from_addresses else "",
-        "to": [shown for shown, _ in _addresses(mail, "To")],
-        "cc": [shown for shown, _ in _addresses(mail, "Cc")],
-        "subject": _header(mail.get("Subject")),
-        "date": _date(mail),
-        "message_id": _header(mail.get("Message-ID")).strip(),
-        "in_reply_to": _msg_ids(mail.get("In-Reply-To")),
-        "references": _msg_ids(mail.get("References")),
+        "from": author[0],
+        "from_address": author[1],
+        "to": to,
+        "cc": cc,
+        # Readers, the standard library's among them, drop the white space
+        # before the first word; the summary shows what they show.
+        "subject": _header(subject).lstrip(" "),
+        "date": date,
+        "message_id": _header(message_id).strip(),
+        "in_reply_to": _msg_ids(in_reply_to),
+        "references": _msg_ids(references),
         "preview": " ".join(preview.split())[:PREVIEW],
-        "has_attachments": any(not p.inline for p in content.parts),
+        "has_attachments": has_attachments,
     }
+
+
+def shown(address: Address) -> tuple[str, str]:
+    """(display form, addr-spec) of an address, as the summary shows it."""
+    return _header(str(address)), _utf8(address.addr_spec)
 
 
 def read_content(mail: EmailMessage | bytes) -> Content:
@@ -217,8 +241,7 @@ def _addresses(mail: EmailMessage, name: str) -> list[tuple[str, str]]:
             addresses = header.addresses
         except (AttributeError, TypeError, ValueError, IndexError):
             continue
-        out.extend((_header(str(a)), _utf8(a.addr_spec)) for a in addresses
-                   if a.addr_spec != "<>")
+        out.extend(shown(a) for a in addresses if a.addr_spec != "<>")
     return out
 
 
