@@ -61,37 +61,52 @@ def notice_text(sent: Document, address: str, reason: str, domain: str, at: floa
     )
 
 
+def add_notice(batch: Batch, domain: str, sent: Document, address: str,
+               reason: str) -> tuple[str, Document]:
+    """Add to `batch` the notice that `address` failed for `reason`, in the
+    Inbox of the owner of Sent copy `sent` (a document with its id), and its
+    body; returns (notice id, notice document). The id is derived from the
+    message and the address, so the batch fails with AlreadyExists when that
+    notice exists."""
+    owner = sent["owner"]
+    now = time.time()
+    text = notice_text(sent, address, reason, domain, now)
+    doc: dict[str, Any] = {
+        "owner": owner, "folder": "inbox", "unread": True, "status": str(Status.DELIVERED),
+        "from": f"mailer-daemon@{domain}", "to": [f"{owner}@{domain}"], "cc": [], "bcc": [],
+        "subject": SUBJECT.format(subject=sent.get("subject") or "(no subject)"),
+        "date": now, "preview": " ".join(text.split())[:140], "has_attachments": False,
+        "message_id": make_msgid(domain=domain),
+        "notice": {"message": sent["id"], "recipient": address, "reason": reason,
+                   "action": "failed", "status": _status_code(reason)},
+    }
+    doc["body"] = put_body(batch, _notice_mime(domain, doc, text, now))
+    doc_id = batch.add(Kind.MESSAGE, doc, id=notice_id(sent["id"], address))
+    return doc_id, doc
+
+
+def announce_notice(owner: str, doc_id: str, doc: Document) -> dict[str, Any]:
+    """The live update that shows a new notice on the owner's open pages."""
+    from .mailbox import summary  # mailbox imports this module
+
+    return live.new_message(owner, {**summary({**doc, "id": doc_id}), "notice": doc["notice"]})
+
+
 async def notify_failures(store: Store, domain: str, sent: Document,
                           failures: Iterable[tuple[str, str]]) -> list[str]:
     """Put a notice into the sender's Inbox for each (address, reason), once
-    per recipient; publish it so an open page shows it. Returns the ids of
-    the notices added now."""
-    owner = sent["owner"]
+    per recipient, each in a commit of its own; publish it so an open page
+    shows it. Returns the ids of the notices added now."""
     added = []
     for address, reason in failures:
-        now = time.time()
-        text = notice_text(sent, address, reason, domain, now)
-        doc: dict[str, Any] = {
-            "owner": owner, "folder": "inbox", "unread": True, "status": str(Status.DELIVERED),
-            "from": f"mailer-daemon@{domain}", "to": [f"{owner}@{domain}"], "cc": [], "bcc": [],
-            "subject": SUBJECT.format(subject=sent.get("subject") or "(no subject)"),
-            "date": now, "preview": " ".join(text.split())[:140], "has_attachments": False,
-            "message_id": make_msgid(domain=domain),
-            "notice": {"message": sent["id"], "recipient": address, "reason": reason,
-                       "action": "failed", "status": _status_code(reason)},
-        }
         batch = Batch()
-        doc["body"] = put_body(batch, _notice_mime(domain, doc, text, now))
-        doc_id = batch.add(Kind.MESSAGE, doc, id=notice_id(sent["id"], address))
+        doc_id, doc = add_notice(batch, domain, sent, address, reason)
         try:
             await store.commit(batch)
         except AlreadyExists:
             continue
         added.append(doc_id)
-        from .mailbox import summary  # mailbox imports this module
-
-        await store.publish(live.new_message(owner, {**summary({**doc, "id": doc_id}),
-                                                    "notice": doc["notice"]}))
+        await store.publish(announce_notice(sent["owner"], doc_id, doc))
     return added
 
 
@@ -107,9 +122,3 @@ def _notice_mime(domain: str, doc: dict[str, Any], text: str, at: float) -> byte
     mail["Auto-Submitted"] = "auto-replied"
     mail.set_content(text)
     return mail.as_bytes()
-
-
-def failed_recipients(doc: Document) -> list[tuple[str, str]]:
-    """(address, reason) of each recipient of a Sent copy that failed or bounced."""
-    return [(r["address"], r.get("detail") or "") for r in doc.get("recipients", [])
-            if r.get("status") in BAD]

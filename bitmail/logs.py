@@ -14,13 +14,11 @@ whichever library wrote it.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterable
-from logging.handlers import QueueHandler, QueueListener
-from queue import SimpleQueue
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -81,45 +79,72 @@ def formatter(settings: Settings) -> logging.Formatter:
     return Redacting(inner, secrets_of(settings))
 
 
-class _Handoff(QueueHandler):
-    """Puts each record on the writer thread's queue as it is: only the
-    message is made here, while its arguments are as they were when logged."""
+class BatchedStream(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes its lines in batches: every `interval`
+    seconds, once `limit` characters wait, at once for a WARNING or worse,
+    and at exit (logging.shutdown flushes every handler).
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record.msg, record.args = record.getMessage(), None
-        return record
+    A line per request and per send, each its own write to stderr, costs
+    the event loop more than the line itself: every write gives up the GIL,
+    and the loop then waits its turn to take it back."""
 
+    def __init__(self, stream: TextIO, interval: float = 0.2, limit: int = 64 * 1024):
+        super().__init__(stream)
+        self.limit = limit
+        self._pending: list[str] = []
+        self._size = 0
+        self._stopping = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, args=(interval,),
+                                        name="log-flush", daemon=True)
+        self._ticker.start()
 
-_listener: QueueListener | None = None
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # as logging.StreamHandler: report it, never raise
+            self.handleError(record)
+            return
+        self._pending.append(line)  # handle() holds the lock
+        self._size += len(line)
+        if record.levelno >= logging.WARNING or self._size >= self.limit:
+            try:
+                self.flush()
+            except Exception:  # a closed or broken stream: report, never raise
+                self.handleError(record)
 
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                self._size = 0
+                self.stream.write(text)
+            super().flush()
 
-@atexit.register
-def _stop() -> None:
-    global _listener
-    if _listener is not None:
-        _listener.stop()  # writes out what is queued
-        _listener = None
+    def close(self) -> None:
+        self._stopping.set()
+        self.flush()
+        super().close()
+
+    def _tick(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            try:
+                self.flush()
+            except (OSError, ValueError):  # the stream is gone: nothing to write to
+                return
 
 
 def configure(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
     """Send every logger's records to `stream` (stderr) in the configured
-    format and level; replaces handlers set up before. Returns the handler.
-
-    Records are formatted and written by a thread of their own (the logging
-    cookbook's QueueHandler/QueueListener): a line per request and per send
-    is a write to stderr, which the event loop should not wait on. What is
-    queued is written out at exit."""
-    global _listener
-    _stop()
-    output = logging.StreamHandler(stream or sys.stderr)
-    output.setFormatter(formatter(settings))
-    records: SimpleQueue[logging.LogRecord] = SimpleQueue()
-    handler = _Handoff(records)
-    _listener = QueueListener(records, output)
-    _listener.start()
+    format and level, written in batches (BatchedStream); replaces handlers
+    set up before. Returns the handler."""
+    handler = BatchedStream(stream or sys.stderr)
+    handler.setFormatter(formatter(settings))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
+        if isinstance(old, BatchedStream):
+            old.close()  # its flushing thread ends too
     root.addHandler(handler)
     root.setLevel(settings.log.level.upper())
     return handler

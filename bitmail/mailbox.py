@@ -18,7 +18,7 @@ from typing import Any
 
 from . import live
 from .bodies import load_mime, put_body
-from .dsn import BAD, notify_failures
+from .dsn import BAD, add_notice, announce_notice, notify_failures
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
 from .idempotency import Claim
@@ -109,7 +109,8 @@ class Mailbox:
 
     async def accept(self, message: Message, owner: str, *,
                      idempotency: Claim | None = None) -> str:
-        """Store the Sent copy, the body, the outbox entry and local Inbox copies
+        """Store the Sent copy, the body, the outbox entry, local Inbox copies
+        and a delivery-failure notice for each recipient that failed at once,
         in one commit; return the message id only once they are durable.
 
         With an idempotency claim, its record goes into the same commit, and
@@ -146,6 +147,12 @@ class Mailbox:
         _announce(batch, owner, {**sent, "id": sent_id})
         for name, copy in inbox.items():
             _announce(batch, name, copy)
+        # A recipient failed at once (no such user here, suppressed): the
+        # sender's notice is written with the message, whichever way it came.
+        for r in recipients:
+            if r["status"] in BAD:
+                _announce_notice(batch, owner, *add_notice(
+                    batch, self.domain, {**sent, "id": sent_id}, r["address"], r["detail"]))
         await self.store.commit(batch)
         MESSAGES_ACCEPTED.inc()
         log.info("message %s accepted from %s for %d recipient(s) (%s)", sent_id, owner,
@@ -331,6 +338,10 @@ def _background(work: Coroutine[Any, Any, Any]) -> None:
             log.error("delivery-failure notice not stored", exc_info=t.exception())
 
     task.add_done_callback(done)
+
+
+def _announce_notice(batch: Batch, owner: str, notice_id: str, notice: Document) -> None:
+    batch.on_commit(lambda store, results: announce_notice(owner, notice_id, notice))
 
 
 def _announce(batch: Batch, owner: str, doc: Document) -> None:

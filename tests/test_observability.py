@@ -268,3 +268,27 @@ async def test_smtp_connections_print_no_warnings(service, caplog):
         await server.wait_closed()
     assert [str(w.message) for w in caught] == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_log_lines_are_written_in_batches_warnings_at_once_and_all_at_close():
+    out = io.StringIO()
+    handler = logs.BatchedStream(out, interval=0.2)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("bitmail.test-batched")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        log.warning("first")  # a warning takes what waits with it, at once
+        assert out.getvalue() == "WARNING first\n"
+        log.info("second")
+        assert out.getvalue() == "WARNING first\n"  # waits for the next batch
+        deadline = time.monotonic() + 5
+        while "second" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert out.getvalue() == "WARNING first\nINFO second\n"
+        log.info("third")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert out.getvalue().endswith("INFO second\nINFO third\n")

@@ -95,6 +95,13 @@ async def test_the_outbox_entry_leaves_suppressed_recipients_out(make_settings):
         assert await rt.store.get("outbox", {"message": bob_id}) == []
         doc = await rt.store.get_one("message", {"id": bob_id})
         assert doc["status"] == "failed"
+        # The notice is written with the message, whichever way it came (here
+        # neither the API nor SMTP: the mailbox itself).
+        notices = await rt.store.get("message", {"owner": "alice", "folder": "inbox"})
+        assert [n["notice"]["message"] for n in notices] == [sent_id, bob_id]
+        assert notices[1]["notice"] == {"message": bob_id, "recipient": "bob@example.com",
+                                        "reason": "suppressed", "action": "failed",
+                                        "status": "5.7.1"}
 
 
 async def test_only_operators_see_or_change_the_list(hook_service):

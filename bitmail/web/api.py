@@ -13,14 +13,13 @@ from aiohttp import web
 from .. import geo, idempotency, live, threads
 from ..accounts import User
 from ..drafts import DRAFT_ID, Drafts
-from ..dsn import failed_recipients, notify_failures
 from ..errors import NotFound, ValidationError
 from ..folders import FOLDERS
 from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
 from ..message.headers import MSG_ID
 from ..profile import Profiles
-from ..store import AlreadyExists, Kind
+from ..store import AlreadyExists
 from ..threads import THREAD_ID
 from .credentials import CredentialWatch
 from .downloads import content_disposition, with_inline_parts
@@ -119,9 +118,6 @@ async def send(request: web.Request) -> web.Response:
         assert claim is not None
         first = await idempotency.first_answer(runtime.store, claim)
         return web.json_response(first, status=202)
-    sent = await runtime.store.get_one(Kind.MESSAGE, {"id": message_id})
-    if sent and (failed := failed_recipients(sent)):  # refused at once: tell the sender
-        await notify_failures(runtime.store, runtime.settings.domain, sent, failed)
     if draft is not None:  # sent: the draft has done its job
         with contextlib.suppress(NotFound):
             await Drafts(runtime.store).remove(user.username, draft)
