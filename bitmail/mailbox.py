@@ -103,9 +103,10 @@ class Mailbox:
 
     async def local_users(self, addresses: Iterable[str]) -> list[str]:
         """The users of this domain, once each, that those addresses name."""
-        names = dict.fromkeys(a.rpartition("@")[0].strip().lower()
-                              for a in addresses if self.is_local(a))
-        return [n for n in names if n and await self.store.get_one(Kind.USER, {"id": n})]
+        names = [n for n in dict.fromkeys(a.rpartition("@")[0].strip().lower()
+                                          for a in addresses if self.is_local(a)) if n]
+        found = await self.store.get_by_ids(Kind.USER, names)
+        return [n for n in names if n in found]
 
     async def accept(self, message: Message, owner: str, *,
                      idempotency: Claim | None = None) -> str:

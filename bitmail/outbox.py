@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .bodies import load_mime
+from .bodies import mime_of
 from .clock import SYSTEM, Clock
 from .store import Batch, Kind, Store
 
@@ -104,10 +104,12 @@ class Outbox:
     async def claim(self, limit: int) -> list[Job]:
         docs = await self.store.claim(Kind.OUTBOX, now=self.clock.time(), owner=self.owner,
                                       lease=self.policy.lease, limit=limit)
+        bodies = await self.store.get_by_ids(Kind.BODY, [d["body"] for d in docs if "body" in d])
         jobs = []
         for doc in docs:
             # An entry queued before messages were kept once carries its own copy.
-            mime = (await load_mime(self.store, doc["body"]) if "body" in doc
+            body = bodies.get(doc["body"]) if "body" in doc else None
+            mime = (mime_of(body) if body is not None
                     else base64.b64decode(doc["mime"]) if "mime" in doc else None)
             if mime is None:
                 # The body is written in the entry's own commit and kept while

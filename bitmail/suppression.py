@@ -12,7 +12,6 @@ removes entries (API and command line) when an address is known to be good again
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -45,15 +44,11 @@ def suppress(batch: Batch, address: str, *, reason: str, provider: str | None,
 async def suppressed_among(store: Store, addresses: Iterable[str]) -> set[str]:
     """The addresses (as given) that are on the suppression list.
 
-    One lookup by id per address: a message has few external recipients, and
-    the lookups run side by side.
+    One query, by id (the address in lower case).
     """
     wanted = list(dict.fromkeys(addresses))
-    if not wanted:
-        return set()
-    found = await asyncio.gather(*(store.get_one(Kind.SUPPRESSION,
-                                                 {"id": a.lower()}) for a in wanted))
-    return {a for a, doc in zip(wanted, found, strict=True) if doc is not None}
+    found = await store.get_by_ids(Kind.SUPPRESSION, [a.lower() for a in wanted])
+    return {a for a in wanted if a.lower() in found}
 
 
 class SuppressionList:

@@ -120,6 +120,22 @@ async def test_get_returns_every_document_containing_the_subset(
     assert await store.count(kind, subset) == len(expected)
 
 
+async def test_get_by_ids_reads_many_documents_by_id_in_their_kind_only(
+        loaded: tuple[Store, str]) -> None:
+    store, kind = loaded
+    found = await store.get_by_ids(kind, ["d", "a", "missing", "a"])
+    assert sorted(found) == ["a", "d"]
+    assert {k: v for k, v in found["a"].items() if k != "seq"} == {**DOCS["a"], "id": "a"}
+    assert await store.get_by_ids(kind, []) == {}
+    assert list(await store.get_by_ids("other", ["a", "b"])) == ["a"]
+    # More ids than one query names, and more than are read on the loop's thread.
+    async with store.batch() as b:
+        for i in range(1200):
+            b.put("many", {"i": i}, id=f"m{i}")
+    many = await store.get_by_ids("many", [f"m{i}" for i in range(0, 1300, 1)])
+    assert len(many) == 1200 and many["m1199"]["i"] == 1199
+
+
 TYPED = {"str": "5", "int": 5, "float": 5.0, "true": True, "one": 1, "null": None,
          "object": {"v": 5}, "list": ["5"]}
 

@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -231,6 +231,11 @@ class Store(ABC):
 
         `before` is a `seq` cursor for paging with newest_first.
         """
+
+    @abstractmethod
+    async def get_by_ids(self, kind: str, ids: Sequence[str]) -> dict[str, Document]:
+        """The documents of `kind` with those ids, by id (an id with no
+        document is left out): many lookups by primary key in one query."""
 
     @abstractmethod
     async def count(self, kind: str, subset: Document | None = None) -> int:

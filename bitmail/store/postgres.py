@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -367,6 +367,16 @@ class PostgresStore(Store):
         with _store_errors():
             rows = await self._require_pool().fetch(query[0], *query[1])
         return [_doc(*row) for row in rows]
+
+    async def get_by_ids(self, kind: str, ids: Sequence[str]) -> dict[str, Document]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        with _store_errors():
+            rows = await self._require_pool().fetch(
+                "SELECT seq, id, data FROM docs WHERE kind = $1 AND id = ANY($2::text[])",
+                str(kind), wanted)
+        return {row["id"]: _doc(*row) for row in rows}
 
     async def count(self, kind: str, subset: Document | None = None) -> int:
         where = where_sql(kind, subset)

@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,12 @@ def _index_sql() -> list[str]:
             out.append(f"CREATE INDEX IF NOT EXISTS ix_{kind}_{'_'.join(keys)} "
                        f"ON docs ({cols}, seq) WHERE kind = '{check_key(kind)}'")
     return out
+
+
+# get_by_ids: up to this many ids are read on the loop's own thread, and a
+# query names at most this many (SQLite allows 32,766 parameters).
+_INLINE_IDS = 64
+_IDS_PER_QUERY = 500
 
 
 def _where(kind: str, subset: Document | None) -> tuple[str, list[Any], Document]:
@@ -382,6 +389,28 @@ class SQLiteStore(Store):
         pool = self._writer if self.path == ":memory:" else self._readers
         return await loop.run_in_executor(
             pool, self._get, kind, subset, limit, before, newest_first)
+
+    async def get_by_ids(self, kind: str, ids: Sequence[str]) -> dict[str, Document]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        if self.path != ":memory:" and len(wanted) <= _INLINE_IDS:
+            return self._get_by_ids(kind, wanted)  # as a lookup by id: quicker than a thread
+        loop = asyncio.get_running_loop()
+        pool = self._writer if self.path == ":memory:" else self._readers
+        return await loop.run_in_executor(pool, self._get_by_ids, kind, wanted)
+
+    def _get_by_ids(self, kind: str, ids: list[str]) -> dict[str, Document]:
+        found: dict[str, Document] = {}
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start:start + _IDS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            for row in self._reader().execute(
+                    f"SELECT seq, id, data FROM docs WHERE kind = '{check_key(kind)}' "
+                    f"AND id IN ({marks})", chunk):
+                doc = _doc(*row)
+                found[doc["id"]] = doc
+        return found
 
     def _get(self, kind: str, subset: Document | None, limit: int | None, before: int | None,
              newest_first: bool) -> list[Document]:
