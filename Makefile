@@ -27,8 +27,10 @@ test: install node_modules/.installed
 screenshots: install
 	$(BIN)/python scripts/screenshots.py
 
+# The pipeline alternates with the first wave's code (7c01667), which had the
+# message model before issue 9: both sides' figures come from one run.
 bench: install
-	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
+	$(BIN)/python bench/pipeline.py --baseline 7c01667 --rounds 3 $(BENCH_ARGS)
 	$(BIN)/python bench/providers.py
 	$(BIN)/python bench/store_lookup.py
 	$(BIN)/python bench/relay_vs_postfix.py

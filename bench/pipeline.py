@@ -4,7 +4,7 @@ next to a bare aiohttp handler measured in the same run by the same client.
     python bench/pipeline.py [--messages 2000] [--concurrency 64] [--sizes 2048,102400]
                              [--failure-share 0.05] [--profile]
                              [--store sqlite|postgres] [--processes 1,2] [--pg-url URL]
-                             [--baseline DIR] [--rounds 3]
+                             [--baseline DIR|REV] [--rounds 3]
 
 Each server runs as its own process: the bare handler, the Mailgun fake
 (failing a share of sends with 503), and `python -m bitmail serve` sending to
@@ -17,10 +17,12 @@ and `--processes 1,2` measures one and then two `serve` processes on that
 one database, the client spreading its requests over them; every row is set
 against the same bare-handler figure for its size. SQLite allows one process.
 
-`--baseline DIR` also runs the BitMail checkout in DIR, alternating with this
-one over `--rounds` rounds (each round measures the bare handler afresh), and
-prints the medians of both sides' ratios: a change set against the code before
-it, in one run.
+`--baseline DIR` also runs the BitMail checkout in DIR (or a git revision of
+this repository, checked out for the run), alternating with this one over
+`--rounds` rounds (each round measures the bare handler afresh), and prints
+the medians of both sides' ratios: a change set against the code before it,
+in one run. `make bench` sets this checkout against the first wave's
+(`--baseline 7c01667`, the message model before issue 9).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -279,13 +281,35 @@ async def main() -> None:
                         help="serve processes per run, e.g. 1,2 (more than 1 needs postgres)")
     parser.add_argument("--pg-url", default=os.environ.get("BITMAIL_TEST_PG", PG_SERVER_URL),
                         help="the PostgreSQL server to make the benchmark's databases on")
-    parser.add_argument("--baseline", metavar="DIR",
-                        help="also run the BitMail checkout in DIR, alternating with this one")
+    parser.add_argument("--baseline", metavar="DIR|REV",
+                        help="also run the BitMail checkout in DIR (or this repository at "
+                             "git revision REV), alternating with this one")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
     if args.store == "sqlite" and max(counts) > 1:
         parser.error("several processes need --store postgres (SQLite allows one process)")
+    with contextlib.ExitStack() as stack:
+        if args.baseline and not Path(args.baseline).is_dir():
+            args.baseline = str(stack.enter_context(checkout(args.baseline)))
+        await run_sides(args, counts)
+
+
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """This repository at `rev`, in a temporary git worktree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(tmp) / "baseline"
+        subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach",
+                        str(where), rev], check=True, capture_output=True)
+        try:
+            yield where
+        finally:
+            subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force",
+                            str(where)], check=False, capture_output=True)
+
+
+async def run_sides(args: argparse.Namespace, counts: list[int]) -> None:
     sides = ["this"] + (["baseline"] if args.baseline else [])
     runs: dict[tuple[int, int, str], list[tuple[float, ...]]] = {}
     with tempfile.TemporaryDirectory() as tmp:

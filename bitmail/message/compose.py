@@ -1,8 +1,9 @@
 """A message built from the API's fields, rendered once at accept.
 
-Built with `EmailMessage` and the header registry (`headers.WIRE`), so
-addresses keep their display names, msg-ids stay msg-ids, and every header is
-folded by its kind. The MIME tree is what the fields ask for and nothing more:
+Built with `EmailMessage`; each header's value is written once, as it goes
+out, by `headers.WIRE.wire_value`, so addresses keep their display names,
+msg-ids stay msg-ids, text reads back as typed, and every header is folded by
+its kind. The MIME tree is what the fields ask for and nothing more:
 
     text only                text/plain
     html only                text/html (no empty text part)
