@@ -159,6 +159,8 @@ class WirePolicy(EmailPolicy):
         if not isinstance(value, BaseHeader):
             return super().fold_binary(name, value)  # raw: as wire_value wrote it
         lower = name.lower()
+        if lower in _MIME_HEADERS:
+            return _folded_mime(self, name, value)
         if (hasattr(value, "groups") and lower in _ADDRESS_FOLDED) or \
                 lower in MSG_ID_HEADERS or lower.startswith("list-") or \
                 (_is_unstructured(lower) and not str(value).isascii()) or \
@@ -209,6 +211,12 @@ _MIME_HEADERS = frozenset({"mime-version", "content-type", "content-transfer-enc
 @lru_cache(maxsize=512)
 def _mime_header(factory: Any, name: str, value: str) -> Any:
     return factory(name, value)
+
+
+@lru_cache(maxsize=512)
+def _folded_mime(policy: EmailPolicy, name: str, value: BaseHeader) -> bytes:
+    # The same few MIME headers, folded the same way on every message.
+    return EmailPolicy.fold_binary(policy, name, value)
 
 
 def _is_unstructured(lower: str) -> bool:
