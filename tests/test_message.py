@@ -535,3 +535,33 @@ def test_a_subject_and_an_x_header_read_back_exactly_as_typed(subject, smtputf8)
     assert str(mail["Subject"]).replace("\t", " ").lstrip(" ") == want
     assert str(mail["X-Note"]).replace("\t", " ").lstrip(" ") == want
     assert all(len(line) <= 998 for line in message.mime.split(b"\r\n"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.lists(st.sampled_from(["a", "é", " ", "\n", "\r", "\r\n", ".", "x" * 90]),
+                     max_size=60).map("".join),
+       html=st.lists(st.sampled_from(["<p>", "b", "\n", "\r"]), max_size=20).map("".join))
+def test_render_writes_the_bytes_the_standard_generator_writes(text, html):
+    from email.message import EmailMessage
+
+    from bitmail.message.compose import render, set_bodies
+    from bitmail.message.headers import WIRE, WIRE_UTF8
+
+    for wire in (WIRE, WIRE_UTF8):
+        mail = EmailMessage(policy=wire)
+        mail["Subject"] = "s"
+        set_bodies(mail, text, html)
+        assert render(mail) == mail.as_bytes()
+
+
+@pytest.mark.parametrize("text,want", [
+    ("", ""), ("  a   b  ", "a b"), (" " * 2000 + "word", "word"),
+    ("w " * 2000, ("w " * 70)[:140]), ("x" * 5000, "x" * 140),
+])
+def test_the_preview_is_the_first_words_however_long_the_text(text, want):
+    from bitmail.message.reading import summary
+
+    head = summary(author=("", ""), to=[], cc=[], subject="", date=0, message_id="",
+                   in_reply_to=None, references=None, text=text, html="",
+                   has_attachments=False)
+    assert head["preview"] == want == " ".join(text.split())[:140]

@@ -22,8 +22,10 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.generator import NLCRE, BytesGenerator  # type: ignore[attr-defined]
 from email.headerregistry import Address, Group
 from email.message import EmailMessage, MIMEPart
+from io import BytesIO
 from typing import Any
 
 from ..errors import TooLarge, ValidationError
@@ -118,7 +120,7 @@ def parse_message(payload: Any, *, sender: str | Address, domain: str,
     mail.set_raw("Date", wire.wire_value("Date", date))
     message_id = new_message_id(domain)
     mail.set_raw("Message-ID", message_id)
-    in_reply_to, references = _custom_headers(mail, payload.get("headers"), thread,
+    in_reply_to, references = _custom_headers(mail, wire, payload.get("headers"), thread,
                                               bool(groups["reply_to"]), ascii_only, domain)
     text = check_body_text(_string(payload, "text"), "text")
     html = check_body_text(_string(payload, "html"), "html")
@@ -127,7 +129,7 @@ def parse_message(payload: Any, *, sender: str | Address, domain: str,
     for part in mail.walk():
         if part is not mail:
             del part["MIME-Version"]  # only the top level carries it (RFC 2045 §4)
-    mime = mail.as_bytes()
+    mime = render(mail)
     if len(mime) > max_size:
         raise TooLarge(f"the message is {len(mime)} bytes as it goes out, over the limit "
                        f"of {max_size}", field=None)
@@ -143,6 +145,25 @@ def parse_message(payload: Any, *, sender: str | Address, domain: str,
     return Message(mime=mime, sender=envelope(author), recipients=recipients,
                    message_id=message_id, smtputf8=not ascii_only,
                    bcc=tuple(str(a) for a in flatten(fields["bcc"])), head=head)
+
+
+class _WireGenerator(BytesGenerator):
+    """BytesGenerator that turns a body's line ends into the policy's in one
+    pass: the stdlib writes each line and each line end on its own, which
+    was a quarter of the time it takes to write a 100 KB message. The bytes
+    are the same (the stdlib's own rule: every CR, LF or CRLF becomes one
+    line end)."""
+
+    def _write_lines(self, lines: str) -> None:
+        if lines:
+            self.write(NLCRE.sub(self._NL, lines))  # type: ignore[attr-defined]
+
+
+def render(mail: EmailMessage) -> bytes:
+    """The message's bytes as they go out (`mail.as_bytes()`, the same bytes)."""
+    out = BytesIO()
+    _WireGenerator(out, mangle_from_=False, policy=mail.policy).flatten(mail)
+    return out.getvalue()
 
 
 def _reads_back(name: str) -> bool:
@@ -177,7 +198,7 @@ def _string(payload: dict[str, Any], key: str, limit: int | None = None) -> str:
     return value
 
 
-def _custom_headers(mail: EmailMessage, value: Any,
+def _custom_headers(mail: EmailMessage, wire: WirePolicy, value: Any,
                     thread: tuple[str, tuple[str, ...]] | None, has_reply_to: bool,
                     ascii_only: bool, domain: str) -> tuple[str, str]:
     """Write the client's headers (and a reply's threading headers) into
@@ -188,8 +209,6 @@ def _custom_headers(mail: EmailMessage, value: Any,
         raise ValidationError("must be an object of name: value", field="headers")
     if len(value) > MAX_HEADERS:
         raise ValidationError(f"at most {MAX_HEADERS} headers", field="headers")
-    wire = mail.policy
-    assert isinstance(wire, WirePolicy)
     written: dict[str, str] = {}
     if thread is not None:
         in_reply_to, references = thread
@@ -224,7 +243,7 @@ def text_cte(text: str, line_limit: int = 78) -> str:
     """The transfer encoding that keeps a body readable: 7bit for short ASCII
     lines, quoted-printable while most characters are ASCII, else base64
     (RFC 2045 §6: the shortest readable form)."""
-    if text.isascii() and all(len(line) <= line_limit for line in text.splitlines()):
+    if text.isascii() and max(map(len, text.splitlines()), default=0) <= line_limit:
         return "7bit"
     ascii_share = len(text.encode("ascii", "ignore")) / max(1, len(text))
     return "quoted-printable" if ascii_share >= 0.6 else "base64"

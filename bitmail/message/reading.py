@@ -88,7 +88,6 @@ def summary(*, author: tuple[str, str], to: list[str], cc: list[str], subject: s
     `message_id`, `in_reply_to`, `references` (lists of msg-ids), `preview`
     (the first words of the text, else of the HTML), `has_attachments`.
     Composing fills it from the fields it wrote; reading, from the bytes."""
-    preview = text or html_to_text(html)
     return {
         "from": author[0],
         "from_address": author[1],
@@ -101,9 +100,22 @@ def summary(*, author: tuple[str, str], to: list[str], cc: list[str], subject: s
         "message_id": _header(message_id).strip(),
         "in_reply_to": _msg_ids(in_reply_to),
         "references": _msg_ids(references),
-        "preview": " ".join(preview.split())[:PREVIEW],
+        "preview": _preview(text or html_to_text(html)),
         "has_attachments": has_attachments,
     }
+
+
+def _preview(text: str) -> str:
+    """The first PREVIEW characters of the text, its white space runs made
+    one space; only as much of the text is read as that takes."""
+    n = PREVIEW * 4
+    while True:
+        # Always a prefix of the whole text's words: a word cut at the end
+        # is the start of the word.
+        words = " ".join(text[:n].split())
+        if len(words) >= PREVIEW or n >= len(text):
+            return words[:PREVIEW]
+        n *= 4
 
 
 def shown(address: Address) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from .compose import attached_message, set_bodies
+from .compose import attached_message, render, set_bodies
 from .headers import WIRE_UTF8
 from .text import is_header_safe
 
@@ -65,4 +65,4 @@ def rebuild(headers: list[tuple[str, str]], text: str, html: str,
     for sub in mail.walk():
         if sub is not mail:
             del sub["MIME-Version"]
-    return mail.as_bytes()
+    return render(mail)
