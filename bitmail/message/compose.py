@@ -22,7 +22,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.generator import NLCRE, BytesGenerator  # type: ignore[attr-defined]
+from email.generator import BytesGenerator
 from email.headerregistry import Address, Group
 from email.message import EmailMessage, MIMEPart
 from io import BytesIO
@@ -156,7 +156,10 @@ class _WireGenerator(BytesGenerator):
 
     def _write_lines(self, lines: str) -> None:
         if lines:
-            self.write(NLCRE.sub(self._NL, lines))  # type: ignore[attr-defined]
+            # CRLF, then a CR left alone, then LF: each becomes the line end
+            # (str.replace runs at memory speed, a regular expression does not).
+            lf = lines.replace("\r\n", "\n").replace("\r", "\n")
+            self.write(lf.replace("\n", self._NL))  # type: ignore[attr-defined]
 
 
 def render(mail: EmailMessage) -> bytes:
