@@ -67,7 +67,7 @@ class MtaSettings:
     retry_max: float = 600.0
     send_timeout: float = 30.0
     queue_size: int = 64
-    concurrency: int = 16  # sends in flight per provider: round trips overlap
+    concurrency: int = 32  # sends in flight per provider: round trips overlap
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +286,7 @@ def load(path: str | os.PathLike[str] | None = None,
         retry_max=parse_duration(mta_raw.get("retry_max", 600), "mta.retry_max"),
         send_timeout=parse_duration(mta_raw.get("send_timeout", 30), "mta.send_timeout"),
         queue_size=_typed(mta_raw.get("queue_size", 64), int, "mta.queue_size"),
-        concurrency=_typed(mta_raw.get("concurrency", 16), int, "mta.concurrency"),
+        concurrency=_typed(mta_raw.get("concurrency", 32), int, "mta.concurrency"),
     )
     accounts_raw = raw.get("accounts", {})
     _check_keys(accounts_raw, {"open_signup", "operators", "directory"}, "accounts")
