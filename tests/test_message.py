@@ -10,7 +10,7 @@ import base64
 import re
 import string
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, Group
 from email.message import EmailMessage
 from email.parser import BytesParser
 
@@ -565,3 +565,72 @@ def test_the_preview_is_the_first_words_however_long_the_text(text, want):
                    in_reply_to=None, references=None, text=text, html="",
                    has_attachments=False)
     assert head["preview"] == want == " ".join(text.split())[:140]
+
+
+# -- found by review: every way a value could still break a header line -------
+
+def test_an_rfc2231_parameter_that_decodes_to_a_line_break_is_refused_naming_it():
+    bad = "text/plain; name*=utf-8''a%0D%0ABcc%3A%20victim%40evil.example"
+    with pytest.raises(ValidationError) as err:
+        build(attachments=[{"filename": "a.txt", "content": b64(b"x"), "content_type": bad}])
+    assert err.value.field == "attachments[0].content_type"
+
+
+@pytest.mark.parametrize("value", ["text/plain; name=\"a\x1cBcc: x\"", "text/plain\r\nBcc: x"])
+def test_a_mime_header_with_a_line_break_is_never_stored(value):
+    from email.message import EmailMessage
+
+    from bitmail.message.headers import WIRE
+
+    mail = EmailMessage(policy=WIRE)
+    with pytest.raises(ValueError):
+        mail["Content-Type"] = value
+
+
+def test_a_raw_header_value_can_break_no_line_whoever_calls():
+    from bitmail.message.headers import WIRE
+
+    with pytest.raises(ValueError):
+        WIRE.wire_value("From", [Group(None, (Address("Eve\x1cBcc: x", "eve", "x.org"),))])
+
+
+@pytest.mark.parametrize("payload", [
+    {"to": "ü@example.com", "subject": "é" * 998},
+    {"to": "ü@example.com", "headers": {"X-A": "é" * 2000}},
+    {"to": "a@example.com", "subject": "é" * 998},
+])
+def test_no_header_line_is_longer_than_998_octets(payload):
+    message = parse_message(payload, sender="me@localhost", domain=DOMAIN)
+    assert max(len(line) for line in message.mime.split(b"\r\n")) <= 998
+    mail = parsed(message.mime)
+    for name, value in (("Subject", payload.get("subject")),
+                        ("X-A", payload.get("headers", {}).get("X-A"))):
+        if value:
+            assert str(mail[name]) == value
+
+
+@pytest.mark.parametrize("name", ["=?utf-8?q?Boss?=", 'Re: =?utf-8?b?QQ==?= "x"'])
+def test_a_display_name_that_looks_like_an_encoded_word_reads_back_as_typed(name):
+    message = parse_message({"to": [{"name": name, "address": "a@example.com"}]},
+                            sender=Address(name, "me", "localhost"), domain=DOMAIN)
+    mail = parsed(message.mime)
+    assert mail["To"].addresses[0].display_name == name
+    assert mail["From"].addresses[0].display_name == name
+    assert message.summary() == {**read_summary(message.mime), "bcc": []}
+
+
+def test_a_received_form_cannot_add_header_lines_through_its_parts():
+    from bitmail.message.received import ReceivedPart, rebuild
+
+    mime = rebuild([("Subject", "hi")], "text", "<p><img src=cid:x></p>", [
+        ReceivedPart("a\r\nX-Evil: 1\r\n\r\n<script>.txt", "text/plain", b"one"),
+        ReceivedPart("b.html", "text/html\r\nX-Evil: 2", b"two"),
+        ReceivedPart("c.png", "image/png", b"three", content_id="x>\r\nX-Evil: 3"),
+    ])
+    assert b"X-Evil" not in mime.split(b"\r\n\r\n")[0]
+    assert not any(line.startswith(b"X-Evil") for line in mime.split(b"\r\n"))
+    mail = parsed(mime)
+    contents = sorted(p.get_payload(decode=True) for p in mail.walk()
+                      if (not p.is_multipart() and p.get_content_maintype() != "text")
+                      or p.get_filename())
+    assert contents == [b"one", b"three", b"two"]

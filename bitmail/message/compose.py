@@ -53,7 +53,7 @@ from .text import check_body_text, check_header_text
 
 MAX_SUBJECT = 998
 MAX_ATTACHMENTS = 100
-_CID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+CID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                        "!#$%&'*+-/=?^_`{|}~.@")
 
 
@@ -336,7 +336,7 @@ def _attachments(value: Any) -> list[Attachment]:
         cid = item.get("content_id", "")
         if inline or cid:
             if not isinstance(cid, str) or not cid.strip("<>") or not set(
-                    cid.strip("<>")) <= _CID_CHARS or len(cid) > 250:
+                    cid.strip("<>")) <= CID_CHARS or len(cid) > 250:
                 raise ValidationError("an inline attachment needs a content_id such as "
                                       "logo@example.com (RFC 2392)", field=f"{where}.content_id")
             cid = cid.strip("<>")
@@ -365,6 +365,8 @@ def _content_type(value: Any, where: str) -> tuple[str, str, tuple[tuple[str, st
         raise ValidationError(f"{maintype}/{subtype} parts are made by BitMail, not attached",
                               field=field)
     params = tuple((k, str(v)) for k, v in header.params.items())
+    for _, decoded in params:  # RFC 2231 can encode any character, CR and LF too
+        check_header_text(decoded, field)
     return maintype, subtype, params
 
 

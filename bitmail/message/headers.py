@@ -48,7 +48,8 @@ ALLOWED = frozenset({
 ADDRESS_HEADERS = frozenset({"reply-to"})
 MSG_ID_HEADERS = frozenset({"in-reply-to", "references", "message-id"})
 MAX_HEADERS = 100
-MAX_HEADER_VALUE = 998 * 8  # octets before folding; one line may hold 998 (RFC 5322 §2.1.1)
+MAX_LINE = 998  # octets in one line, CRLF not counted (RFC 5322 §2.1.1)
+MAX_HEADER_VALUE = MAX_LINE * 8  # octets before folding
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII without ':' (RFC 5322 §2.2)
 MSG_ID = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")  # `<left@right>`, no space or angle inside
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
@@ -102,9 +103,11 @@ class WirePolicy(EmailPolicy):
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
         lower = name.lower()
         if isinstance(value, str):
-            if lower in _MIME_HEADERS:
+            if lower in _MIME_HEADERS and value.isprintable():
                 # set_content writes the same few MIME headers on every part;
-                # header objects are immutable, so each is parsed once.
+                # header objects are immutable, so each is parsed once. (Text
+                # with a control character goes to the stdlib, which refuses
+                # a line break.)
                 return name, _mime_header(self.header_factory, name, value)
             # The header parser decodes encoded-words in what it is given, so
             # a literal look-alike would be lost before folding: store it encoded.
@@ -122,18 +125,25 @@ class WirePolicy(EmailPolicy):
         lower = name.lower()
         if isinstance(value, datetime):
             return format_datetime(value)
+        folded: str
         if not isinstance(value, str):
             folded = self._fold_addresses(name, value)
         elif lower in MSG_ID_HEADERS or lower.startswith("list-"):
             folded = _fold_items(name, value.split(), self.linesep, self.max_line_length)
         elif value and value.isascii() and value.isprintable() and "=?" not in value and \
                 len(name) + 2 + len(value) <= (self.max_line_length or 78):
-            # Short printable ASCII text: the folder would write it unchanged.
-            return value
+            return value  # short printable ASCII text: the folder writes it unchanged
         else:
             folded = self.fold(name, self.header_store_parse(name, value)[1])
         value = folded[len(name) + 1:-len(self.linesep)]
-        return value[1:] if value.startswith(" ") else value
+        value = value[1:] if value.startswith(" ") else value
+        # Written raw, the value is split where str.splitlines splits: only
+        # the folds made here may break it (callers check text first; this
+        # holds whoever calls).
+        if any(len(line.splitlines()) > 1 or "\x00" in line
+               for line in value.split(self.linesep)):
+            raise ValueError(f"the value of {name} would break its header line")
+        return value
 
     def fold(self, name: str, value: Any) -> str:
         if not isinstance(value, BaseHeader):
@@ -151,7 +161,14 @@ class WirePolicy(EmailPolicy):
         if _is_unstructured(lower) and not str(value).isascii():
             # UTF-8 text (RFC 6532): the stdlib folder breaks at Unicode
             # spaces too and adds a space there; this folds only before SP/TAB.
-            return _fold_text(name, str(value), self.linesep, self.max_line_length)
+            folded = _fold_text(name, str(value), self.linesep, self.max_line_length)
+            if all(len(line.encode()) <= MAX_LINE for line in folded.split(self.linesep)):
+                return folded
+            # A word too long for one line (RFC 5322 §2.1.1: 998 octets):
+            # encoded-words can be broken anywhere, and read back whole.
+            encoded = Header(str(value), "utf-8", header_name=name).encode(
+                linesep=self.linesep, maxlinelen=self.max_line_length or 78)
+            return f"{name}: {encoded}{self.linesep}"
         folded = super().fold(name, value)
         return folded
 
@@ -197,9 +214,12 @@ class WirePolicy(EmailPolicy):
         return f"{self._phrase(address.display_name)} <{address.addr_spec}>"
 
     def _phrase(self, text: str) -> str:
-        if text.isascii() or self.utf8:
+        if (text.isascii() or self.utf8) and not _ENCODED_WORD.search(text):
             quoted = formataddr((text, "x@y")).rpartition(" <")[0]
             return quoted
+        # Encoded whole: non-ASCII text without SMTPUTF8, and text that looks
+        # like an encoded-word, which readers would decode (Python's and
+        # others' even inside quotes, against RFC 2047 §5(3)).
         return Header(text, "utf-8").encode(linesep=self.linesep, maxlinelen=0)
 
 

@@ -9,13 +9,17 @@ structure follows `compose` (alternative, related for inline parts, mixed).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from .compose import attached_message, render, set_bodies
+from .compose import CID_CHARS, attached_message, render, set_bodies
+from .filenames import safe_filename
 from .headers import WIRE_UTF8
 from .text import is_header_safe
 
+# `type/subtype`, each a token (RFC 2045 §5.1).
+_MIME_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Headers that describe the MIME structure, which is built anew.
 _STRUCTURE = frozenset({"content-type", "content-transfer-encoding", "mime-version",
                         "content-disposition", "content-id"})
@@ -47,21 +51,27 @@ def rebuild(headers: list[tuple[str, str]], text: str, html: str,
             continue  # a header the parser cannot read; the rest still arrives
     set_bodies(mail, text, html)
     html_part = mail.get_body(preferencelist=("html",))
-    for part in parts:
-        maintype, _, subtype = part.content_type.partition("/")
-        maintype, subtype = maintype or "application", subtype or "octet-stream"
+    for index, part in enumerate(parts):
+        # What the form says of a part goes into its headers: a type that is
+        # not type/subtype, a name or Content-ID that could break a line, is
+        # replaced (the content itself arrives as sent).
+        content_type = part.content_type if _MIME_TYPE.match(part.content_type) \
+            else "application/octet-stream"
+        maintype, _, subtype = content_type.lower().partition("/")
+        filename = part.filename if is_header_safe(part.filename) \
+            else safe_filename(part.filename, content_type, index)
+        cid = part.content_id if set(part.content_id) <= CID_CHARS else ""
         if maintype == "message" and subtype in ("rfc822", "global"):
             if mail.get_content_type() != "multipart/mixed":
                 mail.make_mixed()
             # (typeshed has attach take the message's own class; MIME takes any part.)
-            mail.attach(attached_message(part.filename, part.content_type,  # type: ignore[arg-type]
+            mail.attach(attached_message(filename, content_type,  # type: ignore[arg-type]
                                          part.content, mail.policy))
-        elif part.content_id and html_part is not None:
-            html_part.add_related(part.content, maintype, subtype,
-                                  cid=f"<{part.content_id}>", disposition="inline",
-                                  filename=part.filename)
+        elif cid and html_part is not None:
+            html_part.add_related(part.content, maintype, subtype, cid=f"<{cid}>",
+                                  disposition="inline", filename=filename)
         else:
-            mail.add_attachment(part.content, maintype, subtype, filename=part.filename)
+            mail.add_attachment(part.content, maintype, subtype, filename=filename)
     for sub in mail.walk():
         if sub is not mail:
             del sub["MIME-Version"]

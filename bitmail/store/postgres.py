@@ -88,6 +88,15 @@ def _doc(seq: int, id: str, data: Document) -> Document:
     return data
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset, run on every release: nothing. asyncpg still rolls
+    back a transaction left open; its default reset query (RESET ALL, UNLISTEN
+    *, CLOSE ALL, advisory unlock) is a round trip per release, and the
+    store's pooled connections change none of that: no SET, no LISTEN (the
+    listener has its own connection), no cursor, only transaction-scoped
+    advisory locks."""
+
+
 def _split_url(url: str) -> tuple[str, int, int]:
     """The DSN for asyncpg and the pool sizes from `?pool_size=&pool_min=`.
 
@@ -169,7 +178,7 @@ class PostgresStore(Store):
             with _store_errors():
                 self._pool = await asyncpg.create_pool(
                     self.dsn, min_size=self.pool_min, max_size=self.pool_size,
-                    init=_init_connection)
+                    init=_init_connection, reset=_keep_session)
                 try:
                     async with self._pool.acquire() as conn:
                         await self._migrate(conn)
