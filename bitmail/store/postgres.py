@@ -88,6 +88,14 @@ def _doc(seq: int, id: str, data: Document) -> Document:
     return data
 
 
+# put writes the document whatever was there; add fails if it exists.
+_INSERTS = {
+    "put": "INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3) "
+           "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
+    "add": "INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3)",
+}
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset, run on every release: nothing. asyncpg still rolls
     back a transaction left open; its default reset query (RESET ALL, UNLISTEN
@@ -266,7 +274,7 @@ class PostgresStore(Store):
                 # Nearly always every batch goes: then savepoints, a round trip
                 # each way per batch, would only cost time.
                 async with conn.transaction():
-                    return [[await self._op(conn, op) for op in ops] for ops in groups]
+                    return await self._apply_together(conn, groups)
             except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError,
                     asyncpg.DiskFullError):
                 raise  # the connection is gone, or the disk full: the whole group fails
@@ -276,6 +284,41 @@ class PostgresStore(Store):
             # batch in its own savepoint, so only the failing one fails.
             async with conn.transaction():
                 return [await self._apply_batch(conn, ops) for ops in groups]
+
+    async def _apply_together(self, conn: asyncpg.Connection, groups: Groups) -> list[Any]:
+        """Every batch's operations in order, as _op does them, but each run
+        of inserts of distinct documents sent as one executemany (one round
+        trip for the run, not one per row: an accept is three or four
+        inserts, and a group holds many accepts). Any error leaves the caller
+        to redo the batches one by one."""
+        results: list[list[Any]] = [[None] * len(ops) for ops in groups]
+        run: list[tuple[int, int, Op]] = []
+
+        async def send_run() -> None:
+            if len({(op.kind, op.id) for _, _, op in run}) < len(run):
+                for g, i, op in run:  # one document twice: its order matters
+                    results[g][i] = await self._op(conn, op)
+            else:
+                for action, sql in _INSERTS.items():
+                    rows = [(op.kind, op.id, op.doc or {}) for _, _, op in run
+                            if op.action == action]
+                    if rows:
+                        await conn.executemany(sql, rows)
+                for g, i, op in run:
+                    results[g][i] = op.id
+            run.clear()
+
+        for g, ops in enumerate(groups):
+            for i, op in enumerate(ops):
+                if op.action in _INSERTS:
+                    run.append((g, i, op))
+                    continue
+                if run:
+                    await send_run()
+                results[g][i] = await self._op(conn, op)
+        if run:
+            await send_run()
+        return results
 
     async def _apply_batch(self, conn: asyncpg.Connection, ops: list[Op]) -> Any:
         """One batch in a savepoint: its result list, or the StoreError it failed with."""
@@ -300,15 +343,11 @@ class PostgresStore(Store):
 
     async def _op(self, conn: asyncpg.Connection, op: Op) -> Any:
         if op.action == "put":
-            await conn.execute(
-                "INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3) "
-                "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-                op.kind, op.id, op.doc or {})
+            await conn.execute(_INSERTS["put"], op.kind, op.id, op.doc or {})
             return op.id
         if op.action == "add":
             try:
-                await conn.execute("INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3)",
-                                   op.kind, op.id, op.doc or {})
+                await conn.execute(_INSERTS["add"], op.kind, op.id, op.doc or {})
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(f"{op.kind} {op.id} exists already") from None
             return op.id
