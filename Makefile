@@ -31,6 +31,7 @@ screenshots: install
 # message model before issue 9: both sides' figures come from one run.
 bench: install
 	$(BIN)/python bench/pipeline.py --baseline 7c01667 --rounds 3 $(BENCH_ARGS)
+	$(BIN)/python bench/compose.py --baseline 7c01667
 	$(BIN)/python bench/providers.py
 	$(BIN)/python bench/store_lookup.py
 	$(BIN)/python bench/relay_vs_postfix.py
