@@ -5,13 +5,19 @@ built (From, Sender, Date, Message-ID, Return-Path, DKIM-Signature, the MIME
 headers, ...). A client may add the headers in `ALLOWED`, plus any `X-*` and
 `List-*` header; anything else is refused naming the header.
 
-`WIRE` is `email.policy.SMTP` with three corrections, each for a way the
+`WIRE` is `email.policy.SMTP` with these corrections, each for a way the
 stdlib folder changes what the writer wrote:
 - msg-id lists (In-Reply-To, References, Message-ID) and URI lists (List-*)
   are folded only between their items, never turned into encoded-words, which
   would break threading (RFC 5322 §3.6.4) and unsubscribe links (RFC 2369);
-- unstructured text that itself looks like an encoded-word (`=?utf-8?q?hi?=`)
-  is encoded whole (RFC 2047 §5), so a reader shows it exactly as typed;
+- unstructured text that looks like an encoded-word (`=?utf-8?q?hi?=`), and
+  any non-ASCII text without SMTPUTF8, is encoded whole (RFC 2047 §5): the
+  stdlib mixes encoded-words with plain words and loses the spaces between
+  them (§6.2), so a reader would not show it exactly as typed; UTF-8 text
+  (SMTPUTF8) is folded only before SP/TAB, and encoded when a word is too
+  long for a line; display names get the same treatment;
+- address headers are written mailbox by mailbox (never an encoded-word
+  glued to the next word);
 - bodies are 7bit or quoted-printable/base64 (cte_type "7bit"), so every relay
   takes them without 8BITMIME.
 
@@ -97,8 +103,9 @@ def check_header_value(name: str, value: Any, field: str) -> str:
 
 
 class WirePolicy(EmailPolicy):
-    """`policy.SMTP` that never encodes msg-ids or URI lists and encodes
-    encoded-word look-alikes (see the module docstring)."""
+    """`policy.SMTP` that never encodes msg-ids or URI lists, writes
+    unstructured text so that it reads back as typed, and writes raw values
+    (`wire_value`) as they are (see the module docstring)."""
 
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
         lower = name.lower()
@@ -155,9 +162,7 @@ class WirePolicy(EmailPolicy):
         if lower in MSG_ID_HEADERS or lower.startswith("list-"):
             return _fold_items(name, str(value).split(), self.linesep, self.max_line_length)
         if self._encoded_whole(lower, str(value)):
-            encoded = Header(str(value), "utf-8", header_name=name).encode(
-                linesep=self.linesep, maxlinelen=self.max_line_length or 78)
-            return f"{name}: {encoded}{self.linesep}"
+            return self._encoded(name, str(value))
         if _is_unstructured(lower) and not str(value).isascii():
             # UTF-8 text (RFC 6532): the stdlib folder breaks at Unicode
             # spaces too and adds a space there; this folds only before SP/TAB.
@@ -166,11 +171,14 @@ class WirePolicy(EmailPolicy):
                 return folded
             # A word too long for one line (RFC 5322 §2.1.1: 998 octets):
             # encoded-words can be broken anywhere, and read back whole.
-            encoded = Header(str(value), "utf-8", header_name=name).encode(
-                linesep=self.linesep, maxlinelen=self.max_line_length or 78)
-            return f"{name}: {encoded}{self.linesep}"
+            return self._encoded(name, str(value))
         folded = super().fold(name, value)
         return folded
+
+    def _encoded(self, name: str, text: str) -> str:
+        encoded = Header(text, "utf-8", header_name=name).encode(
+            linesep=self.linesep, maxlinelen=self.max_line_length or 78)
+        return f"{name}: {encoded}{self.linesep}"
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if not isinstance(value, BaseHeader):
