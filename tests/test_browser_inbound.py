@@ -16,30 +16,18 @@ from test_browser import expect_text, log_in, new_page, row
 from bitmail.testing import MailgunSigner
 
 from conftest import ServeProcess, free_port, write_config
+from support.webhooks import MAILGUN_CONFIG, MAILGUN_KEY
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 browser = test_browser.browser  # the same Chromium, as a fixture of this module
 
-SIGNING_KEY = "browser-inbound-signing-key"
-CONFIG = f"""
-[[mta.providers]]
-name = "local"
-type = "local"
-
-[[mta.providers]]
-name = "mailgun"
-type = "mailgun"
-api_key = "unused"
-domain = "mg.example.com"
-webhook_signing_key = "{SIGNING_KEY}"
-"""
-
 
 @pytest.fixture
 async def server(tmp_path) -> AsyncIterator[ServeProcess]:
     port = free_port()
-    proc = ServeProcess(write_config(tmp_path, CONFIG, port=port), port, tmp_path / "serve.log")
+    proc = ServeProcess(write_config(tmp_path, MAILGUN_CONFIG, port=port), port,
+                        tmp_path / "serve.log")
     await proc.start()
     try:
         yield proc
@@ -55,7 +43,7 @@ async def test_mail_from_outside_claiming_a_local_sender_is_marked_and_warned(br
     mail["Subject"], mail["X-Mailgun-Sflag"] = "Urgent invoice", "Yes"
     mail.set_content("Please pay at once.")
     async with aiohttp.ClientSession() as http:
-        resp = await MailgunSigner(SIGNING_KEY).post_form(
+        resp = await MailgunSigner(MAILGUN_KEY).post_form(
             http, server.url + "/hooks/mailgun/inbound",
             {"recipient": "dana@localhost", "body-mime": mail.as_string()})
         assert resp.status == 200, await resp.text()

@@ -156,6 +156,22 @@ class WirePolicy(EmailPolicy):
         if not isinstance(value, BaseHeader):
             folded: str = super().fold(name, value)  # raw: as wire_value wrote it
             return folded
+        ours = self._fold_ours(name, value)
+        return ours if ours is not None else super().fold(name, value)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if not isinstance(value, BaseHeader):
+            return super().fold_binary(name, value)  # raw: as wire_value wrote it
+        if name.lower() in _MIME_HEADERS:
+            return _folded_mime(self, name, value)
+        ours = self._fold_ours(name, value)
+        if ours is not None:
+            return ours.encode("utf-8" if self.utf8 else "ascii")
+        return super().fold_binary(name, value)
+
+    def _fold_ours(self, name: str, value: BaseHeader) -> str | None:
+        """The header as this policy folds it, or None where the stdlib's
+        folding is kept."""
         lower = name.lower()
         if hasattr(value, "groups") and lower in _ADDRESS_FOLDED:
             return self._fold_addresses(name, value.groups)
@@ -172,26 +188,12 @@ class WirePolicy(EmailPolicy):
             # A word too long for one line (RFC 5322 §2.1.1: 998 octets):
             # encoded-words can be broken anywhere, and read back whole.
             return self._encoded(name, str(value))
-        folded = super().fold(name, value)
-        return folded
+        return None
 
     def _encoded(self, name: str, text: str) -> str:
         encoded = Header(text, "utf-8", header_name=name).encode(
             linesep=self.linesep, maxlinelen=self.max_line_length or 78)
         return f"{name}: {encoded}{self.linesep}"
-
-    def fold_binary(self, name: str, value: Any) -> bytes:
-        if not isinstance(value, BaseHeader):
-            return super().fold_binary(name, value)  # raw: as wire_value wrote it
-        lower = name.lower()
-        if lower in _MIME_HEADERS:
-            return _folded_mime(self, name, value)
-        if (hasattr(value, "groups") and lower in _ADDRESS_FOLDED) or \
-                lower in MSG_ID_HEADERS or lower.startswith("list-") or \
-                (_is_unstructured(lower) and not str(value).isascii()) or \
-                self._encoded_whole(lower, str(value)):
-            return self.fold(name, value).encode("ascii" if not self.utf8 else "utf-8")
-        return super().fold_binary(name, value)
 
     def _encoded_whole(self, lower: str, text: str) -> bool:
         """Whether unstructured text goes out as encoded-words from end to end:

@@ -25,7 +25,8 @@ MANDRILL_URL = "https://mail.example.com/hooks/mandrill"
 # A verified one-time token is spent whatever the answer; its tests count it.
 HOOK_KINDS = ("notice", "message", "body", "suppression", "tracking", "outbox", "user")
 
-HOOK_CONFIG = f"""
+# The local provider and one Mailgun account whose webhooks are signed with MAILGUN_KEY.
+MAILGUN_CONFIG = f"""
 [[mta.providers]]
 name = "local"
 type = "local"
@@ -36,7 +37,9 @@ type = "mailgun"
 api_key = "unused"
 domain = "mg.example.com"
 webhook_signing_key = "{MAILGUN_KEY}"
+"""
 
+HOOK_CONFIG = MAILGUN_CONFIG + f"""
 [[mta.providers]]
 name = "mailgun-eu"
 type = "mailgun"

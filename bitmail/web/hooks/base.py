@@ -111,6 +111,13 @@ class Incoming:
     form: MultiDictProxy[str] | None = None
     files: tuple[FormFile, ...] = ()
 
+    def require_form(self, expected: str) -> MultiDictProxy[str]:
+        """The form; a 415-style ValidationError saying what to send when the
+        body was not one (`expected`: "the form Mailgun's forward() posts")."""
+        if self.form is None:
+            raise ValidationError(f"send {expected}", code="unsupported_media_type")
+        return self.form
+
 
 @dataclass(frozen=True, slots=True)
 class Record:

@@ -58,11 +58,8 @@ class MailgunInbound(MailgunHook):
 
     async def validate_request(self, app: web.Application, incoming: Incoming,
                                providers: Sequence[ProviderSettings]) -> Verified:
-        form = incoming.form
-        if form is None:
-            raise ValidationError("send the form Mailgun's forward() posts "
-                                  "(multipart/form-data or urlencoded)",
-                                  code="unsupported_media_type")
+        form = incoming.require_form("the form Mailgun's forward() posts "
+                                     "(multipart/form-data or urlencoded)")
         fields = {k: form[k] for k in form}  # the first value of each field
         provider, token = verify_fields(providers, fields, "")
         payload = {"fields": fields, "files": [

@@ -79,11 +79,8 @@ class MandrillHook(Webhook):
 
     async def validate_request(self, app: web.Application, incoming: Incoming,
                                providers: Sequence[ProviderSettings]) -> Verified:
-        form = incoming.form
-        if form is None:
-            raise ValidationError("send mandrill_events as a form "
-                                  "(application/x-www-form-urlencoded)",
-                                  code="unsupported_media_type")
+        form = incoming.require_form("mandrill_events as a form "
+                                     "(application/x-www-form-urlencoded)")
         given = incoming.headers.get("X-Mandrill-Signature")
         if not given:
             raise BadSignature("X-Mandrill-Signature is missing", field="X-Mandrill-Signature")
