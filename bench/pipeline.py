@@ -45,6 +45,8 @@ import aiohttp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from mailtext import mail_text
+
 from conftest import PG_SERVER_URL, free_port
 
 
@@ -74,7 +76,7 @@ async def load(url: str | list[str], n: int, concurrency: int, size: int,
     several are given); seconds until every 202."""
     urls = [url] if isinstance(url, str) else url
     body = {"to": "someone@example.com; other@example.org", "subject": "bench",
-            "text": "x" * size}
+            "text": mail_text(size)}
     counter = iter(range(n))
     failures = []
     conn = aiohttp.TCPConnector(limit=concurrency)

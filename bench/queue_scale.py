@@ -3,14 +3,15 @@
     python bench/queue_scale.py [--sizes 10000,100000,1000000] [--mail-size 2048]
                                 [--timeout 1800] [--workdir DIR]
 
-One message is accepted through the real Mailbox (rendered, stored as the
-Sent copy, its body and its outbox entry, exactly as the API does); the queue
-is then filled with copies of those documents under new ids, committed in
-large batches, up to each size in turn. At each size a fresh process opens the
-store the way the service does (runtime without providers), claims 256 due
-messages twenty times (each claim with its messages' bytes, as the container
-gets them) and hands them back, and reports its peak RSS. The figures, against
-their references measured in the same run:
+One message of text that compresses as mail does (mailtext.py) is accepted
+through the real Mailbox (rendered, stored as the Sent copy, its body and its
+outbox entry, exactly as the API does); the queue is then filled with copies
+of those documents under new ids, committed in large batches, up to each size
+in turn. At each size a fresh process opens the store the way the service
+does (runtime without providers), claims 256 due messages twenty times
+(each claim with its messages' bytes, as the container gets them) and hands
+them back, and reports its peak RSS. The figures, against their references
+measured in the same run:
 
 - claim time at this size ÷ claim time at the first size (flat: about 1);
 - peak RSS ÷ 150 MB (goal ≤ 1);
@@ -31,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mailtext import mail_text
+
 RSS_GOAL_MB = 150
 DISK_GOAL = 1.5
 CLAIM = 256
@@ -49,7 +52,7 @@ async def template(work: Path, size: int) -> tuple[list[tuple[str, dict]], int]:
     from bitmail.app import running
     from bitmail.message import parse_message
 
-    text = ("x" * 75 + "\n") * (size // 76)
+    text = mail_text(size)
     async with running(settings_for(work), with_mta=False) as rt:
         message = parse_message({"to": "someone@example.com", "subject": "queued",
                                  "text": text}, sender="bench@bench.test", domain="bench.test")

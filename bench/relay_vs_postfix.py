@@ -44,6 +44,7 @@ import aiohttp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from mailtext import mail_text
 from pipeline import free_port, print_profile, stop, wait_up
 
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postfix/sbin")
@@ -275,8 +276,8 @@ async def check_ours(url: str, key: str, server: subprocess.Popen, log: Path) ->
 
 
 async def submit(url: str, n: int, concurrency: int, size: int, key: str) -> None:
-    """n messages of `size` bytes of text (76-character lines) from `concurrency` clients."""
-    text = ("x" * 75 + "\n") * (size // 76) + "x" * (size % 76)
+    """n messages of `size` bytes of text (mailtext) from `concurrency` clients."""
+    text = mail_text(size)
     body = {"to": RECIPIENT, "subject": "bench", "text": text}
     counter = iter(range(n))
     failures: list[int] = []

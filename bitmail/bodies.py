@@ -1,9 +1,10 @@
 """The stored form of a message's bytes: one `body` document per message.
 
 The Sent copy, the Inbox copies and the outbox entry all point to it, so a
-message's content is stored once. The store holds JSON, so bytes that are
-ASCII (every message BitMail renders, and most that arrive) are kept as text,
-and only 8-bit messages as base64.
+message's content is stored once. The bytes are the document's blob: kept
+as they are, beside its JSON (compressed by the store where that pays).
+Bodies written before blobs hold the bytes as JSON text (`mime`, ASCII) or
+base64 (`mime_base64`); they still read.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import base64
 from typing import Any
 
 from .message.received import ReceivedPart, rebuild
-from .store import Batch, Kind, Store
+from .store import BLOB, Batch, Kind, Store
 
 
 def put_body(batch: Batch, mime: bytes) -> str:
     """Add the body document for `mime` to `batch`; its id."""
-    if mime.isascii():
-        return batch.put(Kind.BODY, {"mime": mime.decode("ascii")})
-    return batch.put(Kind.BODY, {"mime_base64": base64.b64encode(mime).decode("ascii")})
+    return batch.put(Kind.BODY, {BLOB: mime})
 
 
 def mime_of(doc: dict[str, Any]) -> bytes:
@@ -28,6 +27,8 @@ def mime_of(doc: dict[str, Any]) -> bytes:
     A body stored before messages were kept as bytes holds `text`, `html`
     and base64 `attachments`: it is rebuilt as MIME, so mail from before an
     upgrade still reads (its headers live on the message documents)."""
+    if BLOB in doc:
+        return bytes(doc[BLOB])
     if "mime" in doc:
         return str(doc["mime"]).encode("ascii")
     if "mime_base64" in doc:

@@ -224,6 +224,29 @@ async def test_20_send_needs_an_existing_user_and_understands_a_full_address(tmp
     assert doc["to"] == ['"Doe, John" <john@example.org>']
 
 
+async def test_bodies_stored_as_json_before_blobs_still_read(service):
+    """Bodies as the message model wrote them before blobs: ASCII MIME as JSON
+    text, 8-bit MIME as base64."""
+    from bitmail.store import Batch
+
+    headers = await service.api_key("alice")
+    ascii_mime = b"From: x@example.com\r\nSubject: a\r\n\r\nascii text\r\n"
+    eight_bit = ("From: x@example.com\r\nSubject: b\r\nContent-Type: text/plain; "
+                 "charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nS\u00e9same\r\n"
+                 ).encode()
+    batch = Batch()
+    ids = []
+    for body in ({"mime": ascii_mime.decode("ascii")}, {"mime_base64": b64(eight_bit)}):
+        ids.append(batch.put("message", {
+            "owner": "alice", "folder": "inbox", "unread": True, "from": "x@example.com",
+            "to": ["alice@localhost"], "subject": "old", "date": 1.0, "status": "delivered",
+            "body": batch.put("body", body)}))
+    await service.runtime.store.commit(batch)
+    texts = [(await (await service.client.get(f"/api/messages/{i}", headers=headers)).json())
+             ["text"] for i in ids]
+    assert texts == ["ascii text\n", "S\u00e9same\n"]
+
+
 async def test_mail_stored_before_the_message_model_still_reads_and_sends(service):
     """Documents as the first wave wrote them: a body of text, html and base64
     attachments, and an outbox entry carrying its own base64 MIME."""

@@ -14,7 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bitmail.store import Batch, Store, StoreError, contains, open_store
+from bitmail.store import BLOB, Batch, Store, StoreError, contains, open_store, packing
+from bitmail.store.pg_sql import MIGRATIONS
 from bitmail.store.postgres import PostgresStore, claim_sql, select_sql
 
 from conftest import pg_admin, pg_database_url, pg_reset, wait_for
@@ -315,6 +316,120 @@ async def test_a_closed_store_refuses_writes(store_url: str) -> None:
         await s.put("user", {"a": 1})
 
 
+# -- blobs: a document's bytes beside its JSON ------------------------------------
+
+# Text that compresses, bytes that do not, every byte value, CR and LF as
+# they are, a NUL first, and the sizes around the packing threshold.
+BLOBS = {
+    "text": b"Subject: hi\r\n\r\n" + b"the same line of mail text\r\n" * 400,
+    "random": os.urandom(70_000),
+    "every-byte": bytes(range(256)) * 3,
+    "line-ends": b"\x00a\rb\nc\r\n.\r\n\xff",
+    "empty": b"",
+    "below-threshold": b"y" * (packing.MIN_SIZE - 1),
+    "at-threshold": b"y" * packing.MIN_SIZE,
+}
+
+
+async def test_a_blob_reads_back_byte_for_byte_from_every_read(store: Store) -> None:
+    async with store.batch() as b:
+        for name, blob in BLOBS.items():
+            b.put("body", {BLOB: blob, "name": name}, id=name)
+        b.add("body", {BLOB: b"added"}, id="added")
+        b.put("body", {"name": "none"}, id="none")
+    by_id = await store.get_by_ids("body", [*BLOBS, "none"])
+    for name, blob in BLOBS.items():
+        assert by_id[name][BLOB] == blob, name
+        assert by_id[name]["name"] == name  # the JSON part is there beside it
+        assert (await store.get_one("body", {"id": name}))[BLOB] == blob
+    assert BLOB not in by_id["none"]  # no blob: no key, not None
+    assert (await store.get_one("body", {"id": "added"}))[BLOB] == b"added"
+    scanned = {d["id"]: d.get(BLOB) for d in await store.scan("body")}
+    assert scanned == {**BLOBS, "added": b"added", "none": None}
+    assert {d["id"] for d in await store.get("body", {"name": "text"})} == {"text"}
+
+
+async def test_updates_keep_replace_or_drop_a_blob(store: Store) -> None:
+    await store.put("body", {BLOB: b"first", "n": 1}, id="b")
+    merged = await store.update("body", "b", {"n": 2})
+    assert (merged[BLOB], merged["n"]) == (b"first", 2)
+    seen = []
+
+    def replace(doc: dict) -> dict:
+        seen.append(doc[BLOB])
+        return {**doc, BLOB: doc[BLOB] + b" and more"}
+
+    assert (await store.update("body", "b", replace))[BLOB] == b"first and more"
+    assert seen == [b"first"]  # the function sees the bytes
+    assert (await store.get_one("body", {"id": "b"}))[BLOB] == b"first and more"
+    await store.update("body", "b", lambda doc: {"n": doc["n"]})  # returned without: dropped
+    assert BLOB not in await store.get_one("body", {"id": "b"})
+    await store.put("body", {BLOB: b"again"}, id="b")
+    await store.put("body", {"n": 3}, id="b")  # put replaces the whole document
+    assert sorted(await store.get_one("body", {"id": "b"})) == ["id", "n", "seq"]
+
+
+async def test_a_blob_that_is_not_bytes_or_a_merge_of_one_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="must be bytes, not str"):
+        await store.put("body", {BLOB: "text"})
+    await store.put("body", {BLOB: b"kept"}, id="k")
+    with pytest.raises(StoreError, match="a merge cannot change blob"):
+        await store.update("body", "k", {BLOB: b"other"})
+    assert (await store.get_one("body", {"id": "k"}))[BLOB] == b"kept"
+
+
+def test_packing_compresses_what_pays_and_keeps_the_rest_as_it_is() -> None:
+    for name, blob in BLOBS.items():
+        packed = packing.pack(blob)
+        assert packing.unpack(packed) == blob, name
+    text = BLOBS["text"]
+    assert packing.pack(text)[0] == packing.ZSTD and len(packing.pack(text)) < len(text) // 10
+    for name in ("random", "empty", "below-threshold", "line-ends"):
+        assert packing.pack(BLOBS[name]) == bytes((packing.RAW,)) + BLOBS[name], name
+    with pytest.raises(StoreError, match="unknown marker 7"):
+        packing.unpack(b"\x07abc")
+    with pytest.raises(StoreError, match="does not decompress"):
+        packing.unpack(bytes((packing.ZSTD,)) + b"not a frame")
+    with pytest.raises(StoreError, match="empty"):
+        packing.unpack(b"")
+
+
+async def test_sqlite_keeps_text_blobs_compressed_on_disk(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "store.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        await store.put("body", {BLOB: BLOBS["text"]}, id="text")
+        await store.put("body", {BLOB: BLOBS["random"]}, id="random")
+    with sqlite3.connect(path) as conn:
+        sizes = dict(conn.execute("SELECT id, length(blob) FROM docs"))
+        data = dict(conn.execute("SELECT id, data FROM docs"))
+    assert sizes["text"] < len(BLOBS["text"]) // 10
+    assert sizes["random"] == len(BLOBS["random"]) + 1  # the marker byte
+    assert data == {"text": "{}", "random": "{}"}  # nothing of the bytes in the JSON
+
+
+async def test_a_sqlite_file_of_schema_1_gains_the_blob_column_and_keeps_its_documents(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "store.db"
+    with sqlite3.connect(path) as conn:  # the first wave's schema, with a body in JSON
+        conn.executescript("""CREATE TABLE docs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, id TEXT NOT NULL,
+            data TEXT NOT NULL, UNIQUE (id, kind));
+            CREATE INDEX ix_kind ON docs (kind, seq);""")
+        conn.execute("INSERT INTO docs (kind, id, data) VALUES ('body', 'old', ?)",
+                     (json.dumps({"mime": "From: a@b\r\n\r\nold\r\n"}),))
+    async with open_store(f"sqlite:///{path}") as store:
+        old = await store.get_one("body", {"id": "old"})
+        assert old == {"mime": "From: a@b\r\n\r\nold\r\n", "id": "old", "seq": 1}
+        await store.put("body", {BLOB: b"new"}, id="new")
+    async with open_store(f"sqlite:///{path}") as store:  # and a second open changes nothing
+        assert (await store.get_one("body", {"id": "new"}))[BLOB] == b"new"
+        assert await store.schema_version() == 2
+
+
 # -- claims --------------------------------------------------------------------
 
 async def test_claim_leases_the_oldest_due_first_up_to_the_limit(store: Store) -> None:
@@ -463,6 +578,33 @@ async def test_concurrent_batches_share_transactions(pg_store_url: str) -> None:
 
 
 @pg
+async def test_a_postgresql_database_of_schema_1_gains_the_blob_column(pg_url: str) -> None:
+    name = f"bitmail_test_{os.urandom(5).hex()}"
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    url = pg_database_url(name)
+    try:
+        conn = await asyncpg.connect(url)
+        try:  # the database as version 1 left it, with a body in JSON
+            await conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY, "
+                               "applied_at timestamptz NOT NULL DEFAULT now())")
+            for sql in MIGRATIONS[0][1]:
+                await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+            await conn.execute("INSERT INTO docs (kind, id, data) VALUES ('body', 'old', $1)",
+                               json.dumps({"mime": "old"}))
+        finally:
+            await conn.close()
+        async with open_store(url) as store:
+            assert await store.schema_version() == MIGRATIONS[-1][0]
+            old = await store.get_one("body", {"id": "old"})
+            assert (old["mime"], BLOB in old) == ("old", False)
+            await store.put("body", {BLOB: b"\x00new\xff"}, id="new")
+            assert (await store.get_one("body", {"id": "new"}))[BLOB] == b"\x00new\xff"
+    finally:
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pg
 async def test_the_schema_is_made_once_when_several_processes_start_at_once(
         pg_url: str) -> None:
     name = f"bitmail_test_{os.urandom(5).hex()}"
@@ -479,7 +621,7 @@ async def test_the_schema_is_made_once_when_several_processes_start_at_once(
             versions = await conn.fetch("SELECT version FROM schema_version ORDER BY version")
         finally:
             await conn.close()
-        assert [r["version"] for r in versions] == [1]
+        assert [r["version"] for r in versions] == [v for v, _ in MIGRATIONS]  # each once
         async with open_store(url):  # and a restart changes nothing
             pass
     finally:

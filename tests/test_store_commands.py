@@ -78,7 +78,7 @@ async def test_migrate_makes_the_schema_of_a_new_database_and_prints_its_version
     for _ in range(2):  # and once more, with nothing left to do
         code, out, err = await bitmail("--config", str(cfg), "migrate")
         assert code == 0, err
-        assert out.strip() == "postgresql store: schema version 1"
+        assert out.strip() == "postgresql store: schema version 2"
     assert fresh_db not in out + err  # a URL may carry a password
     async with open_store(fresh_db) as store:
         assert await store.kinds() == []
@@ -86,7 +86,7 @@ async def test_migrate_makes_the_schema_of_a_new_database_and_prints_its_version
 
 async def test_migrate_on_the_default_sqlite_store(tmp_path) -> None:
     code, out, err = await bitmail("--config", str(write_config(tmp_path)), "migrate")
-    assert (code, out.strip()) == (0, "sqlite store: schema version 1"), err
+    assert (code, out.strip()) == (0, "sqlite store: schema version 2"), err
     assert (tmp_path / "data" / "bitmail.db").exists()
 
 

@@ -4,6 +4,7 @@ any subset of their content; on SQLite or PostgreSQL (`open_store(url)`)."""
 from __future__ import annotations
 
 from .base import (
+    BLOB,
     AlreadyExists,
     Batch,
     Document,
@@ -35,5 +36,5 @@ def open_store(url: str, *, sending: bool = False) -> Store:
     raise StoreError(f"unknown store URL scheme in {url.split(':', 1)[0]!r}")
 
 
-__all__ = ["AlreadyExists", "Batch", "Document", "Kind", "StorageFull", "Store", "StoreError",
-           "StoreUnavailable", "Subscription", "contains", "open_store"]
+__all__ = ["BLOB", "AlreadyExists", "Batch", "Document", "Kind", "StorageFull", "Store",
+           "StoreError", "StoreUnavailable", "Subscription", "contains", "open_store"]

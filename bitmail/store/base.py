@@ -2,7 +2,10 @@
 
 Documents are JSON objects grouped by kind ("message", "outbox", "user", …).
 Each has a string `id` and a `seq` that grows with insertion, which gives the
-newest-first order and the paging cursor. Writes go in batches that commit
+newest-first order and the paging cursor. A document may also carry bytes
+under the key `blob` (BLOB): they are kept beside its JSON, as bytes, not
+inside it (no escaping, no base64, no JSON parse of a 100 KB message), and
+each store keeps them compressed where that saves room. Writes go in batches that commit
 together; concurrent batches may share one commit (group commit).
 """
 
@@ -23,6 +26,9 @@ from ..metrics import STORE_COMMIT_SECONDS
 from .hub import Hub, Subscription
 
 Document = dict[str, Any]
+# The reserved key of a document's bytes; like `id` and `seq`, it has a column
+# of its own.
+BLOB = "blob"
 Change = dict[str, Any] | Callable[[Document], Document | None]
 
 
@@ -82,6 +88,16 @@ class StorageFull(StoreError):
     """A write failed because the disk (or the database server's disk) is
     full. Nothing of the batch was committed; the same write may succeed once
     there is room again."""
+
+
+def split_blob(doc: Document) -> tuple[Document, bytes | None]:
+    """The JSON part of a stored document (without id, seq and blob) and its bytes.
+
+    Raises StoreError when `blob` is there but not bytes."""
+    blob = doc.get(BLOB)
+    if blob is not None and not isinstance(blob, bytes):
+        raise StoreError(f"a document's {BLOB} must be bytes, not {type(blob).__name__}")
+    return {k: v for k, v in doc.items() if k not in ("id", "seq", BLOB)}, blob
 
 
 def check_key(key: str) -> str:
@@ -155,7 +171,11 @@ class Batch:
         """Merge `change` into the document's top level, or replace the
         document with what `change(doc)` returns (None leaves it as it is).
         The function runs inside the transaction, so it sees the latest
-        version and nothing else writes the document meanwhile."""
+        version and nothing else writes the document meanwhile; what it
+        returns replaces the blob too. A merge cannot change the blob
+        (StoreError): bytes are replaced whole, with put or a function."""
+        if isinstance(change, dict) and BLOB in change:
+            raise StoreError(f"a merge cannot change {BLOB}; put the document or pass a function")
         self.ops.append(Op("update", kind, id, change=change))
 
     def delete(self, kind: str, id: str) -> None:

@@ -18,6 +18,9 @@ DUE = "(CASE WHEN jsonb_typeof(data->'due') = 'number' THEN (data->'due')::float
 LEASE = ("(CASE WHEN jsonb_typeof(data->'lease_until') = 'number' "
          "THEN (data->'lease_until')::float8 END)")
 
+# What every read selects, in this order (the store's _doc takes them so).
+COLUMNS = "seq, id, data, blob"
+
 # Per kind, the keys compared by jsonb equality so that its btrees serve them.
 EQUALITY_KEYS: dict[str, set[str]] = {kind: {k for keys in lookups for k in keys if k != "due"}
                  for kind, lookups in INDEXES.items()}
@@ -42,7 +45,7 @@ def claim_sql(kind: str) -> str:
     UPDATE docs SET data = docs.data || jsonb_build_object(
         'lease_owner', $3::text, 'due', $4::float8)
     FROM picked WHERE docs.seq = picked.seq
-    RETURNING docs.seq, docs.id, docs.data, picked.was_due"""
+    RETURNING docs.seq, docs.id, docs.data, docs.blob, picked.was_due"""
 
 
 # The distinct kinds, one index probe each (a loose index scan on docs_kind_seq)
@@ -78,6 +81,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             payload jsonb NOT NULL
         )""",
     ]),
+    # A document's bytes beside its JSON (base.BLOB): no escaping or base64.
+    (2, ["ALTER TABLE docs ADD COLUMN blob bytea"]),
 ]
 
 
@@ -153,7 +158,7 @@ def select_sql(kind: str, subset: Document | None = None, *, limit: int | None =
     if before is not None:
         params.append(before)
         sql += f" AND seq < ${len(params)}"
-    sql = f"SELECT seq, id, data FROM docs WHERE {sql} ORDER BY seq"
+    sql = f"SELECT {COLUMNS} FROM docs WHERE {sql} ORDER BY seq"
     if newest_first:
         sql += " DESC"
     if limit is not None:

@@ -1,6 +1,7 @@
 """The shared store: PostgreSQL, for several BitMail processes on one database.
 
-Documents live in one table, `docs(seq, kind, id, data jsonb)`. Subset lookups
+Documents live in one table, `docs(seq, kind, id, data jsonb, blob bytea)`;
+a blob is kept as it is, and the server compresses large ones (TOAST). Subset lookups
 are `data @> $n::jsonb` (a GIN index with `jsonb_path_ops` serves any key).
 For the lookups the service makes (INDEXES, per kind) the query instead
 compares those keys as `data->'key' = $n::jsonb` (the same thing as `@>` for
@@ -42,6 +43,7 @@ import asyncpg
 
 from . import codec
 from .base import (
+    BLOB,
     AlreadyExists,
     Batch,
     Document,
@@ -51,9 +53,11 @@ from .base import (
     StoreError,
     StoreUnavailable,
     apply_change,
+    split_blob,
 )
 from .group import GroupCommit, Groups
 from .pg_sql import (
+    COLUMNS,
     KINDS_SQL,
     MIGRATIONS,
     claim_sql,
@@ -77,22 +81,20 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _body(doc: Document) -> Document:
-    """The stored form: `id` and `seq` live in their own columns."""
-    return {k: v for k, v in doc.items() if k not in ("id", "seq")}
-
-
-def _doc(seq: int, id: str, data: Document) -> Document:
+def _doc(seq: int, id: str, data: Document, blob: bytes | None = None) -> Document:
     data["id"] = id
     data["seq"] = seq
+    if blob is not None:
+        data[BLOB] = blob
     return data
 
 
 # put writes the document whatever was there; add fails if it exists.
+# Parameters: kind, id, then the document's split_blob.
 _INSERTS = {
-    "put": "INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3) "
-           "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-    "add": "INSERT INTO docs (kind, id, data) VALUES ($1, $2, $3)",
+    "put": "INSERT INTO docs (kind, id, data, blob) VALUES ($1, $2, $3, $4) "
+           "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data, blob = excluded.blob",
+    "add": "INSERT INTO docs (kind, id, data, blob) VALUES ($1, $2, $3, $4)",
 }
 
 
@@ -300,7 +302,7 @@ class PostgresStore(Store):
                     results[g][i] = await self._op(conn, op)
             else:
                 for action, sql in _INSERTS.items():
-                    rows = [(op.kind, op.id, op.doc or {}) for _, _, op in run
+                    rows = [(op.kind, op.id, *split_blob(op.doc or {})) for _, _, op in run
                             if op.action == action]
                     if rows:
                         await conn.executemany(sql, rows)
@@ -343,11 +345,11 @@ class PostgresStore(Store):
 
     async def _op(self, conn: asyncpg.Connection, op: Op) -> Any:
         if op.action == "put":
-            await conn.execute(_INSERTS["put"], op.kind, op.id, op.doc or {})
+            await conn.execute(_INSERTS["put"], op.kind, op.id, *split_blob(op.doc or {}))
             return op.id
         if op.action == "add":
             try:
-                await conn.execute(_INSERTS["add"], op.kind, op.id, op.doc or {})
+                await conn.execute(_INSERTS["add"], op.kind, op.id, *split_blob(op.doc or {}))
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(f"{op.kind} {op.id} exists already") from None
             return op.id
@@ -374,19 +376,20 @@ class PostgresStore(Store):
             # same top-level merge as {**doc, **change}.
             row = await conn.fetchrow(
                 "UPDATE docs SET data = data || $3::jsonb WHERE kind = $1 AND id = $2 "
-                "RETURNING seq, id, data", op.kind, op.id, _body(op.change or {}))
+                f"RETURNING {COLUMNS}", op.kind, op.id, split_blob(op.change or {})[0])
             return _doc(*row) if row else None
         # The function must see the latest version and nobody may write the
         # document until we commit: lock the row.
         row = await conn.fetchrow(
-            "SELECT seq, id, data FROM docs WHERE kind = $1 AND id = $2 FOR UPDATE",
+            f"SELECT {COLUMNS} FROM docs WHERE kind = $1 AND id = $2 FOR UPDATE",
             op.kind, op.id)
         if row is None:
             return None
         new = apply_change(_doc(*row), op.change)
         if new is None:
             return _doc(*row)
-        await conn.execute("UPDATE docs SET data = $2 WHERE seq = $1", row["seq"], _body(new))
+        await conn.execute("UPDATE docs SET data = $2, blob = $3 WHERE seq = $1", row["seq"],
+                           *split_blob(new))
         new["id"], new["seq"] = row["id"], row["seq"]
         return new
 
@@ -395,7 +398,7 @@ class PostgresStore(Store):
         rows = await conn.fetch(claim_sql(kind), float(now), limit, owner, float(now + lease))
         # RETURNING follows no particular order; claimers expect oldest due first.
         rows = sorted(rows, key=lambda r: (r["was_due"], r["seq"]))
-        return [_doc(r["seq"], r["id"], r["data"]) for r in rows]
+        return [_doc(r["seq"], r["id"], r["data"], r["blob"]) for r in rows]
 
     async def claim(self, kind: str, *, now: float, owner: str, lease: float,
                     limit: int) -> list[Document]:
@@ -422,7 +425,7 @@ class PostgresStore(Store):
             return {}
         with _store_errors():
             rows = await self._require_pool().fetch(
-                "SELECT seq, id, data FROM docs WHERE kind = $1 AND id = ANY($2::text[])",
+                f"SELECT {COLUMNS} FROM docs WHERE kind = $1 AND id = ANY($2::text[])",
                 str(kind), wanted)
         return {row["id"]: _doc(*row) for row in rows}
 
@@ -444,7 +447,7 @@ class PostgresStore(Store):
     async def scan(self, kind: str, *, after: int = 0, limit: int = 500) -> list[Document]:
         with _store_errors():
             rows = await self._require_pool().fetch(
-                "SELECT seq, id, data FROM docs WHERE kind = $1 AND seq > $2 ORDER BY seq "
+                f"SELECT {COLUMNS} FROM docs WHERE kind = $1 AND seq > $2 ORDER BY seq "
                 "LIMIT $3", kind, after, limit)
         return [_doc(*row) for row in rows]
 

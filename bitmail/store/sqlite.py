@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ..datadir import private_file
-from . import codec
+from . import codec, packing
 from .base import (
+    BLOB,
     INDEXES,
     AlreadyExists,
     Batch,
@@ -40,6 +41,7 @@ from .base import (
     StoreUnavailable,
     check_key,
     contains,
+    split_blob,
 )
 from .group import GroupCommit, Groups
 
@@ -51,6 +53,7 @@ CREATE TABLE IF NOT EXISTS docs (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
     data TEXT NOT NULL,
+    blob BLOB,
     UNIQUE (id, kind)
 );
 CREATE INDEX IF NOT EXISTS ix_kind ON docs (kind, seq);
@@ -59,8 +62,9 @@ CREATE INDEX IF NOT EXISTS ix_kind ON docs (kind, seq);
 # to the planner like the best way into any lookup by kind, and it would pick
 # it over the per-kind indexes below.
 
-# One schema so far, made at open; a change to it starts numbered versions.
-SCHEMA_VERSION = 1
+# Made at open. Version 2 added `blob` (a document's bytes, packed): a file of
+# version 1 gets the column at open, which SQLite does without rewriting rows.
+SCHEMA_VERSION = 2
 # The distinct kinds, one probe of ix_kind each rather than a scan of every row.
 KINDS_SQL = """WITH RECURSIVE k(kind) AS (
     SELECT min(kind) FROM docs
@@ -127,15 +131,23 @@ def _where(kind: str, subset: Document | None) -> tuple[str, list[Any], Document
     return " AND ".join(clauses), params, rest
 
 
-def _doc(seq: int, id: str, data: str) -> Document:
+# Every read selects these, in this order, for _doc.
+_COLUMNS = "seq, id, data, blob"
+
+
+def _doc(seq: int, id: str, data: str, blob: bytes | None) -> Document:
     doc: Document = codec.loads(data)
     doc["id"] = id
     doc["seq"] = seq
+    if blob is not None:
+        doc[BLOB] = packing.unpack(blob)
     return doc
 
 
-def _body(doc: Document) -> str:
-    return codec.dumps({k: v for k, v in doc.items() if k not in ("id", "seq")})
+def _row(doc: Document) -> tuple[str, bytes | None]:
+    """The stored `data` and `blob` of a document (packed in the writer's thread)."""
+    data, blob = split_blob(doc)
+    return codec.dumps(data), None if blob is None else packing.pack(blob)
 
 
 class SQLiteStore(Store):
@@ -219,6 +231,9 @@ class SQLiteStore(Store):
     def _open_writer(self) -> None:
         self._wconn = self._connect()
         self._wconn.executescript(SCHEMA)
+        columns = {row[1] for row in self._wconn.execute("PRAGMA table_info(docs)")}
+        if BLOB not in columns:
+            self._wconn.execute(f"ALTER TABLE docs ADD COLUMN {BLOB} BLOB")
         for sql in _index_sql():
             self._wconn.execute(sql)
         if self.path != ":memory:":
@@ -293,15 +308,15 @@ class SQLiteStore(Store):
     def _op(self, conn: sqlite3.Connection, op: Op) -> Any:
         if op.action == "put":
             conn.execute(
-                "INSERT INTO docs (kind, id, data) VALUES (?, ?, ?) "
-                "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-                (op.kind, op.id, _body(op.doc or {})),
+                "INSERT INTO docs (kind, id, data, blob) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data, blob = excluded.blob",
+                (op.kind, op.id, *_row(op.doc or {})),
             )
             return op.id
         if op.action == "add":
             try:
-                conn.execute("INSERT INTO docs (kind, id, data) VALUES (?, ?, ?)",
-                             (op.kind, op.id, _body(op.doc or {})))
+                conn.execute("INSERT INTO docs (kind, id, data, blob) VALUES (?, ?, ?, ?)",
+                             (op.kind, op.id, *_row(op.doc or {})))
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"{op.kind} {op.id} exists already") from None
             return op.id
@@ -312,23 +327,23 @@ class SQLiteStore(Store):
             sets = ", ".join(f"'$.{check_key(k)}', json(?)" for k in change)
             row = conn.execute(
                 f"UPDATE docs SET data = json_set(data, {sets}) WHERE kind = ? AND id = ? "
-                "RETURNING seq, id, data",
+                f"RETURNING {_COLUMNS}",
                 (*(json.dumps(v) for v in change.values()), op.kind, op.id),
             ).fetchone() if change else conn.execute(
-                "SELECT seq, id, data FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id)
+                f"SELECT {_COLUMNS} FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id)
             ).fetchone()
             return _doc(*row) if row else None
         if op.action == "update":
             assert callable(op.change)  # a merge was done above
             row = conn.execute(
-                "SELECT seq, id, data FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id)
+                f"SELECT {_COLUMNS} FROM docs WHERE kind = ? AND id = ?", (op.kind, op.id)
             ).fetchone()
             if row is None:
                 return None
             new = op.change(_doc(*row))
             if new is None:
                 return _doc(*row)
-            conn.execute("UPDATE docs SET data = ? WHERE seq = ?", (_body(new), row[0]))
+            conn.execute("UPDATE docs SET data = ?, blob = ? WHERE seq = ?", (*_row(new), row[0]))
             new["id"], new["seq"] = row[1], row[0]
             return new
         if op.action == "delete":
@@ -358,7 +373,7 @@ class SQLiteStore(Store):
             "UPDATE docs SET data = json_set(data, '$.lease_owner', ?, '$.due', ?) "
             f"WHERE seq IN (SELECT seq FROM docs INDEXED BY ix_{check_key(kind)}_due "
             f"WHERE kind = '{kind}' AND {_path('due')} <= ? "
-            f"ORDER BY {_path('due')} LIMIT ?) RETURNING seq, id, data",
+            f"ORDER BY {_path('due')} LIMIT ?) RETURNING {_COLUMNS}",
             (owner, now + lease, now, limit),
         ).fetchall()
         return [_doc(*row) for row in rows]
@@ -406,7 +421,7 @@ class SQLiteStore(Store):
             chunk = ids[start:start + _IDS_PER_QUERY]
             marks = ", ".join("?" * len(chunk))
             for row in self._reader().execute(
-                    f"SELECT seq, id, data FROM docs WHERE kind = '{check_key(kind)}' "
+                    f"SELECT {_COLUMNS} FROM docs WHERE kind = '{check_key(kind)}' "
                     f"AND id IN ({marks})", chunk):
                 doc = _doc(*row)
                 found[doc["id"]] = doc
@@ -418,7 +433,7 @@ class SQLiteStore(Store):
         if before is not None:
             where += " AND seq < ?"
             params.append(before)
-        sql = f"SELECT seq, id, data FROM docs WHERE {where} ORDER BY seq"
+        sql = f"SELECT {_COLUMNS} FROM docs WHERE {where} ORDER BY seq"
         sql += " DESC" if newest_first else ""
         if not rest and limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -446,7 +461,7 @@ class SQLiteStore(Store):
         return [row[0] for row in await self._read(KINDS_SQL, ())]
 
     async def scan(self, kind: str, *, after: int = 0, limit: int = 500) -> list[Document]:
-        rows = await self._read("SELECT seq, id, data FROM docs WHERE kind = ? AND seq > ? "
+        rows = await self._read(f"SELECT {_COLUMNS} FROM docs WHERE kind = ? AND seq > ? "
                                 "ORDER BY seq LIMIT ?", (kind, after, limit))
         return [_doc(*row) for row in rows]
 
