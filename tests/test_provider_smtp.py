@@ -5,14 +5,18 @@ how every kind of failure is classified."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bitmail.mta import build_provider
 from bitmail.mta.outcomes import Outcome
-from bitmail.mta.smtp import SMTPProvider
+from bitmail.mta.smtp import SMTPProvider, data_payload
 
 from conftest import (
     SMTP_PASSWORD,
@@ -59,6 +63,28 @@ async def test_every_envelope_recipient_gets_the_same_mime_over_starttls_with_au
     assert got.content.rstrip(b"\r\n") == job.mime.rstrip(b"\r\n")
     assert result.provider_message_id == "4B2C91C0A1"
     assert result.refused == ()
+
+
+# Lines that start with a dot, every kind of line end, no end at all.
+_PIECES = st.lists(st.sampled_from([b".", b"..", b"\r\n", b"\n", b"\r", b"a", b"\xff", b" "]),
+                   max_size=40).map(b"".join)
+
+
+@given(st.one_of(_PIECES, st.binary(max_size=300)))
+def test_the_data_payload_is_what_aiosmtplib_data_would_send(mime: bytes) -> None:
+    # aiosmtplib's own rules, as its execute_data_command applies them.
+    expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(mime)) + b".\r\n"
+    assert data_payload(mime) == expected
+
+
+async def test_dots_and_bare_line_ends_reach_the_relay_as_rfc_5321_has_them(relay, provider):
+    mime = (b"From: a@bitmail.test\r\nSubject: dots\r\n\r\n.starts with a dot\r\n"
+            b"..two\r\n.\r\nbare LF\nbare CR\rlast line without an end")
+    await provider.send(dataclasses.replace(sample_job(), mime=mime))
+    [got] = relay.received
+    assert got.content == (b"From: a@bitmail.test\r\nSubject: dots\r\n\r\n.starts with a dot"
+                           b"\r\n..two\r\n.\r\nbare LF\r\nbare CR\r\nlast line without an end"
+                           b"\r\n")
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
