@@ -321,8 +321,11 @@ async def run_bitmail(work: Path, run: int, size: int, n: int, args,
     spy = None
     if args.profile:
         # A sampling profile of every thread of the service (the store's writer too).
+        # With --gil, only samples that hold the GIL: what bounds a process
+        # that is CPU-bound on one core.
         spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--threads",
                                 "--format", "raw", "--rate", "200", "--nonblocking",
+                                *(["--gil"] if args.profile == "gil" else []),
                                 "-o", str(work / f"profile-{run}.txt")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -360,8 +363,9 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run at most")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy profile of each BitMail run (py-spy on PATH)")
+    parser.add_argument("--profile", nargs="?", const="all", choices=["all", "gil"],
+                        help="py-spy profile of each BitMail run (py-spy on PATH): every "
+                             "thread's samples, or (gil) only those holding the GIL")
     parser.add_argument("--sides", default="postfix,bitmail", help="which sides to run")
     parser.add_argument("--baseline", metavar="DIR",
                         help="also run the BitMail checkout in DIR (side 'baseline')")

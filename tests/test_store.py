@@ -430,6 +430,28 @@ async def test_a_sqlite_file_of_schema_1_gains_the_blob_column_and_keeps_its_doc
         assert await store.schema_version() == 2
 
 
+async def test_a_sqlite_file_of_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bitmail.store import StoreUnavailable
+
+    path = tmp_path / "store.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        await store.put("user", {"a": 1}, id="u")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreUnavailable, match="version 99, newer than this BitMail knows "
+                                               r"\(2\); upgrade BitMail"):
+        await open_store(f"sqlite:///{path}", sending=True).open()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (99,)
+    # The lock was let go: once the version is one it knows, it opens.
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 2")
+    async with open_store(f"sqlite:///{path}", sending=True) as store:
+        assert (await store.get_one("user", {"id": "u"}))["a"] == 1
+
+
 # -- claims --------------------------------------------------------------------
 
 async def test_claim_leases_the_oldest_due_first_up_to_the_limit(store: Store) -> None:

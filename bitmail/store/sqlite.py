@@ -62,8 +62,10 @@ CREATE INDEX IF NOT EXISTS ix_kind ON docs (kind, seq);
 # to the planner like the best way into any lookup by kind, and it would pick
 # it over the per-kind indexes below.
 
-# Made at open. Version 2 added `blob` (a document's bytes, packed): a file of
-# version 1 gets the column at open, which SQLite does without rewriting rows.
+# Made at open and recorded as the file's user_version (files of version 1
+# recorded none). Version 2 added `blob` (a document's bytes, packed): a file
+# of version 1 gets the column at open, which SQLite does without rewriting
+# rows. A file of a newer version is refused, as PostgreSQL's store does.
 SCHEMA_VERSION = 2
 # The distinct kinds, one probe of ix_kind each rather than a scan of every row.
 KINDS_SQL = """WITH RECURSIVE k(kind) AS (
@@ -174,23 +176,22 @@ class SQLiteStore(Store):
 
         Raises StoreUnavailable naming the file and the problem: not a
         database, a folder in its place, no permission, another sending
-        process holding it.
+        process holding it, a schema newer than this BitMail knows.
         """
         try:
             if self.path != ":memory:":
                 self._prepare_files()
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._writer, self._open_writer)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StoreError) as exc:
             self._release_lock()
             if self._wconn is not None:
                 self._wconn.close()
                 self._wconn = None
+            if isinstance(exc, StoreUnavailable):
+                raise
             raise StoreUnavailable(f"cannot open the SQLite store {self.path}: "
                                    f"{_problem(exc)}") from None
-        except StoreError:
-            self._release_lock()
-            raise
         self._group.start()
 
     def _prepare_files(self) -> None:
@@ -229,11 +230,17 @@ class SQLiteStore(Store):
         return conn
 
     def _open_writer(self) -> None:
-        self._wconn = self._connect()
-        self._wconn.executescript(SCHEMA)
-        columns = {row[1] for row in self._wconn.execute("PRAGMA table_info(docs)")}
+        self._wconn = conn = self._connect()
+        # Files written before versions were recorded say 0 (and are 1).
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the file's schema is version {version}, newer than this "
+                             f"BitMail knows ({SCHEMA_VERSION}); upgrade BitMail")
+        conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
         if BLOB not in columns:
-            self._wconn.execute(f"ALTER TABLE docs ADD COLUMN {BLOB} BLOB")
+            conn.execute(f"ALTER TABLE docs ADD COLUMN {BLOB} BLOB")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         for sql in _index_sql():
             self._wconn.execute(sql)
         if self.path != ":memory:":
@@ -466,7 +473,8 @@ class SQLiteStore(Store):
         return [_doc(*row) for row in rows]
 
     async def schema_version(self) -> int:
-        return SCHEMA_VERSION
+        rows = await self._read("PRAGMA user_version", ())
+        return int(rows[0][0])
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         loop = asyncio.get_running_loop()
