@@ -205,6 +205,16 @@ def test_7_an_ascii_body_is_7bit_or_quoted_printable_never_base64(text):
     assert read_content(mime).text.rstrip("\n") == text.rstrip("\n")
 
 
+@pytest.mark.parametrize("separator", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
+def test_a_long_line_is_long_whatever_separators_sit_inside_it(separator):
+    # SMTP counts octets between CRLFs (RFC 5322 §2.1.1): a form feed does not end a line.
+    text = "a" * 60 + separator + "b" * 60
+    mime = build(text=text)
+    assert parsed(mime)["Content-Transfer-Encoding"] == "quoted-printable"
+    assert max(map(len, mime.split(b"\r\n"))) <= 78
+    assert read_content(mime).text == text + "\n"
+
+
 def test_a_latin_body_is_quoted_printable_and_reads_back():
     mime = build(text="Grüße aus Zürich")
     assert parsed(mime)["Content-Transfer-Encoding"] == "quoted-printable"
