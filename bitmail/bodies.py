@@ -15,10 +15,16 @@ from typing import Any
 from .message.received import ReceivedPart, rebuild
 from .store import BLOB, Batch, Kind, Store
 
+# In every new body's JSON, where BitMail before blobs looked for its bytes:
+# not ASCII, so such a process fails on it (str.encode("ascii")) instead of
+# rebuilding an empty message and sending that (in a rolling upgrade on
+# PostgreSQL, say, where old and new processes share one outbox).
+BEFORE_BLOBS = "\u00ff in blob (schema 2)"
+
 
 def put_body(batch: Batch, mime: bytes) -> str:
     """Add the body document for `mime` to `batch`; its id."""
-    return batch.put(Kind.BODY, {BLOB: mime})
+    return batch.put(Kind.BODY, {BLOB: mime, "mime": BEFORE_BLOBS})
 
 
 def mime_of(doc: dict[str, Any]) -> bytes:

@@ -247,6 +247,22 @@ async def test_bodies_stored_as_json_before_blobs_still_read(service):
     assert texts == ["ascii text\n", "S\u00e9same\n"]
 
 
+async def test_a_new_body_makes_a_bitmail_before_blobs_fail_rather_than_send_a_blank(service):
+    """An older process sharing the store (a rolling upgrade on PostgreSQL)
+    reads `mime` as ASCII text: it must fail on a new body, not rebuild an
+    empty message from what it cannot see and send that."""
+    from bitmail.bodies import mime_of, put_body
+    from bitmail.store import Batch
+
+    batch = Batch()
+    body_id = put_body(batch, b"From: a@b\r\n\r\nnew\r\n")
+    await service.runtime.store.commit(batch)
+    doc = await service.runtime.store.get_one("body", {"id": body_id})
+    with pytest.raises(UnicodeEncodeError):
+        str(doc["mime"]).encode("ascii")  # what mime_of did before blobs
+    assert mime_of(doc) == b"From: a@b\r\n\r\nnew\r\n"
+
+
 async def test_mail_stored_before_the_message_model_still_reads_and_sends(service):
     """Documents as the first wave wrote them: a body of text, html and base64
     attachments, and an outbox entry carrying its own base64 MIME."""

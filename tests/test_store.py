@@ -392,6 +392,16 @@ def test_packing_compresses_what_pays_and_keeps_the_rest_as_it_is() -> None:
         packing.unpack(bytes((packing.ZSTD,)) + b"not a frame")
     with pytest.raises(StoreError, match="empty"):
         packing.unpack(b"")
+    packed = packing.pack(text)
+    with pytest.raises(StoreError, match="unused data"):
+        packing.unpack(packed + b"more")  # nothing after the frame is ignored
+    for at in range(5, len(packed)):  # any flipped bit: an error, never other bytes
+        damaged = bytearray(packed)
+        damaged[at] ^= 0x10
+        try:
+            assert packing.unpack(bytes(damaged)) == text
+        except StoreError:
+            pass
 
 
 async def test_sqlite_keeps_text_blobs_compressed_on_disk(tmp_path: Path) -> None:
@@ -411,16 +421,8 @@ async def test_sqlite_keeps_text_blobs_compressed_on_disk(tmp_path: Path) -> Non
 
 async def test_a_sqlite_file_of_schema_1_gains_the_blob_column_and_keeps_its_documents(
         tmp_path: Path) -> None:
-    import sqlite3
-
     path = tmp_path / "store.db"
-    with sqlite3.connect(path) as conn:  # the first wave's schema, with a body in JSON
-        conn.executescript("""CREATE TABLE docs (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, id TEXT NOT NULL,
-            data TEXT NOT NULL, UNIQUE (id, kind));
-            CREATE INDEX ix_kind ON docs (kind, seq);""")
-        conn.execute("INSERT INTO docs (kind, id, data) VALUES ('body', 'old', ?)",
-                     (json.dumps({"mime": "From: a@b\r\n\r\nold\r\n"}),))
+    _schema_1_file(path)
     async with open_store(f"sqlite:///{path}") as store:
         old = await store.get_one("body", {"id": "old"})
         assert old == {"mime": "From: a@b\r\n\r\nold\r\n", "id": "old", "seq": 1}
@@ -428,6 +430,32 @@ async def test_a_sqlite_file_of_schema_1_gains_the_blob_column_and_keeps_its_doc
     async with open_store(f"sqlite:///{path}") as store:  # and a second open changes nothing
         assert (await store.get_one("body", {"id": "new"}))[BLOB] == b"new"
         assert await store.schema_version() == 2
+
+
+def _schema_1_file(path: Path) -> None:
+    """An SQLite file as the first wave made it, with a body in JSON."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""CREATE TABLE docs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, id TEXT NOT NULL,
+            data TEXT NOT NULL, UNIQUE (id, kind));
+            CREATE INDEX ix_kind ON docs (kind, seq);""")
+        conn.execute("INSERT INTO docs (kind, id, data) VALUES ('body', 'old', ?)",
+                     (json.dumps({"mime": "From: a@b\r\n\r\nold\r\n"}),))
+
+
+async def test_several_stores_opening_a_schema_1_file_at_once_all_open(tmp_path: Path) -> None:
+    for attempt in range(10):
+        path = tmp_path / f"store-{attempt}.db"
+        _schema_1_file(path)
+        stores = [open_store(f"sqlite:///{path}") for _ in range(4)]
+        results = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s, r in zip(stores, results, strict=True)
+                               if r is None))
+        assert [r for r in results if r is not None] == []
+    async with open_store(f"sqlite:///{path}") as store:
+        assert (await store.get_one("body", {"id": "old"}))["mime"].endswith("old\r\n")
 
 
 async def test_a_sqlite_file_of_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:

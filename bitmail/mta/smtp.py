@@ -65,18 +65,26 @@ async def _data(smtp: aiosmtplib.SMTP, mime: bytes) -> aiosmtplib.SMTPResponse:
     """DATA and the content, with aiosmtplib's public command and protocol
     calls, each reply awaited for the connection's timeout; raises what
     `SMTP.data` raises (SMTPDataError on a refusal, SMTPServerDisconnected,
-    SMTPTimeoutError)."""
+    SMTPTimeoutError), and closes the connection on the last two as it does.
+
+    Unlike `SMTP.data`, the content and its reply are not under aiosmtplib's
+    command lock: the pool hands each connection to one send at a time, so
+    no other command can be waiting on it."""
     payload = data_payload(mime)
     start = await smtp.execute_command(b"DATA")
     if start.code != aiosmtplib.SMTPStatus.start_input:
         raise aiosmtplib.SMTPDataError(start.code, start.message)
-    protocol = smtp.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    # read_response arms the reply before this coroutine yields, so the
-    # relay's answer cannot arrive unheard between the write and the read.
-    protocol.write(payload)
-    answer = await protocol.read_response(timeout=smtp.timeout)
+    try:
+        protocol = smtp.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        # read_response arms the reply before this coroutine yields, so the
+        # relay's answer cannot arrive unheard between the write and the read.
+        protocol.write(payload)
+        answer = await protocol.read_response(timeout=smtp.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        smtp.close()
+        raise
     if answer.code != aiosmtplib.SMTPStatus.completed:
         raise aiosmtplib.SMTPDataError(answer.code, answer.message)
     return answer

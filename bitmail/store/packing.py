@@ -1,8 +1,9 @@
 """How the SQLite store keeps a document's blob: compressed with Zstandard
 when that saves room, as it is otherwise.
 
-A stored blob starts with one byte that says which: RAW (0) or ZSTD (1, a
-Zstandard frame, RFC 8878, with its content size). Mail is mostly text and
+A stored blob starts with one byte that says which: RAW (0) or ZSTD (1, one
+Zstandard frame, RFC 8878, with its content size and checksum: a damaged
+frame is an error, never other bytes). Mail is mostly text and
 compresses to a half or a third; an attachment that is already compressed
 (JPEG, ZIP) would not, and is kept as it is rather than grown.
 
@@ -36,7 +37,7 @@ def _compressor() -> zstandard.ZstdCompressor:
     # A (de)compression context is not safe to share between threads.
     found: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
     if found is None:
-        found = _local.compressor = zstandard.ZstdCompressor(level=LEVEL)
+        found = _local.compressor = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
     return found
 
 
@@ -66,7 +67,8 @@ def unpack(stored: bytes) -> bytes:
         return bytes(rest)
     if marker == ZSTD:
         try:
-            return _decompressor().decompress(rest)
-        except zstandard.ZstdError as exc:
-            raise StoreError(f"a stored blob does not decompress: {exc}") from None
+            return _decompressor().decompress(rest, allow_extra_data=False)
+        except (zstandard.ZstdError, MemoryError) as exc:
+            # MemoryError: a damaged header that claims an enormous size.
+            raise StoreError(f"a stored blob does not decompress: {exc or 'too large'}") from None
     raise StoreError(f"a stored blob has the unknown marker {marker}; a newer BitMail wrote it")

@@ -47,17 +47,17 @@ from .group import GroupCommit, Groups
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS docs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    id TEXT NOT NULL,
-    data TEXT NOT NULL,
-    blob BLOB,
-    UNIQUE (id, kind)
-);
-CREATE INDEX IF NOT EXISTS ix_kind ON docs (kind, seq);
-"""
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS docs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        blob BLOB,
+        UNIQUE (id, kind)
+    )""",
+    "CREATE INDEX IF NOT EXISTS ix_kind ON docs (kind, seq)",
+)
 # (id, kind) rather than (kind, id): an index that leads with kind would look
 # to the planner like the best way into any lookup by kind, and it would pick
 # it over the per-kind indexes below.
@@ -231,18 +231,28 @@ class SQLiteStore(Store):
 
     def _open_writer(self) -> None:
         self._wconn = conn = self._connect()
-        # Files written before versions were recorded say 0 (and are 1).
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"the file's schema is version {version}, newer than this "
-                             f"BitMail knows ({SCHEMA_VERSION}); upgrade BitMail")
-        conn.executescript(SCHEMA)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
-        if BLOB not in columns:
-            conn.execute(f"ALTER TABLE docs ADD COLUMN {BLOB} BLOB")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        for sql in _index_sql():
-            self._wconn.execute(sql)
+        # One process at a time (busy_timeout waits): two opening a file of
+        # an older version at once would otherwise both add its columns.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Files written before versions were recorded say 0 (and are 1).
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"the file's schema is version {version}, newer than this "
+                                 f"BitMail knows ({SCHEMA_VERSION}); upgrade BitMail")
+            for sql in SCHEMA:
+                conn.execute(sql)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
+            if BLOB not in columns:
+                conn.execute(f"ALTER TABLE docs ADD COLUMN {BLOB} BLOB")
+            for sql in _index_sql():
+                conn.execute(sql)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         if self.path != ":memory:":
             # journal_mode=WAL has just made them, with the file's mode.
             for extra in ("-wal", "-shm"):
