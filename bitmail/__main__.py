@@ -195,9 +195,9 @@ async def _admin(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def run_loop(main: Coroutine[Any, Any, int], choice: str) -> int:
-    """Run the service on the standard loop (setting `event_loop`, default
-    "asyncio"), or on uvloop ("uvloop" insists, "auto" takes it when installed:
-    `pip install bitmail[uvloop]`).
+    """Run the service on uvloop (setting `event_loop`: "auto", the default,
+    takes it when it is installed, as it is everywhere but on Windows;
+    "uvloop" insists) or on the standard loop ("asyncio").
 
     uvloop is a drop-in loop written on libuv: the same asyncio API, less time
     per callback and per socket operation."""

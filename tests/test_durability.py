@@ -59,6 +59,25 @@ async def make_key(config: Path, username: str = "loader") -> str:
     return out.decode().strip()
 
 
+@pytest.mark.parametrize("loop, module", [("auto", "uvloop"), ("uvloop", "uvloop"),
+                                          ("asyncio", "asyncio")])
+async def test_serve_accepts_and_sends_on_either_event_loop(tmp_path, loop, module):
+    port = free_port()
+    config = write_config(tmp_path, f'event_loop = "{loop}"', port=port)
+    key = await make_key(config)
+    server = await ServeProcess(config, port, tmp_path / "serve.log").start()
+    try:
+        accepted: dict[str, str] = {}
+        await send_many(server.url, key, 20, accepted)
+        assert len(accepted) == 20
+        outgoing = tmp_path / "data" / "outgoing"
+        await wait_for(lambda: set(accepted.values()) <= set(delivered_message_ids(outgoing)),
+                       timeout=30, interval=0.1)
+    finally:
+        server.kill(signal.SIGTERM)
+    assert f"loop {module})" in server.output()
+
+
 async def test_sigkill_while_accepting_loses_no_accepted_message(tmp_path, capsys):
     port = free_port()
     config = write_config(tmp_path, port=port)
