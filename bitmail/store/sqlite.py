@@ -104,6 +104,9 @@ def _index_sql() -> list[str]:
     return out
 
 
+# Seconds a connection waits for another one's write lock.
+BUSY_TIMEOUT = 5.0
+
 # get_by_ids: up to this many ids are read on the loop's own thread, and a
 # query names at most this many (SQLite allows 32,766 parameters).
 _INLINE_IDS = 64
@@ -223,10 +226,22 @@ class SQLiteStore(Store):
             self._lock_fd = None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                               timeout=BUSY_TIMEOUT)
+        # Turning a file's journal into WAL (its first open) needs it to
+        # itself, and SQLite answers "locked" at once rather than waiting
+        # while another connection opens it too: wait here instead.
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    conn.close()
+                    raise
+                time.sleep(0.01)
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
     def _open_writer(self) -> None:
