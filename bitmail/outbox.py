@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from .bodies import mime_of
 from .clock import SYSTEM, Clock
-from .store import Batch, Kind, Store
+from .store import Batch, Document, Kind, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,11 @@ class Outbox:
     async def claim(self, limit: int) -> list[Job]:
         docs = await self.store.claim(Kind.OUTBOX, now=self.clock.time(), owner=self.owner,
                                       lease=self.policy.lease, limit=limit)
-        bodies = await self.store.get_by_ids(Kind.BODY, [d["body"] for d in docs if "body" in d])
+        bodies, unreadable = await self._bodies([d["body"] for d in docs if "body" in d])
         jobs = []
         for doc in docs:
+            if doc.get("body") in unreadable:
+                continue  # claimed, not sent: it comes back when its lease ends
             # An entry queued before messages were kept once carries its own copy.
             body = bodies.get(doc["body"]) if "body" in doc else None
             mime = (mime_of(body) if body is not None
@@ -120,6 +122,28 @@ class Outbox:
                 continue
             jobs.append(_job(doc, mime))
         return jobs
+
+    async def _bodies(self, ids: list[str]) -> tuple[dict[str, Document], set[str]]:
+        """The body documents by id, and the ids whose body cannot be read.
+
+        One query for all; when it fails, one query each, so that one
+        damaged body (a blob that does not decompress) holds back only its
+        own message, not every message claimed with it, claim after claim.
+        Its entry is kept for the operator; it is said loudly at every lease."""
+        try:
+            return await self.store.get_by_ids(Kind.BODY, ids), set()
+        except StoreError:
+            pass
+        found: dict[str, Document] = {}
+        unreadable: set[str] = set()
+        for body_id in dict.fromkeys(ids):
+            try:
+                found.update(await self.store.get_by_ids(Kind.BODY, [body_id]))
+            except StoreError as exc:
+                log.error("body %s cannot be read (%s): its message waits in the outbox",
+                          body_id, exc)
+                unreadable.add(body_id)
+        return found, unreadable
 
     async def renew(self, job_ids: list[str]) -> None:
         """Extend the leases on jobs this process still holds."""

@@ -77,6 +77,22 @@ async def status(mailbox: Mailbox, message_id: str) -> dict:
     return await mailbox.get("me", message_id)
 
 
+async def test_a_damaged_body_holds_back_only_its_own_message(parts, caplog):
+    import sqlite3
+
+    store, mailbox, outbox = parts
+    ids = await accept(mailbox, n=3)
+    damaged = (await status(mailbox, ids[1]))["body"]
+    with sqlite3.connect(store.path) as conn:  # a blob that no longer decompresses
+        conn.execute("UPDATE docs SET blob = ? WHERE kind = 'body' AND id = ?",
+                     (b"\x01not a zstd frame", damaged))
+    jobs = await outbox.claim(10)
+    assert sorted(j.message_doc_id for j in jobs) == sorted([ids[0], ids[2]])
+    assert f"body {damaged} cannot be read" in caplog.text
+    # Kept, not dropped: it is still in the outbox for the operator.
+    assert [d["message"] for d in await store.get("outbox")] == [ids[0], ids[1], ids[2]]
+
+
 async def test_failing_provider_fails_over_and_every_message_arrives_once(parts):
     bad, good = Scripted("bad", Outcome.TRANSIENT), Scripted("good")
     container = await start(parts, bad, good)
