@@ -40,10 +40,10 @@ from .provider import Job, Provider
 __all__ = ["ERRORS", "SMTPProvider", "classify"]
 
 TLS_MODES = ("starttls", "implicit", "none")
-# A lone CR or LF, or a CRLF: each becomes CRLF (what aiosmtplib's data() does).
-_LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
 _QUEUE_ID = re.compile(r"(?:queued as|id=)\s*<?([^\s>]+)", re.IGNORECASE)
+# A lone CR or LF, or a CRLF: each becomes CRLF (what aiosmtplib's data() does).
+_LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 
 
 def data_payload(mime: bytes) -> bytes:

@@ -5,8 +5,9 @@ Each has a string `id` and a `seq` that grows with insertion, which gives the
 newest-first order and the paging cursor. A document may also carry bytes
 under the key `blob` (BLOB): they are kept beside its JSON, as bytes, not
 inside it (no escaping, no base64, no JSON parse of a 100 KB message), and
-each store keeps them compressed where that saves room. Writes go in batches that commit
-together; concurrent batches may share one commit (group commit).
+each store keeps them compressed where that saves room. Writes go in
+batches that commit together; concurrent batches may share one commit
+(group commit).
 """
 
 from __future__ import annotations
