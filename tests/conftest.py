@@ -11,10 +11,10 @@ pytest.register_assert_rewrite("support")
 
 from support.harness import (
     PASSWORD,
-    REQUIRE_ALL,
+    Part,
     Service,
     free_port,
-    require_or_skip,
+    skip_without,
     start_service,
     wait_for,
     write_config,

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from conftest import ServeProcess, free_port, require_or_skip, write_config
+from conftest import Part, ServeProcess, free_port, skip_without, write_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,7 +54,7 @@ async def server(tmp_path) -> AsyncIterator[ServeProcess]:
 @pytest.fixture
 async def browser():
     if not os.access(CHROMIUM, os.X_OK):
-        require_or_skip(f"Chromium is not installed at {CHROMIUM}")
+        skip_without(Part.CHROMIUM, f"not installed at {CHROMIUM} (apt-get install chromium)")
     # A test dependency (pyproject's [test]): missing, the install is broken.
     from playwright.async_api import async_playwright
     async with async_playwright() as pw:

@@ -17,7 +17,6 @@ from bitmail.mta.local import LocalProvider
 from bitmail.mta.outcomes import Outcome, ProviderError
 
 from conftest import free_port, sample_job, start_service, wait_for, write_config
-from support.harness import require_or_skip
 from support.tmpfs import fill
 
 PASSWORD = "correct horse battery"
@@ -149,7 +148,7 @@ async def test_an_unreadable_store_is_one_line_and_exit_code_2(tmp_path_factory)
     # Root reads whatever the mode bits say, so the service runs as nobody.
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0 or setpriv is None:
-        require_or_skip("needs root and setpriv to run the service as another user")
+        pytest.fail("needs root and setpriv (util-linux) to run the service as another user")
     base = Path(tempfile.mkdtemp(prefix="bitmail-nobody-"))  # outside root's 0700 tmp
     try:
         base.chmod(0o755)

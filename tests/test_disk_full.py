@@ -15,7 +15,14 @@ from bitmail import config
 from bitmail.store import StorageFull
 from bitmail.store.postgres import PostgresStore
 
-from conftest import pg_admin, pg_database_url, require_or_skip, start_service, write_config
+from conftest import (
+    Part,
+    pg_admin,
+    pg_database_url,
+    skip_without,
+    start_service,
+    write_config,
+)
 from support.postgres import run_aside
 from support.tmpfs import fill
 
@@ -79,7 +86,7 @@ async def test_a_full_postgresql_tablespace_is_a_503_and_service_comes_back(
     try:
         run_aside(lambda: pg_admin(f"CREATE TABLESPACE {space} LOCATION '{pg_tmpfs}'"))
     except Exception as exc:
-        require_or_skip(f"PostgreSQL cannot make a tablespace here ({exc})")
+        skip_without(Part.POSTGRESQL, f"no local server can make a tablespace here ({exc})")
     try:
         run_aside(lambda: pg_admin(f'CREATE DATABASE "{name}" TABLESPACE {space}'))
         settings = config.load(

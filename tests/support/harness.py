@@ -11,7 +11,9 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -26,14 +28,23 @@ REQUIRE_ALL = os.environ.get("BITMAIL_REQUIRE_ALL") == "1"
 PASSWORD = "secret-pass"
 
 
-def require_or_skip(reason: str) -> None:
-    """Skip for a part of the machine that is missing (Chromium, PostgreSQL,
-    root to mount a tmpfs or change user) — or fail under BITMAIL_REQUIRE_ALL=1,
-    which .ci/run sets, so CI runs every such test or fails. What pip or npm
-    installs for `make test` is never a reason to skip: its tests fail."""
+class Part(StrEnum):
+    """The only parts of a machine whose absence may skip a test (the
+    README's rule): Debian's Chromium and a PostgreSQL server."""
+
+    CHROMIUM = "Chromium"
+    POSTGRESQL = "PostgreSQL"
+
+
+def skip_without(part: Part, reason: str) -> NoReturn:
+    """Skip a test that needs `part`, which this machine lacks — or fail under
+    BITMAIL_REQUIRE_ALL=1, which .ci/run sets (it provides both), so in CI
+    every such test runs or fails. Anything else a test needs (root, a
+    tmpfs, what pip or npm installs for `make test`) is never a reason to
+    skip: without it the test fails."""
     if REQUIRE_ALL:
-        pytest.fail(f"BITMAIL_REQUIRE_ALL=1 but {reason}")
-    pytest.skip(reason)
+        pytest.fail(f"BITMAIL_REQUIRE_ALL=1 but {part} is missing: {reason}")
+    pytest.skip(f"{part} is missing: {reason}")
 
 
 def free_port() -> int:

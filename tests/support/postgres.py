@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from support.harness import require_or_skip
+from support.harness import Part, skip_without
 
 #: The server the PostgreSQL tests make their database on (any database there will do).
 PG_SERVER_URL = os.environ.get("BITMAIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -55,8 +55,8 @@ def fresh_database(prefix: str = "bitmail_test") -> Iterator[str]:
     try:
         run_aside(lambda: pg_admin(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # refused, unknown host, bad credentials, timeout…
-        require_or_skip(f"PostgreSQL at {PG_SERVER_URL} is not reachable "
-                        f"({type(exc).__name__}: {exc}); set BITMAIL_TEST_PG to another server")
+        skip_without(Part.POSTGRESQL, f"{PG_SERVER_URL} is not reachable "
+                     f"({type(exc).__name__}: {exc}); set BITMAIL_TEST_PG to another server")
     try:
         yield pg_database_url(name)
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.harness import require_or_skip
+from support.harness import Part, skip_without
 
 
 def fill(folder: Path, *, leave: int = 0) -> Path:
@@ -34,13 +34,14 @@ def fill(folder: Path, *, leave: int = 0) -> Path:
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs mounted at tmp_path/"tmpfs", unmounted afterwards; the
-    test is skipped when mounting is not permitted (not root, a container)."""
+    test fails when mounting is not permitted (not root, a container)."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs",
                            str(mount)], capture_output=True, text=True)
     if done.returncode != 0:
-        require_or_skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        pytest.fail(f"the disk-full tests mount a tmpfs, which needs root: "
+                    f"{done.stderr.strip() or done.returncode}")
     try:
         yield mount
     finally:
@@ -52,21 +53,23 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 def pg_tmpfs() -> Iterator[Path]:
     """A 16 MiB tmpfs the local PostgreSQL server can write to (a folder
     owned by `postgres` in a mount outside root's private temp folders), for
-    a tablespace; skipped when it cannot be made."""
+    a tablespace; skipped like any PostgreSQL test when the server is not
+    local, failed when the tmpfs cannot be mounted."""
     import pwd
     import tempfile
 
     try:
         owner = pwd.getpwnam("postgres")
     except KeyError:
-        require_or_skip("no local postgres user: the server is elsewhere")
+        skip_without(Part.POSTGRESQL, "no local server (no postgres user) to give a tablespace")
     mount = Path(tempfile.mkdtemp(prefix="bitmail-pgfull-"))
     mount.chmod(0o755)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs",
                            str(mount)], capture_output=True, text=True)
     if done.returncode != 0:
         mount.rmdir()
-        require_or_skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        pytest.fail(f"the disk-full tests mount a tmpfs, which needs root: "
+                    f"{done.stderr.strip() or done.returncode}")
     space = mount / "tablespace"
     space.mkdir(mode=0o700)
     os.chown(space, owner.pw_uid, owner.pw_gid)
