@@ -92,12 +92,16 @@ class StorageFull(StoreError):
 
 
 def split_blob(doc: Document) -> tuple[Document, bytes | None]:
-    """The JSON part of a stored document (without id, seq and blob) and its bytes.
+    """The JSON part of a stored document (without id, seq and blob) and its
+    bytes; the document itself when it has none of those (Batch.put and add
+    strip id and seq already), not a copy, so it must not be changed after.
 
     Raises StoreError when `blob` is there but not bytes."""
     blob = doc.get(BLOB)
     if blob is not None and not isinstance(blob, bytes):
         raise StoreError(f"a document's {BLOB} must be bytes, not {type(blob).__name__}")
+    if BLOB not in doc and "id" not in doc and "seq" not in doc:
+        return doc, None
     return {k: v for k, v in doc.items() if k not in ("id", "seq", BLOB)}, blob
 
 

@@ -81,7 +81,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _doc(seq: int, id: str, data: Document, blob: bytes | None = None) -> Document:
+def _doc(seq: int, id: str, data: Document, blob: bytes | None) -> Document:
     data["id"] = id
     data["seq"] = seq
     if blob is not None:
