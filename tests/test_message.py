@@ -564,6 +564,40 @@ def test_render_writes_the_bytes_the_standard_generator_writes(text, html):
         assert render(mail) == mail.as_bytes()
 
 
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.sampled_from(["a", "é", "€", " ", "\n", "\r", "\r\n", ".", "x" * 39,
+                                      "\x0c", "\u2028"]), max_size=60).map("".join),
+       subtype=st.sampled_from(["plain", "html"]))
+def test_a_text_part_is_what_the_stdlib_writes_with_the_same_encoding(text, subtype):
+    # compose.TEXT writes a 7bit part itself, in one pass; any other goes to
+    # the stdlib. Both must be the stdlib's bytes for text_cte's choice.
+    from email.message import EmailMessage
+
+    from bitmail.message.compose import TEXT, text_cte
+    from bitmail.message.headers import WIRE, WIRE_UTF8
+
+    for wire in (WIRE, WIRE_UTF8):
+        ours, stdlib = EmailMessage(policy=wire), EmailMessage(policy=wire)
+        ours.set_content(text, subtype, content_manager=TEXT)
+        stdlib.set_content(text, subtype, cte=text_cte(text))
+        assert ours.as_bytes() == stdlib.as_bytes()
+        assert ours.get_content() == stdlib.get_content()
+
+
+@pytest.mark.parametrize("text,want", [
+    ("x" * 78, "7bit"), ("x" * 79, "quoted-printable"),
+    ("x" * 78 + "\n" + "x" * 78, "7bit"), ("x" * 78 + "\r" + "x" * 78, "7bit"),
+    ("x" * 78 + "\r\n" + "x" * 78 + "\r\n", "7bit"),
+    ("x\n" + "x" * 79 + "\r\n", "quoted-printable"),
+    ("x\r" + "x" * 79, "quoted-printable"), ("x" * 40 + "\x0c" + "x" * 40, "quoted-printable"),
+    ("x" * 40 + "\u2028" + "x" * 40, "quoted-printable"), ("", "7bit"), ("\n" * 5, "7bit"),
+])
+def test_text_cte_counts_lines_as_smtp_does_whatever_ends_them(text, want):
+    from bitmail.message.compose import text_cte
+
+    assert text_cte(text) == want
+
+
 @pytest.mark.parametrize("text,want", [
     ("", ""), ("  a   b  ", "a b"), (" " * 2000 + "word", "word"),
     ("w " * 2000, ("w " * 70)[:140]), ("x" * 5000, "x" * 140),

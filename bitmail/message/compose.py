@@ -22,6 +22,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.contentmanager import ContentManager, raw_data_manager
 from email.generator import BytesGenerator
 from email.headerregistry import Address, Group
 from email.message import EmailMessage, MIMEPart
@@ -157,9 +158,12 @@ class _WireGenerator(BytesGenerator):
     def _write_lines(self, lines: str) -> None:
         if lines:
             # CRLF, then a CR left alone, then LF: each becomes the line end
-            # (str.replace runs at memory speed, a regular expression does not).
-            lf = lines.replace("\r\n", "\n").replace("\r", "\n")
-            self.write(lf.replace("\n", self._NL))  # type: ignore[attr-defined]
+            # (str.replace runs at memory speed, a regular expression does
+            # not). A body the content manager wrote has no CR, and looking
+            # for one character is a memchr, where a search for two is not.
+            if "\r" in lines:
+                lines = lines.replace("\r\n", "\n").replace("\r", "\n")
+            self.write(lines.replace("\n", self._NL))  # type: ignore[attr-defined]
 
 
 def render(mail: EmailMessage) -> bytes:
@@ -246,26 +250,57 @@ def text_cte(text: str, line_limit: int = 78) -> str:
     """The transfer encoding that keeps a body readable: 7bit for short ASCII
     lines, quoted-printable while most characters are ASCII, else base64
     (RFC 2045 §6: the shortest readable form)."""
-    # Lines as the email package cuts them when it encodes (bytes.splitlines:
-    # CR, LF, CRLF), not str.splitlines, which also cuts at form feeds and
-    # other separators that SMTP does not count; and twice as fast.
-    if text.isascii() and max(map(len, text.encode("ascii").splitlines()),
-                              default=0) <= line_limit:
+    if text.isascii() and _longest_line(text) <= line_limit:
         return "7bit"
     ascii_share = len(text.encode("ascii", "ignore")) / max(1, len(text))
     return "quoted-printable" if ascii_share >= 0.6 else "base64"
+
+
+def _longest_line(text: str) -> int:
+    # Lines as the email package cuts them when it encodes (bytes.splitlines:
+    # CR, LF, CRLF), not str.splitlines, which also cuts at form feeds and
+    # other separators that SMTP does not count. Without a CR, cutting at LF
+    # alone is the same cut, and quicker.
+    lines = text.split("\n") if "\r" not in text else text.encode("utf-8").splitlines()
+    return max(map(len, lines), default=0)
+
+
+def _set_text(part: MIMEPart, text: str, subtype: str = "plain") -> None:
+    """The text set-handler of the email package's raw_data_manager, with
+    `text_cte`'s choice of encoding: the same headers and the same payload.
+
+    A 7bit body is written here, in one pass over text that is usually sent
+    with LF line ends: the stdlib cuts the text into lines and joins them
+    again, twice over (to choose, then to encode), which was a third of the
+    time it took to build a 100 KB message."""
+    cte = text_cte(text)
+    if cte != "7bit":
+        raw_data_manager.set_content(part, text, subtype, cte=cte)
+        return
+    # The payload the stdlib's encoder gives: every CR, LF or CRLF one LF,
+    # and the last line ended.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    part["Content-Type"] = f"text/{subtype}"
+    part.set_payload(text if text.endswith("\n") else text + "\n")
+    part.set_param("charset", "utf-8", replace=True)
+    part["Content-Transfer-Encoding"] = cte
+
+
+TEXT = ContentManager()
+TEXT.add_set_handler(str, _set_text)
 
 
 def set_bodies(mail: EmailMessage, text: str, html: str) -> None:
     """text/plain, text/html, or both as multipart/alternative; never an empty part
     beside a real one."""
     if html and text:
-        mail.set_content(text, cte=text_cte(text))
-        mail.add_alternative(html, subtype="html", cte=text_cte(html))
+        mail.set_content(text, content_manager=TEXT)
+        mail.add_alternative(html, "html", content_manager=TEXT)
     elif html:
-        mail.set_content(html, subtype="html", cte=text_cte(html))
+        mail.set_content(html, "html", content_manager=TEXT)
     else:
-        mail.set_content(text, cte=text_cte(text))
+        mail.set_content(text, content_manager=TEXT)
 
 
 def _body(mail: EmailMessage, text: str, html: str, attachments: list[Attachment]) -> None:
