@@ -727,7 +727,10 @@ async def test_folder_pages_and_claims_use_indexes(pg_store_url: str) -> None:
             ("message", f"m{i}", json.dumps({"owner": f"u{i % 300}", "folder": "inbox"
                                              if i % 3 else "sent", "subject": "hi"}))
             for i in range(30000)
-        ] + [("outbox", f"o{i}", json.dumps({"due": float(i)})) for i in range(3000)])
+        ] + [("outbox", f"o{i}", json.dumps({"due": float(i), "body": f"b{i}"}))
+             for i in range(3000)
+        ] + [(kind, f"{kind}{i}", json.dumps({"username": f"u{i % 300}"}))
+             for kind in ("session", "apikey") for i in range(3000)])
         await conn.execute("ANALYZE docs")
 
         subset = {"owner": "u7", "folder": "inbox"}
@@ -745,6 +748,20 @@ async def test_folder_pages_and_claims_use_indexes(pg_store_url: str) -> None:
         nodes = await explain(conn, claim_sql("outbox"), [100.0, 10, "me", 160.0])
         assert ("Index Scan", "docs_outbox_due") in nodes, nodes
         assert "Sort" not in {n for n, _ in nodes}, nodes
+
+        # Every lookup the service makes has its btree; no GIN index makes
+        # every write of every kind pay for lookups nobody makes (schema 3).
+        for kind, subset, index in [("outbox", {"body": "b1"}, "docs_outbox_body"),
+                                    ("session", {"username": "u2"}, "docs_session_username"),
+                                    ("apikey", {"username": "u3"}, "docs_apikey_username")]:
+            sql, args = select_sql(kind, subset)
+            nodes = await explain(conn, sql, [json.dumps(a) for a in args])
+            assert index in {name for _, name in nodes}, (kind, nodes)
+        methods = await conn.fetch("SELECT DISTINCT am.amname FROM pg_index i "
+                                   "JOIN pg_class c ON c.oid = i.indexrelid "
+                                   "JOIN pg_am am ON am.oid = c.relam "
+                                   "WHERE i.indrelid = 'docs'::regclass")
+        assert {r["amname"] for r in methods} == {"btree"}
     finally:
         await conn.close()
 

@@ -53,11 +53,14 @@ class Kind(StrEnum):
 
 # The lookups the service makes, per kind. Both stores index exactly these,
 # so no lookup scans a kind and no write pays for another kind's indexes.
-# Everything else is looked up by id.
+# Everything else is looked up by id (or lists a whole kind). A new lookup
+# by other keys belongs here: without its index it reads the whole kind.
 INDEXES: dict[Kind, tuple[tuple[str, ...], ...]] = {
     Kind.MESSAGE: (("owner", "folder"), ("message_id",), ("body",)),
-    Kind.OUTBOX: (("due",),),
+    Kind.OUTBOX: (("due",), ("body",)),  # body: is a deleted message's body still wanted?
     Kind.NOTICE: (("due",),),  # recorded webhook notices, claimed like the outbox
+    Kind.SESSION: (("username",),),  # a user's sessions, ended together
+    Kind.APIKEY: (("username",),),  # a user's keys, listed and counted
 }
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 

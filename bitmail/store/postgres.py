@@ -2,12 +2,12 @@
 
 Documents live in one table, `docs(seq, kind, id, data jsonb, blob bytea)`;
 a blob is kept as it is, and the server compresses large ones (TOAST).
-Subset lookups are `data @> $n::jsonb` (a GIN index with `jsonb_path_ops`
-serves any key). For the lookups the service makes (INDEXES, per kind) the
-query instead compares those keys as `data->'key' = $n::jsonb` (the same
-thing as `@>` for a scalar) and names the kind as a literal, so the planner
-walks that kind's partial btree, already ordered by `seq`, and stops after
-`limit` rows instead of sorting every match.
+For the lookups the service makes (INDEXES, per kind) a query compares
+those keys as `data->'key' = $n::jsonb` (the same thing as `@>` for a
+scalar) and names the kind as a literal, so the planner walks that kind's
+partial btree, already ordered by `seq`, and stops after `limit` rows
+instead of sorting every match. Any other key of a subset is checked with
+`data @> $n::jsonb` on the rows found so.
 
 Writes go through one flusher task per process: batches that arrive while a
 commit is running wait and then share the next transaction (group commit),
