@@ -678,3 +678,72 @@ def test_a_received_form_cannot_add_header_lines_through_its_parts():
                       if (not p.is_multipart() and p.get_content_maintype() != "text")
                       or p.get_filename())
     assert contents == [b"one", b"three", b"two"]
+
+
+# -- every header line within 998 octets, every text header as typed ----------------
+
+def longest_line(mime: bytes) -> int:
+    return max(len(line) for line in mime.split(b"\r\n"))
+
+
+def rfc2047_phrase(mime: bytes, header: str) -> str:
+    """The display name of the first mailbox of `header`, unfolded and decoded
+    as RFC 2047 §6.2 says (white space between encoded-words dropped), which
+    Python's address parser does not do."""
+    from email.header import decode_header, make_header
+
+    head = mime.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    value = next(line.split(":", 1)[1] for line in head.replace("\r\n ", " ").split("\r\n")
+                 if line.lower().startswith(header.lower() + ":"))
+    phrase = value.strip().rpartition(" <")[0]
+    if phrase.startswith('"'):
+        return phrase[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return str(make_header(decode_header(phrase)))
+
+
+@pytest.mark.parametrize(("name", "to"), [
+    ("N" * 990, "a@example.com"),  # ASCII, nowhere to fold
+    ("é" * 990, "a@example.com"),  # encoded-words, no SMTPUTF8
+    ("é" * 990, "ü@example.com"),  # SMTPUTF8: too long to quote on a line
+    ("漢字" * 400, "a@example.com"),
+    ("=?utf-8?q?x?=" * 70, "a@example.com"),  # a look-alike, encoded whole
+    ("Ann Long-Name " * 60, "a@example.com"),
+])
+def test_a_long_display_name_fits_its_lines_and_reads_back_as_typed(name, to):
+    name = name.strip()
+    mime = parse_message({"to": [{"name": name, "address": to}]}, sender=f"me@{DOMAIN}",
+                         domain=DOMAIN).mime
+    assert longest_line(mime) <= 998
+    assert rfc2047_phrase(mime, "To") == name
+
+
+def test_a_group_of_many_members_is_folded_between_them():
+    members = [f"user{i}@example.com" for i in range(100)]
+    mime = build(to=f"Team: {', '.join(members)};")
+    assert longest_line(mime) <= 998
+    (group,) = parsed(mime)["To"].groups
+    assert group.display_name == "Team"
+    assert [a.addr_spec for a in group.addresses] == members
+
+
+@pytest.mark.parametrize(("header", "value"), [
+    ("List-Unsubscribe", "<https://example.com/u/" + "a" * 1500 + ">"),
+    ("List-Id", "n" * 990 + " <list.example.com>"),
+    ("References", "<a@x> <" + "r" * 1000 + "@example.com>"),
+    ("In-Reply-To", "<" + "r" * 990 + "@x>"),
+])
+def test_an_item_too_long_for_any_line_is_refused_naming_its_header(header, value):
+    with pytest.raises(ValidationError) as err:
+        build(headers={header: value})
+    assert err.value.field == f"headers.{header}"
+    assert "998" in str(err.value)
+
+
+@pytest.mark.parametrize("header", ["Importance", "Priority", "Sensitivity", "Auto-Submitted",
+                                    "Precedence", "Feedback-ID", "Keywords", "Comments",
+                                    "Organization", "X-Note"])
+@pytest.mark.parametrize("value", ["=?utf-8?q?high?=", "low =?iso-8859-1?b?aGk=?= x", "hoch é"])
+def test_text_that_looks_encoded_reads_back_as_typed_in_every_text_header(header, value):
+    mime = build(headers={header: value})
+    assert str(parsed(mime)[header]) == value
+    assert mime.isascii()  # no SMTPUTF8 here: non-ASCII text goes out encoded

@@ -95,10 +95,17 @@ def check_header_value(name: str, value: Any, field: str) -> str:
     if len(value.encode()) > MAX_HEADER_VALUE:
         raise ValidationError(f"is longer than {MAX_HEADER_VALUE} bytes", field=field)
     lower = name.lower()
-    if lower in MSG_ID_HEADERS:
-        return " ".join(parse_msg_ids(value, field))
-    if lower.startswith("list-") and not value.isascii():
-        raise ValidationError("must be ASCII (URIs are, RFC 2369)", field=field)
+    if lower in MSG_ID_HEADERS or lower.startswith("list-"):
+        if lower.startswith("list-") and not value.isascii():
+            raise ValidationError("must be ASCII (URIs are, RFC 2369)", field=field)
+        # Folded only between its items (msg-ids, URIs): each must fit on a
+        # line with the header's name (RFC 5322 §2.1.1).
+        longest = max((len(item) for item in value.split()), default=0)
+        if len(name) + 2 + longest > MAX_LINE:
+            raise ValidationError(f"holds an item of {longest} characters, longer than a "
+                                  f"header line can carry ({MAX_LINE} octets)", field=field)
+        if lower in MSG_ID_HEADERS:
+            return " ".join(parse_msg_ids(value, field))
     return value
 
 
@@ -207,33 +214,58 @@ class WirePolicy(EmailPolicy):
     def _fold_addresses(self, name: str, groups: Any) -> str:
         """Each mailbox as `formataddr` writes it (a name that needs it quoted,
         or encoded as whole encoded-words, RFC 2047 §5(3)), folded between
-        mailboxes. The stdlib folder can glue an encoded-word to the next
-        word, which readers then misread; this never does."""
-        items = []
+        mailboxes, between the members of a group, and between the
+        encoded-words of a name. The stdlib folder can glue an encoded-word
+        to the next word, which readers then misread; this never does."""
+        items: list[list[str]] = []
         for group in groups:
             mailboxes = [self._mailbox(a) for a in group.addresses]
             if group.display_name is None:
                 items.extend(mailboxes)
-            else:
-                items.append(f"{self._phrase(group.display_name)}: {', '.join(mailboxes)};")
+                continue
+            words = self._phrase(group.display_name)
+            words[-1] += ":" if mailboxes else ": "
+            for n, mailbox in enumerate(mailboxes):
+                mailbox[-1] += "," if n < len(mailboxes) - 1 else ""
+                words += mailbox
+            words[-1] += ";"
+            items.append(words)
         return _fold_items(name, items, self.linesep, self.max_line_length, joiner=",")
 
-    def _mailbox(self, address: Any) -> str:
+    def _mailbox(self, address: Any) -> list[str]:
+        """The words of a mailbox: a line may end between them."""
         if not address.display_name:
-            return str(address.addr_spec)
-        return f"{self._phrase(address.display_name)} <{address.addr_spec}>"
+            return [str(address.addr_spec)]
+        words = self._phrase(address.display_name)
+        words[-1] += f" <{address.addr_spec}>"
+        return words
 
-    def _phrase(self, text: str) -> str:
+    def _phrase(self, text: str) -> list[str]:
+        """A display name as the words it goes out as: quoted where it must
+        be, or encoded-words of at most 75 characters (RFC 2047 §2), which a
+        line may end between and readers join back without the space."""
         if (text.isascii() or self.utf8) and not _ENCODED_WORD.search(text):
             quoted = formataddr((text, "x@y")).rpartition(" <")[0]
-            return quoted
-        # Encoded whole: non-ASCII text without SMTPUTF8, and text that looks
-        # like an encoded-word, which readers would decode (Python's and
-        # others' even inside quotes, against RFC 2047 §5(3)).
-        return Header(text, "utf-8").encode(linesep=self.linesep, maxlinelen=0)
+            if len(quoted.encode()) <= _LONGEST_QUOTED_NAME:
+                return [quoted]
+        # Encoded: non-ASCII text without SMTPUTF8; text that looks like an
+        # encoded-word, which readers would decode (Python's and others' even
+        # inside quotes, against RFC 2047 §5(3)); and a name too long to
+        # quote on one line (RFC 5322 §2.1.1). One encoded-word while it fits
+        # on a line: Python's address parser, against RFC 2047 §6.2, keeps
+        # the space between two encoded-words of a name. Past that, words of
+        # 75 characters (§2), as RFC 2047 readers join them.
+        whole = Header(text, "utf-8").encode(maxlinelen=0)
+        if len(whole) <= _LONGEST_QUOTED_NAME:
+            return [whole]
+        return Header(text, "utf-8").encode(linesep="\n", maxlinelen=75).split()
 
 
 _ADDRESS_FOLDED = frozenset({"from", "to", "cc", "reply-to"})
+# A display name written as one word (quoted, or one encoded-word) at most
+# this long (octets) leaves room on its line for `Reply-To: `, the longest
+# address (254) and a comma: 998 in all.
+_LONGEST_QUOTED_NAME = 700
 _MIME_HEADERS = frozenset({"mime-version", "content-type", "content-transfer-encoding",
                            "content-disposition"})
 
@@ -250,21 +282,33 @@ def _folded_mime(policy: EmailPolicy, name: str, value: BaseHeader) -> bytes:
 
 
 def _is_unstructured(lower: str) -> bool:
-    return lower in ("subject", "comments", "keywords", "organization") or lower.startswith("x-")
+    """Headers whose value is text to the stdlib's registry (its
+    UnstructuredHeader, which decodes encoded-words it is given): every
+    header a client may set but the address, msg-id and List-* ones."""
+    return lower in _UNSTRUCTURED or lower.startswith("x-")
 
 
-def _fold_items(name: str, items: list[str], linesep: str, width: int | None,
+_UNSTRUCTURED = frozenset({"subject", "comments", "keywords", "organization", "importance",
+                           "priority", "sensitivity", "auto-submitted", "precedence",
+                           "feedback-id"})
+
+
+def _fold_items(name: str, items: Sequence[str | list[str]], linesep: str, width: int | None,
                 joiner: str = "") -> str:
     """`Name: item item ...` (with `joiner` after every item but the last),
-    folded only between items, never inside one."""
+    folded only between items, or between the words of an item given as a
+    list of words, never inside a word."""
     width = width or 78
     lines, line = [], f"{name}:"
     for n, item in enumerate(items):
-        piece = item + (joiner if n < len(items) - 1 else "")
-        if len(line) + 1 + len(piece) > width and line != f"{name}:":
-            lines.append(line)
-            line = ""
-        line += f" {piece}"
+        words = [item] if isinstance(item, str) else list(item)
+        if n < len(items) - 1:
+            words[-1] += joiner
+        for word in words:
+            if len(line) + 1 + len(word) > width and line != f"{name}:":
+                lines.append(line)
+                line = ""
+            line += f" {word}"
     lines.append(line)
     return linesep.join(lines) + linesep
 
