@@ -290,3 +290,26 @@ async def test_mail_stored_before_the_message_model_still_reads_and_sends(servic
     service.runtime.container.wake()
     [mime] = await sent_mime(service)
     assert mime == old_mime
+
+
+async def test_a_reply_to_mail_whose_message_id_fills_a_line_leaves_it_out(service):
+    # Inbound mail may carry a Message-ID that no reply's In-Reply-To line
+    # could hold within 998 octets: the reply goes out, without it.
+    headers = await service.api_key("alice")
+    long_id = "<" + "r" * 990 + "@example.org>"
+    short_id = "<" + "s" * 900 + "@example.org>"
+    for message_id, ref in ((long_id, None), (short_id, long_id)):
+        raw = (f"From: bob@example.org\r\nTo: alice@localhost\r\nSubject: hi\r\n"
+               f"Message-ID:\r\n {message_id}\r\n"
+               + (f"References:\r\n {ref}\r\n" if ref else "") + "\r\nhello\r\n").encode()
+        await service.runtime.mailbox.deliver("alice", raw, received_via="test")
+    inbox = await service.runtime.store.get("message", {"owner": "alice", "folder": "inbox"})
+    by_id = {m["message_id"]: m["id"] for m in inbox}
+    for parent, want_refs in ((long_id, None), (short_id, [short_id])):
+        await post(service, headers, {"to": "bob@example.org", "subject": "Re: hi",
+                                      "in_reply_to": by_id[parent]})
+        mime = (await sent_mime(service, 1 if parent == long_id else 2))[-1]
+        assert max(len(line) for line in mime.split(b"\r\n")) <= 998
+        mail = parsed(mime)
+        refs = str(mail["References"]).split() if mail["References"] else None
+        assert refs == want_refs

@@ -57,7 +57,10 @@ MAX_HEADERS = 100
 MAX_LINE = 998  # octets in one line, CRLF not counted (RFC 5322 §2.1.1)
 MAX_HEADER_VALUE = MAX_LINE * 8  # octets before folding
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII without ':' (RFC 5322 §2.2)
-MSG_ID = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")  # `<left@right>`, no space or angle inside
+# `<left@right>`, no space or angle inside, and short enough for its line
+# beside `In-Reply-To: ` (RFC 5322 §2.1.1): a reply to a message whose id is
+# longer leaves it out of its threading headers.
+MSG_ID = re.compile(r"^(?=.{1,985}$)<[!-;=?-~]+@[!-;=?-~]+>$")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
 
