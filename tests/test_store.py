@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from bitmail.store import BLOB, Batch, Store, StoreError, contains, open_store, packing
-from bitmail.store.pg_sql import MIGRATIONS
+from bitmail.store.pg_sql import MIGRATIONS, key_indexes
 from bitmail.store.postgres import PostgresStore, claim_sql, select_sql
 
 from conftest import pg_admin, pg_database_url, pg_reset, wait_for
@@ -631,7 +631,8 @@ async def test_concurrent_batches_share_transactions(pg_store_url: str) -> None:
 
 
 @pg
-async def test_a_postgresql_database_of_schema_1_gains_the_blob_column(pg_url: str) -> None:
+async def test_a_postgresql_database_of_schema_1_gains_the_blob_column_and_loses_its_gin(
+        pg_url: str) -> None:
     name = f"bitmail_test_{os.urandom(5).hex()}"
     await pg_admin(f'CREATE DATABASE "{name}"')
     url = pg_database_url(name)
@@ -653,6 +654,14 @@ async def test_a_postgresql_database_of_schema_1_gains_the_blob_column(pg_url: s
             assert (old["mime"], BLOB in old) == ("old", False)
             await store.put("body", {BLOB: b"\x00new\xff"}, id="new")
             assert (await store.get_one("body", {"id": "new"}))[BLOB] == b"\x00new\xff"
+        conn = await asyncpg.connect(url)
+        try:  # version 3: the GIN index gone, every lookup's btree there
+            indexes = {r["indexname"]: r["indexdef"] for r in await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'docs'")}
+        finally:
+            await conn.close()
+        assert "docs_data" not in indexes and not any("gin" in d for d in indexes.values())
+        assert set(key_indexes()) <= set(indexes)
     finally:
         await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -61,7 +61,9 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII without ':' (R
 # beside `In-Reply-To: ` (RFC 5322 §2.1.1): a reply to a message whose id is
 # longer leaves it out of its threading headers.
 MSG_ID = re.compile(r"^(?=.{1,985}$)<[!-;=?-~]+@[!-;=?-~]+>$")
-_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+# What a reader may take for an encoded-word: Python's decodes one with white
+# space inside its text too (`=?utf-8?q?Hello World?=`).
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=")
 
 
 def may_set(name: str) -> bool:
@@ -103,7 +105,8 @@ def check_header_value(name: str, value: Any, field: str) -> str:
             raise ValidationError("must be ASCII (URIs are, RFC 2369)", field=field)
         # Folded only between its items (msg-ids, URIs): each must fit on a
         # line with the header's name (RFC 5322 §2.1.1).
-        longest = max((len(item) for item in value.split()), default=0)
+        items = value.replace(",", " ") if lower in MSG_ID_HEADERS else value
+        longest = max((len(item) for item in items.split()), default=0)
         if len(name) + 2 + longest > MAX_LINE:
             raise ValidationError(f"holds an item of {longest} characters, longer than a "
                                   f"header line can carry ({MAX_LINE} octets)", field=field)
@@ -189,9 +192,11 @@ class WirePolicy(EmailPolicy):
             return _fold_items(name, str(value).split(), self.linesep, self.max_line_length)
         if self._encoded_whole(lower, str(value)):
             return self._encoded(name, str(value))
-        if _is_unstructured(lower) and not str(value).isascii():
-            # UTF-8 text (RFC 6532): the stdlib folder breaks at Unicode
-            # spaces too and adds a space there; this folds only before SP/TAB.
+        if _is_unstructured(lower):
+            # The stdlib folder breaks UTF-8 text (RFC 6532) at Unicode spaces
+            # too and adds a space there, and turns an ASCII word too long for
+            # 78 characters into encoded-words after the space before it,
+            # which then reads as two; this folds only before SP/TAB.
             folded = _fold_text(name, str(value), self.linesep, self.max_line_length)
             if all(len(line.encode()) <= MAX_LINE for line in folded.split(self.linesep)):
                 return folded
@@ -226,8 +231,10 @@ class WirePolicy(EmailPolicy):
             if group.display_name is None:
                 items.extend(mailboxes)
                 continue
-            words = self._phrase(group.display_name)
-            words[-1] += ":" if mailboxes else ": "
+            words = self._phrase(group.display_name, MAX_LINE - _NAME_ROOM)
+            # An encoded-word is kept apart from a special (RFC 2047 §5(3)).
+            words[-1] += " :" if _ENCODED_WORD.fullmatch(words[-1]) else ":"
+            words[-1] += "" if mailboxes else " "
             for n, mailbox in enumerate(mailboxes):
                 mailbox[-1] += "," if n < len(mailboxes) - 1 else ""
                 words += mailbox
@@ -239,17 +246,19 @@ class WirePolicy(EmailPolicy):
         """The words of a mailbox: a line may end between them."""
         if not address.display_name:
             return [str(address.addr_spec)]
-        words = self._phrase(address.display_name)
-        words[-1] += f" <{address.addr_spec}>"
+        angle = f" <{address.addr_spec}>"
+        words = self._phrase(address.display_name, MAX_LINE - _NAME_ROOM - len(angle.encode()))
+        words[-1] += angle
         return words
 
-    def _phrase(self, text: str) -> list[str]:
-        """A display name as the words it goes out as: quoted where it must
-        be, or encoded-words of at most 75 characters (RFC 2047 §2), which a
-        line may end between and readers join back without the space."""
+    def _phrase(self, text: str, room: int) -> list[str]:
+        """A display name as the words it goes out as: one word (quoted where
+        it must be) while it is at most `room` octets, else encoded-words of
+        at most 75 characters (RFC 2047 §2), which a line may end between
+        and readers join back without the space."""
         if (text.isascii() or self.utf8) and not _ENCODED_WORD.search(text):
             quoted = formataddr((text, "x@y")).rpartition(" <")[0]
-            if len(quoted.encode()) <= _LONGEST_QUOTED_NAME:
+            if len(quoted.encode()) <= room:
                 return [quoted]
         # Encoded: non-ASCII text without SMTPUTF8; text that looks like an
         # encoded-word, which readers would decode (Python's and others' even
@@ -259,16 +268,15 @@ class WirePolicy(EmailPolicy):
         # the space between two encoded-words of a name. Past that, words of
         # 75 characters (§2), as RFC 2047 readers join them.
         whole = Header(text, "utf-8").encode(maxlinelen=0)
-        if len(whole) <= _LONGEST_QUOTED_NAME:
+        if len(whole) <= room:
             return [whole]
         return Header(text, "utf-8").encode(linesep="\n", maxlinelen=75).split()
 
 
 _ADDRESS_FOLDED = frozenset({"from", "to", "cc", "reply-to"})
-# A display name written as one word (quoted, or one encoded-word) at most
-# this long (octets) leaves room on its line for `Reply-To: `, the longest
-# address (254) and a comma: 998 in all.
-_LONGEST_QUOTED_NAME = 700
+# Octets of a display name's line that are not the name or its address:
+# `Reply-To: ` (the longest name of an address header), and `,` or `:;`.
+_NAME_ROOM = len("Reply-To: ") + 2
 _MIME_HEADERS = frozenset({"mime-version", "content-type", "content-transfer-encoding",
                            "content-disposition"})
 

@@ -154,6 +154,18 @@ def _store_errors() -> Iterator[None]:
         raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
 
+async def _make_key_indexes(conn: asyncpg.Connection) -> None:
+    """Build the INDEXES lookups' indexes that `docs` lacks. Only the missing
+    ones: even IF NOT EXISTS would lock out writers briefly. A build holds
+    writers back (not readers) until the migration commits."""
+    existing = {r["indexname"] for r in await conn.fetch(
+        "SELECT indexname FROM pg_indexes "
+        "WHERE schemaname = current_schema() AND tablename = 'docs'")}
+    for name, sql in key_indexes().items():
+        if name not in existing:
+            await conn.execute(sql)
+
+
 class PostgresStore(Store):
     """The store shared by several processes: PostgreSQL through an asyncpg pool.
 
@@ -223,6 +235,11 @@ class PostgresStore(Store):
             if current > latest:
                 raise StoreError(f"the database schema is version {current}, newer than "
                                  f"this BitMail knows ({latest}); upgrade BitMail")
+            if current >= 1:
+                # The lookups' indexes first: a migration may drop an index
+                # (3 does), which locks out readers too until the commit, so
+                # it should come last, not before minutes of index builds.
+                await _make_key_indexes(conn)
             for version, statements in MIGRATIONS:
                 if version <= current:
                     continue
@@ -230,13 +247,7 @@ class PostgresStore(Store):
                     await conn.execute(sql)
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
                 log.info("store schema migrated to version %d", version)
-            # Only the missing ones: even IF NOT EXISTS would lock out writers briefly.
-            existing = {r["indexname"] for r in await conn.fetch(
-                "SELECT indexname FROM pg_indexes "
-                "WHERE schemaname = current_schema() AND tablename = 'docs'")}
-            for name, sql in key_indexes().items():
-                if name not in existing:
-                    await conn.execute(sql)
+            await _make_key_indexes(conn)
 
     async def close(self) -> None:
         await self._group.stop()  # every batch already handed in is committed first
