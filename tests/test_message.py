@@ -796,3 +796,50 @@ def test_an_encoded_group_name_is_kept_apart_from_its_colon():
     (group,) = to.groups
     assert group.display_name == "Tëam"
     assert [a.addr_spec for a in group.addresses] == ["a@example.com", "b@example.com"]
+
+
+# -- found by a second review: later items, decoded names, empty groups ---------------
+
+@pytest.mark.parametrize(("header", "value"), [
+    ("List-Unsubscribe", "<https://a.example/x> <https://e.example/" + "p" * 970 + ">"),
+    ("In-Reply-To", "<a@example.com> <" + "i" * 986 + "@h>"),
+    ("References", "<a@example.com> <" + "i" * 990 + "@h>"),
+    ("References", "<" + "i" * 982 + "@h>"),  # 986 characters: 998 beside `References: `
+])
+def test_an_item_after_the_first_may_fill_a_line_of_its_own(header, value):
+    mime = build(headers={header: value})
+    assert longest_line(mime) <= 998
+    assert str(parsed(mime)[header]).split() == value.split()
+
+
+@pytest.mark.parametrize("to", ["=?utf-8?b?YeKAqGI=?= <a@example.com>",  # a U+2028 b
+                                "Team =?utf-8?b?woU=?=: a@example.com;",  # U+0085 in a group
+                                '"" =?.<" <b@example.com>'])  # the stdlib parser's AttributeError
+def test_a_name_that_decodes_to_a_line_break_or_will_not_parse_is_refused_naming_it(to):
+    with pytest.raises(ValidationError) as err:
+        build(to=to)
+    assert err.value.field == "to"
+
+
+@pytest.mark.parametrize("reply_to", ["a" * 986 + ": ;", "a" * 986 + ": ; c@example.com",
+                                      "é" + "b" * 968 + ": ; c@example.com"])
+def test_an_empty_group_with_a_long_name_fits_its_line(reply_to):
+    assert longest_line(build(reply_to=reply_to)) <= 998
+
+
+@pytest.mark.parametrize("text", ["=?x y?q?abc?=", "=??q?abc?=", "=?utf-8 ?q?abc?=",
+                                  "=? utf-8?q?abc?="])
+def test_every_shape_python_decodes_as_an_encoded_word_reads_back_as_typed(text):
+    mime = build(subject=text, headers={"X-A": text}, to=[{"name": text,
+                                                         "address": "a@example.com"}])
+    mail = parsed(mime)
+    assert (str(mail["Subject"]), str(mail["X-A"]), mail["To"].addresses[0].display_name) \
+        == (text, text, text)
+
+
+def test_a_list_id_phrase_keeps_every_space_and_an_empty_group_name_stays_a_group():
+    mime = build(headers={"List-Id": '"A   B" <l.example.com>'}, to='"": a@example.com;')
+    mail = parsed(mime)
+    assert str(mail["List-Id"]) == '"A   B" <l.example.com>'
+    assert not mail["To"].defects
+    assert [a.addr_spec for a in mail["To"].groups[0].addresses] == ["a@example.com"]

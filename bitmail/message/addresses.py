@@ -177,8 +177,8 @@ def _parse_piece(piece: str, where: str, own_domain: str) -> Group:
         return Group(None, (_validated("", local, domain, piece, where, own_domain),))
     try:
         header = READ.header_factory("to", piece)
-    except (HeaderParseError, IndexError, ValueError):
-        # The stdlib parser raises on some malformed input ("a@").
+    except (HeaderParseError, IndexError, ValueError, AttributeError):
+        # The stdlib parser raises on some malformed input ("a@", '"" =?.<"').
         raise ValidationError(f"{piece!r} is not a valid e-mail address", field=where) from None
     groups = header.groups
     # A UTF-8 local part is what SMTPUTF8 is for (RFC 6531); any other defect
@@ -187,6 +187,9 @@ def _parse_piece(piece: str, where: str, own_domain: str) -> Group:
     if defects or len(groups) != 1 or not _reads_back(piece, groups[0]):
         raise ValidationError(f"{piece!r} is not a valid e-mail address", field=where)
     group = groups[0]
+    # A name the parser decoded from an encoded-word is checked as typed text is.
+    for name in (group.display_name, *(a.display_name for a in group.addresses)):
+        check_header_text(name or "", where)
     checked = tuple(_validated(a.display_name, a.addr_spec.rpartition("@")[0], a.domain, piece,
                                where, own_domain)
                     for a in group.addresses)

@@ -57,13 +57,13 @@ MAX_HEADERS = 100
 MAX_LINE = 998  # octets in one line, CRLF not counted (RFC 5322 §2.1.1)
 MAX_HEADER_VALUE = MAX_LINE * 8  # octets before folding
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII without ':' (RFC 5322 §2.2)
-# `<left@right>`, no space or angle inside, and short enough for its line
-# beside `In-Reply-To: ` (RFC 5322 §2.1.1): a reply to a message whose id is
-# longer leaves it out of its threading headers.
-MSG_ID = re.compile(r"^(?=.{1,985}$)<[!-;=?-~]+@[!-;=?-~]+>$")
+# `<left@right>`, no space or angle inside, and short enough for a line
+# after a fold's space (RFC 5322 §2.1.1); check_header_value holds the first
+# of a header to the room beside its name.
+MSG_ID = re.compile(r"^(?=.{1,997}$)<[!-;=?-~]+@[!-;=?-~]+>$")
 # What a reader may take for an encoded-word: Python's decodes one with white
-# space inside its text too (`=?utf-8?q?Hello World?=`).
-_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=")
+# space in its text, and with any charset, even none (`=??q?Hello World?=`).
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?[^?]*\?=")
 
 
 def may_set(name: str) -> bool:
@@ -103,13 +103,14 @@ def check_header_value(name: str, value: Any, field: str) -> str:
     if lower in MSG_ID_HEADERS or lower.startswith("list-"):
         if lower.startswith("list-") and not value.isascii():
             raise ValidationError("must be ASCII (URIs are, RFC 2369)", field=field)
-        # Folded only between its items (msg-ids, URIs): each must fit on a
-        # line with the header's name (RFC 5322 §2.1.1).
-        items = value.replace(",", " ") if lower in MSG_ID_HEADERS else value
-        longest = max((len(item) for item in items.split()), default=0)
-        if len(name) + 2 + longest > MAX_LINE:
-            raise ValidationError(f"holds an item of {longest} characters, longer than a "
-                                  f"header line can carry ({MAX_LINE} octets)", field=field)
+        # Folded only between its items (msg-ids, URIs), each on a line of its
+        # own at worst: the first beside `Name: `, the others after the one
+        # space a fold leaves (RFC 5322 §2.1.1).
+        items = (value.replace(",", " ") if lower in MSG_ID_HEADERS else value).split()
+        for n, item in enumerate(items):
+            if len(item) + (len(name) + 2 if n == 0 else 1) > MAX_LINE:
+                raise ValidationError(f"holds an item of {len(item)} characters, too long "
+                                      f"for a header line ({MAX_LINE} octets)", field=field)
         if lower in MSG_ID_HEADERS:
             return " ".join(parse_msg_ids(value, field))
     return value
@@ -148,8 +149,11 @@ class WirePolicy(EmailPolicy):
         folded: str
         if not isinstance(value, str):
             folded = self._fold_addresses(name, value)
-        elif lower in MSG_ID_HEADERS or lower.startswith("list-"):
+        elif lower in MSG_ID_HEADERS:
             folded = _fold_items(name, value.split(), self.linesep, self.max_line_length)
+        elif lower.startswith("list-"):
+            # A phrase in it (List-Id) keeps every space it was written with.
+            folded = _fold_text(name, value, self.linesep, self.max_line_length)
         elif value and value.isascii() and value.isprintable() and "=?" not in value and \
                 len(name) + 2 + len(value) <= (self.max_line_length or 78):
             return value  # short printable ASCII text: the folder writes it unchanged
@@ -188,8 +192,10 @@ class WirePolicy(EmailPolicy):
         lower = name.lower()
         if hasattr(value, "groups") and lower in _ADDRESS_FOLDED:
             return self._fold_addresses(name, value.groups)
-        if lower in MSG_ID_HEADERS or lower.startswith("list-"):
+        if lower in MSG_ID_HEADERS:
             return _fold_items(name, str(value).split(), self.linesep, self.max_line_length)
+        if lower.startswith("list-"):
+            return _fold_text(name, str(value), self.linesep, self.max_line_length)
         if self._encoded_whole(lower, str(value)):
             return self._encoded(name, str(value))
         if _is_unstructured(lower):
@@ -256,6 +262,8 @@ class WirePolicy(EmailPolicy):
         it must be) while it is at most `room` octets, else encoded-words of
         at most 75 characters (RFC 2047 §2), which a line may end between
         and readers join back without the space."""
+        if not text:
+            return ['""']  # a group's empty name: a phrase of one empty quoted-string
         if (text.isascii() or self.utf8) and not _ENCODED_WORD.search(text):
             quoted = formataddr((text, "x@y")).rpartition(" <")[0]
             if len(quoted.encode()) <= room:
@@ -275,8 +283,9 @@ class WirePolicy(EmailPolicy):
 
 _ADDRESS_FOLDED = frozenset({"from", "to", "cc", "reply-to"})
 # Octets of a display name's line that are not the name or its address:
-# `Reply-To: ` (the longest name of an address header), and `,` or `:;`.
-_NAME_ROOM = len("Reply-To: ") + 2
+# `Reply-To: ` (the longest name of an address header), and at most ` : ;,`
+# (an empty group's, with a comma before the next mailbox).
+_NAME_ROOM = len("Reply-To: ") + len(" : ;,")
 _MIME_HEADERS = frozenset({"mime-version", "content-type", "content-transfer-encoding",
                            "content-disposition"})
 
