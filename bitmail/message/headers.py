@@ -66,6 +66,13 @@ MSG_ID = re.compile(r"^(?=.{1,997}$)<[!-;=?-~]+@[!-;=?-~]+>$")
 _ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?[^?]*\?=")
 
 
+def threads_on(msg_id: str) -> bool:
+    """Whether a stored msg-id can go into a reply's In-Reply-To and
+    References: a msg-id, and short enough for any line of theirs, beside
+    `In-Reply-To: ` too (998 octets)."""
+    return bool(MSG_ID.match(msg_id)) and len("In-Reply-To: ") + len(msg_id) <= MAX_LINE
+
+
 def may_set(name: str) -> bool:
     lower = name.lower()
     return lower in ALLOWED or lower.startswith(("x-", "list-"))
@@ -100,20 +107,19 @@ def check_header_value(name: str, value: Any, field: str) -> str:
     if len(value.encode()) > MAX_HEADER_VALUE:
         raise ValidationError(f"is longer than {MAX_HEADER_VALUE} bytes", field=field)
     lower = name.lower()
-    if lower in MSG_ID_HEADERS or lower.startswith("list-"):
-        if lower.startswith("list-") and not value.isascii():
-            raise ValidationError("must be ASCII (URIs are, RFC 2369)", field=field)
+    msg_ids, uris = lower in MSG_ID_HEADERS, lower.startswith("list-")
+    if uris and not value.isascii():
+        raise ValidationError("must be ASCII (URIs are, RFC 2369)", field=field)
+    if msg_ids or uris:
         # Folded only between its items (msg-ids, URIs), each on a line of its
         # own at worst: the first beside `Name: `, the others after the one
         # space a fold leaves (RFC 5322 §2.1.1).
-        items = (value.replace(",", " ") if lower in MSG_ID_HEADERS else value).split()
+        items = (value.replace(",", " ") if msg_ids else value).split()
         for n, item in enumerate(items):
             if len(item) + (len(name) + 2 if n == 0 else 1) > MAX_LINE:
                 raise ValidationError(f"holds an item of {len(item)} characters, too long "
                                       f"for a header line ({MAX_LINE} octets)", field=field)
-        if lower in MSG_ID_HEADERS:
-            return " ".join(parse_msg_ids(value, field))
-    return value
+    return " ".join(parse_msg_ids(value, field)) if msg_ids else value
 
 
 class WirePolicy(EmailPolicy):
@@ -275,10 +281,11 @@ class WirePolicy(EmailPolicy):
         # on a line: Python's address parser, against RFC 2047 §6.2, keeps
         # the space between two encoded-words of a name. Past that, words of
         # 75 characters (§2), as RFC 2047 readers join them.
-        whole = Header(text, "utf-8").encode(maxlinelen=0)
+        header = Header(text, "utf-8")
+        whole = header.encode(maxlinelen=0)
         if len(whole) <= room:
             return [whole]
-        return Header(text, "utf-8").encode(linesep="\n", maxlinelen=75).split()
+        return header.encode(linesep="\n", maxlinelen=75).split()
 
 
 _ADDRESS_FOLDED = frozenset({"from", "to", "cc", "reply-to"})

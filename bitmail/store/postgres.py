@@ -235,7 +235,7 @@ class PostgresStore(Store):
             if current > latest:
                 raise StoreError(f"the database schema is version {current}, newer than "
                                  f"this BitMail knows ({latest}); upgrade BitMail")
-            if current >= 1:
+            if current:
                 # The lookups' indexes first: a migration may drop an index
                 # (3 does), which locks out readers too until the commit, so
                 # it should come last, not before minutes of index builds.
@@ -247,7 +247,8 @@ class PostgresStore(Store):
                     await conn.execute(sql)
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
                 log.info("store schema migrated to version %d", version)
-            await _make_key_indexes(conn)
+            if not current:  # a new database: its table came with migration 1
+                await _make_key_indexes(conn)
 
     async def close(self) -> None:
         await self._group.stop()  # every batch already handed in is committed first

@@ -17,7 +17,7 @@ from ..errors import NotFound, ValidationError
 from ..folders import FOLDERS
 from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
-from ..message.headers import MAX_LINE, MSG_ID
+from ..message.headers import threads_on
 from ..profile import Profiles
 from ..store import AlreadyExists
 from ..threads import THREAD_ID
@@ -136,16 +136,11 @@ async def _thread(mailbox: Mailbox, user: User, replied: object
     except NotFound:
         raise ValidationError("is not one of your messages", field="in_reply_to") from None
     parent_id = parent.get("message_id") or ""
-    if not _threads(parent_id):
+    if not threads_on(parent_id):
         return None  # nothing to thread on
     earlier = parent.get("references") or parent.get("in_reply_to") or []
-    return parent_id, (*[i for i in earlier if _threads(i)], parent_id)
+    return parent_id, (*[i for i in earlier if threads_on(i)], parent_id)
 
-
-def _threads(msg_id: str) -> bool:
-    """Whether a stored msg-id can go into a reply's In-Reply-To or
-    References: one, and short enough for any line of theirs (998 octets)."""
-    return bool(MSG_ID.match(msg_id)) and len("In-Reply-To: ") + len(msg_id) <= MAX_LINE
 
 @routes.get("/api/messages")
 async def folder(request: web.Request) -> web.Response:
