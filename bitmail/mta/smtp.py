@@ -50,8 +50,11 @@ def data_payload(mime: bytes) -> bytes:
     """What follows DATA for `mime`: every line end CRLF (RFC 5321 §2.3.8),
     a dot at the start of a line doubled (§4.5.2), the last line ended, then
     the terminating ".\r\n" (§4.1.1.4). The bytes are otherwise as given."""
-    crlf = mime.count(b"\r\n")
-    if mime.count(b"\n") != crlf or mime.count(b"\r") != crlf:
+    # Every CR and LF is half of a CRLF exactly when there are twice as many
+    # of them as CRLFs (CRLFs never overlap). Deleting both with translate is
+    # one pass; counting CR and LF apart was two, each as slow.
+    ends = len(mime) - len(mime.translate(None, b"\r\n"))
+    if ends != 2 * mime.count(b"\r\n"):
         mime = _LINE_END.sub(b"\r\n", mime)  # rare: mail that arrived with bare line ends
     stuffed = mime.replace(b"\r\n.", b"\r\n..")
     if stuffed.startswith(b"."):
