@@ -28,6 +28,7 @@ from bitmail.message import (
     read_summary,
     safe_filename,
 )
+from bitmail.message.reading import parse
 
 DOMAIN = "localhost"
 
@@ -843,3 +844,42 @@ def test_a_list_id_phrase_keeps_every_space_and_an_empty_group_name_stays_a_grou
     assert str(mail["List-Id"]) == '"A   B" <l.example.com>'
     assert not mail["To"].defects
     assert [a.addr_spec for a in mail["To"].groups[0].addresses] == ["a@example.com"]
+
+
+# -- reading: a name sent as several encoded-words reads whole (RFC 2047 §6.2) ----
+
+@pytest.mark.parametrize(("header", "value", "names"), [
+    # Outlook splits a long name into encoded-words; "_" is the name's own space.
+    ("From", "=?utf-8?q?Andr=C3=A9?= =?utf-8?q?_Dupont?= <a@example.com>", ["André Dupont"]),
+    # Folded between the words, base64, one character each.
+    ("To", "=?utf-8?b?w6k=?=\r\n =?utf-8?b?w6k=?=\t=?utf-8?b?w6k=?= <e@example.com>", ["ééé"]),
+    # Several mailboxes, only some split; a plain word keeps the space before it.
+    ("Cc", '"Bob" <b@example.com>, =?utf-8?q?Jos=C3=A9?= Smith <j@example.com>, '
+           "=?iso-8859-1?q?M=FCl?= =?iso-8859-1?q?ler?= <m@example.com>",
+     ["Bob", "José Smith", "Müller"]),
+    ("Reply-To", "=?utf-8?q?Z=C3=BC?=  =?utf-8?q?rich_Team?= <z@example.com>", ["Zürich Team"]),
+])
+def test_a_name_split_into_encoded_words_reads_whole(header, value, names):
+    mime = f"{header}: {value}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    assert [a.display_name for a in parse(mime)[header].addresses] == names
+    shown = read_summary(mime)
+    if header in ("To", "Cc"):
+        assert [row.split(" <")[0].strip('"') for row in shown[header.lower()]] == names
+
+
+def test_a_group_name_split_into_encoded_words_reads_whole():
+    mime = (b"To: =?utf-8?q?=C3=89quipe?= =?utf-8?q?_Nord?=: a@example.com, b@example.com;\r\n"
+            b"\r\nbody\r\n")
+    (group,) = parse(mime)["To"].groups
+    assert group.display_name == "Équipe Nord"
+    assert [a.addr_spec for a in group.addresses] == ["a@example.com", "b@example.com"]
+
+
+@pytest.mark.parametrize("name", ["é" * 990, "漢字" * 400, "=?utf-8?q?x?=" * 70,
+                                  "Zoë " * 240])
+def test_a_long_name_bitmail_writes_as_encoded_words_reads_back_in_bitmail(name):
+    name = name.strip()
+    mime = parse_message({"to": [{"name": name, "address": "a@example.com"}]},
+                         sender=f"me@{DOMAIN}", domain=DOMAIN).mime
+    assert mime.count(b"=?utf-8?") > 1  # the name went out as several encoded-words
+    assert parse(mime)["To"].addresses[0].display_name == name

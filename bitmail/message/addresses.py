@@ -25,7 +25,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import ValidationError
-from .headers import READ
+from .headers import TYPED
 from .text import check_header_text
 
 MAX_ADDRESS_TEXT = 998  # one header line's worth (RFC 5322 §2.1.1)
@@ -176,7 +176,7 @@ def _parse_piece(piece: str, where: str, own_domain: str) -> Group:
         local, _, domain = piece.rpartition("@")
         return Group(None, (_validated("", local, domain, piece, where, own_domain),))
     try:
-        header = READ.header_factory("to", piece)
+        header = TYPED.header_factory("to", piece)
     except (HeaderParseError, IndexError, ValueError, AttributeError):
         # The stdlib parser raises on some malformed input ("a@", '"" =?.<"').
         raise ValidationError(f"{piece!r} is not a valid e-mail address", field=where) from None

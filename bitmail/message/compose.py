@@ -41,7 +41,7 @@ from .addresses import (
 from .headers import (
     ADDRESS_HEADERS,
     MAX_HEADERS,
-    READ,
+    TYPED,
     WIRE,
     WIRE_UTF8,
     WirePolicy,
@@ -395,7 +395,7 @@ def _content_type(value: Any, where: str) -> tuple[str, str, tuple[tuple[str, st
     if not isinstance(value, str):
         raise ValidationError("is not a MIME type", field=field)
     check_header_text(value, field)
-    header = READ.header_factory("content-type", value)
+    header = TYPED.header_factory("content-type", value)
     maintype, subtype = header.maintype, header.subtype
     if header.defects or "/" not in value.split(";")[0]:
         raise ValidationError("is not a MIME type such as text/csv; charset=utf-8", field=field)

@@ -35,7 +35,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from email.header import Header
-from email.headerregistry import BaseHeader, Group, HeaderRegistry
+from email.headerregistry import AddressHeader, BaseHeader, Group, HeaderRegistry
 from email.policy import SMTP, EmailPolicy, default
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
@@ -373,8 +373,32 @@ class HeaderClasses(HeaderRegistry):
         return made
 
 
-#: For reading: `policy.default` with the header classes made once.
-READ = default.clone(header_factory=HeaderClasses())
+# Two encoded-words with only white space between them, in an address
+# header's unfolded value. The first is not glued to a word before it.
+_ADJACENT_ENCODED_WORDS = re.compile(
+    r"""(?<![^\s"(<,:;])(=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=)[ \t]+(?==\?[^?\s]*\?[bBqQ]\?)""")
+
+
+class MailHeaders(HeaderClasses):
+    """The registry for reading mail: display names as RFC 2047 §6.2 has
+    them. White space between two adjacent encoded-words is not part of the
+    text; the stdlib drops it in unstructured text (Subject) but keeps it in
+    a phrase, so a name sent as several encoded-words, as Outlook and
+    BitMail's own writer split a long one, read with a space at every
+    split ("André  Dupont", "é é")."""
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if "?=" in value and issubclass(self[name], AddressHeader):
+            value = _ADJACENT_ENCODED_WORDS.sub(r"\1", value)
+        return super().__call__(name, value)
+
+
+#: For reading mail: `policy.default` with the header classes made once,
+#: and names split into encoded-words read whole (`MailHeaders`).
+READ = default.clone(header_factory=MailHeaders())
+#: For what a client typed (addresses, a part's type): the stdlib's
+#: reading, and its defects, which refuse the input.
+TYPED = default.clone(header_factory=HeaderClasses())
 WIRE = WirePolicy(header_factory=HeaderClasses(), linesep=SMTP.linesep,
                   max_line_length=SMTP.max_line_length, cte_type="7bit", refold_source="none")
 # For SMTPUTF8 messages (RFC 6531/6532): UTF-8 headers and 8bit bodies.
