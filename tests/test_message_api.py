@@ -137,6 +137,43 @@ async def test_inline_images_render_in_the_html_view_as_data_urls(service):
     assert part["inline"] and part["content_id"] == "logo@x.example"
 
 
+@pytest.mark.parametrize(("images", "refs"), [
+    (1, 300),  # one image named 300 times
+    (20, 15),  # 20 images, each named 15 times
+])
+async def test_an_image_named_many_times_is_read_once_and_the_answer_stays_bounded(
+        service, monkeypatch, images, refs):
+    from bitmail.message import reading
+    headers = await service.api_key("alice")
+    png = bytes(range(256)) * 64  # 16 KiB each
+    html = "<p>" + "".join(f'<img src="cid:i{n}@x">' * refs for n in range(images)) + "</p>"
+    await post(service, headers, {"to": "alice@localhost", "html": html, "attachments": [
+        {"filename": f"{n}.png", "content_type": "image/png", "content": b64(png),
+         "inline": True, "content_id": f"i{n}@x"} for n in range(images)]})
+    [inbox] = await service.runtime.store.get("message", {"owner": "alice", "folder": "inbox"})
+    mime = await service.runtime.mailbox.mime(inbox)
+    parses = 0
+    real = reading.parse
+
+    def counted(raw):
+        nonlocal parses
+        parses += 1
+        return real(raw)
+
+    monkeypatch.setattr(reading, "parse", counted)
+    from bitmail.web import api
+    monkeypatch.setattr(api, "parse", counted, raising=False)
+    resp = await service.client.get(f"/api/messages/{inbox['id']}/html", headers=headers)
+    body = await resp.text()
+    assert resp.status == 200
+    assert parses == 1  # the message is parsed once for the whole answer
+    # Inlined: every image at least once, and at most twice the message's size.
+    url = f"data:image/png;base64,{b64(png)}"
+    assert body.count(url) >= images
+    assert len(body) - len(html) <= 2 * len(mime)
+    assert body.count(url) + body.count('src="cid:') == images * refs
+
+
 @pytest.mark.parametrize("filename,fallback,served", [
     ("Grüße.pdf", "Gr__e.pdf", "Grüße.pdf"),
     ('a "quoted" name.txt', "a _quoted_ name.txt", 'a "quoted" name.txt'),

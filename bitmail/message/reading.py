@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
@@ -136,17 +136,22 @@ def read_content(mail: EmailMessage | bytes) -> Content:
     return Content(text=_text_of(text_part), html=_text_of(html_part), parts=parts)
 
 
-def read_part(raw: bytes, index: int) -> tuple[Part, bytes] | None:
+def read_part(raw: bytes | EmailMessage, index: int) -> tuple[Part, bytes] | None:
     """The part at `index` (as read_content numbers them) and its decoded bytes."""
-    mail = parse(raw)
-    content = read_content(mail)
-    if not 0 <= index < len(content.parts):
-        return None
+    return read_parts(raw, (index,)).get(index)
+
+
+def read_parts(raw: bytes | EmailMessage,
+               indexes: Collection[int]) -> dict[int, tuple[Part, bytes]]:
+    """index → (part, decoded bytes) for each of `indexes` that names a part
+    (as read_content numbers them), from one parse of the message."""
+    mail = parse(raw) if isinstance(raw, bytes) else raw
+    parts = read_content(mail).parts
     text_part = mail.get_body(preferencelist=("plain",))
     html_part = mail.get_body(preferencelist=("html",))
     bodies = {id(p) for p in (text_part, html_part) if p is not None}
-    leaf = [p for p in _leaves(mail) if id(p) not in bodies][index]
-    return content.parts[index], _bytes_of(leaf)
+    leaves = [p for p in _leaves(mail) if id(p) not in bodies]
+    return {i: (parts[i], _bytes_of(leaves[i])) for i in indexes if 0 <= i < len(parts)}
 
 
 def html_to_text(html: str) -> str:

@@ -18,6 +18,7 @@ from ..folders import FOLDERS
 from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
 from ..message.headers import threads_on
+from ..message.reading import parse
 from ..profile import Profiles
 from ..store import AlreadyExists
 from ..threads import THREAD_ID
@@ -190,10 +191,13 @@ async def html(request: web.Request) -> web.Response:
     mailbox = request.app[RUNTIME].mailbox
     doc = await mailbox.get(user_of(request).username, request.match_info["id"])
     mime = await mailbox.mime(doc)
-    content = read_content(mime) if mime is not None else None
-    if content is None or not content.html:
+    mail = parse(mime) if mime is not None else None
+    content = read_content(mail) if mail is not None else None
+    if mail is None or content is None or not content.html:
         raise NotFound("this message has no HTML")
-    return web.Response(text=with_inline_parts(content.html, mime or b""),
+    # Inline images may make the answer up to three times the message.
+    inlined = with_inline_parts(content.html, mail, content.parts, budget=2 * len(mime or b""))
+    return web.Response(text=inlined,
                         content_type="text/html", headers={
         "Content-Security-Policy": MAIL_HTML_POLICY, "X-Frame-Options": "SAMEORIGIN",
         "Cache-Control": "private, no-store"})

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
+from email.message import EmailMessage
 from urllib.parse import quote, unquote
 
-from ..message import read_content, read_part
+from ..message import Part
+from ..message.reading import read_parts
 
 _NOT_TOKEN_SAFE = re.compile(r'[^\x20-\x7e]|["\\%]')
 _CID_URL = re.compile(r"""(?i)\bcid:([^"'\s)>]+)""")
@@ -21,24 +24,34 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
-def with_inline_parts(html: str, mime: bytes) -> str:
-    """The HTML with each `cid:` reference (RFC 2392) replaced by the part it
-    names, as a data: URL.
+def with_inline_parts(html: str, mail: EmailMessage, parts: Sequence[Part],
+                      budget: int) -> str:
+    """The HTML with each `cid:` reference (RFC 2392) to one of `parts`
+    replaced by that part as a data: URL, at most `budget` characters of
+    data: URLs in all.
 
     The mail's HTML runs in a sandboxed frame with an opaque origin, which
     sends no cookies; a data: URL needs no request, and the frame's policy
-    allows images from data: only.
+    allows images from data: only. Each part is read once, however often it
+    is named, and the budget bounds the answer: a message naming one image
+    thousands of times would otherwise make an answer thousands of times its
+    size. A reference past the budget is left as it is (a missing image).
     """
-    inline = {p.content_id: p.index for p in read_content(mime).parts if p.content_id}
-    if not inline:
+    inline = {p.content_id: p.index for p in parts if p.content_id}
+    named = {inline[cid] for cid in map(unquote, _CID_URL.findall(html)) if cid in inline}
+    if not named:
         return html
+    urls = {index: f"data:{part.content_type};base64,{base64.b64encode(data).decode()}"
+            for index, (part, data) in read_parts(mail, named).items()}
+    left = budget
 
     def replace(match: re.Match[str]) -> str:
+        nonlocal left
         index = inline.get(unquote(match.group(1)))
-        found = read_part(mime, index) if index is not None else None
-        if found is None:
+        url = urls.get(index) if index is not None else None
+        if url is None or len(url) > left:
             return match.group(0)
-        part, data = found
-        return f"data:{part.content_type};base64,{base64.b64encode(data).decode()}"
+        left -= len(url)
+        return url
 
     return _CID_URL.sub(replace, html)
