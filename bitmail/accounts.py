@@ -4,8 +4,6 @@ role; API keys (apikeys.py) and login throttling (limits.py) behind them."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import re
 import secrets
 import time
@@ -16,11 +14,12 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from . import geo, live
+from . import geo, live, tokens
 from .apikeys import PREFIX as KEY_PREFIX
 from .apikeys import ApiKeys
 from .errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from .limits import Limiter
+from .message.text import check_unicode
 from .metrics import LOGIN_FAILURES
 from .store import AlreadyExists, Batch, Kind, Store
 
@@ -51,8 +50,7 @@ class Session:
         return f"session:{_digest(self.token)}"
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+_digest = tokens.digest
 
 
 def check_username(username: object) -> str:
@@ -69,6 +67,7 @@ def check_password(password: object, username: str) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise ValidationError(f"a password needs at least {MIN_PASSWORD} characters",
                               field="password")
+    check_unicode(password, "password")
     if len(password) > MAX_PASSWORD:
         raise ValidationError(f"a password has at most {MAX_PASSWORD} characters",
                               field="password")
@@ -119,17 +118,30 @@ class Accounts:
 
     async def set_user(self, username: str, *, password: str | None = None,
                        operator: bool | None = None) -> User:
-        """Change an existing user (the administrator's `user set`); NotFound if none."""
+        """Change an existing user (the administrator's `user set`); NotFound
+        if none. A new password ends every session of the user, as the
+        user's own change ends the others (`set_password`)."""
         username = check_username(username)
-        change: dict[str, Any] = {}
+        if operator is not None and await self.store.update(
+                Kind.USER, username, {"operator": operator}) is None:
+            raise NotFound(f"no user {username}", field="username")
         if password is not None:
-            check_password(password, username)
-            change["password"] = await asyncio.to_thread(self.hasher.hash, password)
-        if operator is not None:
-            change["operator"] = operator
-        if await self.store.update(Kind.USER, username, change) is None:
+            await self.set_password(username, password)
+        elif operator is None and not await self.exists(username):
             raise NotFound(f"no user {username}", field="username")
         return self.user(username)
+
+    async def set_password(self, username: str, password: str, *,
+                           keep: str | None = None) -> int:
+        """Set a new password (checked as at sign-up) and end every session
+        of the user but the one with token `keep`, so a stolen cookie stops
+        working; how many sessions ended. NotFound if no such user."""
+        username = check_username(username)
+        check_password(password, username)
+        pw_hash = await asyncio.to_thread(self.hasher.hash, password)
+        if await self.store.update(Kind.USER, username, {"password": pw_hash}) is None:
+            raise NotFound(f"no user {username}", field="username")
+        return await self.end_sessions(username, keep=keep)
 
     async def is_operator(self, username: str) -> bool:
         """The role an administrator gave this account (`user set --operator`)."""
@@ -145,6 +157,7 @@ class Accounts:
         name = check_username(username)
         if not isinstance(password, str) or not password:
             raise ValidationError("a password is needed", field="password")
+        check_unicode(password, "password")
         attempt = await self.limiter.begin(name, client)
         try:
             doc = await self.store.get_one(Kind.USER, {"id": name})
@@ -248,8 +261,8 @@ class Accounts:
     def _verify(self, pw_hash: str, password: str) -> bool:
         try:
             return self.hasher.verify(pw_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
+        except (VerificationError, InvalidHashError, UnicodeEncodeError):
+            return False  # no password is a lone surrogate: check_password refuses one
 
     async def _new_session(self, username: str) -> Session:
         token = secrets.token_urlsafe(32)
@@ -279,7 +292,7 @@ class Accounts:
 
     @staticmethod
     def check_csrf(session: Session, presented: str | None) -> None:
-        if not presented or not hmac.compare_digest(session.csrf_token, presented):
+        if not presented or not tokens.same(presented, session.csrf_token):
             raise Forbidden("missing or wrong X-CSRF-Token header", code="csrf")
 
     async def create_api_key(self, username: str, name: str = "unnamed") -> str:

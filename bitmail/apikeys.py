@@ -13,14 +13,13 @@ request into a write.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import live
+from . import live, tokens
 from .errors import Conflict, NotFound, ValidationError
 from .store import Kind, Store
 
@@ -30,8 +29,7 @@ MAX_KEYS_PER_USER = 100
 MAX_NAME = 100
 
 
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+digest = tokens.digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,5 +129,4 @@ class Profiles:
         if not await self.accounts.verify_password(username, current, client=client):
             raise Forbidden("the current password is wrong", field="current",
                             code="wrong_password")
-        await self.accounts.set_user(username, password=new)
-        return await self.accounts.end_sessions(username, keep=session.token)
+        return await self.accounts.set_password(username, new, keep=session.token)

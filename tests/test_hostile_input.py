@@ -122,3 +122,62 @@ async def test_an_attachment_index_outside_the_list_is_a_404(service, index):
     resp = await service.client.get(f"/api/messages/{message_id}/attachments/{index}",
                                     headers=headers)
     assert_json_error(resp.status, await resp.json(), 404)
+
+
+# -- secrets presented as bytes that are no text -----------------------------------
+
+async def raw_exchange(service: Service, request: bytes) -> tuple[int, str, bytes]:
+    """Send bytes as they are (header values no client library would send):
+    (status, content type, body)."""
+    import asyncio
+
+    server = service.client.server
+    assert server is not None
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    content_type = next((line.split(":", 1)[1].strip() for line in lines[1:]
+                         if line.lower().startswith("content-type:")), "")
+    return int(lines[0].split()[1]), content_type, body
+
+
+@pytest.mark.parametrize("header", [
+    b"Authorization: Bearer bm_\xff",
+    b"Authorization: Bearer \xc3\xa9\xff",
+    b"Cookie: bitmail_session=\xff",
+    b"Cookie: bitmail_session=\xc3\xa9",
+])
+async def test_a_credential_that_is_not_utf8_is_a_401_not_a_500(service, header):
+    status, content_type, body = await raw_exchange(
+        service, b"GET /api/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header
+        + b"\r\n\r\n")
+    assert (status, content_type) == (401, "application/json; charset=utf-8"), body
+
+
+@pytest.mark.parametrize("token", [b"\xc3\xa9", b"x\xff", b"\xff" * 32])
+async def test_a_csrf_token_that_is_not_ascii_is_a_403_not_a_500(service, token):
+    await service.login("alice")
+    cookie = "; ".join(f"{c.key}={c.value}" for c in service.client.session.cookie_jar)
+    status, _, body = await raw_exchange(
+        service, b"DELETE /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + b"Cookie: " + cookie.encode() + b"\r\nX-CSRF-Token: " + token + b"\r\n\r\n")
+    assert status == 403, body
+    assert b'"csrf"' in body
+
+
+async def test_a_metrics_token_that_is_not_utf8_is_a_401(make_settings):
+    from conftest import start_service
+
+    settings = make_settings('[web]\nmetrics_token = "env:METRICS_TOKEN"\n',
+                             METRICS_TOKEN="m" * 32)
+    async with start_service(settings) as svc:
+        status, _, body = await raw_exchange(
+            svc, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer \xff\r\n\r\n")
+        assert status == 401 and b"metrics_token" in body

@@ -163,3 +163,31 @@ async def test_the_command_line_refuses_a_weak_password(tmp_path):
     assert (await bitmail(cfg, "user", "add", "ivy", "--password", PASSWORD))[0] == 0
     code, _, err = await bitmail(cfg, "user", "set", "ivy", "--password", "ivy")
     assert code == 1 and "at least 8" in err
+
+
+async def test_an_administrators_password_reset_ends_every_session_of_the_user(service):
+    await service.login("alice")
+    assert (await service.client.get("/api/me")).status == 200
+    await service.runtime.accounts.set_user("alice", password="a brand new one")
+    assert (await service.client.get("/api/me")).status == 401
+    assert await service.runtime.store.get("session", {"username": "alice"}) == []
+
+
+async def test_changing_only_the_role_keeps_the_sessions(service):
+    await service.login("alice")
+    await service.runtime.accounts.set_user("alice", operator=True)
+    assert (await service.client.get("/api/me")).status == 200
+
+
+@pytest.mark.parametrize("password", ["\ud800" * 8, "good-start\udcff"])
+async def test_a_password_that_is_not_unicode_text_is_a_400_naming_it(service, password):
+    # JSON can carry a lone surrogate; no password hasher can encode one.
+    for username in ("newcomer", "alice"):  # a sign-up, then an existing account
+        if username == "alice":
+            await service.runtime.accounts.create("alice", PASSWORD)
+        resp = await service.client.post("/api/session",
+                                         json={"username": username, "password": password})
+        assert resp.status == 400, await resp.text()
+        assert (await resp.json())["error"]["field"] == "password"
+    assert not await service.runtime.accounts.exists("newcomer")
+    assert not await service.runtime.accounts.verify_password("alice", password, client="t")

@@ -23,7 +23,7 @@ _HEADER_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 def check_header_text(value: str, field: str) -> str:
     """`value` unchanged, or ValidationError naming `field` when it holds a
     control character, a line or paragraph separator, or a lone surrogate."""
-    _check_encodable(value, field)
+    check_unicode(value, field)
     bad = _HEADER_FORBIDDEN.search(value)
     if bad:
         raise ValidationError(
@@ -46,13 +46,15 @@ def check_body_text(value: str, field: str) -> str:
     """`value` unchanged, or ValidationError naming `field` for a NUL or a lone
     surrogate. Line ends are the body's own business; NUL is allowed in no
     message (RFC 5322 §2.3, and RFC 2045 §2.7-2.8 on 7bit and 8bit data)."""
-    _check_encodable(value, field)
+    check_unicode(value, field)
     if "\x00" in value:  # a memchr: a regular expression walks the text
         raise ValidationError("must not contain NUL characters", field=field)
     return value
 
 
-def _check_encodable(value: str, field: str) -> None:
+def check_unicode(value: str, field: str) -> None:
+    """ValidationError naming `field` unless `value` can be encoded as UTF-8
+    (a lone surrogate cannot)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from .. import tokens
 from ..errors import Unauthorized
 from ..mta.figures import BUCKETS, Figures
 from ..mta.health import State
@@ -41,7 +41,7 @@ async def metrics(request: web.Request) -> web.Response:
     token = runtime.settings.web.metrics_token
     if token:
         presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(presented.encode(), token.encode()):
+        if not tokens.same(presented, token):
             raise Unauthorized("send the metrics token: Authorization: Bearer <token>",
                                code="metrics_token")
     now_figures = RuntimeFigures(await runtime.outbox.pending(),

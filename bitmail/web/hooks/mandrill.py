@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from ... import tokens
 from ...config import ProviderSettings
 from ...errors import ValidationError
 from ...events import EventType
@@ -88,7 +89,7 @@ class MandrillHook(Webhook):
         for candidate in providers:
             expected = signature(str(candidate.webhook["webhook_key"]),
                                  str(candidate.webhook["webhook_url"]), form)
-            if hmac.compare_digest(expected.encode(), given.strip().encode()):
+            if tokens.same(given.strip(), expected):
                 provider = candidate
                 break
         if provider is None:
