@@ -181,3 +181,44 @@ async def test_a_metrics_token_that_is_not_utf8_is_a_401(make_settings):
             svc, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             b"Authorization: Bearer \xff\r\n\r\n")
         assert status == 401 and b"metrics_token" in body
+
+
+# -- a body larger than its route needs ----------------------------------------------
+
+SMALL_ROUTES = [("POST", "/api/session"), ("POST", "/api/keys"), ("PATCH", "/api/me"),
+                ("POST", "/api/me/password"), ("POST", "/api/recipients/check"),
+                ("POST", "/api/messages/bulk"), ("PATCH", "/api/messages/x1")]
+
+
+@pytest.mark.parametrize(("method", "path"), SMALL_ROUTES)
+async def test_a_route_that_carries_no_mail_refuses_a_large_body_with_a_413(
+        service, method, path):
+    me = await service.login("alice")  # a session may use every route
+    body = b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    resp = await service.client.request(method, path, data=body, headers={
+        "X-CSRF-Token": me["csrf_token"], "Content-Type": "application/json"})
+    assert_json_error(resp.status, await resp.json(), 413)
+
+
+async def test_a_large_body_without_a_length_is_refused_as_it_arrives(service):
+    async def chunks():
+        yield b'{"username": "alice", "password": "'
+        for _ in range(64):
+            yield b"x" * 65536
+        yield b'"}'
+
+    resp = await service.client.post("/api/session", data=chunks(),
+                                     headers={"Content-Type": "application/json"})
+    assert_json_error(resp.status, await resp.json(), 413)
+    assert not await service.runtime.accounts.exists("alice")
+
+
+async def test_a_message_and_a_draft_may_still_be_megabytes(service):
+    headers = await service.api_key("alice")
+    text = "y" * (2 * 1024 * 1024)
+    resp = await service.client.post("/api/messages", headers=headers,
+                                     json={"to": "bob@example.com", "text": text})
+    assert resp.status == 202, await resp.text()
+    resp = await service.client.put("/api/drafts/draft-001", headers=headers,
+                                    json={"text": text})
+    assert resp.status in (200, 201), await resp.text()

@@ -94,7 +94,7 @@ async def send(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     user = user_of(request)
     key = idempotency.check_key(request.headers.get(idempotency.HEADER))
-    payload = await read_json(request)
+    payload = await read_json(request, limit=None)  # the message itself
     draft = payload.get("draft") if isinstance(payload, dict) else None
     if draft is not None and not (isinstance(draft, str) and DRAFT_ID.match(draft)):
         raise ValidationError("must be the id of one of your drafts", field="draft")

@@ -18,7 +18,8 @@ async def save(request: web.Request) -> web.Response:
     → 201 (new) or 200 with the draft's folder row."""
     user = user_of(request)
     row, created = await Drafts(request.app[RUNTIME].store).save(
-        user.username, user.address, request.match_info["id"], await read_json(request))
+        user.username, user.address, request.match_info["id"],
+        await read_json(request, limit=None))  # a draft holds a whole text
     return web.json_response(row, status=201 if created else 200)
 
 
