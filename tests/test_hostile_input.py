@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import Service
 
 PASSWORD = "correct horse battery"
+STATIC = Path(__file__).resolve().parent.parent / "static"
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
@@ -74,10 +77,32 @@ async def test_unknown_paths_answer_in_the_json_error_shape(service, path):
     assert_json_error(resp.status, await resp.json(), 404)
 
 
-async def test_a_wrong_method_answers_in_the_json_error_shape(service):
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/api/contacts", {"GET"}),
+    ("DELETE", "/api/messages", {"GET", "POST"}),
+    ("POST", "/static/app.css", {"GET"}),
+])
+async def test_a_wrong_method_answers_in_the_json_error_shape_naming_the_allowed(
+        service, method, path, allowed):
     headers = await service.api_key("alice")
-    resp = await service.client.put("/api/contacts", headers=headers)
+    resp = await service.client.request(method, path, headers=headers)
     assert_json_error(resp.status, await resp.json(), 405)
+    # RFC 9110 §15.5.6: a 405 MUST say which methods the resource allows.
+    assert allowed <= set(resp.headers.get("Allow", "").replace(" ", "").split(","))
+
+
+@pytest.mark.parametrize("range_", ["bytes=99999999-", "bytes=abc", "bytes=5-2"])
+async def test_a_range_a_page_file_cannot_satisfy_is_a_json_416(service, range_):
+    resp = await service.client.get("/static/app.css", headers={"Range": range_})
+    assert_json_error(resp.status, await resp.json(), 416)
+    size = len((STATIC / "app.css").read_bytes())
+    assert resp.headers["Content-Range"] == f"bytes */{size}"
+
+
+async def test_a_range_inside_a_page_file_is_served(service):
+    resp = await service.client.get("/static/app.css", headers={"Range": "bytes=0-9"})
+    assert resp.status == 206
+    assert await resp.read() == (STATIC / "app.css").read_bytes()[:10]
 
 
 # -- item 12: paging parameters ---------------------------------------------

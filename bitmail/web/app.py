@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ..errors import NotFound
 from ..runtime import Runtime
@@ -34,7 +34,23 @@ async def static_file(request: web.Request) -> web.FileResponse:
     path = (STATIC_DIR / request.match_info["name"]).resolve()
     if not path.is_relative_to(STATIC_DIR) or not path.is_file():
         raise NotFound("no such file")
+    _check_range(request, path.stat().st_size)
     return web.FileResponse(path)
+
+
+def _check_range(request: web.Request, size: int) -> None:
+    """Raise 416 with `Content-Range: bytes */size` (RFC 9110 §14.4, §15.5.17)
+    for a Range the file cannot satisfy: malformed, or starting at or past
+    its end. FileResponse would answer that itself, as an empty
+    octet-stream, after every middleware has run."""
+    if hdrs.RANGE not in request.headers:
+        return
+    try:
+        start = request.http_range.start
+    except ValueError:
+        start = size
+    if start is not None and start >= size:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
 
 
 async def index(request: web.Request) -> web.FileResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -33,8 +33,14 @@ def error_json(status: int, code: str, message: str, field: str | None = None) -
                              status=status)
 
 
-def _reason_json(status: int, reason: str) -> web.Response:
-    return error_json(status, reason.lower().replace(" ", "_"), reason)
+def _reason_json(status: int, reason: str, headers: Mapping[str, str]) -> web.Response:
+    """A refusal aiohttp made, in the JSON shape, with the headers it carried
+    (a 405's Allow, RFC 9110 §15.5.6; a 416's Content-Range, §15.5.17)."""
+    response = error_json(status, reason.lower().replace(" ", "_"), reason)
+    for name, value in headers.items():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers.add(name, value)
+    return response
 
 
 @web.middleware
@@ -46,7 +52,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 isinstance(response, web.Response)):
             # A refusal some handler (aiohttp's static files, say) returned
             # rather than raised: the same shape as every other.
-            return _reason_json(response.status, response.reason)
+            return _reason_json(response.status, response.reason, response.headers)
         return response
     except BitMailError as exc:
         retry_after = getattr(exc, "retry_after", None)
@@ -58,7 +64,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        return _reason_json(exc.status, exc.reason)
+        return _reason_json(exc.status, exc.reason, exc.headers)
     except json.JSONDecodeError as exc:
         return error_json(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
     except AlreadyExists:
