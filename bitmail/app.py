@@ -114,6 +114,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     Returns the process exit code: 0 after a signal, 3 when the service went down.
     """
     from .web.app import make_app
+    from .web.server import Runner
 
     sslctx = tls_context(settings)
     stop = asyncio.Event()
@@ -129,7 +130,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             loop.add_signal_handler(sig, on_signal, sig)
     async with running(settings) as runtime:
         app = make_app(runtime, https=sslctx is not None)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        runner = Runner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, settings.web.host, settings.web.port, ssl_context=sslctx)
         await site.start()

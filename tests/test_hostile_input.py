@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -247,3 +249,41 @@ async def test_a_message_and_a_draft_may_still_be_megabytes(service):
     resp = await service.client.put("/api/drafts/draft-001", headers=headers,
                                     json={"text": text})
     assert resp.status in (200, 201), await resp.text()
+
+
+# -- requests aiohttp's own parser refuses, before any route -------------------------
+
+UNREADABLE = [
+    b"GET /api/me HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+    b"GET /api/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: bitmail_session=hunter2-secret"
+    + b"c" * 9000 + b"\r\n\r\n",
+    b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+    b'{"username": "alice", "password": "hunter2-secret"}\r\n',
+    b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: 12, 13\r\n\r\n",
+]
+
+
+async def test_a_request_the_http_parser_refuses_gets_json_and_logs_no_secret(tmp_path):
+    from conftest import ServeProcess, free_port, write_config
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = await ServeProcess(write_config(tmp_path, port=port), port, log).start()
+    try:
+        for request in UNREADABLE:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            await writer.drain()
+            data = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            head, _, body = data.partition(b"\r\n\r\n")
+            status = int(head.split()[1])
+            assert 400 <= status < 500, head
+            assert b"content-type: application/json" in head.lower(), data[:300]
+            assert json.loads(body)["error"]["code"] == "bad_http"
+            assert b"hunter2" not in body
+    finally:
+        server.kill()
+    assert b"hunter2" not in log.read_bytes()
