@@ -883,3 +883,80 @@ def test_a_long_name_bitmail_writes_as_encoded_words_reads_back_in_bitmail(name)
                          sender=f"me@{DOMAIN}", domain=DOMAIN).mime
     assert mime.count(b"=?utf-8?") > 1  # the name went out as several encoded-words
     assert parse(mime)["To"].addresses[0].display_name == name
+
+
+# -- a header the stdlib parser raises on is read as text, never an exception ---------
+
+# Values on which Python 3.11's header parser raises instead of noting a
+# defect: AttributeError (an unterminated domain-literal, RFC 5322 §3.4.1;
+# `.:`), IndexError (`<`, `"`), TypeError (` .,`, as a folded value unfolds).
+UNREADABLE = [
+    ("To", "dana@localhost, bob@[example.net"),
+    ("To", "x <a@[b"),
+    ("Cc", ".:"),
+    ("Reply-To", '"'),
+    ("From", "eve@example.net, <"),
+    ("To", " .,"),
+    ("Message-ID", "<"),
+    ("Message-ID", "<b@[ab"),
+]
+
+
+@pytest.mark.parametrize("registry", ["READ", "TYPED", "WIRE"])
+@pytest.mark.parametrize(("name", "value"), UNREADABLE)
+def test_a_header_the_parser_raises_on_is_its_text_with_a_defect(registry, name, value):
+    from bitmail.message import headers
+
+    header = getattr(headers, registry).header_factory(name, value)
+    assert headers.unreadable(header) and header.defects
+    assert str(header) == value and header.source == value
+
+
+def header_line(name: str, value: str) -> str:
+    # A value that starts with white space is written folded: unfolded, it
+    # is the value itself (RFC 5322 §2.2.3).
+    return f"{name}:\r\n{value}\r\n" if value.startswith(" ") else f"{name}: {value}\r\n"
+
+
+@pytest.mark.parametrize(("name", "value"), UNREADABLE)
+def test_a_message_with_a_header_the_parser_raises_on_is_read(name, value):
+    mime = (f"Subject: still mail\r\n{header_line(name, value)}\r\nhello\r\n").encode()
+    summary = read_summary(mime)
+    assert summary["subject"] == "still mail" and summary["preview"] == "hello"
+    assert [str(v) for v in parse(mime).values()] == ["still mail", value]
+
+
+@pytest.mark.parametrize(("value", "to"), [
+    ("dana@localhost, bob@[example.net", ["dana@localhost"]),
+    ("Dana <dana@localhost>, .:", ["Dana <dana@localhost>"]),
+    ("=?utf-8?q?Doe=2C_J?= <j@example.org>, dana@localhost, bob@[x",
+     ['"Doe, J" <j@example.org>', "dana@localhost"]),
+    ("Team: a@example.com, b@example.com;, dana@localhost, x <",
+     ["a@example.com", "b@example.com", "dana@localhost"]),
+])
+def test_an_address_the_parser_raises_on_hides_only_itself(value, to):
+    mime = f"From: eve@example.net\r\nTo: {value}\r\n\r\nhello\r\n".encode()
+    assert read_summary(mime)["to"] == to
+
+
+def test_a_from_the_parser_raises_on_shows_as_its_text():
+    summary = read_summary(b"From: eve@[example.net\r\nTo: dana@localhost\r\n\r\nhi\r\n")
+    assert (summary["from"], summary["from_address"]) == ("eve@[example.net", "")
+
+
+@pytest.mark.parametrize("value", ["bob@[example.net", "x <a@[b", ".:", '"', " .,", "<"])
+def test_an_address_the_parser_raises_on_is_a_400_naming_the_field(value):
+    with pytest.raises(ValidationError) as err:
+        parse_address_list(f"ok@x.com, {value}", "cc")
+    assert err.value.field == "cc"
+
+
+def test_a_received_form_header_the_parser_raises_on_is_kept_as_written():
+    from bitmail.message.received import rebuild
+
+    mime = rebuild([("From", "eve@example.net"), ("To", "dana@localhost, bob@[example.net"),
+                    ("Message-ID", "<b@[ab"), ("Subject", "still mail")], "hello", "", [])
+    assert b"To: dana@localhost, bob@[example.net\r\n" in mime
+    assert b"Message-ID: <b@[ab\r\n" in mime
+    summary = read_summary(mime)
+    assert summary["to"] == ["dana@localhost"] and summary["subject"] == "still mail"

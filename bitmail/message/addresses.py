@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from email.errors import HeaderParseError, NonASCIILocalPartDefect
+from email.errors import NonASCIILocalPartDefect
 from email.headerregistry import Address, Group
 from typing import Any
 
@@ -53,7 +53,7 @@ def parse_address_list(value: Any, field: str, *, own_domain: str = "") -> tuple
             check_header_text(item, where)
             if len(item) > MAX_ADDRESS_TEXT * 50:
                 raise ValidationError("is too long", field=where)
-            found = [_parse_piece(piece, where, own_domain) for piece in _pieces(item)
+            found = [_parse_piece(piece, where, own_domain) for piece in split_list(item)
                      if piece.strip()]
         else:
             raise ValidationError(
@@ -129,7 +129,7 @@ def _from_object(item: dict[str, Any], where: str, own_domain: str) -> Address:
     return _validated(name or "", local, domain, addr, f"{where}.address", own_domain)
 
 
-def _pieces(text: str) -> Iterator[str]:
+def split_list(text: str) -> Iterator[str]:
     """Split at `;` and `,` outside quotes, comments, angle brackets and groups;
     a group (`name: ...;`) stays one piece with its closing `;`."""
     start, quoted, escaped, angle, comment, in_group = 0, False, False, 0, 0, False
@@ -175,16 +175,16 @@ def _parse_piece(piece: str, where: str, own_domain: str) -> Group:
         # A bare addr-spec, the common case: the address check is the parse.
         local, _, domain = piece.rpartition("@")
         return Group(None, (_validated("", local, domain, piece, where, own_domain),))
-    try:
-        header = TYPED.header_factory("to", piece)
-    except (HeaderParseError, IndexError, ValueError, AttributeError):
-        # The stdlib parser raises on some malformed input ("a@", '"" =?.<"').
-        raise ValidationError(f"{piece!r} is not a valid e-mail address", field=where) from None
-    groups = header.groups
+    header = TYPED.header_factory("to", piece)
     # A UTF-8 local part is what SMTPUTF8 is for (RFC 6531); any other defect
-    # means the parser had to guess.
+    # means the parser had to guess, or could not read the piece at all (the
+    # stdlib parser raises on "a@", '"" =?.<"', "a@[b": an UnreadableHeader,
+    # which has no groups). Defects are looked at first for that reason.
     defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
-    if defects or len(groups) != 1 or not _reads_back(piece, groups[0]):
+    if defects:
+        raise ValidationError(f"{piece!r} is not a valid e-mail address", field=where)
+    groups = header.groups
+    if len(groups) != 1 or not _reads_back(piece, groups[0]):
         raise ValidationError(f"{piece!r} is not a valid e-mail address", field=where)
     group = groups[0]
     # A name the parser decoded from an encoded-word is checked as typed text is.

@@ -396,9 +396,11 @@ def _content_type(value: Any, where: str) -> tuple[str, str, tuple[tuple[str, st
         raise ValidationError("is not a MIME type", field=field)
     check_header_text(value, field)
     header = TYPED.header_factory("content-type", value)
-    maintype, subtype = header.maintype, header.subtype
+    # Defects first: a value the parser could not read at all has no
+    # maintype (headers.UnreadableHeader).
     if header.defects or "/" not in value.split(";")[0]:
         raise ValidationError("is not a MIME type such as text/csv; charset=utf-8", field=field)
+    maintype, subtype = header.maintype, header.subtype
     if maintype == "multipart" or (maintype, subtype) in (("message", "partial"),
                                                            ("message", "external-body")):
         raise ValidationError(f"{maintype}/{subtype} parts are made by BitMail, not attached",

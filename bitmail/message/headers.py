@@ -27,15 +27,28 @@ without building the header registry's parse tree for the headers BitMail
 makes itself (addresses, msg-ids, the date), which was most of its cost. A
 raw value is written as it is (`refold_source="none"`), so the text
 `wire_value` made is the text that is sent.
+
+Every registry here (`HeaderClasses`) reads any value without raising: one
+the stdlib parser raises on is an `UnreadableHeader`, its text with a
+defect, so a message with such a header is still read and delivered, and
+typed input with one is refused for the defect.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from email._header_value_parser import TokenList, UnstructuredTokenList, ValueTerminal
+from email.errors import InvalidHeaderDefect, MessageDefect
 from email.header import Header
-from email.headerregistry import AddressHeader, BaseHeader, Group, HeaderRegistry
+from email.headerregistry import (
+    AddressHeader,
+    BaseHeader,
+    Group,
+    HeaderRegistry,
+    UnstructuredHeader,
+)
 from email.policy import SMTP, EmailPolicy, default
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
@@ -357,9 +370,57 @@ def _fold_text(name: str, text: str, linesep: str, width: int | None) -> str:
     return linesep.join(lines) + linesep
 
 
+class UnreadableHeaderDefect(InvalidHeaderDefect):
+    """The stdlib parser for the header's kind raised on its value."""
+
+
+class UnreadableHeader(UnstructuredHeader, BaseHeader):
+    """A header the stdlib parser for its kind raised on, kept as its text.
+
+    Python 3.11's header parser raises, rather than noting a defect, on some
+    malformed values: AttributeError on `a@[b` (an unterminated
+    domain-literal, RFC 5322 §3.4.1) or `.:`, IndexError on `<` or `"`,
+    TypeError on a folded ` .,`. A header is text before it is anything else
+    (RFC 5322 §2.2), so such a header reads as unstructured text, the way
+    the registry reads a header it does not know, with an
+    UnreadableHeaderDefect: it has no `addresses`, `datetime` or `params`,
+    so whoever needs those sees it could not be read. `source` is the value
+    as it was given.
+    """
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        try:
+            super().parse(value, kwds)
+        except Exception:  # even the unstructured parser: keep the text as one word
+            kwds["parse_tree"] = UnstructuredTokenList([ValueTerminal(value, "vtext")])
+            kwds["decoded"] = value
+        kwds["defects"].append(UnreadableHeaderDefect(
+            "the parser for this kind of header could not read it; kept as text"))
+        kwds["source"] = value
+
+    def init(self, name: str, *, parse_tree: TokenList, defects: Iterable[MessageDefect],
+             source: str = "") -> None:
+        super().init(name, parse_tree=parse_tree, defects=defects)
+        self._source = source
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+
+def unreadable(header: object) -> bool:
+    """Whether a header is one the stdlib parser could not read (UnreadableHeader)."""
+    return isinstance(header, UnreadableHeader)
+
+
 class HeaderClasses(HeaderRegistry):
-    """The stdlib registry builds a new class on every lookup (a third of the
-    time it takes to write a message); the classes are the same each time."""
+    """The stdlib registry, with two changes. It builds a new class on every
+    lookup (a third of the time it takes to write a message); the classes
+    are the same each time, so each is made once. And a value its parser
+    raises on becomes an UnreadableHeader instead of an exception: reading
+    a message must not fail on one header, and what a client typed is
+    refused for the defect, as for any other (see addresses.py)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -371,6 +432,17 @@ class HeaderClasses(HeaderRegistry):
         if made is None:
             made = self._made[key] = super().__getitem__(name)
         return made
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        try:
+            return self.parsed(name, value)
+        except Exception:  # the stdlib parser's own failures: see UnreadableHeader
+            return UnreadableHeader(name, value)
+
+    def parsed(self, name: str, value: str) -> BaseHeader:
+        """The header as the registry's class for `name` reads it; may raise."""
+        header: BaseHeader = super().__call__(name, value)
+        return header
 
 
 # Two encoded-words with only white space between them, in an address
@@ -387,10 +459,10 @@ class MailHeaders(HeaderClasses):
     BitMail's own writer split a long one, read with a space at every
     split ("André  Dupont", "é é")."""
 
-    def __call__(self, name: str, value: str) -> BaseHeader:
+    def parsed(self, name: str, value: str) -> BaseHeader:
         if "?=" in value and issubclass(self[name], AddressHeader):
             value = _ADJACENT_ENCODED_WORDS.sub(r"\1", value)
-        return super().__call__(name, value)
+        return super().parsed(name, value)
 
 
 #: For reading mail: `policy.default` with the header classes made once,

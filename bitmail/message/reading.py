@@ -20,8 +20,9 @@ from email.parser import BytesParser
 from html.parser import HTMLParser
 from typing import Any
 
+from .addresses import split_list
 from .filenames import safe_filename
-from .headers import READ
+from .headers import READ, unreadable
 
 PREVIEW = 140  # characters of body text a folder row shows
 _CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
@@ -252,14 +253,22 @@ def _utf8(text: str) -> str:
 
 def _addresses(mail: EmailMessage, name: str) -> list[tuple[str, str]]:
     """(display form, addr-spec) of every address in every `name` header."""
-    out: list[tuple[str, str]] = []
-    for header in mail.get_all(name, []):
-        try:
-            addresses = header.addresses
-        except (AttributeError, TypeError, ValueError, IndexError):
-            continue
-        out.extend(shown(a) for a in addresses if a.addr_spec != "<>")
-    return out
+    return [shown(a) for header in mail.get_all(name, []) for a in _readable(name, header)
+            if a.addr_spec != "<>"]
+
+
+def _readable(name: str, header: Any) -> tuple[Address, ...]:
+    """The addresses of an address header. One the parser could not read as
+    a whole (headers.UnreadableHeader: Python 3.11 raises on `b@[x`, an
+    unterminated domain-literal) is read address by address, so a broken
+    address hides only itself, not the others beside it."""
+    if unreadable(header):
+        pieces = [READ.header_factory(name, piece) for piece in split_list(header.source)]
+        return tuple(a for piece in pieces if not unreadable(piece) for a in piece.addresses)
+    try:
+        return tuple(header.addresses)
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return ()
 
 
 def _msg_ids(value: Any) -> list[str]:

@@ -46,9 +46,11 @@ def rebuild(headers: list[tuple[str, str]], text: str, html: str,
         if name.lower() in _STRUCTURE or not is_header_safe(value):
             continue
         try:
+            # A value the header parser cannot read is kept as text
+            # (headers.UnreadableHeader), so the mail still arrives.
             mail[name] = value
         except (ValueError, TypeError, IndexError):
-            continue  # a header the parser cannot read; the rest still arrives
+            continue  # a second header of a kind a message has once; the rest still arrives
     set_bodies(mail, text, html)
     html_part = mail.get_body(preferencelist=("html",))
     for index, part in enumerate(parts):
