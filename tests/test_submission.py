@@ -250,3 +250,62 @@ async def test_a_utf8_recipient_is_accepted_with_smtputf8(submission):
     assert answer.code == 250
     out = await went_out(service)
     assert out.startswith(raw.partition(b"\r\n\r\n")[0])
+
+
+# -- the fields checked are the fields that go out ---------------------------------
+
+
+async def refused(submission, raw: bytes, recipients: list[str]) -> tuple[int, str]:
+    """(code, text) of the answer to DATA, which must be a refusal; nothing is stored."""
+    with pytest.raises(aiosmtplib.SMTPDataError) as err:
+        await submit(submission, raw, recipients)
+    assert await submission[0].runtime.store.count("message") == 0
+    return err.value.code, err.value.message
+
+
+@pytest.mark.parametrize("forged", [
+    # RFC 5322 §4.5.3 obs-from: `"From" *WSP ":"` is a From field to many
+    # readers. Python's parser drops `From :` as a misplaced mbox "From "
+    # line, and takes `From\t:` for the start of the body: the check saw no
+    # From, and BitMail added its own below the forged one.
+    "From : Bank <ceo@bank.example>",
+    "From\t: ceo@bank.example",
+    "From \t : ceo@bank.example",
+    "FROM : ceo@bank.example",
+    "Sender : ceo@bank.example",
+    "Resent-From\t: ceo@bank.example",
+])
+async def test_a_sender_field_with_white_space_before_the_colon_is_refused(submission, forged):
+    raw = message(forged, "To: john@example.org", "Subject: wire the money")
+    code, text = await refused(submission, raw, ["john@example.org"])
+    name = forged.split(":")[0].strip()
+    assert code == 550 and f"field name {name} " in text, text
+
+
+@pytest.mark.parametrize("line", [
+    "Message-ID : <other-users-id@localhost>",
+    "Date\t: Mon, 30 Nov 2026 10:00:00 +0100",
+    "Bcc : secret@example.net",
+    "To : john@example.org",
+    "Subject : hi",
+])
+async def test_any_field_with_white_space_before_the_colon_is_refused_naming_it(submission,
+                                                                               line):
+    raw = message("From: robot@localhost", line, "Cc: ann@example.com")
+    code, text = await refused(submission, raw, ["ann@example.com"])
+    name = line.split(":")[0].strip()
+    assert code == 554 and f"field name {name} " in text and f"({name})" in text, text
+
+
+@pytest.mark.parametrize("name,values", [
+    ("Message-ID", ["<one@client.example>", "<someone-elses@localhost>"]),
+    ("Date", ["Mon, 30 Nov 2026 10:00:00 +0100", "Tue, 01 Dec 2026 10:00:00 +0100"]),
+    ("From", ["robot@localhost", "robot@localhost"]),
+    ("Sender", ["robot@localhost", "robot@localhost"]),
+])
+async def test_a_field_checked_or_added_given_twice_is_refused(submission, name, values):
+    raw = message("From: robot@localhost", "To: a@example.com",
+                  *(f"{name}: {v}" for v in values if name != "From"),
+                  *([f"{name}: {values[1]}"] if name == "From" else []))
+    code, text = await refused(submission, raw, ["a@example.com"])
+    assert code == 554 and f"{name} is given 2 times" in text and f"({name})" in text, text

@@ -12,7 +12,10 @@ makes exactly these changes, on the bytes, and nothing else:
 Who may send is enforced, not rewritten: every `From` mailbox must be the
 authenticated user's address, else the message is refused (SubmissionRefused,
 which the SMTP server answers with 550 5.7.1). A header line holding a
-control character, or a Message-ID that is not a msg-id, is refused too.
+control character, a field name with white space before its colon (the
+obsolete form of RFC 5322 §4.5, which readers read differently), a second
+From, Sender, Date or Message-ID, or a Message-ID that is not a msg-id, is
+refused too: the fields BitMail checks are the fields that go out.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email.headerregistry import Address
+from email.message import EmailMessage
 from email.utils import format_datetime
 
 from ..errors import TooLarge, ValidationError
@@ -28,7 +32,20 @@ from .headers import MSG_ID
 from .model import DEFAULT_MAX_SIZE, Message, new_message_id
 from .reading import parse, read_summary
 
-_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+# A field name and its colon, nothing between (RFC 5322 §2.2, §3.6.8).
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+):")
+# The obsolete form, white space before the colon (RFC 5322 §4.5): readers
+# differ on it. Python's parser takes `From :` for a misplaced mbox "From "
+# line and drops it, and `From\t:` for the start of the body; others read a
+# From field. A check that reads one way while the field goes out to be read
+# the other way checks nothing, so it is refused (a generator "MUST NOT"
+# write obsolete syntax, RFC 5322 §4).
+_OBSOLETE_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:")
+# Fields that name who sends (RFC 5322 §3.6.2, §3.6.6).
+_SENDER_FIELDS = frozenset({"from", "sender", "resent-from", "resent-sender"})
+# Fields BitMail checks or adds, which RFC 5322 §3.6 allows once in a
+# message: with two, a reader may take the one BitMail did not check.
+_ONCE = ("from", "sender", "date", "message-id")
 # In a raw header line: every C0 control but TAB, and DEL (CR/LF end lines).
 _RAW_HEADER_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -50,6 +67,7 @@ def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: s
     head, separator, body = _split(raw)
     fields = _fields(head)
     mail = parse(raw)
+    _check_read_alike(fields, mail)
     from_addresses = [a for h in mail.get_all("From", []) for a in _addresses_of(h)]
     if any(a.lower() != user_address.lower() for a in from_addresses):
         raise SubmissionRefused(f"From must be your own address, {user_address}", field="From")
@@ -126,10 +144,39 @@ def _fields(head: bytes) -> list[tuple[str, list[bytes]]]:
             continue
         match = _FIELD_NAME.match(line)
         if not match:
-            raise ValidationError(f"{line[:40]!r} is not a header line (RFC 5322 §2.2)",
-                                  field="headers")
+            raise _not_a_field(line)
         fields.append((match.group(1).decode("ascii"), [line]))
     return fields
+
+
+def _not_a_field(line: bytes) -> ValidationError:
+    """Why a header line is refused: a field name with white space before
+    its colon (named, and refused as a foreign From is when it names the
+    sender), or no field at all."""
+    obsolete = _OBSOLETE_FIELD_NAME.match(line)
+    if not obsolete:
+        return ValidationError(f"{line[:40]!r} is not a header line (RFC 5322 §2.2)",
+                               field="headers")
+    name = obsolete.group(1).decode("ascii")
+    refused = SubmissionRefused if name.lower() in _SENDER_FIELDS else ValidationError
+    return refused(f"white space between the field name {name} and its colon is the obsolete "
+                   f"form readers read differently (RFC 5322 §4.5); write '{name}:'",
+                   field=name)
+
+
+def _check_read_alike(fields: list[tuple[str, list[bytes]]], mail: EmailMessage) -> None:
+    """The fields as written are the fields the parser read, in order, and
+    each of those BitMail checks or adds is there at most once (RFC 5322
+    §3.6): what is checked is what goes out."""
+    names = [name.lower() for name, _ in fields]
+    if names != [name.lower() for name in mail.keys()]:
+        raise ValidationError("the header does not read as written (RFC 5322 §2.2)",
+                              field="headers")
+    for name in _ONCE:
+        if names.count(name) > 1:
+            shown = next(n for n, _ in fields if n.lower() == name)
+            raise ValidationError(f"{shown} is given {names.count(name)} times; a message has "
+                                  "it once (RFC 5322 §3.6)", field=shown)
 
 
 def _join(fields: list[tuple[str, list[bytes]]], added: list[tuple[str, bytes]],
