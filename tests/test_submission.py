@@ -309,3 +309,65 @@ async def test_a_field_checked_or_added_given_twice_is_refused(submission, name,
                   *([f"{name}: {values[1]}"] if name == "From" else []))
     code, text = await refused(submission, raw, ["a@example.com"])
     assert code == 554 and f"{name} is given 2 times" in text and f"({name})" in text, text
+
+
+@pytest.mark.parametrize("forged", [
+    # Python's parser reads robot@localhost and drops the rest with a
+    # defect; email.utils.getaddresses and many readers see ceo@bank.example.
+    "From: robot@localhost <ceo@bank.example>",
+    "From: robot@localhost<ceo@bank.example>",
+    "From: robot@localhost\t<ceo@bank.example>",
+    "From: <robot@localhost> <ceo@bank.example>",
+    "From: Robot <robot@localhost> ceo@bank.example",
+    "From: robot@localhost;ceo@bank.example",
+    "From: robot@localhost, <",  # the parser raises: unreadable
+    "Sender: robot@localhost <ceo@bank.example>",
+    "Resent-From: <robot@localhost> <ceo@bank.example>",
+])
+async def test_a_sender_field_with_a_mailbox_the_parser_drops_is_refused(submission, forged):
+    raw = message(forged, "To: john@example.org", "Subject: wire the money",
+                  "Message-ID: <junk-from@client.example>")
+    code, text = await refused(submission, raw, ["john@example.org"])
+    assert code == 550 and forged.split(":")[0] in text, text
+
+
+@pytest.mark.parametrize("forged", [
+    "Sender: ceo@bank.example",
+    "Resent-Sender: Bank <ceo@bank.example>",
+    "Resent-From: robot@localhost, ceo@bank.example",
+])
+async def test_a_foreign_sender_or_resent_sender_is_refused(submission, forged):
+    raw = message("From: robot@localhost", forged, "To: john@example.org")
+    code, text = await refused(submission, raw, ["john@example.org"])
+    assert code == 550 and "robot@localhost" in text, text
+
+
+@pytest.mark.parametrize("forged", [
+    # A From with no mailbox was a From "not there": BitMail added its own
+    # beside it, and a reader showed the group name or the comment.
+    "From: \"ceo@bank.example\":;",
+    "From: (ceo@bank.example)",
+    "From: ",
+    "From: Bank: robot@localhost;",
+    "Sender: Bank: robot@localhost;",
+])
+async def test_a_sender_field_without_mailboxes_is_refused(submission, forged):
+    raw = message(forged, "To: john@example.org", "Subject: hi")
+    code, text = await refused(submission, raw, ["john@example.org"])
+    assert code == 550 and forged.split(":")[0] in text, text
+
+
+@pytest.mark.parametrize("sender", [
+    "From: John Q. Public <robot@localhost>",  # obsolete syntax (RFC 5322 §4.1), read alike
+    "From: robot@localhost (Robot)",
+    "From: =?utf-8?q?Zo=C3=AB?= <ROBOT@localhost>",
+    'From: "robot"@localhost',
+    "From: Zoë Müller <robot@localhost>",  # UTF-8 (RFC 6532), kept undecoded by the parser
+    "From: Robot <robot@localhost>\r\nSender: robot@localhost",
+])
+async def test_a_sender_field_of_the_users_own_mailbox_goes_out_as_written(submission, sender):
+    raw = message(sender, "To: a@example.com", "Subject: hi",
+                  "Date: Mon, 30 Nov 2026 10:00:00 +0100", "Message-ID: <own@client.example>")
+    code, _ = await submit(submission, raw, ["a@example.com"])
+    assert code == 250
+    assert await went_out(submission[0]) == raw

@@ -9,26 +9,34 @@ makes exactly these changes, on the bytes, and nothing else:
 - replaces a Message-ID that another message already has (`replace_message_id`),
   so delivery events can never be matched to somebody else's mail.
 
-Who may send is enforced, not rewritten: every `From` mailbox must be the
-authenticated user's address, else the message is refused (SubmissionRefused,
-which the SMTP server answers with 550 5.7.1). A header line holding a
-control character, a field name with white space before its colon (the
-obsolete form of RFC 5322 §4.5, which readers read differently), a second
-From, Sender, Date or Message-ID, or a Message-ID that is not a msg-id, is
-refused too: the fields BitMail checks are the fields that go out.
+Who may send is enforced, not rewritten: every mailbox of `From`, `Sender`,
+`Resent-From` and `Resent-Sender` must be the authenticated user's address,
+written so that every reader finds the same mailboxes, else the message is
+refused (SubmissionRefused, which the SMTP server answers with 550 5.7.1).
+A header line holding a control character, a field name with white space
+before its colon (the obsolete form of RFC 5322 §4.5, which readers read
+differently), a second From, Sender, Date or Message-ID, or a Message-ID
+that is not a msg-id, is refused too: the fields BitMail checks are the
+fields that go out.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from email.errors import (
+    NonASCIILocalPartDefect,
+    ObsoleteHeaderDefect,
+    UndecodableBytesDefect,
+)
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 from ..errors import TooLarge, ValidationError
 from .addresses import envelope
-from .headers import MSG_ID
+from .headers import MSG_ID, unreadable
 from .model import DEFAULT_MAX_SIZE, Message, new_message_id
 from .reading import parse, read_summary
 
@@ -46,6 +54,10 @@ _SENDER_FIELDS = frozenset({"from", "sender", "resent-from", "resent-sender"})
 # Fields BitMail checks or adds, which RFC 5322 §3.6 allows once in a
 # message: with two, a reader may take the one BitMail did not check.
 _ONCE = ("from", "sender", "date", "message-id")
+# Defects that leave every reader reading a sender field alike (_mailboxes):
+# UTF-8 text, which the bytes parser keeps undecoded (RFC 6532 §3.2), a UTF-8
+# local part (§3.2), and obsolete syntax every reader reads (RFC 5322 §4).
+_READ_ALIKE_DEFECTS = (UndecodableBytesDefect, NonASCIILocalPartDefect, ObsoleteHeaderDefect)
 # In a raw header line: every C0 control but TAB, and DEL (CR/LF end lines).
 _RAW_HEADER_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -68,16 +80,14 @@ def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: s
     fields = _fields(head)
     mail = parse(raw)
     _check_read_alike(fields, mail)
-    from_addresses = [a for h in mail.get_all("From", []) for a in _addresses_of(h)]
-    if any(a.lower() != user_address.lower() for a in from_addresses):
-        raise SubmissionRefused(f"From must be your own address, {user_address}", field="From")
+    _check_senders(fields, mail, user_address)
     present = {name.lower() for name, _ in fields}
     message_id = str(mail.get("Message-ID") or "").strip()
     if "message-id" in present and not MSG_ID.match(message_id):
         raise ValidationError("Message-ID is not a msg-id such as <left@right> "
                               "(RFC 5322 §3.6.4)", field="Message-ID")
     added: list[tuple[str, bytes]] = []
-    if not from_addresses:
+    if "from" not in present:
         added.append(("From", user_address.encode()))
     if "date" not in present:
         added.append(("Date", format_datetime(datetime.now(UTC)).encode()))
@@ -115,6 +125,89 @@ def envelope_of(addr_spec: str) -> str:
         return envelope(Address(username=local, domain=domain))
     except (ValueError, UnicodeError):
         return addr_spec.lower()
+
+
+def _check_senders(fields: list[tuple[str, list[bytes]]], mail: EmailMessage,
+                   user_address: str) -> None:
+    """Every mailbox of every field that names who sends (From, Sender,
+    Resent-From, Resent-Sender: RFC 5322 §3.6.2, §3.6.6) is the user's own
+    address (RFC 6409 §6.1: the submission server decides who may send)."""
+    # _check_read_alike made the parsed fields the written ones, in order;
+    # only the sender fields are parsed here.
+    for (name, lines), (_, source) in zip(fields, mail.raw_items(), strict=True):
+        if name.lower() not in _SENDER_FIELDS:
+            continue
+        header = mail.policy.header_fetch_parse(name, source)
+        for addr_spec in _mailboxes(name, _unfolded(lines), header):
+            if addr_spec.lower() != user_address.lower():
+                raise SubmissionRefused(f"{name} must be your own address, {user_address}",
+                                        field=name)
+
+
+def _mailboxes(name: str, written: str, header: Any) -> list[str]:
+    """The addr-specs of a sender field, when every reader must find the
+    same ones; SubmissionRefused otherwise.
+
+    Python's parser reads `robot@localhost <ceo@bank.example>` as
+    robot@localhost and drops the rest with a defect, where
+    email.utils.getaddresses and mail readers find ceo@bank.example. So the
+    field must be read without a defect but the harmless kinds (UTF-8 text
+    and local parts, RFC 6532; obsolete syntax such as a period in a name,
+    which RFC 5322 §4 has every reader read), must be mailboxes (a mailbox-list
+    has no groups, §3.6.2), at least one, and hold no addr-spec the parser
+    did not return: one '@' outside quoted-strings, comments and
+    domain-literals for each mailbox read (§3.4.1).
+    """
+    if unreadable(header) or not hasattr(header, "groups"):
+        raise SubmissionRefused(f"{name} cannot be read as mailboxes (RFC 5322 §3.4)",
+                                field=name)
+    guessed = [d for d in header.defects if not isinstance(d, _READ_ALIKE_DEFECTS)]
+    if guessed:
+        raise SubmissionRefused(f"{name} is not mailboxes every reader reads alike "
+                                f"({guessed[0]}; RFC 5322 §3.4)", field=name)
+    if any(group.display_name is not None for group in header.groups):
+        raise SubmissionRefused(f"{name} holds a group; it must be mailboxes "
+                                "(RFC 5322 §3.6.2)", field=name)
+    found = [a.addr_spec for a in header.addresses]
+    if not found:
+        raise SubmissionRefused(f"{name} names no mailbox (RFC 5322 §3.6.2)", field=name)
+    if len(found) != _bare_at_signs(written):
+        raise SubmissionRefused(f"{name} holds an address the parser does not read as a "
+                                "mailbox (RFC 5322 §3.4)", field=name)
+    return found
+
+
+def _bare_at_signs(value: str) -> int:
+    """'@' outside quoted-strings, comments and domain-literals: one for each
+    addr-spec written (RFC 5322 §3.4.1), whatever a parser makes of it."""
+    count, quoted, comment, literal, escaped = 0, False, 0, False, False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or comment or literal):
+            escaped = True  # a quoted-pair (§3.2.1)
+        elif quoted:
+            quoted = char != '"'
+        elif comment:
+            comment += 1 if char == "(" else -1 if char == ")" else 0
+        elif literal:
+            literal = char != "]"
+        elif char == '"':
+            quoted = True
+        elif char == "(":
+            comment = 1
+        elif char == "[":
+            literal = True
+        elif char == "@":
+            count += 1
+    return count
+
+
+def _unfolded(lines: list[bytes]) -> str:
+    """A field's value as written, unfolded (RFC 5322 §2.2.3: the line ends
+    go, the white space stays)."""
+    value = b"".join(lines).partition(b":")[2]
+    return value.decode("utf-8", "surrogateescape")
 
 
 def _addresses_of(header: object) -> list[str]:
