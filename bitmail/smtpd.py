@@ -111,20 +111,47 @@ class SubmissionHandler:
                                 user_address=user.address,
                                 recipients=list(dict.fromkeys(envelope.rcpt_tos)),
                                 domain=settings.domain, max_size=settings.max_message_size)
+        except BitMailError as exc:
+            return _refused(exc)
+        except Exception:
+            # Reading the message failed in a way no check foresaw (Python's
+            # header parser has raised AttributeError on `a@[b`): this
+            # message cannot be read, and sending it again will not change
+            # that (RFC 3463 5.6.0). aiosmtpd would answer "500 Error:
+            # (AttributeError) ...": Python's internals, under a code that
+            # says the command was not understood.
+            log.exception("SMTP DATA from %s: the message could not be read", user.username)
+            return "554 5.6.0 the message could not be read"
+        try:
             if await self.runtime.mailbox.message_id_taken(message.message_id):
                 message = replace_message_id(message, settings.domain)
             message_id = await self.runtime.mailbox.accept(message, user.username)
-        except TooLarge as exc:
-            return f"552 5.3.4 {exc.message}"
-        except SubmissionRefused as exc:
-            return f"550 5.7.1 {exc.message}"
         except BitMailError as exc:
-            return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
+            return _refused(exc)
         except StorageFull:
             return "452 4.3.1 Insufficient system storage"  # RFC 3463: try later
         except StoreError:
             return "451 4.3.0 Temporary storage failure"
         return f"250 2.0.0 queued as {message_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's answer to any other exception a command raised. Its own
+        is "500 Error: (TypeName) text": Python's internals, under a code
+        that says the command was not understood. A fault here is a local
+        error in processing (RFC 5321 §4.2.3: 451; RFC 3463: 4.3.0), which
+        the client may try again."""
+        log.error("SMTP session: %s", type(error).__name__, exc_info=error)
+        return "451 4.3.0 Local error in processing"
+
+
+def _refused(exc: BitMailError) -> str:
+    """The reply refusing a message (RFC 3463 codes): too large, a sender
+    the user may not use, or a message BitMail cannot take as written."""
+    if isinstance(exc, TooLarge):
+        return f"552 5.3.4 {exc.message}"
+    if isinstance(exc, SubmissionRefused):
+        return f"550 5.7.1 {exc.message}"
+    return f"554 5.6.0 {exc.message} ({exc.field or 'message'})"
 
 
 # aiosmtpd logs these for every connection: the first because AUTH without

@@ -86,3 +86,38 @@ async def test_submission_over_starttls_with_the_web_certificate(service, tmp_pa
         await server.wait_closed()
     [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
     assert doc["to"] == ["a@example.com"]
+
+
+async def data_answer(service, port: int) -> tuple[int, str]:
+    """(code, text) of the answer to DATA for a well-formed message."""
+    await service.api_key("robot")
+    key = await service.runtime.accounts.create_api_key("robot")
+    with pytest.raises(aiosmtplib.SMTPDataError) as err:
+        await aiosmtplib.send(mail("a@example.com"), hostname="127.0.0.1", port=port,
+                              username="robot", password=key)
+    return err.value.code, err.value.message
+
+
+async def test_a_message_that_fails_to_be_read_gets_554_without_python_internals(
+        smtp, monkeypatch):
+    # A parser failure no check foresaw: the message cannot be read, and
+    # aiosmtpd's own answer was "500 Error: (AttributeError) ...".
+    def fails(*args, **kwargs):
+        raise AttributeError("'InvalidHeaderDefect' object has no attribute 'all_defects'")
+
+    monkeypatch.setattr("bitmail.smtpd.submitted", fails)
+    service, port = smtp
+    code, text = await data_answer(service, port)
+    assert (code, text) == (554, "5.6.0 the message could not be read")
+    assert await service.runtime.store.count("message") == 0
+
+
+async def test_a_fault_after_reading_gets_451_without_python_internals(smtp, monkeypatch):
+    async def fails(*args, **kwargs):
+        raise RuntimeError("internal state /secret")
+
+    service, port = smtp
+    monkeypatch.setattr(service.runtime.mailbox, "accept", fails)
+    code, text = await data_answer(service, port)
+    assert (code, text) == (451, "4.3.0 Local error in processing")
+    assert await service.runtime.store.count("message") == 0

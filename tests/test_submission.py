@@ -371,3 +371,22 @@ async def test_a_sender_field_of_the_users_own_mailbox_goes_out_as_written(submi
     code, _ = await submit(submission, raw, ["a@example.com"])
     assert code == 250
     assert await went_out(submission[0]) == raw
+
+
+@pytest.mark.parametrize("line", [
+    # Python 3.11's header parser raises on each (AttributeError on an
+    # unterminated domain-literal or `.:`, IndexError on `<`, TypeError on
+    # a folded ` .,`); aiosmtpd answered "500 Error: (AttributeError) ...".
+    "To: john@[example.org",
+    "To: ann@example.com, john@[example.org",
+    "Cc: <",
+    "Reply-To: .:",
+    "To:\r\n .,",
+    "Message-ID: <b@[ab",
+])
+async def test_a_field_the_parser_cannot_read_gets_554_naming_it(submission, line):
+    raw = message("From: robot@localhost", line, "Subject: hi")
+    code, text = await refused(submission, raw, ["john@example.org"])
+    name = line.split(":")[0]
+    assert code == 554 and text.startswith("5.6.0") and f"({name})" in text, text
+    assert "Error" not in text

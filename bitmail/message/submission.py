@@ -15,9 +15,9 @@ written so that every reader finds the same mailboxes, else the message is
 refused (SubmissionRefused, which the SMTP server answers with 550 5.7.1).
 A header line holding a control character, a field name with white space
 before its colon (the obsolete form of RFC 5322 §4.5, which readers read
-differently), a second From, Sender, Date or Message-ID, or a Message-ID
-that is not a msg-id, is refused too: the fields BitMail checks are the
-fields that go out.
+differently), a second From, Sender, Date or Message-ID, a field the parser
+cannot read, or a Message-ID that is not a msg-id, is refused too: the
+fields BitMail checks are the fields that go out.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: s
     mail = parse(raw)
     _check_read_alike(fields, mail)
     _check_senders(fields, mail, user_address)
+    _check_readable(mail)
     present = {name.lower() for name, _ in fields}
     message_id = str(mail.get("Message-ID") or "").strip()
     if "message-id" in present and not MSG_ID.match(message_id):
@@ -125,6 +126,18 @@ def envelope_of(addr_spec: str) -> str:
         return envelope(Address(username=local, domain=domain))
     except (ValueError, UnicodeError):
         return addr_spec.lower()
+
+
+def _check_readable(mail: EmailMessage) -> None:
+    """Every field of the message reads as its kind: one the parser could
+    not read (headers.UnreadableHeader; Python 3.11 raises on `a@[b`, an
+    unterminated domain-literal, RFC 5322 §3.4.1) is refused naming it,
+    since BitMail would not know whom a To or Cc shows, and the receivers'
+    readers may not read it either."""
+    for name, header in mail.items():
+        if unreadable(header):
+            raise ValidationError(f"the field {name} cannot be read as its kind of field "
+                                  "(RFC 5322 §3.6)", field=name)
 
 
 def _check_senders(fields: list[tuple[str, list[bytes]]], mail: EmailMessage,
