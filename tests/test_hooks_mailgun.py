@@ -664,14 +664,108 @@ def test_the_freshness_window_covers_mailguns_retry_schedule():
     assert TOKEN_TTL >= FRESHNESS
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1e999"])
-async def test_a_timestamp_that_is_no_finite_number_is_refused(hook_service, value):
-    token = secrets.token_hex(25)
-    sig = hmac.new(MAILGUN_KEY.encode(), (value + token).encode(), hashlib.sha256).hexdigest()
-    payload = {"signature": {"timestamp": value, "token": token, "signature": sig},
+def signed(timestamp: str, token: str, key: str = MAILGUN_KEY) -> dict[str, str]:
+    """A `signature` object whose HMAC matches whatever timestamp and token it is given."""
+    sig = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": timestamp, "token": token, "signature": sig}
+
+
+NOW = str(int(time.time()))
+
+
+# Mailgun's timestamp is "int, number of seconds passed since January 1, 1970"
+# ("Securing Webhooks"): ASCII digits. Each of these float() reads as a time
+# (or as no finite one), and each is signed here with the right key.
+@pytest.mark.parametrize("value", [
+    "nan", "inf", "-inf", "NaN", "1e999", "1" * 400,
+    NOW + "e0", NOW + "E0", NOW + "e00", NOW + ".0", NOW + ".", f" {NOW}", f"{NOW} ",
+    f"{NOW}\n", f"+{NOW}", f"{NOW[:4]}_{NOW[4:]}", NOW.translate({ord(d): ord(d) + 0xFEE0
+                                                                 for d in "0123456789"}),
+    "",
+])
+async def test_a_signed_timestamp_that_is_not_ascii_digits_is_refused(hook_service, value):
+    payload = {"signature": signed(value, secrets.token_hex(25)),
                "event-data": event("delivered", "bob@example.com", "x@y")}
-    error = await refused(hook_service, payload, 400, "invalid")
+    error = await refused(hook_service, payload, 403, "bad_signature")
     assert error["field"] == "signature.timestamp"
+
+
+# Mailgun's token is "randomly generated string with length of 50", hex digits.
+@pytest.mark.parametrize("token", [
+    secrets.token_hex(24), secrets.token_hex(24) + "a", secrets.token_hex(26),
+    secrets.token_urlsafe(38)[:50].replace("a", "-"), "g" * 50, secrets.token_hex(25) + "\n",
+    "",
+])
+async def test_a_signed_token_that_is_not_50_hex_digits_is_refused(hook_service, token):
+    payload = {"signature": signed(str(int(time.time())), token),
+               "event-data": event("delivered", "bob@example.com", "x@y")}
+    error = await refused(hook_service, payload, 403, "bad_signature")
+    assert error["field"] == "signature.token"
+
+
+def splits(spent: dict[str, str], first: int) -> list[dict[str, str]]:
+    """The same signed string (so the same signature) cut elsewhere: the first
+    k characters of the token moved onto the timestamp, k = `first` (the cut
+    float() reads as the same time) and then 1 to 4."""
+    return [{"timestamp": spent["timestamp"] + spent["token"][:k],
+             "token": spent["token"][k:], "signature": spent["signature"]}
+            for k in dict.fromkeys((first, 1, 2, 3, 4))]
+
+
+@pytest.mark.parametrize("prefix", ["e0", "e00", "E0", "e000"])
+async def test_a_spent_signature_cannot_be_reused_by_moving_the_token_split(hook_service,
+                                                                            prefix):
+    # Mailgun signs timestamp + token as one string, and the body not at all.
+    # One captured, already spent request whose token begins with "e0" (1 in
+    # 256 random tokens) signs the very same string as timestamp "<ts>e0" —
+    # float() reads it as the same time — with the token shortened by two.
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    spent = signature(token=prefix + secrets.token_hex(25)[len(prefix):])
+    first = await post(hook_service, {"signature": spent,
+                                      "event-data": event("delivered", "bob@example.com",
+                                                          bare(message))})
+    assert first.status == 200, await first.text()
+    await hooks_idle(hook_service)
+    for spliced in splits(spent, len(prefix)):
+        forged = {"signature": spliced,
+                  "event-data": event("complained", "bob@example.com", bare(message))}
+        await refused(hook_service, forged, 403, "bad_signature")
+    assert await hook_service.runtime.store.get_one(
+        "suppression", {"id": "bob@example.com"}) is None
+    assert (await recipient_status(hook_service, message, "bob@example.com"))["status"] == \
+        "delivered"
+
+
+async def test_a_spent_legacy_form_signature_cannot_be_reused_by_moving_the_split(
+        hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mailgun", bare(message), message["id"])
+    spent = signature(token="e0" + secrets.token_hex(24))
+    fields = {**legacy_fields("delivered", "bob@example.com", bare(message)), **spent}
+    assert (await hook_service.client.post("/hooks/mailgun", data=fields)).status == 200
+    await hooks_idle(hook_service)
+    before = await hook_counts(hook_service)
+    for spliced in splits(spent, 2):
+        forged = {**legacy_fields("complained", "bob@example.com", bare(message)), **spliced}
+        resp = await hook_service.client.post("/hooks/mailgun", data=forged)
+        assert resp.status == 403, await resp.text()
+    assert await hook_counts(hook_service) == before
+
+
+async def test_a_spent_inbound_signature_cannot_carry_another_mail_by_moving_the_split(
+        hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    spent = signature(token="e0" + secrets.token_hex(24))
+    assert (await hook_service.client.post("/hooks/mailgun/inbound",
+                                           data=inbound_form(**spent))).status == 200
+    await hooks_idle(hook_service)
+    for spliced in splits(spent, 2):
+        resp = await hook_service.client.post(
+            "/hooks/mailgun/inbound", data=inbound_form(**spliced))
+        assert resp.status == 403, await resp.text()
+    await hooks_idle(hook_service)
+    assert len(await inbox(hook_service, "dana")) == 1
 
 
 async def test_tokens_are_kept_as_long_as_the_window(hook_service):
@@ -690,7 +784,8 @@ async def test_a_token_refused_after_verification_is_spent(hook_service):
     first["event-data"]["recipient"] = ["not", "a", "string"]
     assert (await post(hook_service, first)).status == 400
     tokens = await hook_service.runtime.store.get(Kind.WEBHOOK_TOKEN)
-    assert [t["id"] for t in tokens] == [f"mailgun:{first['signature']['token']}"]
+    spent = first["signature"]["timestamp"] + first["signature"]["token"]
+    assert [t["id"] for t in tokens] == [f"mailgun:{spent}"]
     again = {"signature": first["signature"],
              "event-data": event("complained", "bob@example.com", "x@y")}
     error = await refused(hook_service, again, 403, "replayed")

@@ -133,7 +133,8 @@ class Verified:
 
     provider: ProviderSettings
     records: tuple[Record, ...]
-    token: str | None = None  # a one-time value the provider module spends (Mailgun)
+    #: A one-time value the provider module spends (Mailgun: the signed timestamp + token).
+    once: str | None = None
 
 
 # -- small helpers shared by the provider modules ---------------------------
@@ -346,8 +347,8 @@ class Webhook(ABC):
 
     def spend(self, batch: Batch, verified: Verified) -> None:
         """Add to `batch` what makes this request's one-time values used up
-        (Mailgun's token); committed with the notices, or alone when the
-        request is refused after it was verified."""
+        (Mailgun's signed timestamp + token); committed with the notices, or
+        alone when the request is refused after it was verified."""
 
     def kept(self, payload: Any, items: list[Item]) -> Any:
         """What of a payload to keep beside its items (all of it by default)."""
@@ -429,7 +430,7 @@ class Webhook(ABC):
 
 
 def replayed() -> BadSignature:
-    return BadSignature("this signature's token was used before (a replay)",
+    return BadSignature("this signature was used before (a replay)",
                         field="token", code="replayed")
 
 

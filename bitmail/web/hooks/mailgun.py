@@ -2,19 +2,27 @@
 form); routes' forward() of inbound mail (`/hooks/mailgun/inbound`) is in
 mailgun_inbound.py, signed and checked by what is here.
 
-All are signed the same way: `signature` = hex HMAC-SHA256 of `timestamp` +
-`token` with the provider's `webhook_signing_key`. The signature covers only
-those two values, not the body, so a captured signature could carry any
-payload: every verified token is remembered (in the store, so all processes
-share the memory) and refused the second time — spent whatever the answer,
-so a refused request's signature cannot carry another payload either.
+All are signed the same way ("Securing Webhooks" in Mailgun's documentation):
+`signature` = hex HMAC-SHA256 of `timestamp` + `token`, concatenated with no
+separator, with the provider's `webhook_signing_key`. The signature covers
+only that string, not the body, so a captured signature could carry any
+payload: every verified signed string is remembered (in the store, so all
+processes share the memory) and refused the second time — spent whatever the
+answer, so a refused request's signature cannot carry another payload either.
+
+Because the two values are signed as one string, the split between them is
+not signed: "1700000000" + "e0…" and "1700000000e0" + "…" have one HMAC. So
+only Mailgun's own shapes are accepted — `timestamp` the seconds since the
+epoch as ASCII digits (an "int"), `token` 50 hex digits ("randomly generated
+string with length of 50") — which leaves one split for each signed string,
+and what is spent is the signed string itself, not the token alone.
 
 Mailgun retries a webhook that was not answered 200 or 406 for 8 hours (5
 and 10 and 15 minutes, then 1, 2 and 4 hours: "Automatic Retries" in its
 webhook documentation), with the signature it first made. A signed timestamp
 is therefore accepted for FRESHNESS — those 8 hours and a little clock skew —
-and tokens are kept at least that long, so a replay inside the window is
-refused by its token.
+and spent signed strings are kept at least that long, so a replay inside the
+window is refused as spent.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from email.utils import getaddresses
@@ -56,7 +65,7 @@ log = logging.getLogger(__name__)
 
 RETRY_WINDOW = 8 * 3600.0  # Mailgun retries for 8 hours
 FRESHNESS = RETRY_WINDOW + SKEW  # a signed timestamp older than this is refused
-TOKEN_TTL = FRESHNESS + 2 * SKEW  # a token older than this would be refused as stale anyway
+TOKEN_TTL = FRESHNESS + 2 * SKEW  # a signature older than this would be refused as stale anyway
 
 # Mailgun's event names → BitMail's ("failed" is refined by its severity).
 EVENT_TYPES: dict[str, EventType] = {
@@ -90,6 +99,15 @@ LEGACY_EVENT_TYPES: dict[str, EventType] = {
 }
 # Legacy form fields signed or describing the request, not the event.
 _SIGNATURE_FIELDS = ("timestamp", "token", "signature")
+# The shapes of Mailgun's signed values ("Securing Webhooks"): timestamp "int,
+# number of seconds passed since January 1, 1970" (10 digits until 2286; up to
+# 12 are read, and freshness refuses what is far off), token a "randomly generated
+# string with length of 50" — hex digits in every one Mailgun sends (its
+# documentation's example: "e0b5477167110d68991efc6b9f89f0a11066af27834600e123").
+# ASCII digits only: str.isdigit() and float() also take fullwidth digits,
+# "1_7", " 17" and "17e0".
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_TOKEN = re.compile(r"[0-9a-fA-F]{50}")
 
 
 class NotAcceptable(BitMailError):
@@ -119,30 +137,52 @@ def _signature_fields(source: Any, where: str) -> tuple[str, str, str]:
     return ts, token, sig
 
 
+def check_shapes(timestamp: str, token: str, where: str) -> None:
+    """Refuse a timestamp or token Mailgun would not send (403 bad_signature).
+
+    The HMAC covers timestamp + token as one string, so another split of a
+    signed string ("1700000000e0" + token[2:]) verifies too, with a token
+    never seen: only Mailgun's shapes fix the split. Such a request is
+    refused as unproven (403), whether or not its HMAC matches — a matching
+    one is a signed string cut where Mailgun did not cut it.
+    """
+    prefix = f"{where}." if where else ""
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise BadSignature("the timestamp must be the seconds since 1970 as ASCII digits, "
+                           "as Mailgun signs it", field=prefix + "timestamp")
+    if not _TOKEN.fullmatch(token):
+        raise BadSignature("the token must be 50 hex digits, as Mailgun makes it",
+                           field=prefix + "token")
+
+
 def verify_fields(providers: Sequence[ProviderSettings], source: Any,
                   where: str) -> tuple[ProviderSettings, str]:
-    """Check the signature, then the timestamp: the provider and the token."""
+    """Check the shapes, the signature, then the timestamp: the provider and
+    the signed string (timestamp + token), which is what spends the request."""
     ts, token, sig = _signature_fields(source, where)
+    check_shapes(ts, token, where)
     provider = check_signature(providers, ts, token, sig)
     check_fresh(ts, f"{where}.timestamp" if where else "timestamp", max_age=FRESHNESS)
-    return provider, token
+    return provider, ts + token
 
 
 # -- one-time tokens ------------------------------------------------------------
 
 
 class MailgunHook(Webhook):
-    """What Mailgun's endpoints share: the signing key and the token table."""
+    """What Mailgun's endpoints share: the signing key and the spent signatures."""
 
     type = "mailgun"
     secrets = ("webhook_signing_key",)
 
     def spend(self, batch: Batch, verified: Verified) -> None:
-        if verified.token:
-            # Added, not put: of two requests with one token, even in two
+        if verified.once:
+            # The signed string (timestamp + token), not the token: the same
+            # signature under another split of it is the same request.
+            # Added, not put: of two requests with one signature, even in two
             # processes at the same moment, only the first commits.
             batch.add(Kind.WEBHOOK_TOKEN, {"at": time.time(), "provider": verified.provider.name},
-                      id=f"{self.type}:{verified.token}")
+                      id=f"{self.type}:{verified.once}")
 
     def setup(self, app: web.Application) -> None:
         if _forget_tokens not in app.cleanup_ctx:
@@ -198,11 +238,11 @@ class MailgunEvents(MailgunHook):
             raise ValidationError("the body must be a JSON object", code="bad_json")
         signature = need(payload, "signature", dict, "signature")
         need(payload, "event-data", dict, "event-data")
-        provider, token = verify_fields(providers, signature, "signature")
+        provider, signed = verify_fields(providers, signature, "signature")
         event = payload["event-data"]
         event_id = optional(event, "id", str, "event-data.id") or content_key(event)
         return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
-                        token=token)
+                        once=signed)
 
     def _validate_legacy(self, incoming: Incoming,
                          providers: Sequence[ProviderSettings]) -> Verified:
@@ -210,14 +250,14 @@ class MailgunEvents(MailgunHook):
         assert form is not None
         fields = {k: form[k] for k in form}  # the first value of each field
         need(fields, "event", str, "event")
-        provider, token = verify_fields(providers, fields, "")
+        provider, signed = verify_fields(providers, fields, "")
         # No event id in the legacy form: the same event posted again (a
         # retry) has the same fields, so their hash is its id.
         event_id = "legacy:" + content_key(
             {k: v for k, v in fields.items() if k not in ("token", "signature")})
         payload = {"legacy": fields, "files": [f.filename for f in incoming.files]}
         return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
-                        token=token)
+                        once=signed)
 
     def parse_events(self, payload: Any) -> list[Item]:
         if isinstance(payload, dict) and "legacy" in payload:

@@ -61,7 +61,7 @@ class MailgunInbound(MailgunHook):
         form = incoming.require_form("the form Mailgun's forward() posts "
                                      "(multipart/form-data or urlencoded)")
         fields = {k: form[k] for k in form}  # the first value of each field
-        provider, token = verify_fields(providers, fields, "")
+        provider, signed = verify_fields(providers, fields, "")
         payload = {"fields": fields, "files": [
             {"name": f.name, "filename": f.filename, "content_type": f.content_type,
              "content": base64.b64encode(f.content).decode()} for f in incoming.files]}
@@ -69,9 +69,9 @@ class MailgunInbound(MailgunHook):
         headers = form_headers(fields)
         # The same mail forwarded twice (a retried route) is one event.
         event_id = (f"inbound:{headers['message-id']}:{recipient}"
-                    if headers.get("message-id") else f"inbound:token:{token}")
+                    if headers.get("message-id") else f"inbound:signed:{signed}")
         return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
-                        token=token)
+                        once=signed)
 
     def parse_events(self, payload: Any) -> list[Any]:
         fields = need(payload, "fields", dict, "fields")
