@@ -9,6 +9,8 @@ import hmac
 import secrets
 import time
 
+import pytest
+
 from bitmail import config
 from bitmail.__main__ import main
 from bitmail.app import running
@@ -20,6 +22,7 @@ from conftest import (
     hooks_idle,
     recipient_status,
     sent_message,
+    sent_through,
     track,
     wait_for,
     write_config,
@@ -78,6 +81,107 @@ async def test_soft_bounces_opens_and_unsubscribes_do_not_suppress(hook_service)
     await bounce(hook_service, message, "bob@example.com", name="opened")
     await bounce(hook_service, message, "bob@example.com", name="unsubscribed")
     assert await hook_service.runtime.store.count("suppression") == 0
+
+
+# -- what may suppress: only a recipient of mail BitMail sent -------------------------
+#
+# What a bounce or complaint names is written by the receiving side (a DSN's
+# Final-Recipient, a feedback report's Original-Rcpt-To); the suppression list
+# stops mail to an address for every user of the service.
+
+
+async def notice_result(service) -> str:
+    [notice] = await service.runtime.store.get("notice")
+    return notice["result"]
+
+
+@pytest.mark.parametrize(("name", "extra"), [
+    ("failed", {"severity": "permanent", "reason": "bounce"}),
+    ("complained", {}),
+])
+async def test_a_bounce_naming_someone_who_is_no_recipient_suppresses_nobody(hook_service,
+                                                                             name, extra):
+    # A hostile recipient domain can send a DSN, for mail it was sent, that
+    # names any Final-Recipient: the event is matched to BitMail's message,
+    # the address is found to be no recipient of it, and "nothing changed"
+    # must hold for the suppression list too.
+    message = await sent_message(hook_service, to="bob@example.com")
+    await bounce(hook_service, message, "ceo@partner.example", name, **extra)
+    assert "not a recipient" in await notice_result(hook_service)
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+@pytest.mark.parametrize("name", ["failed", "complained"])
+async def test_a_bounce_for_a_message_bitmail_never_sent_suppresses_nobody(hook_service, name):
+    resp = await hook_service.client.post("/hooks/mailgun", json=mailgun(
+        name, "ceo@partner.example", f"{secrets.token_hex(8)}@elsewhere.example",
+        severity="permanent"))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    assert await notice_result(hook_service) == "no such message"
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+async def test_a_bounce_for_mail_sent_through_another_provider_suppresses_nobody(
+        hook_service):
+    # Found by its Message-ID only among mail sent through the reporting
+    # provider: this message went out through SES, so Mailgun's bounce for
+    # it is about no message of ours, even though it names its recipient.
+    message = await sent_message(hook_service, to="bob@example.com")
+    await sent_through(hook_service, message, "ses")
+    resp = await hook_service.client.post("/hooks/mailgun", json=mailgun(
+        "failed", "bob@example.com", message["message_id"].strip("<>"), severity="permanent"))
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    assert await notice_result(hook_service) == "no such message"
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+async def test_a_legacy_form_bounce_naming_someone_who_is_no_recipient_suppresses_nobody(
+        hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    pmid = message["message_id"].strip("<>")
+    await track(hook_service, "mailgun", pmid, message["id"])
+    ts, token = str(int(time.time())), secrets.token_hex(25)
+    sig = hmac.new(MAILGUN_KEY.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
+    resp = await hook_service.client.post("/hooks/mailgun", data={
+        "event": "bounced", "recipient": "ceo@partner.example", "Message-Id": f"<{pmid}>",
+        "code": "550", "timestamp": ts, "token": token, "signature": sig})
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    assert "not a recipient" in await notice_result(hook_service)
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+@pytest.mark.parametrize("name", ["hard_bounce", "spam"])
+@pytest.mark.parametrize("ours", [True, False], ids=["no-recipient", "unknown-message"])
+async def test_a_mandrill_bounce_naming_no_recipient_of_ours_suppresses_nobody(hook_service,
+                                                                              name, ours):
+    from test_hooks_mandrill import event as mandrill_event
+    from test_hooks_mandrill import post as mandrill_post
+
+    message = await sent_message(hook_service, to="bob@example.com")
+    if ours:
+        await track(hook_service, "mandrill", "md-ours", message["id"])
+    resp = await mandrill_post(hook_service, [mandrill_event(
+        name, email="ceo@partner.example", _id="md-ours" if ours else "md-never-sent",
+        state="bounced")])
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    result = await notice_result(hook_service)
+    assert ("not a recipient" in result) if ours else (result == "no such message")
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+async def test_a_bounce_for_one_real_recipient_suppresses_that_one_only(hook_service):
+    # The other side of the rule: a recipient of the message is suppressed,
+    # in the spelling the bounce gave, and nobody else from the same report.
+    message = await sent_message(hook_service)
+    await bounce(hook_service, message, "Bob@Example.com", severity="permanent")
+    await bounce(hook_service, message, "ceo@partner.example", severity="permanent")
+    entries = await hook_service.runtime.store.get("suppression")
+    assert [e["id"] for e in entries] == ["bob@example.com"]
+    assert entries[0]["message"] == message["id"]
 
 
 async def test_the_outbox_entry_leaves_suppressed_recipients_out(make_settings):

@@ -79,7 +79,18 @@ class Effects:
     # -- delivery events ------------------------------------------------------
 
     async def track(self, provider: str, notices: Sequence[Notice]) -> str:
-        """Record delivery events on their messages; suppress and count."""
+        """Record delivery events on their messages; suppress and count.
+
+        An address is suppressed only for a hard bounce or complaint matched to
+        a message BitMail sent and naming one of that message's recipients.
+        The list stops mail to that address for every user of the service,
+        and what a bounce names is written by the receiving side: a DSN's
+        Final-Recipient (RFC 3464 §2.3.2) or a feedback report's
+        Original-Rcpt-To (RFC 5965) is whatever the remote MTA put there, and
+        a provider passes it on. So an event for mail BitMail never sent, or
+        naming someone the mail was not sent to, suppresses nobody — just as
+        it changes no status.
+        """
         matched: dict[tuple[str | None, ...], Document | None] = {}
         by_message: dict[str, tuple[Document, list[Event]]] = {}
         results: list[str] = []
@@ -90,9 +101,6 @@ class Effects:
                 matched[ident] = await self.match(provider, n)
             doc = matched[ident]
             recipient = n.recipient.strip().lower() if n.recipient else None
-            if n.type in SUPPRESSING and recipient:
-                suppress(batch, recipient, reason=SUPPRESSING[n.type], provider=provider,
-                         detail=n.detail, message_doc_id=doc["id"] if doc else None)
             if self.count is not None:
                 self.count(provider, n.type)
             if doc is None:
@@ -109,6 +117,11 @@ class Effects:
                 results.append(f"{n.type} for {recipient or 'no recipient'}: "
                                f"not a recipient of {doc['id']}")
                 continue
+            if n.type in SUPPRESSING and placed is not None:
+                # Only here, past both checks above: mail BitMail sent, and
+                # one of its recipients (the rule is in the docstring).
+                suppress(batch, placed, reason=SUPPRESSING[n.type], provider=provider,
+                         detail=n.detail, message_doc_id=doc["id"])
             by_message.setdefault(doc["id"], (doc, []))[1].append(Event(
                 n.type, doc["id"], placed, provider, detail=n.detail[:1000],
                 at=n.at or time.time()))
