@@ -478,6 +478,74 @@ async def test_inbound_oversize_is_refused(hook_service):
     assert await hook_counts(hook_service) == before
 
 
+def parsed_form(message_id: str, subject: str, text: str,
+                recipient: str = "dana@localhost") -> dict[str, str]:
+    """A route's forward() of the parsed message (urlencoded: no attachment),
+    signed with a fresh token."""
+    return {"recipient": recipient, "sender": "eve@example.net",
+            "from": "Eve <eve@example.net>", "subject": subject,
+            "message-headers": json.dumps([
+                ["From", "Eve <eve@example.net>"], ["To", recipient], ["Subject", subject],
+                ["Message-Id", message_id], ["Date", "Tue, 04 Jun 2024 10:00:00 +0000"]]),
+            "body-plain": text, **signature()}
+
+
+def as_multipart(fields: dict[str, str]) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    form.add_field("attachment-1", b"%PDF-1.4", filename="a.pdf", content_type="application/pdf")
+    return form
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["urlencoded", "multipart"])
+async def test_two_different_mails_with_one_message_id_both_arrive(hook_service, multipart):
+    # The sender writes the Message-ID: a second, different mail carrying the
+    # same one (each forward signed with its own fresh token) is no retry. A
+    # hostile sender who learns a Message-ID beforehand (a list post, a reply
+    # chain) must not make the real message vanish behind his own copy.
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    for subject, text in (("forged copy", "pay to account 666"),
+                          ("the real one", "pay to account 123")):
+        fields = parsed_form("<shared@example.net>", subject, text)
+        resp = await hook_service.client.post(
+            "/hooks/mailgun/inbound", data=as_multipart(fields) if multipart else fields)
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["status"] == "accepted"
+    await hooks_idle(hook_service)
+    subjects = sorted(m["subject"] for m in await inbox(hook_service, "dana"))
+    assert subjects == ["forged copy", "the real one"]
+
+
+async def test_two_mime_forwards_with_one_message_id_both_arrive(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    for subject in ("forged copy", "the real one"):
+        mime = (f"From: eve@example.net\r\nTo: dana@localhost\r\nSubject: {subject}\r\n"
+                "Message-ID: <shared@example.net>\r\n\r\nhello\r\n").encode()
+        headers = json.dumps([["Message-Id", "<shared@example.net>"], ["Subject", subject]])
+        resp = await hook_service.client.post("/hooks/mailgun/inbound", data=inbound_form(
+            mime=mime, **{"message-headers": headers}))
+        assert resp.status == 200, await resp.text()
+    await hooks_idle(hook_service)
+    assert sorted(m["subject"] for m in await inbox(hook_service, "dana")) == [
+        "forged copy", "the real one"]
+
+
+async def test_the_same_forward_posted_again_is_one_mail(hook_service):
+    # A true retry — Mailgun's first signature again, or (its documentation
+    # does not say which) a new one over the same form — is a duplicate.
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    fields = parsed_form("<retried@example.net>", "once", "only once")
+    first = await hook_service.client.post("/hooks/mailgun/inbound", data=fields)
+    assert (await first.json())["status"] == "accepted"
+    for again in (fields, {**fields, **signature()}):
+        resp = await hook_service.client.post("/hooks/mailgun/inbound", data=again)
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["status"] == "duplicate"
+    await hooks_idle(hook_service)
+    assert [m["subject"] for m in await inbox(hook_service, "dana")] == ["once"]
+
+
 # -- record first, process after --------------------------------------------------
 
 
@@ -861,6 +929,20 @@ async def test_a_store_notification_is_fetched_with_the_api_key_and_delivered(
     assert [a["filename"] for a in mail["attachments"]] == ["stored.pdf"]
     assert mail["received_via"] == "mailgun"
     assert mail["verdicts"] == {"spam": "FAIL", "spam_score": "12.5"}
+
+
+async def test_two_stored_mails_with_one_message_id_both_arrive(stored_service):
+    svc, fake = stored_service
+    signer = MailgunSigner(MAILGUN_KEY)
+    for subject in ("forged copy", "the real one"):
+        mime = (f"From: eve@example.net\r\nTo: dana@localhost\r\nSubject: {subject}\r\n"
+                "Message-ID: <shared@example.net>\r\n\r\nhello\r\n").encode()
+        resp = await signer.post_form(svc.client, "/hooks/mailgun/inbound",
+                                      fake.store_notification(mime, "dana@localhost"))
+        assert resp.status == 200, await resp.text()
+    await hooks_idle(svc)
+    assert sorted(m["subject"] for m in await inbox(svc, "dana")) == [
+        "forged copy", "the real one"]
 
 
 async def test_a_store_notification_never_delivers_an_empty_message(stored_service):

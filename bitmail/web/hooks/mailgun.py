@@ -97,8 +97,8 @@ LEGACY_EVENT_TYPES: dict[str, EventType] = {
     "opened": EventType.OPENED,
     "clicked": EventType.CLICKED,
 }
-# Legacy form fields signed or describing the request, not the event.
-_SIGNATURE_FIELDS = ("timestamp", "token", "signature")
+# Form fields that sign the request, not part of the event or mail.
+SIGNATURE_FIELDS = ("timestamp", "token", "signature")
 # The shapes of Mailgun's signed values ("Securing Webhooks"): timestamp "int,
 # number of seconds passed since January 1, 1970" (10 digits until 2286; up to
 # 12 are read, and freshness refuses what is far off), token a "randomly generated
@@ -133,7 +133,7 @@ def check_signature(providers: Sequence[ProviderSettings], timestamp: str, token
 
 def _signature_fields(source: Any, where: str) -> tuple[str, str, str]:
     prefix = f"{where}." if where else ""
-    ts, token, sig = (str(need(source, k, str, prefix + k)) for k in _SIGNATURE_FIELDS)
+    ts, token, sig = (str(need(source, k, str, prefix + k)) for k in SIGNATURE_FIELDS)
     return ts, token, sig
 
 

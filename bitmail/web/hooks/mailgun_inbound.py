@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
+from multidict import MultiDictProxy
 from yarl import URL
 
 from ...config import ProviderSettings
@@ -30,12 +31,20 @@ from .base import (
     Record,
     Unavailable,
     Verified,
+    content_key,
     event_key,
     has_inbound,
     need,
     parse_json,
 )
-from .mailgun import MailgunHook, NotAcceptable, form_headers, header_pairs, verify_fields
+from .mailgun import (
+    SIGNATURE_FIELDS,
+    MailgunHook,
+    NotAcceptable,
+    form_headers,
+    header_pairs,
+    verify_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +71,10 @@ class MailgunInbound(MailgunHook):
                                      "(multipart/form-data or urlencoded)")
         fields = {k: form[k] for k in form}  # the first value of each field
         provider, signed = verify_fields(providers, fields, "")
-        payload = {"fields": fields, "files": [
-            {"name": f.name, "filename": f.filename, "content_type": f.content_type,
-             "content": base64.b64encode(f.content).decode()} for f in incoming.files]}
-        recipient = need(fields, "recipient", str, "recipient").strip().lower()
-        headers = form_headers(fields)
-        # The same mail forwarded twice (a retried route) is one event.
-        event_id = (f"inbound:{headers['message-id']}:{recipient}"
-                    if headers.get("message-id") else f"inbound:signed:{signed}")
+        files = [{"name": f.name, "filename": f.filename, "content_type": f.content_type,
+                  "content": base64.b64encode(f.content).decode()} for f in incoming.files]
+        payload = {"fields": fields, "files": files}
+        event_id = "inbound:" + delivery_key(form, files)
         return Verified(provider, (Record(event_key(provider.name, event_id), payload),),
                         once=signed)
 
@@ -114,6 +119,22 @@ class MailgunInbound(MailgunHook):
         fields = {k: v for k, v in payload.get("fields", {}).items() if k not in _BODY_FIELDS}
         return {"fields": fields, "files": [
             {k: v for k, v in f.items() if k != "content"} for f in payload.get("files", [])]}
+
+
+def delivery_key(form: MultiDictProxy[str], files: list[dict[str, Any]]) -> str:
+    """What identifies one forward() of one mail: a hash of all Mailgun posted
+    — every field in order and every file — but the signature fields.
+
+    The same mail posted again (a route retried after an answer was lost, for
+    8 hours: "Receiving Messages via HTTP" in Mailgun's documentation) is one
+    event whether Mailgun sends the first signature again or signs anew,
+    which that documentation does not say. The Message-ID cannot be the key:
+    the sender writes it, so a second, different mail reusing one (a hostile
+    sender who saw it on a list or in a thread) would be taken for a retry
+    and dropped — or would stand in for the real one, were it first.
+    """
+    unsigned = [[k, v] for k, v in form.items() if k not in SIGNATURE_FIELDS]
+    return content_key({"fields": unsigned, "files": files})
 
 
 @dataclass(frozen=True, slots=True)
