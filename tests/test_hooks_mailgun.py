@@ -546,6 +546,115 @@ async def test_the_same_forward_posted_again_is_one_mail(hook_service):
     assert [m["subject"] for m in await inbox(hook_service, "dana")] == ["once"]
 
 
+# -- a received message is kept byte for byte ------------------------------------
+
+CRLF = b"\r\n"
+# Legacy mailers still send 8-bit ISO-8859-1 bodies (RFC 6152 8BITMIME).
+LATIN1_MIME = (b"From: eve@example.net\r\nTo: dana@localhost\r\nSubject: caf\xe9\r\n"
+               b"Message-ID: <latin1@example.net>\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+               b"Content-Transfer-Encoding: 8bit\r\n\r\nUn caf\xe9, s'il vous pla\xeet.\r\n")
+# Every 8-bit byte, and UTF-8 with the characters a form encoding treats specially.
+EVERY_BYTE_MIME = LATIN1_MIME.replace(b"<latin1@", b"<every-byte@") + bytes(range(0x80, 0x100)) \
+    + CRLF
+UTF8_MIME = ("From: eve@example.net\r\nTo: dana@localhost\r\nSubject: x\r\n"
+             "Message-ID: <utf8@example.net>\r\nMIME-Version: 1.0\r\n"
+             "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+             "\r\n1+1=2 & 50% off; a=b? café\r\n").encode()
+
+
+def mime_form(mime: bytes, part_type: str | None = None) -> dict:
+    """A route's forward() to a URL ending in "mime" as multipart/form-data,
+    written byte for byte: body-mime is a plain field (no filename) holding
+    the message, with `part_type` as its Content-Type if given. post() kwargs."""
+    boundary = "mime-" + secrets.token_hex(8)
+    fields = [(k, v.encode(), None) for k, v in {
+        "recipient": "dana@localhost", "sender": "eve@example.net", **signature()}.items()]
+    fields.append(("body-mime", mime, part_type))
+    body = b"".join(
+        b"--" + boundary.encode() + CRLF
+        + f'Content-Disposition: form-data; name="{name}"'.encode() + CRLF
+        + (f"Content-Type: {ctype}".encode() + CRLF if ctype else b"") + CRLF
+        + value + CRLF for name, value, ctype in fields) + b"--" + boundary.encode() + b"--" + CRLF
+    return {"data": body,
+            "headers": {"Content-Type": f"multipart/form-data; boundary={boundary}"}}
+
+
+def urlencoded_mime_form(mime: bytes) -> dict:
+    """The same as application/x-www-form-urlencoded (what Mailgun sends when
+    the mail has no attachment), every byte percent-encoded. post() kwargs."""
+    from urllib.parse import urlencode
+
+    fields = {"recipient": "dana@localhost", "sender": "eve@example.net", **signature(),
+              "body-mime": mime}
+    return {"data": urlencode(fields).encode(),
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+
+async def stored_raw(service, mail: dict) -> bytes:
+    doc = await service.runtime.store.get_one(Kind.MESSAGE, {"id": mail["id"]})
+    data = await service.runtime.mailbox.mime(doc)
+    assert data is not None
+    return data
+
+
+async def delivered_raw(service, form: dict) -> tuple[dict, bytes]:
+    resp = await service.client.post("/hooks/mailgun/inbound", **form)
+    assert resp.status == 200, await resp.text()
+    await hooks_idle(service)
+    [mail] = await inbox(service, "dana")
+    return mail, await stored_raw(service, mail)
+
+
+@pytest.mark.parametrize("part_type", [
+    None, "text/plain; charset=utf-8", "text/plain; charset=iso-8859-1",
+    "application/octet-stream", "message/rfc822",
+])
+async def test_body_mime_with_8bit_latin1_is_kept_byte_for_byte(hook_service, part_type):
+    # Each form field was decoded with its part's charset (UTF-8 by default)
+    # and errors="replace": every such byte became U+FFFD (EF BF BD), or under
+    # a declared ISO-8859-1 was re-encoded as UTF-8 — the message altered.
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    mail, raw = await delivered_raw(hook_service, mime_form(LATIN1_MIME, part_type))
+    assert mail["text"].startswith("Un café, s'il vous plaît.")
+    assert raw == LATIN1_MIME
+
+
+@pytest.mark.parametrize("mime", [LATIN1_MIME, EVERY_BYTE_MIME, UTF8_MIME],
+                         ids=["latin1", "every-byte", "utf8"])
+async def test_body_mime_in_an_urlencoded_form_is_kept_byte_for_byte(hook_service, mime):
+    # aiohttp's post() percent-decodes urlencoded values as UTF-8 with
+    # errors="replace": the same loss, for mail without attachments.
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    _, raw = await delivered_raw(hook_service, urlencoded_mime_form(mime))
+    assert raw == mime
+
+
+async def test_body_mime_with_every_8bit_byte_is_kept_in_a_multipart_form(hook_service):
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    _, raw = await delivered_raw(hook_service, mime_form(EVERY_BYTE_MIME))
+    assert raw == EVERY_BYTE_MIME
+
+
+@pytest.mark.parametrize("urlencoded", [False, True], ids=["multipart", "urlencoded"])
+async def test_a_form_declaring_an_unknown_charset_is_a_400(hook_service, urlencoded):
+    # Decoding with it raised LookupError, which escaped as a bare 500.
+    await hook_service.runtime.accounts.create("dana", "secret-pass")
+    if urlencoded:
+        form = urlencoded_mime_form(LATIN1_MIME)
+        form["headers"]["Content-Type"] += "; charset=x-no-such-charset"
+    else:
+        form = mime_form(LATIN1_MIME)
+        form["data"] = form["data"].replace(
+            b'name="recipient"\r\n', b'name="recipient"\r\n'
+            b"Content-Type: text/plain; charset=x-no-such-charset\r\n", 1)
+    before = await hook_counts(hook_service)
+    resp = await hook_service.client.post("/hooks/mailgun/inbound", **form)
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["code"] == "bad_form"
+    assert await hook_counts(hook_service) == before
+
+
 # -- record first, process after --------------------------------------------------
 
 

@@ -28,8 +28,8 @@ is `bitmail.notices`' job, below the web layer; the web layer only wakes it.
 Provider-only machinery (Mailgun's one-time tokens and 406, the SNS client
 and subscriptions, Mandrill's HEAD) lives in that provider's module.
 
-(About 400 lines: besides the flow, the small readers every provider module
-uses — body caps and multipart forms, field checks, timestamps, freshness,
+(About 500 lines: besides the flow, the small readers every provider module
+uses — body caps and forms, field checks, timestamps, freshness,
 event keys — are here so that none of them is written twice.)
 """
 
@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
 from aiohttp import BodyPartReader, hdrs, web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
@@ -64,6 +65,8 @@ INBOUND_MAX_BODY = 30 * 1024 * 1024
 # How far a signed timestamp may run ahead of our clock (clock skew).
 SKEW = 5 * 60.0
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# At most this many fields in an urlencoded form (aiohttp's own default).
+MAX_FORM_FIELDS = 1000
 
 
 # -- errors -------------------------------------------------------------------
@@ -103,7 +106,17 @@ class FormFile:
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A webhook request, read under its cap: a body, or a form."""
+    """A webhook request, read under its cap: a body, or a form.
+
+    A form field is text, decoded with the charset its part (or the form)
+    declares, what is not valid in it replaced by U+FFFD: it is the
+    provider's metadata. A field of the endpoint's `mime_fields` carries a
+    received message instead, whose bytes are kept exactly — no accepted
+    message is changed: it is decoded as UTF-8 with each byte that is not
+    part of UTF-8 as a lone surrogate (PEP 383), whatever charset is
+    declared, so `value.encode("utf-8", "surrogateescape")` gives back the
+    very bytes sent (8-bit ISO-8859-1 mail included).
+    """
 
     headers: CIMultiDictProxy[str]
     content_type: str
@@ -242,8 +255,10 @@ def raw_filename(disposition: str) -> str | None:
     return match.group(1).strip()
 
 
-async def read_incoming(request: web.Request, cap: int) -> Incoming:
-    """The body or form, refusing more than `cap` bytes with a precise 413."""
+async def read_incoming(request: web.Request, cap: int,
+                        mime_fields: frozenset[str] = frozenset()) -> Incoming:
+    """The body or form, refusing more than `cap` bytes with a precise 413;
+    the fields named in `mime_fields` keep their exact bytes (see Incoming)."""
     too_large = TooLarge(f"a webhook body may be at most {cap} bytes")
     if request.content_length is not None and request.content_length > cap:
         raise too_large
@@ -252,13 +267,11 @@ async def read_incoming(request: web.Request, cap: int) -> Incoming:
     capped = request.clone(client_max_size=cap)
     try:
         if capped.content_type == "multipart/form-data":
-            fields, files = await _read_multipart(capped, cap, too_large)
+            fields, files = await _read_multipart(capped, cap, too_large, mime_fields)
             return Incoming(request.headers, capped.content_type,
                             form=MultiDictProxy(fields), files=tuple(files))
         if capped.content_type in FORM_TYPES:
-            post = await capped.post()
-            form: MultiDict[str] = MultiDict(
-                (k, v) for k, v in post.items() if isinstance(v, str))
+            form = await _read_urlencoded(capped, mime_fields)
             return Incoming(request.headers, capped.content_type, form=MultiDictProxy(form))
         return Incoming(request.headers, capped.content_type, body=await capped.read())
     except web.HTTPRequestEntityTooLarge:
@@ -267,8 +280,47 @@ async def read_incoming(request: web.Request, cap: int) -> Incoming:
         raise ValidationError(f"the form cannot be read: {exc}", code="bad_form") from None
 
 
-async def _read_multipart(request: web.Request, cap: int,
-                          too_large: TooLarge) -> tuple[MultiDict[str], list[FormFile]]:
+def field_value(name: str, data: bytes, charset: str, mime_fields: frozenset[str]) -> str:
+    """A form field's value as Incoming describes it: a message's exact bytes
+    (surrogateescape) for a field in `mime_fields`, else text in `charset`."""
+    if name in mime_fields:
+        # Not the declared charset: a message is bytes, and its own headers
+        # say how to read them (Content-Type's charset and
+        # Content-Transfer-Encoding: RFC 2045 §5 and §6).
+        return data.decode("utf-8", "surrogateescape")
+    return _text(data, charset, name)
+
+
+def _text(data: bytes, charset: str, field: str | None) -> str:
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        # An unknown charset (or a codec that is no text encoding) is the
+        # sender's fault: a 400, not the 500 an escaped LookupError would be.
+        raise ValidationError(f"the form declares the unknown charset {charset!r}",
+                              field=field, code="bad_form") from None
+
+
+async def _read_urlencoded(request: web.Request, mime_fields: frozenset[str]) -> MultiDict[str]:
+    """An application/x-www-form-urlencoded form (WHATWG URL Standard §5.1,
+    "application/x-www-form-urlencoded parsing"): percent-decoded to bytes,
+    then each value as field_value says. aiohttp's post() decodes every value
+    with errors="replace", which would change a message's 8-bit bytes."""
+    data = await request.read()  # under the clone's client_max_size
+    charset = request.charset or "utf-8"
+    # Latin-1 maps each byte to one character and back, so parse_qsl's
+    # splitting, "+" and %XX decoding work on the bytes themselves.
+    pairs = parse_qsl(data.rstrip().decode("latin-1"), keep_blank_values=True,
+                      encoding="latin-1", max_num_fields=MAX_FORM_FIELDS)
+    form: MultiDict[str] = MultiDict()
+    for raw_name, raw_value in pairs:
+        name = _text(raw_name.encode("latin-1"), charset, None)
+        form.add(name, field_value(name, raw_value.encode("latin-1"), charset, mime_fields))
+    return form
+
+
+async def _read_multipart(request: web.Request, cap: int, too_large: TooLarge,
+                          mime_fields: frozenset[str]) -> tuple[MultiDict[str], list[FormFile]]:
     """A multipart form's fields and files, counting bytes against `cap` as
     they are read (aiohttp's own limit covers only request.post())."""
     reader = await request.multipart()
@@ -300,7 +352,8 @@ async def _read_multipart(request: web.Request, cap: int,
                                   part.headers.get(hdrs.CONTENT_TYPE,
                                                    "application/octet-stream"), decoded))
         else:
-            fields.add(part.name, decoded.decode(part.get_charset("utf-8"), "replace"))
+            fields.add(part.name, field_value(part.name, decoded, part.get_charset("utf-8"),
+                                              mime_fields))
     return fields, files
 
 
@@ -317,6 +370,8 @@ class Webhook(ABC):
     #: The webhook settings a provider needs to be a candidate signer.
     secrets: ClassVar[tuple[str, ...]]
     max_body: ClassVar[int] = EVENTS_MAX_BODY
+    #: Form fields that carry a received message: read as its exact bytes (see Incoming).
+    mime_fields: ClassVar[frozenset[str]] = frozenset()
     #: The provider's event names → BitMail's; names not listed are kept, not applied.
     event_types: ClassVar[dict[str, EventType]] = {}
 
@@ -377,7 +432,7 @@ class Webhook(ABC):
         runtime = app[RUNTIME]
         providers = self.providers(runtime, request.match_info.get("provider"))
         cap = min(self.max_body, runtime.settings.web.max_body)
-        incoming = await read_incoming(request, cap)
+        incoming = await read_incoming(request, cap, self.mime_fields)
         verified = await self.validate_request(app, incoming, providers)
         try:
             items = {r.key: self.parse_events(r.payload) for r in verified.records}

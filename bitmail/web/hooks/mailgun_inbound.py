@@ -63,6 +63,9 @@ class MailgunInbound(MailgunHook):
 
     name = "mailgun/inbound"
     max_body = INBOUND_MAX_BODY
+    # A URL ending in "mime" gets the received message as-is in body-mime
+    # ("Receiving Messages via HTTP"): its bytes are kept exactly.
+    mime_fields: ClassVar[frozenset[str]] = frozenset({"body-mime"})
     event_types: ClassVar[dict[str, EventType]] = {}
 
     async def validate_request(self, app: web.Application, incoming: Incoming,
@@ -85,6 +88,7 @@ class MailgunInbound(MailgunHook):
         if not recipients:
             raise ValidationError("is empty", field="recipient")
         if fields.get("body-mime"):
+            # The exact bytes sent (read_incoming kept them: mime_fields).
             mime = str(fields["body-mime"]).encode("utf-8", "surrogateescape")
             return [Inbound(recipients, mime=mime, verdicts=_verdicts(_mime_headers(mime)))]
         if fields.get("message-url") and not payload.get("files"):
