@@ -3,6 +3,7 @@ messages BitMail sent, and received mail's attachment names."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -258,6 +259,115 @@ async def test_a_notice_that_keeps_failing_is_retried_then_kept_as_failed(hook_s
     doc = await store.get_one("notice", {"id": "mailgun:broken"})
     assert doc["state"] == "failed" and doc["due"] is None and "boom" in doc["result"]
     assert len(calls) == notices.queue.MAX_ATTEMPTS
+
+
+# -- two copies of one event at once ------------------------------------------------
+
+
+class CommitGate:
+    """Holds the first two store commits that record a notice: the first until
+    the second arrives (so both copies looked for the notice before either
+    wrote it), the second until `release` is set."""
+
+    def __init__(self, store, monkeypatch) -> None:
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+        self.count = 0
+        original = store.commit
+
+        async def commit(batch):
+            if any(op.kind == "notice" and op.action in ("put", "add") for op in batch.ops):
+                self.count += 1
+                if self.count == 1:
+                    await self.arrived.wait()
+                elif self.count == 2:
+                    self.arrived.set()
+                    await self.release.wait()
+            return await original(batch)
+
+        monkeypatch.setattr(store, "commit", commit)
+
+
+async def overlapping(service, monkeypatch, first, second) -> tuple[dict, dict]:
+    """Post two requests that both find their events unrecorded; the one that
+    commits first is applied before the other commits. Their answers, in
+    the order they committed, and the notices as the first left them."""
+    gate = CommitGate(service.runtime.store, monkeypatch)
+    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    done, [late] = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    [early] = done
+    await hooks_idle(service)
+    applied = {d["id"]: d for d in await service.runtime.store.get("notice")}
+    gate.release.set()
+    answers = []
+    for task in (early, late):
+        resp = task.result() if task.done() else await task
+        assert resp.status == 200, await resp.text()
+        answers.append(await resp.json())
+    await hooks_idle(service)
+    return {"early": answers[0], "late": answers[1]}, applied
+
+
+async def assert_applied_once(service, applied: dict, message: dict, kind: str) -> None:
+    now = {d["id"]: d for d in await service.runtime.store.get("notice")}
+    for key, doc in applied.items():
+        assert now[key] == doc  # not reset to pending, not applied again
+        assert doc["state"] == "done"
+    got = await service.runtime.store.get_one("message", {"id": message["id"]})
+    assert [e["type"] for e in got["events"]].count(kind) == 1
+
+
+async def test_two_copies_of_a_mailgun_event_at_once_are_recorded_once(hook_service,
+                                                                       monkeypatch):
+    # Mailgun's retry crossing its first try, signed anew: both copies pass
+    # their check for a notice before either writes; the second must not
+    # record the event again, nor reset the notice the first applied.
+    message = await sent_message(hook_service, to="bob@example.com")
+    pmid = message["message_id"].strip("<>")
+    await track(hook_service, "mailgun", pmid, message["id"])
+    copy = body("delivered", "bob@example.com", pmid)
+    resigned = {**copy, "signature": signature()}
+    answers, applied = await overlapping(hook_service, monkeypatch,
+                                         lambda: post(hook_service, copy),
+                                         lambda: post(hook_service, resigned))
+    assert answers["early"]["status"] == "accepted"
+    assert answers["late"] == {"status": "duplicate", "events": 0}
+    await assert_applied_once(hook_service, applied, message, "delivered")
+
+
+async def test_two_copies_of_a_mandrill_batch_at_once_are_recorded_once(hook_service,
+                                                                        monkeypatch):
+    # Mandrill signs no one-time value: the same POST twice is two copies.
+    from test_hooks_mandrill import event as mandrill_event
+    from test_hooks_mandrill import post as mandrill_post
+
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mandrill", "md-twice", message["id"])
+    events = [mandrill_event("open", _id="md-twice")]
+    answers, applied = await overlapping(hook_service, monkeypatch,
+                                         lambda: mandrill_post(hook_service, events),
+                                         lambda: mandrill_post(hook_service, events))
+    assert answers["early"]["status"] == "accepted"
+    assert answers["late"] == {"status": "duplicate", "events": 0}
+    await assert_applied_once(hook_service, applied, message, "opened")
+
+
+async def test_overlapping_batches_record_only_the_events_not_seen(hook_service, monkeypatch):
+    # [a, b] and [b, c] at once: the later records c, and leaves b as the
+    # earlier applied it.
+    from test_hooks_mandrill import event as mandrill_event
+    from test_hooks_mandrill import post as mandrill_post
+
+    message = await sent_message(hook_service, to="bob@example.com")
+    await track(hook_service, "mandrill", "md-batch", message["id"])
+    a, b, c = (mandrill_event(name, _id="md-batch") for name in ("send", "open", "click"))
+    answers, applied = await overlapping(hook_service, monkeypatch,
+                                         lambda: mandrill_post(hook_service, [a, b]),
+                                         lambda: mandrill_post(hook_service, [b, c]))
+    assert answers["early"] == {"status": "accepted", "events": 2}
+    assert answers["late"] == {"status": "accepted", "events": 1}
+    await assert_applied_once(hook_service, applied, message, "opened")
+    assert await hook_service.runtime.store.count("notice") == 3
 
 
 # -- how received mail arrived (item 14) -------------------------------------------------

@@ -32,9 +32,13 @@ MAX_ATTEMPTS = 8  # a notice that fails this often is kept, marked failed
 def record(batch: Batch, key: str, *, provider: str, source: str, payload: Any,
            items: Sequence[Item], now: float | None = None) -> None:
     """Add a pending notice to `batch`: `key` is unique per provider event (the
-    same event twice is one notice); `source` names the hook it came through."""
+    same event twice is one notice); `source` names the hook it came through.
+
+    Insert only: the commit fails with AlreadyExists when a notice with that
+    key is there — a second copy of the event must not replace the first,
+    least of all one already applied (its state, attempts and result)."""
     now = time.time() if now is None else now
-    batch.put(Kind.NOTICE, {"provider": provider, "source": source, "received": now,
+    batch.add(Kind.NOTICE, {"provider": provider, "source": source, "received": now,
                      "payload": payload, "items": [to_json(i) for i in items],
                      "state": "pending", "due": now, "attempts": 0}, id=key)
 

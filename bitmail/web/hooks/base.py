@@ -19,8 +19,9 @@ The base owns the order, which is what makes webhooks safe to retry:
    a 503 so it retries); a forged or malformed request changes nothing, but a
    one-time value a verified request carried is spent whatever the answer;
 4. record, in one commit, each event not seen before as a notice (its id is
-   the provider's event id, so the same event twice is recognised) with the
-   items parsed from it;
+   the provider's event id, so the same event twice is recognised, even two
+   copies at once: a notice is only ever inserted) with the items parsed
+   from it;
 5. answer 200 — quickly, whatever applying the notices will find.
 
 Applying them (matching messages, statuses, suppression, inbound delivery)
@@ -35,7 +36,6 @@ event keys — are here so that none of them is written twice.)
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -57,7 +57,7 @@ from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import EventType
 from ...notices import Inbound, Item
 from ...runtime import Runtime
-from ...store import AlreadyExists, Batch, Kind
+from ...store import AlreadyExists, Batch, Kind, Store
 from ..keys import RUNTIME
 
 EVENTS_MAX_BODY = 1024 * 1024
@@ -449,12 +449,40 @@ class Webhook(ABC):
     async def _record(self, runtime: Runtime, verified: Verified,
                       items: dict[str, list[Item]]) -> list[str]:
         """Store the events not seen before as notices, with what spends the
-        request's one-time values, in one commit; the keys of those stored."""
+        request's one-time values, in one commit; the keys of those stored.
+
+        Notices are added (insert only), not put: two overlapping copies of
+        one event (a provider's retry crossing its first try, SNS's
+        at-least-once delivery) may both find it unrecorded, but only the
+        first commits it. The other is answered as a duplicate for that event
+        — it neither records it twice nor resets a notice already applied.
+        """
         store = runtime.store
         records = list({r.key: r for r in verified.records}.values())
-        known = await asyncio.gather(*(store.get_one(Kind.NOTICE, {"id": r.key})
-                                       for r in records))
-        fresh = [r for r, doc in zip(records, known, strict=True) if doc is None]
+        fresh = await _unrecorded(store, records)
+        while True:
+            batch = self._notices(verified, fresh, items)
+            if not batch.ops:
+                return []
+            try:
+                await store.commit(batch)
+                return [r.key for r in fresh]
+            except AlreadyExists:
+                # Which add failed: a notice another copy recorded meanwhile,
+                # or the one-time value (spent before, or by that same copy).
+                left = await _unrecorded(store, fresh)
+            if len(left) < len(fresh):
+                fresh = left  # some were recorded meanwhile: the rest, again
+                continue
+            if fresh:
+                raise replayed()
+            # The provider retried an event already stored (its earlier
+            # answer was lost), with the same one-time value: 200 again.
+            return []
+
+    def _notices(self, verified: Verified, fresh: list[Record],
+                 items: dict[str, list[Item]]) -> Batch:
+        """One batch: what spends the request, and a notice for each fresh record."""
         batch = Batch()
         self.spend(batch, verified)
         now = time.time()
@@ -462,17 +490,7 @@ class Webhook(ABC):
             notices.record(batch, r.key, provider=verified.provider.name, source=self.name,
                            payload=self.kept(r.payload, items[r.key]), items=items[r.key],
                            now=now)
-        if not batch.ops:
-            return []
-        try:
-            await store.commit(batch)
-        except AlreadyExists:
-            if fresh:
-                raise replayed() from None
-            # The provider retried an event already stored (its earlier
-            # answer was lost), with the same one-time value: 200 again.
-            return []
-        return [r.key for r in fresh]
+        return batch
 
     async def _spend_alone(self, runtime: Runtime, verified: Verified) -> None:
         batch = Batch()
@@ -482,6 +500,14 @@ class Webhook(ABC):
                 await runtime.store.commit(batch)
             except AlreadyExists:
                 pass  # spent before; the request is refused either way
+
+
+async def _unrecorded(store: Store, records: list[Record]) -> list[Record]:
+    """The records with no notice yet, in order (one lookup by id)."""
+    if not records:
+        return []
+    known = await store.get_by_ids(Kind.NOTICE, [r.key for r in records])
+    return [r for r in records if r.key not in known]
 
 
 def replayed() -> BadSignature:
