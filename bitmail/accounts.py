@@ -268,7 +268,7 @@ class Accounts:
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)
         expires = self.clock() + SESSION_TTL
-        await self.store.put(Kind.SESSION, {"username": username, "csrf": csrf,
+        await self.store.add(Kind.SESSION, {"username": username, "csrf": csrf,
                                          "expires": expires}, id=_digest(token))
         return Session(token, csrf, self.user(username), expires)
 

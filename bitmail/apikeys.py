@@ -79,7 +79,7 @@ class ApiKeys:
             raise Conflict(f"at most {MAX_KEYS_PER_USER} keys per user; revoke one first")
         key = PREFIX + secrets.token_urlsafe(32)
         doc = {"username": username, "name": name, "created": self.clock()}
-        doc_id = await self.store.put(Kind.APIKEY, doc, id=digest(key))
+        doc_id = await self.store.add(Kind.APIKEY, doc, id=digest(key))
         return key, _info({**doc, "id": doc_id})
 
     async def user_of(self, key: str) -> str | None:

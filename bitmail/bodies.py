@@ -23,8 +23,9 @@ BEFORE_BLOBS = "\u00ff in blob (schema 2)"
 
 
 def put_body(batch: Batch, mime: bytes) -> str:
-    """Add the body document for `mime` to `batch`; its id."""
-    return batch.put(Kind.BODY, {BLOB: mime, "mime": BEFORE_BLOBS})
+    """Add the body document for `mime` to `batch` (a new one: never in
+    place of another); its id."""
+    return batch.add(Kind.BODY, {BLOB: mime, "mime": BEFORE_BLOBS})
 
 
 def mime_of(doc: dict[str, Any]) -> bytes:

@@ -130,13 +130,14 @@ class Mailbox:
         body_id = put_body(batch, message.mime)
         sent = {**head, "owner": owner, "folder": "sent", "unread": False, "body": body_id,
                 "recipients": recipients, "events": events, "status": status}
-        sent_id = batch.put(Kind.MESSAGE, sent)
+        # New documents: added, so none can ever take the place of another.
+        sent_id = batch.add(Kind.MESSAGE, sent)
         inbox = {}
         for name in dict.fromkeys(inbox_owners):
             copy = {**head, "bcc": [], "owner": name, "folder": "inbox", "unread": True,
                     "status": Status.DELIVERED, "body": body_id, "source": sent_id,
                     "received_via": LOCAL_DOMAIN}
-            inbox[name] = {**copy, "id": batch.put(Kind.MESSAGE, copy)}
+            inbox[name] = {**copy, "id": batch.add(Kind.MESSAGE, copy)}
         if external:
             Outbox.enqueue(batch, message_doc_id=sent_id, sender=message.sender,
                            recipients=external,
@@ -266,7 +267,7 @@ class Mailbox:
                "body": put_body(batch, mime)}
         if verdicts:
             doc["verdicts"] = dict(verdicts)
-        doc_id = batch.put(Kind.MESSAGE, doc)
+        doc_id = batch.add(Kind.MESSAGE, doc)
         _announce(batch, username, {**doc, "id": doc_id})
         await self.store.commit(batch)
         return doc_id

@@ -86,7 +86,7 @@ class Outbox:
         """Add an entry to `batch`, which the caller commits with the Sent copy;
         `body` is the id of the body document that holds the message's bytes."""
         now = time.time() if now is None else now
-        entry = batch.put(Kind.OUTBOX, {
+        entry = batch.add(Kind.OUTBOX, {
             "message": message_doc_id,  # stored under its first name
             "sender": sender,
             "recipients": list(recipients),

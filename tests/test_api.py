@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bitmail.store import AlreadyExists, Batch, base
 from bitmail.web.app import make_app
 
 from conftest import Service, wait_for
@@ -173,6 +175,43 @@ async def test_idempotency_key_returns_the_first_answer(service):
     second = await service.client.post("/api/messages", json=payload, headers=headers)
     assert second.status == 202 and (await second.json())["id"] == first["id"]
     assert await service.runtime.store.count("message", {"owner": "kim"}) == 1
+
+
+@pytest.mark.parametrize("key", [None, "order-18"], ids=["plain", "with-idempotency-key"])
+async def test_new_mail_never_takes_the_place_of_a_document_with_its_id(store_service, key):
+    """Mail is written as new documents (insert only): when its ids are taken
+    (nothing BitMail writes can take them: a store id comes from a counter
+    that anybody can read off their own ids), nothing of it is stored and
+    the documents that had the ids stay as they were, on every store."""
+    service = store_service
+    store = service.runtime.store
+    alice = await service.api_key("alice")
+    await service.api_key("bob")
+    seen = base.new_id()  # the last id the store handed out, and so the next ones
+    prefix, counter = seen[:12], int(seen[12:], 16)
+    taken = [f"{prefix}{counter + k:010x}" for k in range(1, 13)]
+    batch = Batch()
+    for doc_id in taken:
+        batch.put("message", {"owner": "bob", "folder": "inbox", "subject": "kept"}, id=doc_id)
+        batch.put("body", {"kept": True}, id=doc_id)
+        batch.put("outbox", {"kept": True, "due": None}, id=doc_id)
+    await store.commit(batch)
+    before = {kind: await store.count(kind) for kind in ("message", "body", "outbox")}
+
+    headers = {**alice, "Idempotency-Key": key} if key else alice
+    resp = await service.client.post("/api/messages", headers=headers, json={
+        "to": "bob@localhost; y@example.com", "subject": "new", "text": "t"})
+    assert resp.status == 409, await resp.text()
+    assert {kind: await store.count(kind) for kind in before} == before
+    for doc_id in taken:
+        assert (await store.get_one("message", {"id": doc_id}))["subject"] == "kept"
+        assert (await store.get_one("body", {"id": doc_id}))["kept"] is True
+        assert (await store.get_one("outbox", {"id": doc_id}))["kept"] is True
+    assert await store.count("idempotency") == 0
+    with pytest.raises(AlreadyExists):  # mail that comes in: the same
+        await service.runtime.mailbox.deliver("bob", b"Subject: in\r\n\r\nx\r\n",
+                                              received_via="local-domain")
+    assert {kind: await store.count(kind) for kind in before} == before
 
 
 async def test_folders_page_newest_first(service):

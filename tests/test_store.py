@@ -804,6 +804,21 @@ async def test_add_refuses_an_id_that_exists_and_fails_only_its_batch(store: Sto
     assert (await store.get_one("token", {"id": "t1"}))["n"] == 1
 
 
+async def test_add_without_an_id_inserts_a_new_document_and_never_replaces_one(
+        store: Store) -> None:
+    from bitmail.store import AlreadyExists
+
+    made = await store.add("thing", {"n": 1})
+    again = Batch()
+    assert again.add("thing", {"n": 2}) not in (made, None)
+    assert (await store.commit(again))[0] != made
+    with pytest.raises(AlreadyExists) as refused:
+        await store.add("thing", {"id": "ignored", "n": 3}, id=made)
+    assert (refused.value.kind, refused.value.id) == ("thing", made)
+    assert (await store.get_one("thing", {"id": made}))["n"] == 1
+    assert await store.count("thing") == 2
+
+
 async def test_add_lets_exactly_one_of_two_processes_claim_a_name(pg_store_url: str) -> None:
     from bitmail.store import AlreadyExists
 

@@ -66,12 +66,16 @@ _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
 # Ids: a random prefix per process and a counter: unique across processes,
-# without a system call per document.
+# without a system call per document. Not secret: whoever sees one id can
+# tell the next ones. So a client never names the id of a document in a kind
+# whose ids come from here (it could take the id of somebody's mail to come),
+# and a new document goes in with `add`, which never replaces one.
 _ID_PREFIX = secrets.token_hex(6)
 _ID_COUNTER = itertools.count()
 
 
 def new_id() -> str:
+    """A new document id: 22 lowercase hex digits (while the counter fits 10)."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 
@@ -80,7 +84,13 @@ class StoreError(Exception):
 
 
 class AlreadyExists(StoreError):
-    """Batch.add found a document with that id."""
+    """Batch.add found a document of `kind` with the id `id`; nothing of its
+    batch was written."""
+
+    def __init__(self, kind: str, id: str):
+        super().__init__(f"{kind} {id} exists already")
+        self.kind = kind
+        self.id = id
 
 
 class StoreUnavailable(StoreError):
@@ -163,17 +173,23 @@ class Batch:
         self.after.append(hook)
 
     def put(self, kind: str, doc: Document, *, id: str | None = None) -> str:
+        """Write `doc` under `id` (else its own `id`, else a new one) whatever
+        is there: an existing document is replaced, and keeps its `seq`. For
+        documents meant to be replaced; a new one goes in with `add`."""
         doc_id = id or doc.get("id") or new_id()
         body = {k: v for k, v in doc.items() if k not in ("id", "seq")}
         self.ops.append(Op("put", kind, doc_id, doc=body))
         return doc_id
 
-    def add(self, kind: str, doc: Document, *, id: str) -> str:
-        """Like put, but the batch fails with AlreadyExists when a document
-        with this id is there already: a claim on a name, across processes."""
+    def add(self, kind: str, doc: Document, *, id: str | None = None) -> str:
+        """Insert `doc` under `id` (a new id without one); its id. The batch
+        fails with AlreadyExists when a document with that id is there
+        already: a new document never replaces another, and a chosen id is
+        a claim on a name, across processes."""
+        doc_id = id or new_id()
         body = {k: v for k, v in doc.items() if k not in ("id", "seq")}
-        self.ops.append(Op("add", kind, id, doc=body))
-        return id
+        self.ops.append(Op("add", kind, doc_id, doc=body))
+        return doc_id
 
     def update(self, kind: str, id: str, change: Change) -> None:
         """Merge `change` into the document's top level, or replace the
@@ -193,8 +209,8 @@ class Batch:
 class Store(ABC):
     """Documents by kind, and live updates.
 
-    Writes, atomic per batch (`commit`, `batch()`, or one at a time): put,
-    add (insert only), update (merge, or a function of the document),
+    Writes, atomic per batch (`commit`, `batch()`, or one at a time): put
+    (upsert), add (insert only), update (merge, or a function of the document),
     delete, expire (by an `expires` time); claim (the outbox's leases).
     Reads: get (every document containing a subset, oldest or newest first,
     paged by `seq`), get_one, count, kinds, scan (all of a kind, for a copy),
@@ -310,6 +326,13 @@ class Store(ABC):
     async def put(self, kind: str, doc: Document, *, id: str | None = None) -> str:
         batch = Batch()
         doc_id = batch.put(kind, doc, id=id)
+        await self.commit(batch)
+        return doc_id
+
+    async def add(self, kind: str, doc: Document, *, id: str | None = None) -> str:
+        """Batch.add alone: the new document's id, or AlreadyExists."""
+        batch = Batch()
+        doc_id = batch.add(kind, doc, id=id)
         await self.commit(batch)
         return doc_id
 

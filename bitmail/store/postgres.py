@@ -363,7 +363,7 @@ class PostgresStore(Store):
             try:
                 await conn.execute(_INSERTS["add"], op.kind, op.id, *split_blob(op.doc or {}))
             except asyncpg.UniqueViolationError:
-                raise AlreadyExists(f"{op.kind} {op.id} exists already") from None
+                raise AlreadyExists(op.kind, str(op.id)) from None
             return op.id
         if op.action == "update":
             return await self._update(conn, op)

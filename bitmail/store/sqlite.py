@@ -350,7 +350,7 @@ class SQLiteStore(Store):
                 conn.execute("INSERT INTO docs (kind, id, data, blob) VALUES (?, ?, ?, ?)",
                              (op.kind, op.id, *_row(op.doc or {})))
             except sqlite3.IntegrityError:
-                raise AlreadyExists(f"{op.kind} {op.id} exists already") from None
+                raise AlreadyExists(op.kind, str(op.id)) from None
             return op.id
         if op.action == "update" and not callable(op.change):
             # A merge is done by SQLite's JSON functions: the document is

@@ -20,7 +20,7 @@ from ..message import parse_message, read_content, read_part
 from ..message.headers import threads_on
 from ..message.reading import parse
 from ..profile import Profiles
-from ..store import AlreadyExists
+from ..store import AlreadyExists, Kind
 from ..threads import THREAD_ID
 from .credentials import CredentialWatch
 from .downloads import content_disposition, with_inline_parts
@@ -114,9 +114,10 @@ async def send(request: web.Request) -> web.Response:
         thread=thread)
     try:
         message_id = await runtime.mailbox.accept(message, user.username, idempotency=claim)
-    except AlreadyExists:
+    except AlreadyExists as exc:
+        if claim is None or exc.kind != Kind.IDEMPOTENCY:
+            raise  # nothing was stored: no document ever takes another's place
         # A request with the same key committed first: its answer is ours too.
-        assert claim is not None
         first = await idempotency.first_answer(runtime.store, claim)
         return web.json_response(first, status=202)
     if draft is not None:  # sent: the draft has done its job
