@@ -4,7 +4,9 @@ A draft is a message document in the owner's "drafts" folder (so it lists,
 counts and opens like any other) with the fields as the user typed them under
 `draft`, unchecked: a half-written address is fine until it is sent. Its text
 is a body document like any message's. The page picks the id (a random
-string) and saves with PUT as the user types; sending removes it.
+string) and saves with PUT as the user types; sending removes it. The id is
+the owner's alone: the draft is stored under an id no other document can
+have (draft_ids.py).
 """
 
 from __future__ import annotations
@@ -18,21 +20,15 @@ from typing import Any
 
 from . import live
 from .bodies import put_body
-from .errors import Conflict, NotFound, TooLarge, ValidationError
+from .draft_ids import check_id, stored_id
+from .errors import TooLarge, ValidationError
 from .mailbox import summary
-from .store import Batch, Kind, Store
+from .store import AlreadyExists, Batch, Document, Kind, Store, StoreError
 
-DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 TEXT_FIELDS = {"to": 20_000, "cc": 20_000, "bcc": 20_000, "subject": 998}
 REF_FIELDS = ("in_reply_to", "forward_of")
 MAX_TEXT = 5 * 1024 * 1024
 ADDRESS_SPLIT = re.compile(r"[;,]")
-
-
-def check_id(draft_id: str) -> str:
-    if not DRAFT_ID.match(draft_id):
-        raise ValidationError("a draft id is 8 to 64 letters, digits, - or _", field="id")
-    return draft_id
 
 
 def parse_draft(payload: object) -> dict[str, Any]:
@@ -83,6 +79,10 @@ def _addresses(value: str) -> list[str]:
     return [a.strip() for a in ADDRESS_SPLIT.split(value) if a.strip()]
 
 
+# Tries of a save that meets another save of the same draft (two devices).
+SAVE_TRIES = 3
+
+
 class Drafts:
     """One user's drafts."""
 
@@ -90,49 +90,80 @@ class Drafts:
         self.store = store
         self.clock = clock
 
+    async def find(self, owner: str, draft_id: str) -> Document | None:
+        """`owner`'s draft `draft_id` (a checked id) as stored, or None.
+
+        Under its stored id; else, saved before drafts had ids of their own,
+        under the client's id itself (its owner's, in the drafts folder:
+        anything else there is no draft of this user's)."""
+        key = stored_id(owner, draft_id)
+        found = await self.store.get_by_ids(Kind.MESSAGE, [key, draft_id])
+        if key in found:
+            return found[key]
+        old = found.get(draft_id)
+        if old is not None and old.get("owner") == owner and old.get("folder") == "drafts":
+            return old
+        return None
+
     async def save(self, owner: str, address: str, draft_id: str,
                    payload: object) -> tuple[dict[str, Any], bool]:
-        """Create or replace a draft; (its folder row, created).
+        """Create or replace `owner`'s draft `draft_id`; (its folder row,
+        created). ValidationError or TooLarge for a bad id or field.
 
-        Conflict when the id is taken by something that is not this user's
-        draft (another user's, or a message).
-        """
+        A new draft is added (AlreadyExists if a save from another device
+        made it meanwhile: this one then replaces it), so a save never
+        writes over anything but the owner's own draft."""
         check_id(draft_id)
         fields = parse_draft(payload)
-        old = await self.store.get_one(Kind.MESSAGE, {"id": draft_id})
-        if old is not None and (old.get("owner") != owner or old.get("folder") != "drafts"):
-            raise Conflict("this id is taken; choose another", field="id")
-        text = fields.pop("text")
+        for _ in range(SAVE_TRIES):
+            old = await self.find(owner, draft_id)
+            doc, batch = self._write(owner, address, draft_id, fields, old)
+            try:
+                await self.store.commit(batch)
+            except AlreadyExists:
+                continue
+            row = summary({**doc, "id": stored_id(owner, draft_id)})
+            await self.store.publish(live.draft(owner, row))
+            return row, old is None
+        raise StoreError(f"draft {draft_id} of {owner} could not be saved")
+
+    def _write(self, owner: str, address: str, draft_id: str, fields: dict[str, Any],
+               old: Document | None) -> tuple[Document, Batch]:
+        """The draft's document and the batch that stores it in place of
+        `old` (the draft as found, or None: a new one)."""
+        text = fields["text"]
         doc = {
             "owner": owner, "folder": "drafts", "unread": False, "status": "draft",
             "from": address, "to": _addresses(fields["to"]), "cc": _addresses(fields["cc"]),
             "subject": fields["subject"], "date": self.clock(),
             "preview": " ".join(text.split())[:140],
             "has_attachments": bool(fields["attachments"]),
-            "draft": {**fields, "text": text},
+            "draft": fields,
         }
         batch = Batch()
         # The text as a message's bytes, so a draft opens like any message.
         doc["body"] = put_body(batch, _text_mime(text))
-        if old and old.get("body"):
+        key = stored_id(owner, draft_id)
+        if old is not None and old.get("body"):
             batch.delete(Kind.BODY, old["body"])
-        batch.put(Kind.MESSAGE, doc, id=draft_id)
-        await self.store.commit(batch)
-        row = summary({**doc, "id": draft_id})
-        await self.store.publish(live.draft(owner, row))
-        return row, old is None
+        if old is not None and old["id"] == key:
+            batch.put(Kind.MESSAGE, doc, id=key)  # the owner's own draft, replaced
+        else:
+            if old is not None:  # stored as drafts were before: it moves
+                batch.delete(Kind.MESSAGE, old["id"])
+            batch.add(Kind.MESSAGE, doc, id=key)
+        return doc, batch
 
     async def remove(self, owner: str, draft_id: str) -> bool:
-        """Remove a draft and its body; False when there was none (already sent
-        or removed on another device). NotFound for an id that is not a draft."""
+        """Remove `owner`'s draft `draft_id` and its body; False when there
+        was none (already sent or removed on another device). ValidationError
+        for an id that is no draft id."""
         check_id(draft_id)
-        doc = await self.store.get_one(Kind.MESSAGE, {"id": draft_id})
+        doc = await self.find(owner, draft_id)
         if doc is None:
             return False
-        if doc.get("owner") != owner or doc.get("folder") != "drafts":
-            raise NotFound("no such draft")
         batch = Batch()
-        batch.delete(Kind.MESSAGE, draft_id)
+        batch.delete(Kind.MESSAGE, doc["id"])
         if doc.get("body"):
             batch.delete(Kind.BODY, doc["body"])
         await self.store.commit(batch)

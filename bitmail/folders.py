@@ -20,8 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 from . import live
+from .draft_ids import shown_id
 from .errors import Conflict, NotFound, ValidationError
-from .mailbox import summary
+from .mailbox import own_message, summary
 from .store import Batch, Document, Kind, Store
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,13 @@ class Folders:
         self.clock = clock
 
     async def _mine(self, owner: str, ids: Iterable[str]) -> list[Document]:
-        """The owner's messages with these ids; NotFound (naming none of the
+        """The owner's messages that go by these ids (as stored: a draft's
+        `id` is not the one it goes by); NotFound (naming none of the
         others) when any is missing or somebody else's."""
         docs = []
         for message_id in ids:
-            doc = await self.store.get_one(Kind.MESSAGE, {"id": message_id})
-            if doc is None or doc.get("owner") != owner:
+            doc = await own_message(self.store, owner, message_id)
+            if doc is None:
                 raise NotFound(f"no such message: {message_id}", field="ids")
             docs.append(doc)
         return docs
@@ -169,7 +171,8 @@ class Folders:
                     or await self.store.get_one(Kind.OUTBOX, {"body": body_id})):
                 await self.store.delete(Kind.BODY, body_id)
         for doc in docs:
-            await self.store.publish(live.deleted(doc["owner"], doc["id"], doc["folder"]))
+            await self.store.publish(live.deleted(doc["owner"], shown_id(doc["id"]),
+                                                  doc["folder"]))
 
     async def counts(self, owner: str) -> list[dict[str, Any]]:
         """[{"name", "total", "unread"}] for every folder, counted in the store."""

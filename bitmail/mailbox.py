@@ -18,6 +18,7 @@ from typing import Any
 
 from . import live
 from .bodies import load_mime, put_body
+from .draft_ids import DRAFT_ID, shown_id, stored_id
 from .dsn import BAD, add_notice, announce_notice, notify_failures
 from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
@@ -43,6 +44,8 @@ def summary(doc: Document) -> dict[str, Any]:
     """A folder row: what the list shows of a message (a Sent copy with each
     recipient's status), and its conversation (`thread`, see threads.py)."""
     out = {k: doc.get(k) for k in SUMMARY_KEYS}
+    if isinstance(out["id"], str):  # a draft goes by its client's id
+        out["id"] = shown_id(out["id"])
     out["thread"] = thread_of(doc)
     if "recipients" in doc:  # a Sent copy, wherever it is kept now
         out["recipients"] = [{"address": r["address"], "status": r["status"]}
@@ -54,10 +57,11 @@ def public(doc: Document, mime: bytes | None) -> dict[str, Any]:
     """A message as its owner sees it: bodies as text, parts described (their
     content is fetched one by one), read from the message's bytes."""
     out = {k: v for k, v in doc.items() if k not in ("owner", "seq", "body", "source")}
+    out["id"] = shown_id(doc["id"])  # a draft goes by its client's id
     content = read_content(mime) if mime is not None else Content("", "", ())
     out["text"], out["html"] = content.text, content.html
     if out["html"]:
-        out["html_url"] = f"/api/messages/{doc['id']}/html"
+        out["html_url"] = f"/api/messages/{out['id']}/html"
     out["attachments"] = [p.to_json() for p in content.parts]
     return out
 
@@ -301,9 +305,10 @@ class Mailbox:
         return page, before
 
     async def get(self, owner: str, message_id: str) -> Document:
-        """One of the owner's messages; somebody else's is as unknown as a missing one."""
-        doc = await self.store.get_one(Kind.MESSAGE, {"id": message_id})
-        if doc is None or doc.get("owner") != owner:
+        """One of the owner's messages (or drafts) by the id it goes by;
+        somebody else's is as unknown as a missing one. NotFound."""
+        doc = await own_message(self.store, owner, message_id)
+        if doc is None:
             raise NotFound("no such message")
         return doc
 
@@ -312,8 +317,9 @@ class Mailbox:
         return await load_mime(self.store, doc["body"]) if doc.get("body") else None
 
     async def mark_read(self, owner: str, message_id: str, unread: bool) -> None:
-        await self.get(owner, message_id)
-        await self.store.update(Kind.MESSAGE, message_id, {"unread": unread})
+        doc = await self.get(owner, message_id)
+        # The id as stored: a draft's is not the one it goes by.
+        await self.store.update(Kind.MESSAGE, doc["id"], {"unread": unread})
 
     async def contacts(self, owner: str, limit: int = 500) -> list[str]:
         """Addresses the owner has written to or heard from, most recent first."""
@@ -324,6 +330,23 @@ class Mailbox:
                 if addr and "@" in addr:
                     seen.setdefault(addr)
         return list(seen)
+
+
+async def own_message(store: Store, owner: str, message_id: str) -> Document | None:
+    """The owner's message document that goes by `message_id` (a folder
+    row's id), or None. A draft goes by its client's id and is stored
+    under one of its owner's (draft_ids.py). When the owner gave a draft the
+    id of one of their own messages (nobody else can), the message comes
+    first."""
+    ids = [message_id]
+    if DRAFT_ID.match(message_id):
+        ids.append(stored_id(owner, message_id))
+    found = await store.get_by_ids(Kind.MESSAGE, ids)
+    for doc_id in ids:
+        doc = found.get(doc_id)
+        if doc is not None and doc.get("owner") == owner:
+            return doc
+    return None
 
 
 _TASKS: set[asyncio.Task[Any]] = set()

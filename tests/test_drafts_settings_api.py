@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bitmail.bodies import put_body
 from bitmail.dsn import notice_id
 from bitmail.events import Event, EventType
-from bitmail.store import Batch
+from bitmail.store import Batch, base
 from bitmail.web.app import make_app
 
 from conftest import Service, wait_for
@@ -60,7 +62,7 @@ async def test_a_draft_is_saved_listed_opened_replaced_and_removed(service):
 
 
 async def test_bad_drafts_are_refused_with_the_field_and_nothing_is_stored(service):
-    alice, bob = await service.api_key("alice"), await service.api_key("bob")
+    alice = await service.api_key("alice")
     cases = [("short", {"to": ""}, "id"), (DRAFT, {"to": 5}, "to"),
              (DRAFT, {"subject": "x" * 999}, "subject"), (DRAFT, {"text": ["a"]}, "text"),
              (DRAFT, {"in_reply_to": 7}, "in_reply_to"), (DRAFT, {"mode": "shout"}, "mode")]
@@ -69,13 +71,6 @@ async def test_bad_drafts_are_refused_with_the_field_and_nothing_is_stored(servi
         assert resp.status == 400, body
         assert (await resp.json())["error"]["field"] == field
     assert await service.runtime.store.count("message") == 0
-    # Somebody else's draft id cannot be taken over or removed.
-    await service.client.put(f"/api/drafts/{DRAFT}", headers=alice, json={"text": "mine"})
-    taken = await service.client.put(f"/api/drafts/{DRAFT}", headers=bob, json={"text": "x"})
-    assert taken.status == 409
-    assert (await service.client.delete(f"/api/drafts/{DRAFT}", headers=bob)).status == 404
-    full = await (await service.client.get(f"/api/messages/{DRAFT}", headers=alice)).json()
-    assert full["draft"]["text"] == "mine"
 
 
 async def test_sending_a_draft_removes_it(service):
@@ -90,6 +85,182 @@ async def test_sending_a_draft_removes_it(service):
     bad = await service.client.post("/api/messages", headers=alice, json={
         "to": "x@example.com", "subject": "Go", "text": "now", "draft": "../x"})
     assert bad.status == 400 and (await bad.json())["error"]["field"] == "draft"
+
+
+def ids_after(seen: str, offsets: range) -> list[str]:
+    """The ids the store will hand out after `seen`, one of them (store/base.py
+    new_id: a per-process prefix and a counter, so anyone can tell)."""
+    prefix, counter = seen[:12], int(seen[12:], 16)
+    return [f"{prefix}{counter + k:010x}" for k in offsets]
+
+
+async def subjects(service: Service, headers: dict[str, str], folder: str) -> list[str]:
+    """The subjects of a folder's rows, newest first (up to 200)."""
+    listed = await (await service.client.get(f"/api/messages?folder={folder}&limit=200",
+                                             headers=headers)).json()
+    return [m["subject"] for m in listed["messages"]]
+
+
+async def test_each_users_drafts_are_their_own_whatever_ids_others_use(service):
+    """A draft id names one of its owner's drafts and nothing else: the same
+    id is free to every other user, a message's id is no draft's, and the
+    answer never tells whether an id is in use elsewhere."""
+    alice, bob = await service.api_key("alice"), await service.api_key("bob")
+    resp = await service.client.post("/api/messages", headers=alice,
+                                     json={"to": "alice@localhost", "subject": "kept"})
+    message = (await resp.json())["id"]
+    await service.client.put(f"/api/drafts/{DRAFT}", headers=alice, json={"text": "mine"})
+
+    for draft_id in (DRAFT, message):  # Alice's draft's id, Alice's message's id
+        resp = await service.client.put(f"/api/drafts/{draft_id}", headers=bob,
+                                        json={"subject": "bob's", "text": "x"})
+        assert resp.status == 201, (draft_id, resp.status, await resp.text())
+        assert (await resp.json())["id"] == draft_id
+    assert sorted(await subjects(service, bob, "drafts")) == ["bob's", "bob's"]
+    full = await (await service.client.get(f"/api/messages/{DRAFT}", headers=bob)).json()
+    assert full["draft"]["subject"] == "bob's" and full["id"] == DRAFT
+    assert (await service.client.delete(f"/api/drafts/{DRAFT}", headers=bob)).status == 204
+    assert (await service.client.delete(f"/api/drafts/{message}", headers=bob)).status == 204
+
+    # Alice's draft and message are as they were, under their ids.
+    full = await (await service.client.get(f"/api/messages/{DRAFT}", headers=alice)).json()
+    assert full["draft"]["text"] == "mine"
+    full = await (await service.client.get(f"/api/messages/{message}", headers=alice)).json()
+    assert (full["subject"], full["folder"]) == ("kept", "sent")
+    # A send naming another user's draft (or message) removes nothing of theirs.
+    resp = await service.client.post("/api/messages", headers=bob, json={
+        "to": "x@example.com", "subject": "s", "text": "t", "draft": DRAFT})
+    assert resp.status == 202
+    assert await subjects(service, alice, "drafts") == [""]
+    assert (await service.client.get(f"/api/messages/{DRAFT}", headers=bob)).status == 404
+
+
+async def test_mail_written_under_ids_drafts_were_saved_under_is_filed_as_it_came(service):
+    """A user saves drafts under ids the store will give other users' mail
+    later. That mail must neither replace the drafts nor keep their place:
+    it is filed when it came, after mail that came before it."""
+    mallory, carol, dave, bob = [await service.api_key(n)
+                                 for n in ("mallory", "carol", "dave", "bob")]
+    own = await service.client.post("/api/messages", headers=mallory,
+                                    json={"to": "mallory@localhost", "subject": "probe"})
+    seen = (await own.json())["id"]
+    ahead = ids_after(seen, range(500, 560))
+    for draft_id in ahead:
+        resp = await service.client.put(f"/api/drafts/{draft_id}", headers=mallory,
+                                        json={"subject": "placeholder"})
+        assert resp.status == 201, await resp.text()
+
+    older = await service.client.post("/api/messages", headers=carol,
+                                      json={"to": "bob@localhost", "subject": "older"})
+    assert older.status == 202
+    # Other traffic on the service moves the counter on, up to the taken ids.
+    while int(base.new_id()[12:], 16) < int(ahead[0][12:], 16) - 1:
+        pass
+    newer = await service.client.post("/api/messages", headers=dave,
+                                      json={"to": "bob@localhost", "subject": "newer"})
+    assert newer.status == 202
+    assert await subjects(service, bob, "inbox") == ["newer", "older"]
+    assert await subjects(service, dave, "sent") == ["newer"]
+    assert await subjects(service, mallory, "drafts") == ["placeholder"] * len(ahead)
+
+
+@pytest.mark.parametrize("copy", [("dave", "sent", 4), ("bob", "inbox", 5)],
+                         ids=["senders-sent-copy", "recipients-inbox-copy"])
+async def test_saving_a_draft_never_replaces_mail_written_meanwhile(service, copy):
+    """Mail written under the draft's id while the save is under way
+    (between whatever it reads and its write) stays whole: Dave's Sent copy,
+    Bob's Inbox copy. Their ids follow the probe's (its Sent copy, its Inbox
+    copy), the draft's body and the body of Dave's message."""
+    owner, folder, offset = copy
+    users = {n: await service.api_key(n) for n in ("mallory", "dave", "bob")}
+    own = await service.client.post("/api/messages", headers=users["mallory"],
+                                    json={"to": "mallory@localhost", "subject": "probe"})
+    [target] = ids_after((await own.json())["id"], range(offset, offset + 1))
+    store = service.runtime.store
+    real_commit = store.commit
+    raced = []
+
+    async def commit(batch):
+        if not raced and any(op.kind == "message" and (op.doc or {}).get("folder") == "drafts"
+                             for op in batch.ops):
+            # Dave's mail is accepted while Mallory's save is about to write.
+            raced.append(await service.client.post("/api/messages", headers=users["dave"], json={
+                "to": "bob@localhost", "subject": "for bob"}))
+        return await real_commit(batch)
+
+    store.commit = commit
+    try:
+        resp = await service.client.put(f"/api/drafts/{target}", headers=users["mallory"],
+                                        json={"subject": "placeholder"})
+    finally:
+        store.commit = real_commit
+    assert [r.status for r in raced] == [202]
+    assert resp.status == 201, await resp.text()
+    assert await subjects(service, users["dave"], "sent") == ["for bob"]
+    assert await subjects(service, users["bob"], "inbox") == ["for bob"]
+    assert await subjects(service, users["mallory"], "drafts") == ["placeholder"]
+    listed = await (await service.client.get(f"/api/messages?folder={folder}",
+                                             headers=users[owner])).json()
+    assert [m["id"] for m in listed["messages"]] == [target]  # the race was on its id
+
+
+async def test_a_draft_cannot_take_the_id_of_a_delivery_failure_notice(service):
+    """A notice's id comes from its message's id and the recipient (dsn.py
+    notice_id), so it is as easy to tell in advance. Drafts saved under the
+    ids of Dave's coming notices neither refuse his message nor keep its
+    notice from his Inbox."""
+    mallory, dave = await service.api_key("mallory"), await service.api_key("dave")
+    own = await service.client.post("/api/messages", headers=mallory,
+                                    json={"to": "mallory@localhost", "subject": "probe"})
+    # After the probe's Inbox copy and a body per draft saved, Dave's body
+    # and then his Sent copy: about 10 + 3 ids on.
+    for sent in ids_after((await own.json())["id"], range(11, 21)):
+        draft_id = notice_id(sent, "nobody@localhost")
+        resp = await service.client.put(f"/api/drafts/{draft_id}", headers=mallory,
+                                        json={"subject": "placeholder"})
+        assert resp.status == 201, await resp.text()
+    resp = await service.client.post("/api/messages", headers=dave, json={
+        "to": "nobody@localhost", "subject": "Hello", "text": "x"})
+    assert resp.status == 202, await resp.text()
+    assert await subjects(service, dave, "inbox") == ["Undelivered mail: Hello"]
+
+
+async def test_drafts_saved_before_drafts_had_ids_of_their_own_still_work(store_service):
+    """Drafts stored under the client's id itself (before each user's drafts
+    had ids of their own) open, save and go by that id still, on every
+    store; saving one moves it to an id of its owner's."""
+    service = store_service
+    store = service.runtime.store
+    alice, bob = await service.api_key("alice"), await service.api_key("bob")
+    await service.client.put(f"/api/drafts/{DRAFT}", headers=alice, json={"subject": "x"})
+    [made] = await store.get("message", {"owner": "alice"})
+    old_ids = ("0ldDraft_saved-again", "0ldDraft_left-alone")
+    batch = Batch()
+    for old_id in old_ids:  # as they were stored: under the client's id, a body each
+        batch.put("message", {**made, "subject": old_id,
+                              "body": put_body(batch, b"Subject: x\r\n\r\nold\r\n")}, id=old_id)
+    batch.delete("message", made["id"])
+    batch.delete("body", made["body"])
+    await store.commit(batch)
+
+    saved, left = old_ids
+    full = await (await service.client.get(f"/api/messages/{saved}", headers=alice)).json()
+    assert (full["id"], full["subject"], full["text"].strip()) == (saved, saved, "old")
+    assert (await service.client.get(f"/api/messages/{saved}", headers=bob)).status == 404
+    resp = await service.client.put(f"/api/drafts/{saved}", headers=alice,
+                                    json={"subject": "saved again"})
+    assert resp.status == 200 and (await resp.json())["id"] == saved
+    assert await store.get_one("message", {"id": saved}) is None
+    listed = await (await service.client.get("/api/messages?folder=drafts",
+                                             headers=alice)).json()
+    assert sorted((m["id"], m["subject"]) for m in listed["messages"]) == [
+        (left, left), (saved, "saved again")]
+    assert await store.count("body") == 2  # the old text went
+    for draft_id in old_ids:
+        assert (await service.client.delete(f"/api/drafts/{draft_id}",
+                                            headers=alice)).status == 204
+    assert await subjects(service, alice, "drafts") == []
+    assert await store.count("message") == 0 and await store.count("body") == 0
 
 
 async def test_display_name_and_signature_are_kept_and_checked(service):

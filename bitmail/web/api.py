@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from email.headerregistry import Address
 from typing import Any
@@ -12,7 +11,8 @@ from aiohttp import web
 
 from .. import geo, idempotency, live, threads
 from ..accounts import User
-from ..drafts import DRAFT_ID, Drafts
+from ..draft_ids import DRAFT_ID
+from ..drafts import Drafts
 from ..errors import NotFound, ValidationError
 from ..folders import FOLDERS
 from ..mailbox import Mailbox, public, summary
@@ -121,8 +121,7 @@ async def send(request: web.Request) -> web.Response:
         first = await idempotency.first_answer(runtime.store, claim)
         return web.json_response(first, status=202)
     if draft is not None:  # sent: the draft has done its job
-        with contextlib.suppress(NotFound):
-            await Drafts(runtime.store).remove(user.username, draft)
+        await Drafts(runtime.store).remove(user.username, draft)
     return web.json_response(idempotency.answer(message_id, message.message_id), status=202)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..draft_ids import shown_id
 from ..errors import ValidationError
 from ..folders import FOLDERS, Folders, check_ids
 from ..mailbox import summary
@@ -80,4 +81,4 @@ async def bulk(request: web.Request) -> web.Response:
         await folders.delete(owner, ids)
         return web.json_response({"ids": ids, "deleted": True})
     docs = await folders.change(owner, ids, folder=body.get("folder"), unread=body.get("unread"))
-    return web.json_response({"ids": [d["id"] for d in docs]})
+    return web.json_response({"ids": [shown_id(d["id"]) for d in docs]})

@@ -279,7 +279,8 @@ PAGING = (
 )
 MOVE_TO: Schema = {"type": "string", "enum": ["inbox", "archive", "trash", "sent"]}
 DRAFT_ID = Param("id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
-                 "chosen by the client: 8 to 64 letters, digits, - or _")
+                 "chosen by the client: 8 to 64 letters, digits, - or _; it names one "
+                 "of the caller's drafts, whatever other users or messages go by")
 HOOK_PROVIDER = Param("provider", "path", {"type": "string", "minLength": 1},
                       "the provider's name, when several of one type are configured")
 ANY_JSON: Schema = {"type": "object"}
@@ -363,7 +364,7 @@ OPERATIONS: list[Operation] = [
                        in_reply_to=STRING, forward_of=STRING,
                        mode={"type": "string",
                              "enum": ["new", "reply", "reply_all", "forward"]}),
-              errors=(400, 409, 413), tags=("drafts",)),
+              errors=(400, 413), tags=("drafts",)),
     Operation("DELETE", "/api/drafts/{id}", "Drop a draft (done even if already gone)",
               {204: None}, params=(DRAFT_ID,), errors=(400,), tags=("drafts",)),
     Operation("POST", "/api/recipients/check", "Which local addresses name no user",
