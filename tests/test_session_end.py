@@ -17,7 +17,7 @@ from conftest import start_service
 @pytest.fixture(autouse=True)
 def no_polling(monkeypatch):
     # Only the event under test may end a stream, not the periodic re-read.
-    monkeypatch.setattr(credentials, "RECHECK", 60.0)
+    monkeypatch.setattr(credentials, "RECHECK", 3600.0)
 
 
 async def open_stream(client, **kw) -> aiohttp.ClientResponse:
@@ -73,6 +73,67 @@ async def test_a_stream_polls_for_what_another_process_changed_on_sqlite(service
     [doc] = await service.runtime.store.get("apikey")
     await service.runtime.store.delete("apikey", doc["id"])  # no notice published
     assert await ends(stream, within=5.0)
+
+
+async def busy(service, traffic: str, headers: dict[str, str]) -> None:
+    """What keeps a service busy: Bob's page saving his draft as he types
+    (payloads for another user), or mail for the stream's user itself; a
+    payload every 0.1 s, so a stream never waits long for the next one."""
+    for i in range(200):
+        if traffic == "others-drafts":
+            await service.client.put("/api/drafts/bobsdraft1", headers=headers,
+                                     json={"text": f"typing {i}"})
+        else:
+            await service.client.post("/api/messages", headers=headers, json={
+                "to": "alice@localhost", "subject": f"busy {i}"})
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("traffic", ["others-drafts", "mail-for-the-user"])
+async def test_a_key_revoked_by_another_process_ends_its_stream_on_a_busy_service(
+        service, monkeypatch, traffic):
+    """What another process changed (`bitmail apikey revoke` against the
+    SQLite file, a purge) reaches the stream only by its re-read, every
+    RECHECK seconds; payloads keep coming on a service in use (every
+    user's reach every stream), and must not put the re-read off for good."""
+    monkeypatch.setattr(credentials, "RECHECK", 0.5)
+    alice, bob = await service.api_key("alice"), await service.api_key("bob")
+    stream = await open_stream(service.client, headers=alice)
+    working = asyncio.create_task(busy(service, traffic, bob))
+    try:
+        await asyncio.sleep(0.5)
+        [doc] = await service.runtime.store.get("apikey", {"username": "alice"})
+        await service.runtime.store.delete("apikey", doc["id"])  # nothing published
+        assert (await service.client.get("/api/me", headers=alice)).status == 401
+        await asyncio.sleep(2.0)  # four RECHECK periods
+        await service.client.post("/api/messages", headers=bob, json={
+            "to": "alice@localhost", "subject": "after revocation"})
+        try:
+            # Ends at the end of the stream, or once the new mail went out on it.
+            seen = await asyncio.wait_for(stream.content.readuntil(b"after revocation"), 5.0)
+        except TimeoutError:
+            pytest.fail("the stream of a revoked key is still open")
+        assert b"after revocation" not in seen, seen[-400:]
+        assert stream.content.at_eof()
+    finally:
+        working.cancel()
+        stream.close()
+
+
+async def test_a_stream_seeing_only_other_users_updates_still_keeps_alive(service, monkeypatch):
+    """The comment lines that keep proxies from closing an idle stream are
+    due by time, not only when no payload at all came for a while."""
+    monkeypatch.setattr(credentials, "KEEP_ALIVE", 1.0)
+    alice, bob = await service.api_key("alice"), await service.api_key("bob")
+    stream = await open_stream(service.client, headers=alice)
+    working = asyncio.create_task(busy(service, "others-drafts", bob))
+    try:
+        await asyncio.wait_for(stream.content.readuntil(b"keep-alive"), 5.0)
+    except TimeoutError:
+        pytest.fail("no keep-alive in 5 s on a stream that wrote nothing else")
+    finally:
+        working.cancel()
+        stream.close()
 
 
 @pytest.mark.postgres

@@ -280,14 +280,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.write(b"retry: 2000\n: connected\n\n")
     sub = runtime.store.subscribe()
     try:
-        while True:
+        # Checked on every turn, payload or not: on a busy service the wait
+        # below seldom runs out (every user's payloads come here).
+        while await watch.holds():
+            if watch.keep_alive_due():
+                await response.write(b": keep-alive\n\n")
             try:
                 payload = await asyncio.wait_for(sub.queue.get(), watch.timeout())
             except TimeoutError:
-                if not await watch.alive():
-                    break
-                if watch.keep_alive_due():
-                    await response.write(b": keep-alive\n\n")
                 continue
             if watch.ended_by(payload):
                 break
@@ -296,6 +296,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             kind, data = found
             await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+            watch.wrote()
     except ConnectionResetError:
         pass  # the page went away
     finally:
