@@ -9,6 +9,7 @@ import hashlib
 import aiohttp
 import pytest
 
+from bitmail import live
 from bitmail.web import credentials
 
 from conftest import start_service
@@ -134,6 +135,23 @@ async def test_a_stream_seeing_only_other_users_updates_still_keeps_alive(servic
     finally:
         working.cancel()
         stream.close()
+
+
+async def test_the_end_of_a_credential_is_never_lost_behind_a_full_queue(service):
+    """The stream's queue holds so many payloads; past that they are dropped
+    (the page resynchronises). A burst (another process's live updates read
+    in one go) fills it before the stream reads any: the notice that its
+    key was revoked, right behind, still ends it (the re-read is an hour
+    off here: only the notice can)."""
+    headers = await service.api_key("alice")
+    stream = await open_stream(service.client, headers=headers)
+    [doc] = await service.runtime.store.get("apikey", {"username": "alice"})
+    await service.runtime.store.delete("apikey", doc["id"])
+    hub = service.runtime.store.hub
+    for i in range(3000):
+        hub.deliver({"type": "message", "owner": "bob", "message": {"id": str(i)}})
+    hub.deliver(live.credential_ended(f"apikey:{doc['id']}"))
+    assert await ends(stream)
 
 
 @pytest.mark.postgres

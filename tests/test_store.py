@@ -560,6 +560,26 @@ async def test_subscribers_get_each_payload_exactly_once(store: Store) -> None:
     assert second.queue.empty()
 
 
+def test_a_payload_that_ends_a_subscription_goes_first_and_is_never_dropped() -> None:
+    """A full queue drops what comes next (a reader that stopped reading
+    must not hold the others back), but never what ends the subscription
+    (a credential's end, for a live-update stream): that goes ahead of what
+    is queued, which its reader will not read."""
+    from bitmail.store.hub import QUEUE_SIZE, Hub
+
+    hub = Hub()
+    ends = hub.subscribe(ends=lambda p: p.get("type") == "end")
+    other = hub.subscribe()
+    for i in range(QUEUE_SIZE + 10):
+        hub.deliver({"type": "message", "i": i})
+    hub.deliver({"type": "end"})
+    assert ends.queue.get_nowait() == {"type": "end"}
+    assert other.queue.qsize() == QUEUE_SIZE  # the others: dropped past the size
+    assert [other.queue.get_nowait()["i"] for _ in range(3)] == [0, 1, 2]
+    hub.deliver({"type": "message", "i": "after"})
+    assert ends.queue.get_nowait() == {"type": "message", "i": "after"}
+
+
 # -- PostgreSQL: several processes on one database -------------------------------
 
 pg = pytest.mark.postgres

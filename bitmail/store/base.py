@@ -365,8 +365,11 @@ class Store(ABC):
         """Send a live update to every subscriber, in every process sharing the store."""
         self.hub.deliver(payload)
 
-    def subscribe(self) -> Subscription:
-        return self.hub.subscribe()
+    def subscribe(self, *, ends: Callable[[dict[str, Any]], bool] | None = None
+                  ) -> Subscription:
+        """Every payload published from now on, in this process or another;
+        those `ends` names (what ends the subscriber) are never dropped."""
+        return self.hub.subscribe(ends)
 
 
 def apply_change(doc: Document, change: Change) -> Document | None:

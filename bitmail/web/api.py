@@ -278,7 +278,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no"})
     await response.prepare(request)
     await response.write(b"retry: 2000\n: connected\n\n")
-    sub = runtime.store.subscribe()
+    # The end of the credential is never dropped, however far behind the stream is.
+    sub = runtime.store.subscribe(ends=watch.ended_by)
     try:
         # Checked on every turn, payload or not: on a busy service the wait
         # below seldom runs out (every user's payloads come here).

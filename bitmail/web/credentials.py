@@ -3,7 +3,8 @@ or API key it was opened with has ended.
 
 Three ways, so it ends promptly in every case and every process:
 - logout and revocation publish `{"type": "credential_ended", "credential"}`
-  on the store's channel (PostgreSQL NOTIFY reaches every process);
+  on the store's channel (PostgreSQL NOTIFY reaches every process); the
+  stream's subscription never drops it (store/hub.py);
 - a session's expiry time is known, so the stream wakes up for it;
 - every RECHECK seconds the credential is read again from the store (what a
   command run in another process against an SQLite file changed, or a purge).
