@@ -1135,3 +1135,20 @@ async def test_content_id_map_parts_are_inline_and_the_html_view_shows_them(hook
     # fetched from anywhere else.
     assert "cid:" not in html
     assert "data:image/png;base64," + base64.b64encode(b"\x89PNG logo").decode() in html
+
+
+@pytest.mark.parametrize("where", ["signature", "id", "recipient"])
+async def test_an_event_with_a_lone_surrogate_is_a_400_not_a_500(hook_service, where):
+    signature = MailgunSigner(MAILGUN_KEY).signature()
+    data = {"event": "delivered", "id": secrets.token_urlsafe(16),
+            "recipient": "bob@example.com", "message": {"headers": {"message-id": "m@x"}}}
+    if where == "signature":
+        signature["signature"] = "\ud800" * 64
+    else:
+        data[where] = "\ud800" + data[where]
+    resp = await hook_service.client.post(
+        "/hooks/mailgun", data=json.dumps({"signature": signature, "event-data": data}),
+        headers={"Content-Type": "application/json"})
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["code"] == "bad_json"
+    assert await hook_service.runtime.store.count("notice") == 0

@@ -296,3 +296,14 @@ async def test_inbound_for_nobody_here_is_kept_and_200(hook_service):
     [kept] = await hook_service.runtime.store.get("notice")
     assert kept["result"] == "no user here"
     assert await hook_service.runtime.store.count("message") == 0
+
+
+@pytest.mark.parametrize("events", [
+    json.dumps([event("send", _id="\ud800")]),
+    json.dumps([event("send", email="\udcff@example.com")]),
+    json.dumps([{**event("send"), "\ud83d": "key"}]),
+])
+async def test_events_with_a_lone_surrogate_are_a_400_naming_mandrill_events(hook_service,
+                                                                             events):
+    error = await refused(hook_service, 400, "bad_json", events)
+    assert error["field"] == "mandrill_events"

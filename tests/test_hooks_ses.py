@@ -769,3 +769,21 @@ async def test_ses_verdicts_are_kept_on_the_inbox_copy(hook_service, fake_sns, k
     await hooks_idle(hook_service)
     [mail] = await inbox(hook_service, "dana")
     assert mail["verdicts"]["virus"] == "FAIL" and mail["verdicts"]["spam"] == "PASS"
+
+
+@pytest.mark.parametrize("where", ["messageId", "destination", "key"])
+async def test_an_ses_event_with_a_lone_surrogate_is_a_400(hook_service, fake_sns, key, where):
+    # JSON's "\ud800" is no Unicode text: no store, hash or encoder takes it.
+    bad = "\ud800"
+    if where == "messageId":
+        event = ses_event("Delivery", message_id=bad, **EVENT_BODIES["Delivery"])
+    elif where == "destination":
+        event = ses_event("Delivery", destination=(bad + "@example.com",),
+                          **EVENT_BODIES["Delivery"])
+    else:
+        event = json.dumps({**json.loads(ses_event("Send", **EVENT_BODIES["Send"])), bad: 1})
+    before = await hook_service.runtime.store.count("notice")
+    resp = await post(hook_service, sns("Notification", event, key))
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"]["field"] == "Message"
+    assert await hook_service.runtime.store.count("notice") == before

@@ -51,7 +51,7 @@ from urllib.parse import parse_qsl
 from aiohttp import BodyPartReader, hdrs, web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from ... import jsonlimits, notices
+from ... import jsonlimits, notices, tokens
 from ...config import ProviderSettings
 from ...errors import BitMailError, NotFound, TooLarge, ValidationError
 from ...events import EventType
@@ -156,7 +156,7 @@ class Verified:
 def event_key(provider: str, event_id: str) -> str:
     """The notice id for a provider's event id (hashed when unwieldy)."""
     if len(event_id) > 200 or not event_id.isprintable():
-        event_id = "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
+        event_id = "sha256:" + hashlib.sha256(tokens.as_bytes(event_id)).hexdigest()
     return f"{provider}:{event_id}"
 
 
@@ -169,7 +169,7 @@ def content_key(value: Any) -> str:
 def parse_json(data: bytes | str, field: str | None = None) -> Any:
     """JSON, or a 400 naming the field."""
     try:
-        return jsonlimits.loads(data)
+        return jsonlimits.loads(data, text_only=True)
     except (ValueError, UnicodeDecodeError) as exc:
         where = f"{field} is" if field else "the body is"
         raise ValidationError(f"{where} not valid JSON: {exc}", field=field,

@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from ... import tokens
 from ...config import ProviderSettings
 from ...errors import BitMailError, ValidationError
 from ...events import EventType
@@ -120,8 +121,8 @@ class NotAcceptable(BitMailError):
 def check_signature(providers: Sequence[ProviderSettings], timestamp: str, token: str,
                     signature: str) -> ProviderSettings:
     """The provider whose signing key made `signature`, compared in constant time."""
-    given = signature.strip().lower().encode()
-    signed = (timestamp + token).encode()
+    given = tokens.as_bytes(signature.strip().lower())
+    signed = (timestamp + token).encode()  # ASCII: their shapes are checked first
     for provider in providers:
         key = str(provider.webhook["webhook_signing_key"]).encode()
         expected = hmac.new(key, signed, hashlib.sha256).hexdigest().encode()

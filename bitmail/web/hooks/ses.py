@@ -180,9 +180,9 @@ class SesHook(Webhook):
             return [Skip("SNS says the subscription ended; not re-subscribing")]
         text = need(payload, "Message", str, "Message")
         try:
-            event = jsonlimits.loads(text)
+            event = jsonlimits.loads(text, text_only=True)
         except ValueError as exc:
-            if isinstance(exc, jsonlimits.JSONTooDeep):
+            if isinstance(exc, (jsonlimits.JSONTooDeep, jsonlimits.JSONNotText)):
                 raise ValidationError(f"is not valid JSON: {exc}", field="Message",
                                       code="bad_json") from None
             # SES sends plain text too ("Successfully validated SNS topic for
