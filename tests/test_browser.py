@@ -124,6 +124,21 @@ def row(page, subject: str):
     return page.locator("#message-list .row", has_text=subject)
 
 
+def expect(target):
+    """Playwright's auto-waiting assertions."""
+    from playwright.async_api import expect as pw_expect
+
+    return pw_expect(target)
+
+
+def sends(page) -> list[str]:
+    """The page's POSTs of a message, as they are made."""
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url)
+            if r.method == "POST" and r.url.endswith("/api/messages") else None)
+    return posts
+
+
 # ---- scenarios --------------------------------------------------------------------
 
 
@@ -330,7 +345,8 @@ async def test_scripts_in_html_mail_never_run(browser, server):
     await page.get_by_role("button", name="Show HTML", exact=True).click()
     frame_el = page.locator("#reader iframe")
     await frame_el.wait_for()
-    assert await frame_el.get_attribute("sandbox") == ""
+    # Popups (links opening new tabs) only: no scripts, same origin, forms or top navigation.
+    assert await frame_el.get_attribute("sandbox") == "allow-popups allow-popups-to-escape-sandbox"
     src = await frame_el.get_attribute("src")
     assert src.startswith("/api/messages/") and src.endswith("/html")
     # The sandboxed document renders under its own policy, the mail's own
@@ -348,6 +364,54 @@ async def test_scripts_in_html_mail_never_run(browser, server):
     await shot(page, "laptop-html-mail")
     await page.get_by_role("button", name="Show text", exact=True).click()
     await expect_text(page.locator("#reader .body"), "Plain version of the letter.")
+
+
+async def test_links_in_html_mail_open_in_a_new_tab_without_opener_or_referrer(browser, server):
+    """A link in HTML mail opens a new tab, whatever the mail asks for
+    (rel=opener too): the tab gets no window.opener and no Referer, and the
+    message stays where it is; scripts in the mail still never run."""
+    await api_user(server, "bob")
+    http, csrf = await api_user(server, "mallory")
+    try:
+        await api_send(server, http, csrf, to="bob@localhost", subject="Reset your password",
+                       html=("<!DOCTYPE html><html><head><base target=_self></head><body>"
+                             "<p><a id=go href='https://example.com/reset?t=1'>Reset</a></p>"
+                             "<p><a id=opener href='https://example.com/opener' target=_blank "
+                             "rel=opener>Other</a></p>"
+                             "<script>document.body.append('script ran')</script></body></html>"))
+    finally:
+        await http.close()
+    page = await new_page(browser)
+    await log_in(page, server, "bob")
+    referers: list[str | None] = []
+
+    async def answer(route):
+        referers.append(await route.request.header_value("referer"))
+        # The page's own script tells whether it can reach its opener.
+        await route.fulfill(content_type="text/html", body=(
+            "<title>outside</title><script>document.title = "
+            "window.opener === null ? 'no opener' : 'has opener'</script>"))
+
+    # Nothing may leave the machine: the new tab's request is answered here.
+    await page.context.route("https://example.com/**", answer)
+    await row(page, "Reset your password").click()
+    frame = page.frame_locator("#reader iframe")
+    for link, url in (("#go", "https://example.com/reset?t=1"),
+                      ("#opener", "https://example.com/opener")):
+        await frame.locator(link).wait_for()
+        async with page.context.expect_page(timeout=5000) as opened:
+            await frame.locator(link).click()
+        tab = await opened.value
+        await tab.wait_for_load_state()
+        assert tab.url == url
+        await expect(tab).to_have_title("no opener")
+        assert await tab.evaluate("document.referrer") == ""
+        await tab.close()
+    assert referers == [None, None]
+    # The message is still shown, and its script did not run.
+    await expect(frame.locator("#go")).to_be_visible()
+    assert "script ran" not in await frame.locator("body").inner_text()
+    assert page.url.startswith(server.url)
 
 
 async def test_login_logout_wrong_password_and_session_restore(browser, server):

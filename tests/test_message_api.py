@@ -137,6 +137,26 @@ async def test_inline_images_render_in_the_html_view_as_data_urls(service):
     assert part["inline"] and part["content_id"] == "logo@x.example"
 
 
+@pytest.mark.parametrize(("html", "doctype"), [
+    ("<p><a href='https://example.com/x'>x</a></p>", ""),
+    ("<!DOCTYPE html><html><head><base target=_self></head><body>hi</body></html>",
+     "<!DOCTYPE html>"),
+    ("\ufeff <!-- a --> <!doctype html><p>hi", "\ufeff <!-- a --> <!doctype html>"),
+])
+async def test_links_in_the_html_view_open_a_new_tab(service, html, doctype):
+    """The mail's own base comes too late: the first base with a target wins,
+    placed after a doctype (before it, the document would lose standards mode)."""
+    headers = await service.api_key("alice")
+    await post(service, headers, {"to": "alice@localhost", "html": html})
+    [inbox] = await service.runtime.store.get("message", {"owner": "alice", "folder": "inbox"})
+    resp = await service.client.get(f"/api/messages/{inbox['id']}/html", headers=headers)
+    served = await resp.text()
+    assert served.startswith(f'{doctype}<base target="_blank">')
+    assert html[len(doctype):] in served
+    sandbox = resp.headers["Content-Security-Policy"].split(";")[0].split()
+    assert sandbox == ["sandbox", "allow-popups", "allow-popups-to-escape-sandbox"]
+
+
 @pytest.mark.parametrize(("images", "refs"), [
     (1, 300),  # one image named 300 times
     (20, 15),  # 20 images, each named 15 times

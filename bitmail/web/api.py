@@ -23,7 +23,7 @@ from ..profile import Profiles
 from ..store import AlreadyExists, Kind
 from ..threads import THREAD_ID
 from .credentials import CredentialWatch
-from .downloads import content_disposition, with_inline_parts
+from .downloads import content_disposition, with_inline_parts, with_links_in_new_tabs
 from .keys import CREDENTIAL, RUNTIME, SESSION_COOKIE, operator_of, session_of, user_of
 from .middlewares import read_json
 from .params import MAX_CURSOR, query_int
@@ -181,9 +181,13 @@ async def message(request: web.Request) -> web.Response:
 
 # Mail's HTML as a document of its own, for the reading pane's sandboxed
 # frame: its own policy lets the mail's inline styles apply while scripts,
-# plugins, forms and every remote load stay blocked.
-MAIL_HTML_POLICY = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                    "font-src data:; frame-ancestors 'self'")
+# plugins, forms and every remote load stay blocked. Its links open new tabs
+# (popups), which escape the sandbox to be ordinary pages; they get no
+# window.opener (the page's Cross-Origin-Opener-Policy makes a popup from a
+# cross-origin frame noopener) and no Referer (Referrer-Policy: no-referrer).
+MAIL_HTML_POLICY = ("sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+                    "style-src 'unsafe-inline'; img-src data:; font-src data:; "
+                    "frame-ancestors 'self'")
 
 
 @routes.get("/api/messages/{id}/html")
@@ -197,10 +201,10 @@ async def html(request: web.Request) -> web.Response:
         raise NotFound("this message has no HTML")
     # Inline images may make the answer up to three times the message.
     inlined = with_inline_parts(content.html, mail, content.parts, budget=2 * len(mime or b""))
-    return web.Response(text=inlined,
+    return web.Response(text=with_links_in_new_tabs(inlined),
                         content_type="text/html", headers={
         "Content-Security-Policy": MAIL_HTML_POLICY, "X-Frame-Options": "SAMEORIGIN",
-        "Cache-Control": "private, no-store"})
+        "Referrer-Policy": "no-referrer", "Cache-Control": "private, no-store"})
 
 
 @routes.get("/api/messages/{id}/attachments/{index}")

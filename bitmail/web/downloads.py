@@ -13,6 +13,10 @@ from ..message.reading import read_parts
 
 _NOT_TOKEN_SAFE = re.compile(r'[^\x20-\x7e]|["\\%]')
 _CID_URL = re.compile(r"""(?i)\bcid:([^"'\s)>]+)""")
+# A doctype (after a byte order mark, white space and comments): what comes
+# before it must stay before it, or the document renders in quirks mode.
+_DOCTYPE = re.compile(r"\A\ufeff?\s*(?:<!--.*?-->\s*)*<!doctype[^>]*>", re.IGNORECASE | re.DOTALL)
+NEW_TAB = '<base target="_blank">'
 
 
 def content_disposition(filename: str) -> str:
@@ -22,6 +26,17 @@ def content_disposition(filename: str) -> str:
     fallback = _NOT_TOKEN_SAFE.sub("_", filename).strip() or "attachment"
     exact = quote(filename, safe="")
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
+
+
+def with_links_in_new_tabs(html: str) -> str:
+    """The HTML with `<base target="_blank">` first (after its doctype), so
+    each link opens in a new tab: the mail's frame may not navigate itself
+    (the page's frame-src) or the page (its sandbox). The first base element
+    with a target decides (HTML §4.2.3), so a base the mail has comes too late.
+    A link's own `target` still wins; `_self`, `_parent` and `_top` stay dead."""
+    found = _DOCTYPE.match(html)
+    at = found.end() if found else 0
+    return f"{html[:at]}{NEW_TAB}{html[at:]}"
 
 
 def with_inline_parts(html: str, mail: EmailMessage, parts: Sequence[Part],

@@ -3,10 +3,12 @@
 The page is plain files from this origin, so the policy can be strict: no
 inline scripts or styles, no plugins, no framing of the page, no foreign
 form targets. A mail's HTML is never put into the page: the reading pane
-shows it in an `<iframe sandbox="">` that loads it from this origin
-(`GET /api/messages/{id}/html`), where it is answered under a policy of its
-own (web/api.py, MAIL_HTML_POLICY): its inline styles apply, while scripts,
-plugins, forms and every remote load (tracking images too) stay blocked.
+shows it in a sandboxed `<iframe>` (popups only: its links open new tabs)
+that loads it from this origin (`GET /api/messages/{id}/html`), where it is
+answered under a policy of its own (web/api.py, MAIL_HTML_POLICY): its inline
+styles apply, while scripts, plugins, forms and every remote load (tracking
+images too) stay blocked. Cross-Origin-Opener-Policy `same-origin` also makes
+a tab opened from that cross-origin frame one without `window.opener`.
 """
 
 from __future__ import annotations
