@@ -26,19 +26,106 @@ export const STATUS_LABELS = {
 };
 export const BAD_STATUSES = new Set(["failed", "bounced", "complained"]);
 
-// The same address rule as the server's (bitmail/message.py).
+// The same address rule as the server's (bitmail/message/addresses.py), for
+// ASCII: a domain written in another script is checked as its IDNA A-label,
+// and a local part in another script is left to the server (SMTPUTF8).
 const ADDRESS_RE = new RegExp(
   "^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@" +
     "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*" +
     "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
 );
-const SEPARATOR_RE = /[;,]/;
+const LABEL_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
-/** The bare address of `a@x` or `Name <a@x>`. */
+/**
+ * The pieces of an address list with where each is: [{start, end, text}].
+ * A `;` or `,` separates addresses only outside quoted strings ("Doe, John"),
+ * comments and <angle brackets>; a group (`Friends: a@x, b@y;`) is one piece
+ * with its closing `;` — as the server splits (addresses.py, `_pieces`).
+ * The last piece is what follows the last separator (maybe empty); `colon`
+ * is where a group's name ends (-1: not a group).
+ */
+export function addressPieces(value) {
+  const text = String(value || "");
+  const out = [];
+  let start = 0;
+  let quoted = false;
+  let escaped = false;
+  let angle = 0;
+  let comment = 0;
+  let group = false;
+  let colon = -1; // where a group's name ends
+  const cut = (end, next) => {
+    out.push({ start, end, text: text.slice(start, end), colon });
+    start = next;
+    colon = -1;
+  };
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (escaped) escaped = false;
+    else if (c === "\\" && (quoted || comment)) escaped = true;
+    else if (quoted) quoted = c !== '"';
+    else if (c === '"' && !comment) quoted = true;
+    else if (c === "(") comment += 1;
+    else if (c === ")" && comment) comment -= 1;
+    else if (comment) continue;
+    else if (c === "<") angle += 1;
+    else if (c === ">" && angle) angle -= 1;
+    else if (angle) continue;
+    else if (c === ":" && !group) {
+      group = true;
+      colon = i;
+    }
+    else if (c === ";" && group) {
+      group = false;
+      cut(i + 1, i + 1);
+    } else if ((c === ";" || c === ",") && !group) cut(i, i + 1);
+  }
+  cut(text.length, text.length);
+  return out;
+}
+
+/** Text without its (comments), outside quoted strings. */
+function withoutComments(text) {
+  let out = "";
+  let quoted = false;
+  let escaped = false;
+  let comment = 0;
+  for (const c of text) {
+    if (escaped) escaped = false;
+    else if (c === "\\" && (quoted || comment)) escaped = true;
+    else if (quoted) quoted = c !== '"';
+    else if (c === '"' && !comment) quoted = true;
+    else if (c === "(") comment += 1;
+    else if (c === ")" && comment) {
+      comment -= 1;
+      continue;
+    }
+    if (!comment) out += c;
+  }
+  return out;
+}
+
+/** The bare address of `a@x`, `Name <a@x>` or `a@x (comment)`. */
 export function bareAddress(text) {
   const t = String(text || "").trim();
   const m = /<([^<>]*)>\s*$/.exec(t);
-  return (m ? m[1] : t).trim();
+  return (m ? m[1] : withoutComments(t)).trim();
+}
+
+/** A group piece (`Friends: a@x, b@y;`, its `:` at `colon`): its member list. */
+function groupMembers(piece) {
+  return piece.text.slice(piece.colon - piece.start + 1).replace(/;\s*$/, "");
+}
+
+/** The domain as ASCII (its IDNA A-label, as the server sends it), or null. */
+function asciiDomain(domain) {
+  if (/^[\x21-\x7e]*$/.test(domain)) return domain;
+  if (/[\s/\\?#@:[\]%]/.test(domain)) return null;
+  try {
+    return new URL(`http://${domain}`).hostname;
+  } catch {
+    return null;
+  }
 }
 
 /** Why one address is not acceptable, or null when it is. */
@@ -53,24 +140,24 @@ export function addressProblem(token) {
   const domain = addr.slice(at + 1);
   if (!local) return `“${shown}” has nothing before the @`;
   if (!domain) return `“${shown}” has no domain after the @`;
-  if (local.length > 64) return `“${shown}”: the part before the @ is too long`;
-  if (addr.length > 254) return `“${shown}” is too long`;
-  if (!ADDRESS_RE.test(addr)) {
-    const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-    if (!domain.split(".").every((part) => label.test(part))) {
-      return `“${shown}”: “${domain}” is not a valid domain`;
-    }
+  if (new TextEncoder().encode(local).length > 64) {
+    return `“${shown}”: the part before the @ is too long`;
+  }
+  const ascii = asciiDomain(domain);
+  if (ascii === null || !ascii.split(".").every((part) => LABEL_RE.test(part))) {
+    return `“${shown}”: “${domain}” is not a valid domain`;
+  }
+  if (new TextEncoder().encode(`${local}@${ascii}`).length > 254) return `“${shown}” is too long`;
+  // A local part in another script is the server's to judge (SMTPUTF8).
+  if (/^[\x21-\x7e]*$/.test(local) && !ADDRESS_RE.test(`${local}@${ascii}`)) {
     return `“${shown}” is not a valid e-mail address`;
   }
   return null;
 }
 
-/** The parts of a recipients field, `a@x; b@y` (commas work too). */
+/** The addresses of a recipients field, `a@x; b@y` (commas work too). */
 export function splitAddresses(value) {
-  return String(value || "")
-    .split(SEPARATOR_RE)
-    .map((s) => s.trim())
-    .filter(Boolean);
+  return addressPieces(value).map((p) => p.text.trim()).filter(Boolean);
 }
 
 /**
@@ -79,27 +166,26 @@ export function splitAddresses(value) {
  * Returns {addresses: [...], problems: [reason, ...]}.
  */
 export function checkAddressList(value, { typing = false } = {}) {
-  const text = String(value || "");
-  let parts = splitAddresses(text);
-  if (typing && parts.length && !/[;,]\s*$/.test(text)) parts = parts.slice(0, -1);
+  let pieces = addressPieces(value);
+  if (typing) pieces = pieces.slice(0, -1);
   const addresses = [];
   const problems = [];
-  for (const part of parts) {
-    const problem = addressProblem(part);
-    if (problem) problems.push(problem);
-    else addresses.push(part);
+  for (const piece of pieces) {
+    const members = piece.colon >= 0 ? splitAddresses(groupMembers(piece)) : [piece.text.trim()];
+    for (const member of members.filter(Boolean)) {
+      const problem = addressProblem(member);
+      if (problem) problems.push(problem);
+      else addresses.push(member);
+    }
   }
   return { addresses, problems };
 }
 
 /** The part of a recipients field around the caret: {start, end, text}. */
 export function tokenAt(value, caret) {
-  const before = value.slice(0, caret);
-  const start = Math.max(before.lastIndexOf(";"), before.lastIndexOf(",")) + 1;
-  const rest = value.slice(caret);
-  const next = rest.search(SEPARATOR_RE);
-  const end = next < 0 ? value.length : caret + next;
-  return { start, end, text: value.slice(start, end).trim() };
+  const pieces = addressPieces(value);
+  const p = pieces.find((x) => caret <= x.end) || pieces[pieces.length - 1];
+  return { start: p.start, end: p.end, text: p.text.trim() };
 }
 
 /** Replace the part around the caret with `address`; returns {value, caret}. */

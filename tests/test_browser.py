@@ -273,6 +273,27 @@ async def test_a_bad_address_is_refused_before_any_request(browser, server):
     assert posts == []
 
 
+async def test_an_international_domain_is_accepted_by_compose(browser, server):
+    """The server takes a domain in another script (as its IDNA A-label) and
+    judges a local part in another script itself: compose refuses neither."""
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.keyboard.press("c")
+    to = page.get_by_label("To", exact=True)
+    await to.fill("jürgen@münchen.example; ")
+    await page.get_by_label("Subject", exact=True).focus()
+    await expect(page.locator("#compose-to-error")).to_be_hidden()
+    await to.fill("hans@bücher.example; Grete <grete@BÜCHER.example>")
+    await page.get_by_label("Subject", exact=True).fill("Bücher")
+    await page.get_by_label("Message", exact=True).fill("Hallo")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect(page.locator("#compose-to-error")).to_be_hidden()
+    await expect(page.locator("#compose")).to_be_hidden()
+    await page.get_by_role("button", name="Sent", exact=True).click()
+    await row(page, "Bücher").click()
+    await expect(page.locator("#recipients")).to_contain_text("xn--bcher-kva.example")
+
+
 async def test_a_refused_send_keeps_the_draft_and_marks_the_field(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
@@ -615,6 +636,28 @@ MODEL_CHECKS = """async () => {
     replyOwn: m.replyDraft({from: 'me@h', to: ['b@x', 'c@y'], subject: 'RE: Hi', text: '',
                             date: 0}, 'me@h'),
     forward: m.forwardDraft({from: 'b@x', to: ['me@h'], subject: 'Hi', text: 'body', date: 0}),
+    // A , or ; inside a quoted name, a comment or <...> separates nothing.
+    quotedComma: m.checkAddressList('"Smith, Alice" <alice@x>; "Doe; John" <john@y>, b@z'),
+    escapedQuote: m.splitAddresses('"Al \\\\"The, Pal\\\\"" <al@x>, b@y'),
+    angleComma: m.splitAddresses('Alice <alice@x>, <"a,b"@y>'),
+    commented: m.checkAddressList('alice@x (Smith, Alice), b@y'),
+    group: m.checkAddressList('Friends: a@x, b@y; c@z'),
+    badInGroup: m.checkAddressList('Friends: a@x, nope;').problems,
+    typingQuoted: m.checkAddressList('a@x; "Smith, Al', {typing: true}),
+    tokenInName: m.tokenAt('a@x; "Smith, Al', 15),
+    replaceInName: m.replaceToken('a@x; "Smith, Al', 15, 'alice@localhost'),
+    appendNamed: m.appendAddresses('"Smith, Alice" <alice@x>', ['alice@x', 'bob@y']),
+    replyNamed: m.replyDraft({from: '"Smith, Alice" <alice@x>', to: ['me@h', '"Doe, J" <j@y>'],
+                              cc: ['"Roe, R" <r@z>'], subject: 'Hi', text: '', date: 0},
+                             'me@h', {all: true}),
+    // A domain in another script is checked as its A-label; a local part in
+    // another script is the server's to judge.
+    idn: m.addressProblem('hans@bücher.example'),
+    idnNamed: m.addressProblem('Hans <hans@BÜCHER.example>'),
+    idnLocal: m.addressProblem('jürgen@münchen.example'),
+    idnBad: m.addressProblem('hans@bü cher.example'),
+    idnEmptyLabel: m.addressProblem('hans@bücher..example'),
+    idnSlash: m.addressProblem('hans@bücher.example/x'),
   };
 }"""
 
@@ -644,6 +687,25 @@ async def test_model_rules(browser, server):
     assert r["replyOwn"]["to"] == "b@x; c@y" and r["replyOwn"]["subject"] == "RE: Hi"
     assert r["forward"]["subject"] == "Fwd: Hi" and r["forward"]["to"] == ""
     assert "From: b@x" in r["forward"]["text"] and r["forward"]["text"].endswith("body")
+    assert r["quotedComma"] == {"addresses": ['"Smith, Alice" <alice@x>', '"Doe; John" <john@y>',
+                                              "b@z"], "problems": []}
+    assert r["escapedQuote"] == ['"Al \\"The, Pal\\"" <al@x>', "b@y"]
+    assert r["angleComma"] == ["Alice <alice@x>", '<"a,b"@y>']
+    assert r["commented"] == {"addresses": ["alice@x (Smith, Alice)", "b@y"], "problems": []}
+    assert r["group"] == {"addresses": ["a@x", "b@y", "c@z"], "problems": []}
+    assert len(r["badInGroup"]) == 1 and "nope" in r["badInGroup"][0]
+    assert r["typingQuoted"] == {"addresses": ["a@x"], "problems": []}
+    assert r["tokenInName"] == {"start": 4, "end": 15, "text": '"Smith, Al'}
+    assert r["replaceInName"]["value"] == "a@x; alice@localhost; "
+    assert r["appendNamed"] == '"Smith, Alice" <alice@x>; bob@y'
+    assert r["replyNamed"]["to"] == '"Smith, Alice" <alice@x>; "Doe, J" <j@y>'
+    assert r["replyNamed"]["cc"] == '"Roe, R" <r@z>'
+    assert r["idn"] is None and r["idnNamed"] is None and r["idnLocal"] is None
+    assert "space" in r["idnBad"]
+    assert "not a valid domain" in r["idnEmptyLabel"]
+    assert "not a valid domain" in r["idnSlash"]
+
+
 
 
 async def test_attachments_are_sent_received_and_forwarded(browser, server, tmp_path):

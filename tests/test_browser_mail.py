@@ -134,6 +134,41 @@ async def test_delete_undo_archive_and_bulk_actions(browser, server):
     assert not page.js_errors, page.js_errors
 
 
+async def test_a_sender_whose_name_has_a_comma_can_be_replied_to(browser, server):
+    """'Smith, Alice' (Outlook's form of a name) and '"Roe; Carol"' are one
+    address each, not two halves: Reply and Reply all fill To and Cc with them
+    and send."""
+    await api_user(server, "alice")
+    await api_user(server, "carol")
+    http, csrf = await api_user(server, "bob")
+    try:
+        async with http.patch(server.url + "/api/me", json={"display_name": "Smith, Bob"},
+                              headers={"X-CSRF-Token": csrf}) as resp:
+            assert resp.status == 200, await resp.text()
+        await api_send(server, http, csrf, to="alice@localhost", subject="Comma names",
+                       cc='"Roe; Carol" <carol@localhost>', text="Reply please.")
+    finally:
+        await http.close()
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    to = page.get_by_label("To", exact=True)
+    cc = page.get_by_label("Cc", exact=True)
+    for button, want_cc in (("Reply", ""), ("Reply all", '"Roe; Carol" <carol@localhost>')):
+        await row(page, "Comma names").first.click()
+        await page.get_by_role("button", name=button, exact=True).click()
+        await expect(to).to_have_value('"Smith, Bob" <bob@localhost>')
+        await expect(cc).to_have_value(want_cc)
+        await to.focus()
+        await page.get_by_label("Subject", exact=True).focus()  # judged on leaving To
+        await expect(page.locator("#compose-to-error")).to_be_hidden()
+        await page.get_by_role("button", name="Send", exact=True).click()
+        await expect(page.locator("#compose")).to_be_hidden()
+        await folder(page, "Inbox").click()
+    await folder(page, "Sent").click()
+    await expect(page.locator("#message-list .row")).to_have_count(1)  # one conversation
+    assert not page.js_errors, page.js_errors
+
+
 async def test_reply_all_leaves_out_my_own_address_and_titles_say_what_it_is(browser, server):
     await api_user(server, "alice")
     await seed(server, "bob", "alice@localhost; carol@example.com", ["Team lunch"],
