@@ -482,15 +482,34 @@ export class Compose {
     }
   }
 
+  /** Enter in compose: Ctrl/⌘+Enter sends; in Subject it goes on to the message. */
+  onEnter(event) {
+    if (event.key !== "Enter" || event.isComposing || event.defaultPrevented) return;
+    if (event.ctrlKey || event.metaKey) {
+      event.preventDefault();
+      this.send();
+      return;
+    }
+    const target = event.target;
+    if (!(target instanceof HTMLInputElement) || target.type === "file") return;
+    event.preventDefault(); // a suggestion picked with Enter was handled before
+    if (target === this.cv.fields.subject) {
+      this.cv.fields.text.focus();
+      this.cv.fields.text.setSelectionRange(0, 0);
+    }
+  }
+
   /** Wire the compose form's own events. */
   bind() {
     const cv = this.cv;
     document.getElementById("compose-close").addEventListener("click", () => this.close());
     document.getElementById("discard").addEventListener("click", () => this.discard());
-    cv.el.form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      this.send();
-    });
+    // Only the Send button and Ctrl/⌘+Enter send: Enter in a one-line field
+    // (To, Subject) must never send a half-written message. The form has no
+    // submit button, so the browser never submits it on Enter either.
+    cv.el.send.addEventListener("click", () => this.send());
+    cv.el.form.addEventListener("submit", (e) => e.preventDefault());
+    cv.el.form.addEventListener("keydown", (e) => this.onEnter(e));
     cv.el.sendAnyway.addEventListener("click", () => this.send({ force: true }));
     cv.el.form.addEventListener("input", (e) => {
       if (e.target !== cv.el.files) this.onInput(e);
@@ -503,12 +522,6 @@ export class Compose {
     cv.el.filesList.addEventListener("click", (e) => {
       const button = e.target.closest("[data-remove]");
       if (button) this.removeAttachment(Number(button.dataset.remove));
-    });
-    cv.fields.text.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
-        e.preventDefault();
-        cv.el.form.requestSubmit();
-      }
     });
     for (const name of RECIPIENT_FIELDS) {
       const field = cv.fields[name];

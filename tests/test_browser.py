@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -271,6 +272,36 @@ async def test_a_bad_address_is_refused_before_any_request(browser, server):
     await shot(page, "laptop-compose-bad-address")
     await page.wait_for_timeout(300)
     assert posts == []
+
+
+async def test_enter_in_a_one_line_compose_field_never_sends(browser, server):
+    """Enter in To, Cc, Bcc or Subject sends nothing (in Subject it goes on to
+    the message, as people expect); the Send button and Ctrl+Enter send."""
+    page = await new_page(browser)
+    posts = sends(page)
+    await log_in(page, server, "alice")
+    await page.keyboard.press("c")
+    await page.get_by_label("To", exact=True).fill("carol@example.com")
+    for name in ("To", "Cc", "Bcc"):
+        field = page.get_by_label(name, exact=True)
+        await field.press("Enter")
+        await expect(field).to_be_focused()
+    subject = page.get_by_label("Subject", exact=True)
+    await subject.fill("Meeting notes")
+    await subject.press("Enter")
+    message = page.get_by_label("Message", exact=True)
+    await expect(message).to_be_focused()
+    await page.keyboard.type("Notes follow.")
+    await expect(message).to_have_value(re.compile(r"^Notes follow\."))
+    await subject.press("Enter")
+    await page.wait_for_timeout(500)
+    assert posts == [], "Enter in a one-line field sent the message"
+    await expect(page.locator("#compose")).to_be_visible()
+    # Ctrl+Enter sends, from any field.
+    await subject.press("Control+Enter")
+    await expect(page.locator("#compose")).to_be_hidden()
+    assert len(posts) == 1
+    assert not page.js_errors, page.js_errors
 
 
 async def test_an_international_domain_is_accepted_by_compose(browser, server):
