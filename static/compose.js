@@ -29,6 +29,45 @@ function cleanType(type) {
   return /^[\w.+-]+\/[\w.+-]+$/.test(t) ? t : "application/octet-stream";
 }
 
+/** Bytes of `n` bytes in base64, in lines of 76 characters and CRLF (RFC 2045 §6.8). */
+function base64Size(n) {
+  const chars = Math.ceil(n / 3) * 4;
+  return chars + Math.ceil(chars / 76) * 2;
+}
+
+// What a message adds around its fields as it goes out: its headers (From,
+// Date, Message-ID, MIME), and with each attachment its part's headers and
+// boundary (the first also makes the text a part).
+const MESSAGE_OVERHEAD = 300;
+const PART_OVERHEAD = 350;
+
+/**
+ * About how many bytes the message is as the server counts it against
+ * max_message_size: as it goes out, attachments in base64 (a third larger
+ * than the files), the text in quoted-printable or, with other scripts, in
+ * base64, a header in another script as encoded-words. Within a hundred
+ * bytes or so of the server's count.
+ */
+export function messageSize(draft, files) {
+  const utf8 = (t) => new TextEncoder().encode(String(t || "")).length;
+  const ascii = (t) => /^[\x00-\x7f]*$/.test(String(t || ""));
+  const text = String(draft.text || "");
+  const textBytes = utf8(text);
+  const body = ascii(text) ? textBytes + Math.ceil(textBytes / 76) * 3 : base64Size(textBytes);
+  const heads = ["to", "cc", "bcc", "subject"].reduce(
+    (n, k) => n + utf8(draft[k]) * (ascii(draft[k]) ? 1 : 2), 0);
+  return MESSAGE_OVERHEAD + heads + body + files.reduce((n, f) => n + PART_OVERHEAD +
+    utf8(f.filename) * (ascii(f.filename) ? 1 : 3) + base64Size(f.size || 0), 0);
+}
+
+/** Before sending: the files a draft names that are not in this tab. */
+function missingWarning(names) {
+  if (!names.length) return [];
+  const one = names.length === 1;
+  return [`${names.join(", ")} ${one ? "is" : "are"} not attached: files stay only in the ` +
+    `browser tab where they were chosen. Choose ${one ? "it" : "them"} again, or send without.`];
+}
+
 /** The file's bytes in base64 (read by the browser, no size-sized strings built here). */
 function base64Of(blob) {
   return new Promise((resolve, reject) => {
@@ -50,6 +89,9 @@ export class Compose {
     this.view = view; // toasts and announcements
     this.cv = cv; // the compose view
     this.maxBytes = maxBytes;
+    // The files of drafts put aside in this tab (draft id → attachments):
+    // a draft on the server keeps only their names.
+    this.kept = new Map();
     this.reset();
     this.suggest = { field: null, items: [], active: -1 };
     this.attachSeq = 0;
@@ -131,6 +173,23 @@ export class Compose {
 
   // ---- opening and closing ---------------------------------------------------
 
+  /** Put the draft being written aside: its files stay here, under its id. */
+  keepFiles() {
+    if (this.draftId && this.attachments.length) this.kept.set(this.draftId, this.attachments);
+  }
+
+  /** Draft `id`, opened again: the files kept for it that it still names. */
+  takeFiles(id, names) {
+    const kept = (id && this.kept.get(id)) || [];
+    this.kept.delete(id);
+    return kept.filter((a) => names.includes(a.filename));
+  }
+
+  /** Draft `id` is sent or gone: its files are no longer needed. */
+  forgetFiles(id) {
+    if (id) this.kept.delete(id);
+  }
+
   /**
    * Open compose. With `draft` ({to, cc, bcc, subject, text, mode,
    * in_reply_to, attachments?}), it takes the place of the one being written
@@ -141,6 +200,7 @@ export class Compose {
       // What was being written stays in Drafts (saved now); a reply nobody
       // typed into yet is simply dropped.
       await this.save();
+      this.keepFiles();
       this.reset();
       this.draftId = id;
       this.mode = draft.mode || "new";
@@ -148,11 +208,15 @@ export class Compose {
       const sig = this.model.user && this.model.user.signature;
       const text = this.mode === "new" && !id && sig && !draft.text ? `\n\n-- \n${sig}` : draft.text;
       this.cv.fillFields({ ...draft, text });
-      this.missing = Array.isArray(draft.attachments) ? draft.attachments : [];
+      const names = Array.isArray(draft.attachments) ? draft.attachments : [];
+      this.attachments = this.takeFiles(id, names);
+      const here = new Set(this.attachments.map((a) => a.filename));
+      this.missing = names.filter((n) => !here.has(n));
       this.cv.clearFieldErrors();
       this.cv.setSaved(id ? "Draft saved" : "");
       this.renderAttachments();
-    } else if (!this.cv.composeOpen && draftIsEmpty(this.cv.readFields())) {
+    } else if (!this.cv.composeOpen && draftIsEmpty(this.cv.readFields()) &&
+               !this.attachments.length && !this.missing.length) {
       this.reset();
       this.cv.fillFields({ ...EMPTY_DRAFT, text: this.signatureText() });
       this.cv.clearFieldErrors();
@@ -183,6 +247,7 @@ export class Compose {
     this.cv.fillFields(EMPTY_DRAFT);
     this.cv.clearFieldErrors();
     this.reset();
+    this.forgetFiles(id);
     this.renderAttachments();
     this.cv.closeCompose();
     this.remember();
@@ -208,6 +273,7 @@ export class Compose {
 
   /** Another device sent or removed the draft open here. */
   goneElsewhere(id) {
+    this.forgetFiles(id);
     if (id && id === this.draftId && this.saved) {
       this.cv.fillFields(EMPTY_DRAFT);
       this.reset();
@@ -223,9 +289,15 @@ export class Compose {
     return this.attachments.reduce((n, a) => n + (a.size || 0), 0);
   }
 
+  /** The message's size as the server will count it (about). */
+  messageSize() {
+    return messageSize(this.cv.readFields(), this.attachments);
+  }
+
   renderAttachments() {
     this.cv.renderAttachments(this.attachments, {
-      total: this.attachmentBytes(), limit: this.maxBytes(), missing: this.missing,
+      total: this.attachmentBytes(), size: this.messageSize(), limit: this.maxBytes(),
+      missing: this.missing,
     });
   }
 
@@ -333,14 +405,17 @@ export class Compose {
       cv.fields[bad || "to"].focus();
       return;
     }
-    const size = draft.subject.length + draft.text.length + this.attachmentBytes();
+    const size = messageSize(draft, this.attachments);
     if (size > this.maxBytes()) {
-      cv.composeError(`Not sent: with its attachments the message is ${formatSize(size)}, ` +
-        `over the ${formatSize(this.maxBytes())} limit. Remove some files.`);
+      // The files go out in base64, a third larger than they are.
+      cv.composeError(`Not sent: with its attachments the message is about ${formatSize(size)} ` +
+        `as it goes out, over the ${formatSize(this.maxBytes())} limit. Remove some files.`);
+      this.renderAttachments();
       cv.el.files.focus();
       return;
     }
-    const warnings = force ? [] : sendWarnings(draft, this.attachments.length);
+    const warnings = force ? [] : [
+      ...missingWarning(this.missing), ...sendWarnings(draft, this.attachments.length)];
     if (warnings.length) {
       cv.showWarning(warnings);
       return;
@@ -371,6 +446,7 @@ export class Compose {
         })));
       }
       await this.conn.send(payload, this.sendKey);
+      this.forgetFiles(this.draftId);
       this.sending = false;
       cv.setSending(false);
       cv.fillFields(EMPTY_DRAFT);

@@ -76,9 +76,10 @@ export class ComposeView {
 
   /**
    * The draft's attachments: [{key, filename, size, state: "ready"|"fetching"|"failed"}],
-   * their total against `limit`, and the names a reload lost (`missing`).
+   * their `total`, the message's `size` as it goes out against `limit`, and the
+   * names of files the draft has that are not in this tab (`missing`).
    */
-  renderAttachments(items, { total = 0, limit = 0, missing = [] } = {}) {
+  renderAttachments(items, { total = 0, size = total, limit = 0, missing = [] } = {}) {
     const list = this.el.filesList;
     list.replaceChildren(...items.map((a) => h("li", { "data-key": a.key },
       h("span", { class: "attach-name" }, a.filename),
@@ -90,14 +91,16 @@ export class ComposeView {
         title: "Remove", "data-remove": a.key,
       }, icon("close", { size: 14 })))));
     list.hidden = items.length === 0;
-    const over = limit && total > limit;
+    // The files go out in base64, a third larger: the limit is on that.
+    const over = limit && size > limit;
     this.el.filesTotal.textContent = items.length
       ? `${items.length} ${items.length === 1 ? "file" : "files"}, ${formatSize(total)}` +
-        (over ? ` — over the ${formatSize(limit)} limit` : "")
+        (over ? ` — about ${formatSize(size)} as sent, over the ${formatSize(limit)} limit` : "")
       : "";
     this.el.filesTotal.classList.toggle("field-error", !!over);
     this.el.filesNote.textContent = missing.length
-      ? `Attachments are not kept when the page reloads — choose again: ${missing.join(", ")}`
+      ? "Attached files stay only in the browser tab where they were chosen, until it " +
+        `reloads or closes — choose again: ${missing.join(", ")}`
       : "";
     this.el.filesNote.hidden = !missing.length;
   }

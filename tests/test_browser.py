@@ -738,6 +738,51 @@ async def test_model_rules(browser, server):
 
 
 
+@pytest.fixture
+async def small_server(tmp_path) -> AsyncIterator[ServeProcess]:
+    """A serve process taking messages of at most 100 000 bytes."""
+    port = free_port()
+    proc = ServeProcess(write_config(tmp_path, "max_message_size = 100000\n", port=port),
+                        port, tmp_path / "serve.log")
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        proc.kill(signal.SIGTERM)
+
+
+async def test_compose_counts_the_size_a_message_has_as_it_goes_out(browser, small_server):
+    """The server counts a message as it goes out: files in base64, a third
+    larger. A 90 KB file under a 100 000-byte limit is flagged and refused
+    before it is uploaded; a 60 KB one goes."""
+    page = await new_page(browser)
+    posts = sends(page)
+    await log_in(page, small_server, "alice")
+    await page.keyboard.press("c")
+    await page.get_by_label("To", exact=True).fill("carol@example.com")
+    await page.get_by_label("Subject", exact=True).fill("Data")
+    await page.get_by_label("Message", exact=True).fill("See the file.")
+    await page.set_input_files("#compose-files", files=[
+        {"name": "data.bin", "mimeType": "application/octet-stream", "buffer": b"\x01" * 90_000}])
+    total = page.locator("#compose-files-total")
+    await expect(total).to_contain_text("about 121 KB as sent, over the 98 KB limit")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect(page.locator("#compose-error")).to_contain_text("Not sent")
+    await expect(page.locator("#compose-error")).to_contain_text("as it goes out")
+    assert posts == [], "the whole file was uploaded before the limit was found"
+    # 73 000 bytes go out as 100 521: still over; 72 000 as 99 150: they go.
+    for size in (73_000, 72_000):
+        await page.get_by_role("button", name="Remove data.bin", exact=True).click()
+        await page.set_input_files("#compose-files", files=[
+            {"name": "data.bin", "mimeType": "application/octet-stream",
+             "buffer": b"\x01" * size}])
+        await expect(total).to_contain_text(f"{round(size / 1024)} KB")
+        if size == 73_000:
+            await expect(total).to_contain_text("over the")
+    await expect(total).not_to_contain_text("over the")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect(page.locator("#compose")).to_be_hidden()
+    assert len(posts) == 1
 
 async def test_attachments_are_sent_received_and_forwarded(browser, server, tmp_path):
     content = b"Quarterly numbers\n\x00\x01\xfe\xff caf\xc3\xa9\n"

@@ -291,6 +291,84 @@ async def test_drafts_are_kept_on_the_server_and_open_on_another_device(browser,
     assert not laptop.js_errors and not phone.js_errors, laptop.js_errors + phone.js_errors
 
 
+async def test_a_draft_set_aside_keeps_its_files_in_the_tab(browser, server):
+    """A draft put aside (for a reply, or with Compose when only a file is in
+    it) keeps its files in this tab: opened again from Drafts they are there,
+    and they go with it."""
+    await api_user(server, "alice")
+    await seed(server, "bob", "alice@localhost", ["Question"])
+    page = await new_page(browser)
+    posts: list[dict] = []
+    page.on("request", lambda r: posts.append(r.post_data_json)
+            if r.method == "POST" and r.url.endswith("/api/messages") else None)
+    await log_in(page, server, "alice")
+    files = page.locator("#compose-files-list")
+    close = page.get_by_role("button", name="Close compose (the draft is kept)")
+    # Only a file: closed and opened again with Compose, it is still there.
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await page.set_input_files("#compose-files", files=[
+        {"name": "report.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 x"}])
+    await expect(page.locator("#compose-saved")).to_have_text("Draft saved")
+    await close.click()
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await expect(files).to_contain_text("report.pdf")
+    await page.get_by_label("To", exact=True).fill("bob@localhost")
+    await page.get_by_label("Subject", exact=True).fill("Report with file")
+    await page.get_by_label("Message", exact=True).fill("Here it is.")
+    await expect(page.locator("#compose-saved")).to_have_text("Draft saved")
+    await close.click()
+    # A reply takes compose; the draft goes to Drafts, its file stays here.
+    await row(page, "Question").click()
+    await page.get_by_role("button", name="Reply", exact=True).click()
+    await expect(files).to_be_hidden()
+    await close.click()
+    await folder(page, "Drafts").click()
+    await row(page, "Report with file").click()
+    await expect(page.get_by_label("Subject", exact=True)).to_have_value("Report with file")
+    await expect(files).to_contain_text("report.pdf")
+    await expect(page.locator("#compose-files-note")).to_be_hidden()
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect(page.locator("#compose")).to_be_hidden()
+    assert [a["filename"] for a in posts[-1]["attachments"]] == ["report.pdf"]
+    assert not page.js_errors, page.js_errors
+
+
+async def test_a_draft_whose_files_are_not_in_this_tab_asks_before_sending(browser, server):
+    """Files stay in the tab they were chosen in: a draft opened after a reload
+    names them, and Send asks first (naming them) with an explicit Send anyway."""
+    page = await new_page(browser)
+    posts = []
+    page.on("request", lambda r: posts.append(r.post_data_json)
+            if r.method == "POST" and r.url.endswith("/api/messages") else None)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await page.get_by_label("To", exact=True).fill("carol@example.com")
+    await page.get_by_label("Subject", exact=True).fill("Two files")
+    await page.set_input_files("#compose-files", files=[
+        {"name": "a.txt", "mimeType": "text/plain", "buffer": b"a"},
+        {"name": "b.txt", "mimeType": "text/plain", "buffer": b"b"}])
+    await expect(page.locator("#compose-saved")).to_have_text("Draft saved")
+    await page.reload()
+    await page.get_by_role("button", name="Log out", exact=True).wait_for()
+    note = page.locator("#compose-files-note")
+    await expect(note).to_contain_text("stay only in the browser tab where they were chosen")
+    await expect(note).to_contain_text("choose again: a.txt, b.txt")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    warning = page.locator("#compose-warning")
+    await expect(warning).to_contain_text("a.txt, b.txt are not attached")
+    await expect(page.get_by_role("button", name="Send anyway")).to_be_focused()
+    await page.wait_for_timeout(300)
+    assert posts == []
+    # One chosen again: the warning names the other only.
+    await page.set_input_files("#compose-files", files=[
+        {"name": "a.txt", "mimeType": "text/plain", "buffer": b"a"}])
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect(warning).to_contain_text("b.txt is not attached")
+    await page.get_by_role("button", name="Send anyway").click()
+    await expect(page.locator("#compose")).to_be_hidden()
+    assert [a["filename"] for a in posts[0]["attachments"]] == ["a.txt"]
+
+
 async def test_a_failed_recipient_shows_a_toast_and_a_notice_and_compose_flags_it(browser,
                                                                                   server):
     await api_user(server, "bob")
