@@ -2,7 +2,7 @@
 // unread, discard drafts. They change the page at once and tell the server;
 // when the server refuses, the page is put back.
 
-import { FOLDER_TITLES, homeFolder } from "./mailmodel.js";
+import { FOLDERS, FOLDER_TITLES, homeFolder } from "./mailmodel.js";
 
 export class Actions {
   constructor({ model, view, list, conn, compose, loadCounts }) {
@@ -23,9 +23,16 @@ export class Actions {
       ?? [...rows].reverse().find((id) => !ids.includes(id)) ?? null;
   }
 
-  /** Move messages to a folder, with Undo for a few seconds. */
+  /**
+   * Move messages to a folder, with Undo for a few seconds. `folder` is a
+   * folder's name, or a function giving each id's (one request per folder).
+   */
   async moveTo(folder, ids = this.model.targets()) {
     if (!ids.length) return false;
+    const where = typeof folder === "function" ? folder : () => folder;
+    const groups = {};
+    for (const id of ids) (groups[where(id)] ||= []).push(id);
+    const names = FOLDERS.filter((n) => groups[n]); // in the sidebar's order
     const wasOpen = this.model.open && ids.includes(this.model.open.id);
     const next = this.nextAfter(ids);
     const rows = ids.map((id) => this.model.findSummary(id)).filter(Boolean);
@@ -37,16 +44,22 @@ export class Actions {
       this.list.focusRow(next);
     }
     const what = ids.length === 1 ? "Message" : `${ids.length} messages`;
-    const message = folder === "trash" ? `${what} deleted.` : `${what} moved to ${FOLDER_TITLES[folder]}.`;
-    const moving = this.conn.bulk(ids, { folder });
+    const message = names.length > 1 ? `${what} moved back to ${names.map((n) => FOLDER_TITLES[n]).join(" and ")}.`
+      : names[0] === "trash" ? `${what} deleted.` : `${what} moved to ${FOLDER_TITLES[names[0]]}.`;
+    // One request per folder; a folder whose request fails gets its rows back.
+    const requests = names.map((to) => this.conn.bulk(groups[to], { folder: to }).catch((err) => {
+      for (const r of rows) if (groups[to].includes(r.id)) this.model.addLive(r, { fresh: false });
+      throw err;
+    }));
+    const moving = Promise.all(requests);
     // Undo is there at once; it waits for the move to land before moving back.
     const undo = async () => {
       if (this.lastUndo === undo) this.lastUndo = null;
       try {
         await moving;
-        const groups = {};
-        for (const id of ids) (groups[back[id]] ||= []).push(id);
-        for (const [to, group] of Object.entries(groups)) await this.conn.bulk(group, { folder: to });
+        const homes = {};
+        for (const id of ids) (homes[back[id]] ||= []).push(id);
+        for (const [to, group] of Object.entries(homes)) await this.conn.bulk(group, { folder: to });
         for (const r of rows) this.model.addLive({ ...r, folder: back[r.id] }, { fresh: false });
         this.view.toast("Undone.");
       } catch (err) {
@@ -59,8 +72,8 @@ export class Actions {
     this.view.announce(`${message} Press z to undo.`);
     moving.then(this.loadCounts, (err) => {
       if (this.lastUndo === undo) this.lastUndo = null;
-      for (const r of rows) this.model.addLive(r, { fresh: false });
       this.view.toast(`Not moved: ${err.message}`, { alert: true });
+      this.loadCounts();
     });
     return true;
   }
@@ -123,11 +136,13 @@ export class Actions {
     return this.moveTo("archive");
   }
 
+  /** Back from Trash or Archive, each message to its own home (Inbox or Sent). */
   restore() {
     const ids = this.model.targets();
     if (!ids.length) return false;
-    const home = homeFolder(this.model.findSummary(ids[0]) || (this.model.open && this.model.open.message) || {});
-    return this.moveTo(home, ids);
+    const open = this.model.open && this.model.open.message;
+    return this.moveTo((id) => homeFolder(this.model.findSummary(id) ||
+      (open && open.id === id ? open : {})), ids);
   }
 
   async markAllRead() {

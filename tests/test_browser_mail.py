@@ -134,6 +134,47 @@ async def test_delete_undo_archive_and_bulk_actions(browser, server):
     assert not page.js_errors, page.js_errors
 
 
+async def test_restore_from_trash_sends_each_message_to_its_own_folder(browser, server):
+    """Received and sent mail ticked together in Trash go back each to its own
+    folder (one request per folder), and Undo puts both back in Trash."""
+    await api_user(server, "alice")
+    await seed(server, "bob", "alice@localhost", ["Received one"])
+    await seed(server, "alice", "bob@localhost", ["Sent one"])
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await row(page, "Received one").click()
+    await page.keyboard.press("#")
+    await expect(row(page, "Received one")).to_have_count(0)
+    await folder(page, "Sent").click()
+    await row(page, "Sent one").click()
+    await page.keyboard.press("#")
+    await expect(row(page, "Sent one")).to_have_count(0)
+    await folder(page, "Trash").click()
+    rows = page.locator("#message-list .row")
+    await expect(rows).to_have_count(2)
+    check_all = page.get_by_role("checkbox", name="Select all messages shown")
+    restore = page.locator("#bulk-bar").get_by_role("button", name="Restore")
+    toast = page.locator("#toast")
+    await check_all.check()
+    await restore.click()
+    await expect(toast).to_contain_text("2 messages moved back to Inbox and Sent.")
+    await expect(rows).to_have_count(0)
+    await page.get_by_role("button", name="Undo", exact=True).click()
+    await expect(toast).to_contain_text("Undone.")
+    await expect(rows).to_have_count(2)
+    await check_all.check()
+    await restore.click()
+    await expect(rows).to_have_count(0)
+    await expect(toast).not_to_contain_text("Not moved")
+    await folder(page, "Inbox").click()
+    await expect(row(page, "Received one")).to_have_count(1)
+    await folder(page, "Sent").click()
+    await expect(row(page, "Sent one")).to_have_count(1)
+    await page.reload()  # what the page did, the server did
+    await expect(row(page, "Received one")).to_have_count(1)
+    assert not page.js_errors, page.js_errors
+
+
 async def test_a_sender_whose_name_has_a_comma_can_be_replied_to(browser, server):
     """'Smith, Alice' (Outlook's form of a name) and '"Roe; Carol"' are one
     address each, not two halves: Reply and Reply all fill To and Cc with them
