@@ -43,7 +43,7 @@ function isTyping(target) {
  */
 export function bindKeyboard(handlers, { active, onTypingEscape = () => {} }) {
   document.addEventListener("keydown", (event) => {
-    if (!active() || event.defaultPrevented) return;
+    if (!active() || event.defaultPrevented || event.isComposing) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
     if (isTyping(target)) {

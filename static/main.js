@@ -545,6 +545,8 @@ function bindEvents() {
       if (target === view.el.search && view.el.search.value) {
         view.el.search.value = "";
         onSearchInput();
+      } else if (target.closest("#compose")) {
+        compose.close(); // the draft is kept; the focus goes back to Compose
       }
     },
   });

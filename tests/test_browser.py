@@ -487,6 +487,32 @@ async def test_login_logout_wrong_password_and_session_restore(browser, server):
     assert await page.locator("#login-screen").is_visible()
 
 
+async def test_escape_in_a_compose_field_closes_compose(browser, server):
+    """Esc in any compose field closes compose, as the README promises: the
+    draft is kept and the focus goes back to Compose. With suggestions open,
+    Esc closes only them."""
+    http, _ = await api_user(server, "bob")  # in the directory: suggested for "bo"
+    await http.close()
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    compose = page.locator("#compose")
+    for name in ("To", "Subject", "Message"):
+        await page.keyboard.press("c")
+        await expect(compose).to_be_visible()
+        await page.get_by_label(name, exact=True).focus()
+        await page.keyboard.type("bo")
+        await page.keyboard.press("Escape")
+        if name == "To":  # the first Esc closes the suggestions
+            await expect(page.locator("#compose-to-suggestions")).to_be_hidden()
+            await expect(compose).to_be_visible()
+            await page.keyboard.press("Escape")
+        await expect(compose).to_be_hidden()
+        await expect(page.locator("#compose-button")).to_be_focused()
+    await page.keyboard.press("c")  # what was typed is still there
+    await expect(page.get_by_label("To", exact=True)).to_have_value("bo")
+    await expect(page.get_by_label("Subject", exact=True)).to_have_value("bo")
+
+
 async def test_keyboard_shortcuts_search_and_reply(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
