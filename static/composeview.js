@@ -5,6 +5,11 @@ import { $, formatSize, h } from "./dom.js";
 import { icon } from "./icons.js";
 import { COMPOSE_TITLES, DRAFT_FIELDS } from "./mailmodel.js";
 
+// Where compose covers the whole screen (app.css, the phone layout).
+const FULL_SCREEN = matchMedia("(max-width: 760px)");
+// What may take the focus in compose, when it is shown.
+const FOCUSABLE = "button, input, textarea, select, a[href], [tabindex]";
+
 export class ComposeView {
   constructor() {
     this.el = {
@@ -27,6 +32,38 @@ export class ComposeView {
     this.fields = Object.fromEntries(DRAFT_FIELDS.map((n) => [n, $(`compose-${n}`)]));
     // An SVG cross: the text glyph needs a font that has it.
     $("compose-close").replaceChildren(icon("close"));
+    FULL_SCREEN.addEventListener("change", () => this.updateModal());
+    this.el.compose.addEventListener("keydown", (e) => this.keepTab(e));
+  }
+
+  /**
+   * Compose covering the screen (a phone) is a modal dialog: what lies under
+   * it is inert (no Tab, no screen reader cursor, no tap), and Tab goes round
+   * inside it. Beside the list (a laptop) it is not modal.
+   */
+  updateModal() {
+    const modal = this.composeOpen && FULL_SCREEN.matches;
+    for (const el of this.el.app.children) {
+      // The toast and the live region keep speaking (and Undo keeps working).
+      if (el !== this.el.compose && el.id !== "toast" && el.id !== "live") el.inert = modal;
+    }
+    if (modal) this.el.compose.setAttribute("aria-modal", "true");
+    else this.el.compose.removeAttribute("aria-modal");
+  }
+
+  /** Tab from the last control goes to the first, Shift+Tab the other way round. */
+  keepTab(event) {
+    if (event.key !== "Tab" || !this.el.compose.hasAttribute("aria-modal")) return;
+    const items = [...this.el.compose.querySelectorAll(FOCUSABLE)].filter((el) =>
+      !el.disabled && el.tabIndex >= 0 && el.getClientRects().length > 0);
+    if (!items.length) return;
+    const first = items[0];
+    const last = items[items.length - 1];
+    const here = document.activeElement;
+    if (event.shiftKey ? here === first || !this.el.compose.contains(here) : here === last) {
+      event.preventDefault();
+      (event.shiftKey ? last : first).focus();
+    }
   }
 
   setTitle(mode) {
@@ -48,6 +85,7 @@ export class ComposeView {
   openCompose(focus = "to") {
     this.el.compose.hidden = false;
     this.el.app.classList.add("composing");
+    this.updateModal();
     const field = this.fields[focus] || this.fields.to;
     field.focus();
     if (focus === "text") field.setSelectionRange(0, 0);
@@ -56,6 +94,7 @@ export class ComposeView {
   closeCompose() {
     this.el.compose.hidden = true;
     this.el.app.classList.remove("composing");
+    this.updateModal();
     for (const name of ["to", "cc", "bcc"]) this.hideSuggestions(name);
   }
 

@@ -548,6 +548,36 @@ async def test_phone_layout_gives_the_message_the_screen_and_44px_targets(browse
     assert width <= PHONE["width"], f"the page scrolls sideways ({width}px)"
 
 
+async def test_on_a_phone_compose_is_modal_and_tab_stays_inside_it(browser, server):
+    """On a phone compose covers the screen: what lies under it is inert, and
+    Tab and Shift+Tab go round inside it; closed, the page is back."""
+    page = await new_page(browser, viewport=PHONE)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    compose = page.locator("#compose")
+    await expect(compose).to_have_attribute("aria-modal", "true")
+    assert await page.evaluate("document.querySelector('.sidebar').inert")
+    discard = page.get_by_role("button", name="Discard", exact=True)
+    await discard.focus()
+    inside = "!!document.activeElement.closest('#compose')"
+    for _ in range(3):
+        await page.keyboard.press("Tab")
+        assert await page.evaluate(inside), await page.evaluate(
+            "document.activeElement.outerHTML.slice(0, 120)")
+    close = page.get_by_role("button", name="Close compose (the draft is kept)")
+    await close.focus()
+    await page.keyboard.press("Shift+Tab")
+    await expect(discard).to_be_focused()
+    await close.click()
+    await expect(page.get_by_role("button", name="Compose", exact=True)).to_be_focused()
+    assert not await page.evaluate("document.querySelector('.sidebar').inert")
+    await expect(compose).not_to_have_attribute("aria-modal", "true")
+    # On a laptop compose sits beside the list: not modal.
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    assert not await page.evaluate("document.querySelector('.sidebar').inert")
+
+
 # ---- accessibility: axe-core on each view --------------------------------------------
 
 
