@@ -264,10 +264,17 @@ export class Compose {
     } catch {
       // nothing stored
     }
+    this.clear();
+  }
+
+  /** Nobody is logged in: nothing of the draft, nor of any files, stays in the page. */
+  clear() {
     this.cv.closeCompose();
     this.cv.fillFields(EMPTY_DRAFT);
     this.cv.clearFieldErrors();
+    this.cv.setSaved("");
     this.reset();
+    this.kept.clear();
     this.renderAttachments();
   }
 

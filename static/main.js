@@ -187,11 +187,14 @@ function sessionEnded(message) {
   view.showLogin(message);
 }
 
+/** Nobody is logged in now: nothing of the last user stays in the page for the next. */
 function leaveApp() {
   conn.stopEvents();
   clearInterval(geoTimer);
+  clearTimeout(searchTimer);
   stopProvidersPolling();
-  cv.closeCompose();
+  compose.clear();
+  view.el.search.value = "";
   model.reset();
   view.hideToast();
   view.banner("idle");

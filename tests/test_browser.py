@@ -487,6 +487,27 @@ async def test_login_logout_wrong_password_and_session_restore(browser, server):
     assert await page.locator("#login-screen").is_visible()
 
 
+async def test_the_next_user_finds_nothing_of_the_last_one(browser, server):
+    """After a logout the next person on the same page (no reload) gets an
+    empty search box and an empty compose."""
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.get_by_label("Search mail").fill("private search words")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await page.get_by_label("Subject", exact=True).fill("Alice's secret")
+    await page.set_input_files("#compose-files", files=[
+        {"name": "secret.txt", "mimeType": "text/plain", "buffer": b"secret"}])
+    await page.get_by_role("button", name="Log out", exact=True).click()
+    await page.get_by_label("Username", exact=True).fill("bob")
+    await page.get_by_label("Password", exact=True).fill("secret-pass")
+    await page.get_by_role("button", name="Log in", exact=True).click()
+    await expect(page.locator("#me-address")).to_have_text("bob@localhost", timeout=45_000)
+    await expect(page.get_by_label("Search mail")).to_have_value("")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await expect(page.get_by_label("Subject", exact=True)).to_have_value("")
+    await expect(page.locator("#compose-files-list")).to_be_hidden()
+
+
 async def test_escape_in_a_compose_field_closes_compose(browser, server):
     """Esc in any compose field closes compose, as the README promises: the
     draft is kept and the focus goes back to Compose. With suggestions open,
