@@ -24,6 +24,7 @@ from .errors import NotFound
 from .events import EVENT_STATUS, Event, EventType, Status, advance, least_advanced
 from .idempotency import Claim
 from .message import Content, Message, read_content, read_summary
+from .message.reading import html_as_text
 from .metrics import MESSAGES_ACCEPTED
 from .outbox import Outbox
 from .store import Batch, Document, Kind, Store
@@ -62,6 +63,8 @@ def public(doc: Document, mime: bytes | None) -> dict[str, Any]:
     out["text"], out["html"] = content.text, content.html
     if out["html"]:
         out["html_url"] = f"/api/messages/{out['id']}/html"
+        if not out["text"]:  # something to quote in a reply, read here, not in the page
+            out["html_text"] = html_as_text(content.html)
     out["attachments"] = [p.to_json() for p in content.parts]
     return out
 

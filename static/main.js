@@ -369,10 +369,11 @@ function move(delta) {
   return true;
 }
 
+/** Do `fn` with the open message; one with HTML only is quoted from the server's text form of it. */
 function openMessageOr(fn) {
   const m = model.open && model.open.message;
   if (!m || m.folder === "drafts") return false;
-  fn(m);
+  fn(m.text || !m.html_text ? m : { ...m, text: m.html_text });
   return true;
 }
 

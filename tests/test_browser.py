@@ -784,7 +784,6 @@ async def test_model_rules(browser, server):
     assert "not a valid domain" in r["idnSlash"]
 
 
-
 @pytest.fixture
 async def small_server(tmp_path) -> AsyncIterator[ServeProcess]:
     """A serve process taking messages of at most 100 000 bytes."""
@@ -830,6 +829,7 @@ async def test_compose_counts_the_size_a_message_has_as_it_goes_out(browser, sma
     await page.get_by_role("button", name="Send", exact=True).click()
     await expect(page.locator("#compose")).to_be_hidden()
     assert len(posts) == 1
+
 
 async def test_attachments_are_sent_received_and_forwarded(browser, server, tmp_path):
     content = b"Quarterly numbers\n\x00\x01\xfe\xff caf\xc3\xa9\n"

@@ -210,6 +210,37 @@ async def test_a_sender_whose_name_has_a_comma_can_be_replied_to(browser, server
     assert not page.js_errors, page.js_errors
 
 
+async def test_a_reply_to_an_html_only_message_quotes_its_text(browser, server):
+    """A message with HTML only is quoted from a text form of it (paragraphs,
+    list items, a link's address), in a reply and a forward alike."""
+    await api_user(server, "alice")
+    http, csrf = await api_user(server, "bob")
+    try:
+        await api_send(server, http, csrf, to="alice@localhost", subject="Newsletter",
+                       html=("<style>p { color: red }</style><h1>News</h1>"
+                             "<p>First   paragraph.</p><ul><li>One</li><li>Two</li></ul>"
+                             "<p>Read <a href='https://example.com/more'>more</a>.<br>Bye</p>"
+                             "<script>document.title = 'pwned'</script>"))
+    finally:
+        await http.close()
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await row(page, "Newsletter").click()
+    quoted = ("> News\n>\n> First paragraph.\n>\n> - One\n> - Two\n>\n"
+              "> Read more <https://example.com/more>.\n> Bye")
+    await page.get_by_role("button", name="Reply", exact=True).click()
+    message = page.get_by_label("Message", exact=True)
+    await expect(message).to_have_value(re.compile(re.escape(quoted)))
+    assert "color" not in await message.input_value()
+    await page.get_by_role("button", name="Discard", exact=True).click()
+    await page.get_by_role("button", name="Forward", exact=True).click()
+    await expect(message).to_have_value(re.compile("First paragraph\\.\n\n- One"))
+    assert "pwned" not in await page.title()
+    # The mail's own script, blocked in its frame, is reported; nothing else is.
+    errors = [e for e in page.js_errors if not e.startswith("Blocked script execution")]
+    assert not errors, errors
+
+
 async def test_reply_all_leaves_out_my_own_address_and_titles_say_what_it_is(browser, server):
     await api_user(server, "alice")
     await seed(server, "bob", "alice@localhost; carol@example.com", ["Team lunch"],

@@ -157,6 +157,27 @@ async def test_links_in_the_html_view_open_a_new_tab(service, html, doctype):
     assert sandbox == ["sandbox", "allow-popups", "allow-popups-to-escape-sandbox"]
 
 
+async def test_html_only_mail_comes_with_a_text_form_to_quote(service):
+    headers = await service.api_key("alice")
+    html = ("<html><head><title>T</title><style>p{color:red}</style></head><body>"
+            "<h1>News</h1><p>First\n   paragraph &amp; more.</p><ul><li>One</li><li>Two</li>"
+            "</ul><p>Read <a href='https://example.com/more'>more</a> or "
+            "<a href='mailto:a@x.example'>a@x.example</a>.<br>Bye</p>"
+            "<table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>"
+            "<script>x()</script></body></html>")
+    await post(service, headers, {"to": "alice@localhost", "html": html, "subject": "H"})
+    await post(service, headers, {"to": "alice@localhost", "html": html, "text": "Plain."})
+    rows = await service.runtime.store.get("message", {"owner": "alice", "folder": "inbox"})
+    found = {}
+    for doc in rows:
+        resp = await service.client.get(f"/api/messages/{doc['id']}", headers=headers)
+        body = await resp.json()
+        found[body["text"]] = body.get("html_text")
+    assert found["Plain.\n"] is None  # a text body is quoted as it is
+    assert found[""] == ("News\n\nFirst paragraph & more.\n\n- One\n- Two\n\n"
+                         "Read more <https://example.com/more> or a@x.example.\nBye\n\na b\nc")
+
+
 @pytest.mark.parametrize(("images", "refs"), [
     (1, 300),  # one image named 300 times
     (20, 15),  # 20 images, each named 15 times

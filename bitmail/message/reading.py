@@ -189,6 +189,91 @@ class _Words(HTMLParser):
             self.words.append(data)
 
 
+def html_as_text(html: str) -> str:
+    """An HTML body as plain text to quote in a reply or a forward: its words,
+    an empty line between paragraphs, a line per list item (`- `), table row
+    or line break, and a link's address after its words (`more
+    <https://...>`). Scripts, styles and the head are left out."""
+    if not html:
+        return ""
+    reader = _Lines()
+    try:
+        reader.feed(html)
+        reader.close()
+    except (AssertionError, ValueError):  # html.parser on badly broken markup
+        pass
+    lines = (line.strip(" \t") for line in "".join(reader.out).split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+class _Lines(HTMLParser):
+    _SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
+    _PARAGRAPHS = frozenset({"blockquote", "dl", "figure", "h1", "h2", "h3", "h4", "h5", "h6",
+                             "hr", "ol", "p", "pre", "table", "ul"})
+    _LINES = frozenset({"address", "article", "aside", "dd", "div", "dt", "fieldset", "footer",
+                        "form", "header", "li", "main", "nav", "section", "tr"})
+    _LINK = re.compile(r"(?i)(https?|mailto):")
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._skipping = 0
+        self._pre = 0
+        self._breaks = 0  # line ends owed before the next words
+        self._links: list[tuple[str, int]] = []  # (href, where its words start)
+
+    def _gap(self, tag: str) -> None:
+        gap = 2 if tag in self._PARAGRAPHS else 1 if tag in self._LINES else 0
+        self._breaks = max(self._breaks, gap)
+
+    def _emit(self, text: str, *, keep: bool = False) -> None:
+        if self._breaks and not keep and not text.strip():
+            return  # white space between blocks
+        if self._breaks and self.out:
+            self.out.append("\n" * self._breaks)
+        self._breaks = 0
+        self.out.append(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        if self._skipping:
+            return
+        if tag == "br":
+            self._emit("\n", keep=True)
+            return
+        self._gap(tag)
+        if tag == "pre":
+            self._pre += 1
+        elif tag == "li":
+            self._emit("- ")
+        elif tag in ("td", "th"):
+            self._emit(" ")
+        elif tag == "a":
+            href = (dict(attrs).get("href") or "").strip()
+            self._links.append((href, len(self.out)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skipping:
+            self._skipping -= 1
+            return
+        if self._skipping:
+            return
+        if tag == "pre" and self._pre:
+            self._pre -= 1
+        elif tag == "a" and self._links:
+            href, start = self._links.pop()
+            words = "".join(self.out[start:])
+            shown = href[7:] if href.lower().startswith("mailto:") else href
+            if self._LINK.match(href) and shown not in words:
+                self._emit(f" <{href}>")
+        self._gap(tag)
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self._emit(data if self._pre else re.sub(r"\s+", " ", data), keep=bool(self._pre))
+
+
 def _leaves(part: EmailMessage) -> Iterator[EmailMessage]:
     """Leaf parts in document order; an attached message is one leaf."""
     if part.is_multipart() and part.get_content_maintype() == "multipart":

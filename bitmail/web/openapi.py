@@ -137,6 +137,8 @@ SCHEMAS: dict[str, Schema] = {
     "Message": obj(("id", "from", "to", "subject", "text", "html", "date", "status"),
                    id=STRING, **{"from": STRING}, to=ADDRESSES, cc=ADDRESSES,
                    subject=STRING, text=STRING, html=STRING, date=TIMESTAMP, status=ROW_STATUS,
+                   html_text={"type": "string", "description": (
+                       "with HTML only: a plain-text form of it, to quote in a reply")},
                    recipients=array(ref("Recipient")), events=array(ref("Event")),
                    attachments=array(obj(("filename", "content_type", "size", "index"),
                                          filename=STRING, content_type=STRING,
