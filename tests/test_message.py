@@ -960,3 +960,13 @@ def test_a_received_form_header_the_parser_raises_on_is_kept_as_written():
     assert b"Message-ID: <b@[ab\r\n" in mime
     summary = read_summary(mime)
     assert summary["to"] == ["dana@localhost"] and summary["subject"] == "still mail"
+
+
+@pytest.mark.parametrize(("html", "preview"), [
+    ("<p>Hel<b>lo</b> wor<i>ld</i></p>", "Hello world"),  # inline tags split no word
+    ("<p>one</p><p>two</p>", "one two"),
+    ('<a href="https://x.example/long">read</a> <script>x()</script>more', "read more"),
+])
+def test_the_preview_of_html_mail_keeps_words_whole(html, preview):
+    mime = build(html=html)
+    assert read_summary(mime)["preview"] == preview

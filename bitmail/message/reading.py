@@ -156,47 +156,20 @@ def read_parts(raw: bytes | EmailMessage,
 
 
 def html_to_text(html: str) -> str:
-    """The words of an HTML document, for previews and search (not for display)."""
-    if not html:
-        return ""
-    reader = _Words()
-    try:
-        reader.feed(html)
-        reader.close()
-    except (AssertionError, ValueError):  # html.parser on badly broken markup
-        pass
-    return " ".join(" ".join(reader.words).split())
+    """The words of an HTML document on one line, for previews and search
+    (not for display): `html_as_text` without link addresses, its white
+    space made single spaces."""
+    return " ".join(html_as_text(html, links=False).split())
 
 
-class _Words(HTMLParser):
-    _SKIP = frozenset({"script", "style", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.words: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP and self._skipping:
-            self._skipping -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.words.append(data)
-
-
-def html_as_text(html: str) -> str:
+def html_as_text(html: str, *, links: bool = True) -> str:
     """An HTML body as plain text to quote in a reply or a forward: its words,
     an empty line between paragraphs, a line per list item (`- `), table row
-    or line break, and a link's address after its words (`more
+    or line break, and (with `links`) a link's address after its words (`more
     <https://...>`). Scripts, styles and the head are left out."""
     if not html:
         return ""
-    reader = _Lines()
+    reader = _Lines(links)
     try:
         reader.feed(html)
         reader.close()
@@ -214,9 +187,10 @@ class _Lines(HTMLParser):
                         "form", "header", "li", "main", "nav", "section", "tr"})
     _LINK = re.compile(r"(?i)(https?|mailto):")
 
-    def __init__(self) -> None:
+    def __init__(self, links: bool) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
+        self._show_links = links
         self._skipping = 0
         self._pre = 0
         self._breaks = 0  # line ends owed before the next words
@@ -265,7 +239,7 @@ class _Lines(HTMLParser):
             href, start = self._links.pop()
             words = "".join(self.out[start:])
             shown = href[7:] if href.lower().startswith("mailto:") else href
-            if self._LINK.match(href) and shown not in words:
+            if self._show_links and self._LINK.match(href) and shown not in words:
                 self._emit(f" <{href}>")
         self._gap(tag)
 
