@@ -364,6 +364,14 @@ async def test_a_sender_field_without_mailboxes_is_refused(submission, forged):
     'From: "robot"@localhost',
     "From: Zoë Müller <robot@localhost>",  # UTF-8 (RFC 6532), kept undecoded by the parser
     "From: Robot <robot@localhost>\r\nSender: robot@localhost",
+    # A long non-ASCII name, split into encoded-words as Outlook, Thunderbird
+    # and Python's own generator write it (folded, and on one line).
+    "From: =?utf-8?q?=C3=85ngstr=C3=B6m_J=C3=A9r=C3=B4me-Maximilien_de_la_Fontain?=\r\n"
+    " =?utf-8?b?ZS1Cw6lyZW5nw6hyZSDDlmxhZnNkw7N0dGly?= <robot@localhost>",
+    "From: =?UTF-8?B?QW5kcsOp?= =?UTF-8?B?IER1cG9udA==?= <robot@localhost>",
+    "From: Robot <robot@localhost>\r\nSender: =?utf-8?q?Zo=C3=AB?= =?utf-8?q?_M?= <robot@localhost>",
+    # An encoded-word inside a quoted name (old Outlook, PHP mailers).
+    'From: "=?utf-8?B?QW5kcsOp?=" <robot@localhost>',
 ])
 async def test_a_sender_field_of_the_users_own_mailbox_goes_out_as_written(submission, sender):
     raw = message(sender, "To: a@example.com", "Subject: hi",

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import TooLarge, ValidationError
 from .addresses import envelope
-from .headers import MSG_ID, unreadable
+from .headers import MSG_ID, TYPED, unreadable
 from .model import DEFAULT_MAX_SIZE, Message, new_message_id
 from .reading import parse, read_summary
 
@@ -58,6 +58,12 @@ _ONCE = ("from", "sender", "date", "message-id")
 # UTF-8 text, which the bytes parser keeps undecoded (RFC 6532 §3.2), a UTF-8
 # local part (§3.2), and obsolete syntax every reader reads (RFC 5322 §4).
 _READ_ALIKE_DEFECTS = (UndecodableBytesDefect, NonASCIILocalPartDefect, ObsoleteHeaderDefect)
+# An encoded-word inside a quoted name (old Outlook, PHP mailers), against
+# RFC 2047 §5(3), which the stdlib also notes as not followed by white space
+# (the closing quote): readers decode it or show it as typed, but either way
+# it is only the name; every address is counted apart (_bare_at_signs).
+_NAME_ONLY_DEFECTS = frozenset({"encoded word inside quoted string",
+                                "missing trailing whitespace after encoded-word"})
 # In a raw header line: every C0 control but TAB, and DEL (CR/LF end lines).
 _RAW_HEADER_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -150,7 +156,10 @@ def _check_senders(fields: list[tuple[str, list[bytes]]], mail: EmailMessage,
     for (name, lines), (_, source) in zip(fields, mail.raw_items(), strict=True):
         if name.lower() not in _SENDER_FIELDS:
             continue
-        header = mail.policy.header_fetch_parse(name, source)
+        # The stdlib's own reading (TYPED): the reading registry joins a name
+        # split into encoded-words (RFC 2047 §6.2), which the stdlib then
+        # notes as a defect that no client wrote.
+        header = TYPED.header_fetch_parse(name, source)
         for addr_spec in _mailboxes(name, _unfolded(lines), header):
             if addr_spec.lower() != user_address.lower():
                 raise SubmissionRefused(f"{name} must be your own address, {user_address}",
@@ -174,7 +183,8 @@ def _mailboxes(name: str, written: str, header: Any) -> list[str]:
     if unreadable(header) or not hasattr(header, "groups"):
         raise SubmissionRefused(f"{name} cannot be read as mailboxes (RFC 5322 §3.4)",
                                 field=name)
-    guessed = [d for d in header.defects if not isinstance(d, _READ_ALIKE_DEFECTS)]
+    guessed = [d for d in header.defects if not isinstance(d, _READ_ALIKE_DEFECTS)
+               and str(d) not in _NAME_ONLY_DEFECTS]
     if guessed:
         raise SubmissionRefused(f"{name} is not mailboxes every reader reads alike "
                                 f"({guessed[0]}; RFC 5322 §3.4)", field=name)
