@@ -369,7 +369,8 @@ async def test_a_sender_field_without_mailboxes_is_refused(submission, forged):
     "From: =?utf-8?q?=C3=85ngstr=C3=B6m_J=C3=A9r=C3=B4me-Maximilien_de_la_Fontain?=\r\n"
     " =?utf-8?b?ZS1Cw6lyZW5nw6hyZSDDlmxhZnNkw7N0dGly?= <robot@localhost>",
     "From: =?UTF-8?B?QW5kcsOp?= =?UTF-8?B?IER1cG9udA==?= <robot@localhost>",
-    "From: Robot <robot@localhost>\r\nSender: =?utf-8?q?Zo=C3=AB?= =?utf-8?q?_M?= <robot@localhost>",
+    "From: Robot <robot@localhost>\r\n"
+    "Sender: =?utf-8?q?Zo=C3=AB?= =?utf-8?q?_M?= <robot@localhost>",
     # An encoded-word inside a quoted name (old Outlook, PHP mailers).
     'From: "=?utf-8?B?QW5kcsOp?=" <robot@localhost>',
 ])
