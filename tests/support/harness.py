@@ -9,11 +9,11 @@ import os
 import socket
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,7 +23,8 @@ from bitmail.app import running
 from bitmail.runtime import Runtime
 from bitmail.web.app import make_app
 
-REQUIRE_ALL = os.environ.get("BITMAIL_REQUIRE_ALL") == "1"
+#: Set to 1 by .ci/run: then no test may skip, whatever skips it.
+REQUIRE_ALL_VARIABLE = "BITMAIL_REQUIRE_ALL"
 #: The password test users get (the policy wants 8 characters, not the username).
 PASSWORD = "secret-pass"
 
@@ -37,14 +38,48 @@ class Part(StrEnum):
 
 
 def skip_without(part: Part, reason: str) -> NoReturn:
-    """Skip a test that needs `part`, which this machine lacks — or fail under
-    BITMAIL_REQUIRE_ALL=1, which .ci/run sets (it provides both), so in CI
-    every such test runs or fails. Anything else a test needs (root, a
-    tmpfs, what pip or npm installs for `make test`) is never a reason to
-    skip: without it the test fails."""
-    if REQUIRE_ALL:
-        pytest.fail(f"BITMAIL_REQUIRE_ALL=1 but {part} is missing: {reason}")
+    """Skip a test that needs `part`, which this machine lacks. Anything else
+    a test needs (root, a tmpfs, what pip or npm installs for `make test`) is
+    never a reason to skip: without it the test fails. Under
+    BITMAIL_REQUIRE_ALL=1 the skip is a failure (pytest_runtest_makereport)."""
     pytest.skip(f"{part} is missing: {reason}")
+
+
+def require_all() -> bool:
+    """Whether BITMAIL_REQUIRE_ALL is 1; UsageError for a value that is
+    neither 1 nor 0 nor empty, which would otherwise let CI skip quietly."""
+    value = os.environ.get(REQUIRE_ALL_VARIABLE, "")
+    if value not in ("", "0", "1"):
+        raise pytest.UsageError(f"{REQUIRE_ALL_VARIABLE} must be 1 (no test may skip) or 0, "
+                                f"not {value!r}")
+    return value == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    require_all()  # a bad value stops the run before any test
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Under BITMAIL_REQUIRE_ALL=1 a skip is a failure, whatever raised it
+    (skip_without, a skip mark, a library's pytest.skip): in CI every test
+    runs or fails."""
+    _no_skips((yield).get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, None]:
+    """The same for a whole module skipped as it is collected."""
+    _no_skips((yield).get_result())
+
+
+def _no_skips(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and require_all():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        reason = str(reason).removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_ALL_VARIABLE}=1, so this test may not skip: {reason}"
 
 
 def free_port() -> int:

@@ -49,8 +49,8 @@ def pg_database_url(name: str) -> str:
 
 @contextlib.contextmanager
 def fresh_database(prefix: str = "bitmail_test") -> Iterator[str]:
-    """A new, empty database, dropped afterwards; skipped (a failure under
-    BITMAIL_REQUIRE_ALL=1) when no server answers. A server that answers but
+    """A new, empty database, dropped afterwards; skipped when no server
+    answers (a failure under BITMAIL_REQUIRE_ALL=1, as every skip is). A server that answers but
     refuses (credentials, a missing database, no right to create one) fails
     the test: that is a setup to mend, not a missing part."""
     import asyncpg
