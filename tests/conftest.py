@@ -43,7 +43,7 @@ from support.samples import (
     sample_job,
     send_expecting_error,
 )
-from support.serve import ServeProcess
+from support.serve import ServeProcess, serving
 from support.webhooks import (
     HOOK_CONFIG,
     HOOK_KINDS,

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from conftest import Part, ServeProcess, free_port, skip_without, write_config
+from conftest import Part, ServeProcess, serving, skip_without
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,15 +41,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 async def server(tmp_path) -> AsyncIterator[ServeProcess]:
-    port = free_port()
     # A published directory, so the compose autocomplete offers the domain's users.
-    proc = ServeProcess(write_config(tmp_path, "[accounts]\ndirectory = true\n", port=port),
-                        port, tmp_path / "serve.log")
-    await proc.start()
-    try:
+    async with serving(tmp_path, "[accounts]\ndirectory = true\n") as proc:
         yield proc
-    finally:
-        proc.kill(signal.SIGTERM)
 
 
 @pytest.fixture
@@ -787,14 +781,8 @@ async def test_model_rules(browser, server):
 @pytest.fixture
 async def small_server(tmp_path) -> AsyncIterator[ServeProcess]:
     """A serve process taking messages of at most 100 000 bytes."""
-    port = free_port()
-    proc = ServeProcess(write_config(tmp_path, "max_message_size = 100000\n", port=port),
-                        port, tmp_path / "serve.log")
-    await proc.start()
-    try:
+    async with serving(tmp_path, "max_message_size = 100000\n") as proc:
         yield proc
-    finally:
-        proc.kill(signal.SIGTERM)
 
 
 async def test_compose_counts_the_size_a_message_has_as_it_goes_out(browser, small_server):

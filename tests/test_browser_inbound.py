@@ -4,7 +4,6 @@ sender of this domain, and the provider's spam finding is shown."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
@@ -15,7 +14,7 @@ from test_browser import expect_text, log_in, new_page, row
 
 from bitmail.testing import MailgunSigner
 
-from conftest import ServeProcess, free_port, write_config
+from conftest import ServeProcess, serving
 from support.webhooks import MAILGUN_CONFIG, MAILGUN_KEY
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,14 +24,8 @@ browser = test_browser.browser  # the same Chromium, as a fixture of this module
 
 @pytest.fixture
 async def server(tmp_path) -> AsyncIterator[ServeProcess]:
-    port = free_port()
-    proc = ServeProcess(write_config(tmp_path, MAILGUN_CONFIG, port=port), port,
-                        tmp_path / "serve.log")
-    await proc.start()
-    try:
+    async with serving(tmp_path, MAILGUN_CONFIG) as proc:
         yield proc
-    finally:
-        proc.kill(signal.SIGTERM)
 
 
 async def test_mail_from_outside_claiming_a_local_sender_is_marked_and_warned(browser, server):

@@ -267,14 +267,11 @@ UNREADABLE = [
 
 
 async def test_a_request_the_http_parser_refuses_gets_json_and_logs_no_secret(tmp_path):
-    from conftest import ServeProcess, free_port, write_config
+    from conftest import serving
 
-    port = free_port()
-    log = tmp_path / "serve.log"
-    server = await ServeProcess(write_config(tmp_path, port=port), port, log).start()
-    try:
+    async with serving(tmp_path) as server:
         for request in UNREADABLE:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(request)
             await writer.drain()
             data = await asyncio.wait_for(reader.read(), 10)
@@ -285,6 +282,4 @@ async def test_a_request_the_http_parser_refuses_gets_json_and_logs_no_secret(tm
             assert b"content-type: application/json" in head.lower(), data[:300]
             assert json.loads(body)["error"]["code"] == "bad_http"
             assert b"hunter2" not in body
-    finally:
-        server.kill()
-    assert b"hunter2" not in log.read_bytes()
+    assert b"hunter2" not in (tmp_path / "serve.log").read_bytes()

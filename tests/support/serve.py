@@ -8,9 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+
+from support.harness import free_port, write_config
 
 
 class ServeProcess:
@@ -60,3 +63,16 @@ class ServeProcess:
 
     def output(self) -> str:
         return self.log_path.read_text()
+
+
+@contextlib.asynccontextmanager
+async def serving(directory: Path, body: str = "") -> AsyncIterator[ServeProcess]:
+    """A serve process on a free port, its config in `directory` with `body`
+    appended, its log `directory/serve.log`; stopped with SIGTERM after."""
+    port = free_port()
+    proc = await ServeProcess(write_config(directory, body, port=port), port,
+                              directory / "serve.log").start()
+    try:
+        yield proc
+    finally:
+        proc.kill(signal.SIGTERM)
