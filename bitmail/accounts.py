@@ -47,10 +47,7 @@ class Session:
     @property
     def credential(self) -> str:
         """What a live stream watches: ends when logout or expiry ends it."""
-        return f"session:{_digest(self.token)}"
-
-
-_digest = tokens.digest
+        return f"session:{tokens.digest(self.token)}"
 
 
 def check_username(username: object) -> str:
@@ -226,7 +223,7 @@ class Accounts:
     async def end_sessions(self, username: str, *, keep: str | None = None) -> int:
         """End every session of the user but the one with token `keep`, and
         their live streams, in every process; how many ended."""
-        kept = _digest(keep) if keep else None
+        kept = tokens.digest(keep) if keep else None
         ended = [d["id"] for d in await self.store.get(Kind.SESSION, {"username": username})
                  if d["id"] != kept]
         batch = Batch()
@@ -269,18 +266,18 @@ class Accounts:
         csrf = secrets.token_urlsafe(24)
         expires = self.clock() + SESSION_TTL
         await self.store.add(Kind.SESSION, {"username": username, "csrf": csrf,
-                                         "expires": expires}, id=_digest(token))
+                                         "expires": expires}, id=tokens.digest(token))
         return Session(token, csrf, self.user(username), expires)
 
     async def session(self, token: str) -> Session | None:
-        doc = await self.store.get_one(Kind.SESSION, {"id": _digest(token)})
+        doc = await self.store.get_one(Kind.SESSION, {"id": tokens.digest(token)})
         if doc is None or doc["expires"] < self.clock():
             return None
         return Session(token, doc["csrf"], self.user(doc["username"]), doc["expires"])
 
     async def logout(self, token: str) -> None:
         """End the session, and every live stream opened with it, in every process."""
-        digest = _digest(token)
+        digest = tokens.digest(token)
         await self.store.delete(Kind.SESSION, digest)
         await self.store.publish(live.credential_ended(f"session:{digest}"))
 

@@ -29,9 +29,6 @@ MAX_KEYS_PER_USER = 100
 MAX_NAME = 100
 
 
-digest = tokens.digest
-
-
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     """What may be shown about a key: never the key itself."""
@@ -79,14 +76,14 @@ class ApiKeys:
             raise Conflict(f"at most {MAX_KEYS_PER_USER} keys per user; revoke one first")
         key = PREFIX + secrets.token_urlsafe(32)
         doc = {"username": username, "name": name, "created": self.clock()}
-        doc_id = await self.store.add(Kind.APIKEY, doc, id=digest(key))
+        doc_id = await self.store.add(Kind.APIKEY, doc, id=tokens.digest(key))
         return key, _info({**doc, "id": doc_id})
 
     async def user_of(self, key: str) -> str | None:
         """The key's username, or None for an unknown or revoked key."""
         if not key.startswith(PREFIX) or len(key) > 200:
             return None
-        doc = await self.store.get_one(Kind.APIKEY, {"id": digest(key)})
+        doc = await self.store.get_one(Kind.APIKEY, {"id": tokens.digest(key)})
         if doc is None:
             return None
         now = self.clock()

@@ -281,9 +281,9 @@ def _set_text(part: MIMEPart, text: str, subtype: str = "plain") -> None:
     # and the last line ended.
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    part["Content-Type"] = f"text/{subtype}"
+    # The header set_param("charset", "utf-8") would write, written once.
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
     part.set_payload(text if text.endswith("\n") else text + "\n")
-    part.set_param("charset", "utf-8", replace=True)
     part["Content-Transfer-Encoding"] = cte
 
 

@@ -328,9 +328,7 @@ def _is_unstructured(lower: str) -> bool:
     return lower in _UNSTRUCTURED or lower.startswith("x-")
 
 
-_UNSTRUCTURED = frozenset({"subject", "comments", "keywords", "organization", "importance",
-                           "priority", "sensitivity", "auto-submitted", "precedence",
-                           "feedback-id"})
+_UNSTRUCTURED = (ALLOWED - ADDRESS_HEADERS - MSG_ID_HEADERS) | {"subject"}
 
 
 def _fold_items(name: str, items: Sequence[str | list[str]], linesep: str, width: int | None,

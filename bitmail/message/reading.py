@@ -147,12 +147,14 @@ def read_parts(raw: bytes | EmailMessage,
     """index → (part, decoded bytes) for each of `indexes` that names a part
     (as read_content numbers them), from one parse of the message."""
     mail = parse(raw) if isinstance(raw, bytes) else raw
-    parts = read_content(mail).parts
     text_part = mail.get_body(preferencelist=("plain",))
     html_part = mail.get_body(preferencelist=("html",))
     bodies = {id(p) for p in (text_part, html_part) if p is not None}
     leaves = [p for p in _leaves(mail) if id(p) not in bodies]
-    return {i: (parts[i], _bytes_of(leaves[i])) for i in indexes if 0 <= i < len(parts)}
+    # Only the parts asked for are decoded (read_content's numbering: the
+    # leaves but the bodies), not every attachment beside them.
+    return {i: (_describe(i, leaves[i]), _bytes_of(leaves[i]))
+            for i in indexes if 0 <= i < len(leaves)}
 
 
 def html_to_text(html: str) -> str:
@@ -324,10 +326,7 @@ def _readable(name: str, header: Any) -> tuple[Address, ...]:
     if unreadable(header):
         pieces = [READ.header_factory(name, piece) for piece in split_list(header.source)]
         return tuple(a for piece in pieces if not unreadable(piece) for a in piece.addresses)
-    try:
-        return tuple(header.addresses)
-    except (AttributeError, TypeError, ValueError, IndexError):
-        return ()
+    return tuple(header.addresses)
 
 
 def _msg_ids(value: Any) -> list[str]:

@@ -197,10 +197,10 @@ async def html(request: web.Request) -> web.Response:
     mime = await mailbox.mime(doc)
     mail = parse(mime) if mime is not None else None
     content = read_content(mail) if mail is not None else None
-    if mail is None or content is None or not content.html:
+    if mime is None or mail is None or content is None or not content.html:
         raise NotFound("this message has no HTML")
     # Inline images may make the answer up to three times the message.
-    inlined = with_inline_parts(content.html, mail, content.parts, budget=2 * len(mime or b""))
+    inlined = with_inline_parts(content.html, mail, content.parts, budget=2 * len(mime))
     return web.Response(text=with_links_in_new_tabs(inlined),
                         content_type="text/html", headers={
         "Content-Security-Policy": MAIL_HTML_POLICY, "X-Frame-Options": "SAMEORIGIN",

@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from .. import jsonlimits
-from ..apikeys import digest as key_digest
+from .. import jsonlimits, tokens
 from ..errors import BitMailError, Forbidden, TooLarge, Unauthorized
 from ..store import AlreadyExists, StorageFull, StoreError
 from .keys import CREDENTIAL, RUNTIME, SESSION, SESSION_COOKIE, USER
@@ -110,7 +109,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if user is None:
             raise Unauthorized("unknown API key")
         request[USER] = user
-        request[CREDENTIAL] = f"apikey:{key_digest(key)}"
+        request[CREDENTIAL] = f"apikey:{tokens.digest(key)}"
         return await handler(request)
     token = request.cookies.get(SESSION_COOKIE)
     session = await runtime.accounts.session(token) if token else None

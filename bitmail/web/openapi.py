@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import draft_ids
 from ..events import Status
 from ..folders import FOLDERS
 from ..message import MAX_RECIPIENTS
@@ -280,7 +281,7 @@ PAGING = (
           "rows per page (at most 200; more is taken as 200)"),
 )
 MOVE_TO: Schema = {"type": "string", "enum": ["inbox", "archive", "trash", "sent"]}
-DRAFT_ID = Param("id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
+DRAFT_ID = Param("id", "path", {"type": "string", "pattern": draft_ids.DRAFT_ID.pattern},
                  "chosen by the client: 8 to 64 letters, digits, - or _; it names one "
                  "of the caller's drafts, whatever other users or messages go by")
 HOOK_PROVIDER = Param("provider", "path", {"type": "string", "minLength": 1},
