@@ -22,7 +22,7 @@ from typing import Any
 from . import live
 from .draft_ids import shown_id
 from .errors import Conflict, NotFound, ValidationError
-from .mailbox import own_message, summary
+from .mailbox import own_messages, summary
 from .store import Batch, Document, Kind, Store
 
 log = logging.getLogger(__name__)
@@ -92,13 +92,12 @@ class Folders:
         """The owner's messages that go by these ids (as stored: a draft's
         `id` is not the one it goes by); NotFound (naming none of the
         others) when any is missing or somebody else's."""
-        docs = []
-        for message_id in ids:
-            doc = await own_message(self.store, owner, message_id)
-            if doc is None:
-                raise NotFound(f"no such message: {message_id}", field="ids")
-            docs.append(doc)
-        return docs
+        ids = list(ids)
+        owned = await own_messages(self.store, owner, ids)
+        missing = next((m for m in ids if m not in owned), None)
+        if missing is not None:
+            raise NotFound(f"no such message: {missing}", field="ids")
+        return [owned[m] for m in ids]
 
     async def change(self, owner: str, ids: list[str], *, folder: object = None,
                      unread: object = None) -> list[Document]:

@@ -337,19 +337,27 @@ class Mailbox:
 
 async def own_message(store: Store, owner: str, message_id: str) -> Document | None:
     """The owner's message document that goes by `message_id` (a folder
-    row's id), or None. A draft goes by its client's id and is stored
-    under one of its owner's (draft_ids.py). When the owner gave a draft the
-    id of one of their own messages (nobody else can), the message comes
-    first."""
-    ids = [message_id]
-    if DRAFT_ID.match(message_id):
-        ids.append(stored_id(owner, message_id))
-    found = await store.get_by_ids(Kind.MESSAGE, ids)
-    for doc_id in ids:
-        doc = found.get(doc_id)
-        if doc is not None and doc.get("owner") == owner:
-            return doc
-    return None
+    row's id), or None; see own_messages."""
+    return (await own_messages(store, owner, [message_id])).get(message_id)
+
+
+async def own_messages(store: Store, owner: str,
+                       message_ids: Iterable[str]) -> dict[str, Document]:
+    """id it goes by → the owner's message document, for each of
+    `message_ids` that names one, in one read. A draft goes by its client's
+    id and is stored under one of its owner's (draft_ids.py). When the owner
+    gave a draft the id of one of their own messages (nobody else can), the
+    message comes first."""
+    candidates = {m: [m, stored_id(owner, m)] if DRAFT_ID.match(m) else [m]
+                  for m in message_ids}
+    found = await store.get_by_ids(Kind.MESSAGE, [i for c in candidates.values() for i in c])
+    owned: dict[str, Document] = {}
+    for message_id, ids in candidates.items():
+        doc = next((found[i] for i in ids if i in found and found[i].get("owner") == owner),
+                   None)
+        if doc is not None:
+            owned[message_id] = doc
+    return owned
 
 
 _TASKS: set[asyncio.Task[Any]] = set()
