@@ -87,9 +87,9 @@ def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: s
     mail = parse(raw)
     _check_read_alike(fields, mail)
     _check_senders(fields, mail, user_address)
-    _check_readable(mail)
+    parsed = _readable_fields(mail)
     present = {name.lower() for name, _ in fields}
-    message_id = str(mail.get("Message-ID") or "").strip()
+    message_id = str(parsed.get("message-id", [""])[0]).strip()
     if "message-id" in present and not MSG_ID.match(message_id):
         raise ValidationError("Message-ID is not a msg-id such as <left@right> "
                               "(RFC 5322 §3.6.4)", field="Message-ID")
@@ -105,8 +105,8 @@ def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: s
     mime = _join(kept, added, separator, body)
     if len(mime) > max_size:
         raise TooLarge(f"the message is {len(mime)} bytes, over the limit of {max_size}")
-    shown = {envelope_of(a) for h in ("To", "Cc") for header in mail.get_all(h, [])
-             for a in _addresses_of(header)}
+    shown = {envelope_of(a.addr_spec) for name in ("to", "cc")
+             for header in parsed.get(name, []) for a in header.addresses}
     return Message(mime=mime, sender=user_address.lower(), recipients=tuple(recipients),
                    message_id=message_id, smtputf8=not head.isascii() or not all(
                        r.isascii() for r in recipients),
@@ -134,16 +134,20 @@ def envelope_of(addr_spec: str) -> str:
         return addr_spec.lower()
 
 
-def _check_readable(mail: EmailMessage) -> None:
-    """Every field of the message reads as its kind: one the parser could
-    not read (headers.UnreadableHeader; Python 3.11 raises on `a@[b`, an
-    unterminated domain-literal, RFC 5322 §3.4.1) is refused naming it,
-    since BitMail would not know whom a To or Cc shows, and the receivers'
-    readers may not read it either."""
+def _readable_fields(mail: EmailMessage) -> dict[str, list[Any]]:
+    """Every field of the message, parsed once: lower-cased name → its
+    header objects. A field the parser could not read as its kind
+    (headers.UnreadableHeader; Python 3.11 raises on `a@[b`, an unterminated
+    domain-literal, RFC 5322 §3.4.1) is refused naming it, since BitMail
+    would not know whom a To or Cc shows, and the receivers' readers may not
+    read it either."""
+    parsed: dict[str, list[Any]] = {}
     for name, header in mail.items():
         if unreadable(header):
             raise ValidationError(f"the field {name} cannot be read as its kind of field "
                                   "(RFC 5322 §3.6)", field=name)
+        parsed.setdefault(name.lower(), []).append(header)
+    return parsed
 
 
 def _check_senders(fields: list[tuple[str, list[bytes]]], mail: EmailMessage,
@@ -231,13 +235,6 @@ def _unfolded(lines: list[bytes]) -> str:
     go, the white space stays)."""
     value = b"".join(lines).partition(b":")[2]
     return value.decode("utf-8", "surrogateescape")
-
-
-def _addresses_of(header: object) -> list[str]:
-    try:
-        return [a.addr_spec for a in header.addresses]  # type: ignore[attr-defined]
-    except (AttributeError, TypeError, ValueError, IndexError):
-        return []
 
 
 def _split(raw: bytes) -> tuple[bytes, bytes, bytes]:
