@@ -115,9 +115,12 @@ class Drafts:
         writes over anything but the owner's own draft."""
         check_id(draft_id)
         fields = parse_draft(payload)
+        # The text as a message's bytes, so a draft opens like any message
+        # (made once: a retry writes the same).
+        mime = _text_mime(fields["text"])
         for _ in range(SAVE_TRIES):
             old = await self.find(owner, draft_id)
-            doc, batch = self._write(owner, address, draft_id, fields, old)
+            doc, batch = self._write(owner, address, draft_id, fields, mime, old)
             try:
                 await self.store.commit(batch)
             except AlreadyExists:
@@ -128,7 +131,7 @@ class Drafts:
         raise StoreError(f"draft {draft_id} of {owner} could not be saved")
 
     def _write(self, owner: str, address: str, draft_id: str, fields: dict[str, Any],
-               old: Document | None) -> tuple[Document, Batch]:
+               mime: bytes, old: Document | None) -> tuple[Document, Batch]:
         """The draft's document and the batch that stores it in place of
         `old` (the draft as found, or None: a new one)."""
         text = fields["text"]
@@ -141,8 +144,7 @@ class Drafts:
             "draft": fields,
         }
         batch = Batch()
-        # The text as a message's bytes, so a draft opens like any message.
-        doc["body"] = put_body(batch, _text_mime(text))
+        doc["body"] = put_body(batch, mime)
         key = stored_id(owner, draft_id)
         if old is not None and old.get("body"):
             batch.delete(Kind.BODY, old["body"])
