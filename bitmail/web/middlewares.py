@@ -149,13 +149,12 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes:
     too_large = TooLarge(f"this request's body is at most {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
-    chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        # As the webhooks read (hooks/base.py read_incoming): a clone with its
+        # own size limit, which aiohttp enforces as the body arrives.
+        return await request.clone(client_max_size=limit).read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
 
 
 __all__ = ["Forbidden", "authenticate", "error_json", "errors", "read_json"]
