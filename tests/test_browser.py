@@ -441,17 +441,28 @@ async def test_links_in_html_mail_open_in_a_new_tab_without_opener_or_referrer(b
     # Nothing may leave the machine: the new tab's request is answered here.
     await page.context.route("https://example.com/**", answer)
     await row(page, "Reset your password").click()
-    # Marked read (and the reader drawn again with it), so the frame clicked
-    # below is the one that stays: a click on a frame being replaced opens
-    # nothing, which under load made this test fail now and then.
-    await expect(row(page, "Reset your password")).not_to_have_class(re.compile(r"\bunread\b"))
     frame = page.frame_locator("#reader iframe")
+
+    async def tab_opened_by(link: str):
+        # The reader is drawn again as updates arrive (marked read, say),
+        # which replaces the frame; a click on a frame being replaced opens
+        # nothing (3 runs in 10 here), so a second click is allowed. A
+        # link that opens no tab still fails.
+        from playwright.async_api import TimeoutError as NoTab
+
+        for attempt in (1, 2):
+            await frame.locator(link).wait_for()
+            try:
+                async with page.context.expect_page(timeout=5000) as opened:
+                    await frame.locator(link).click()
+                return await opened.value
+            except NoTab:
+                if attempt == 2:
+                    raise
+
     for link, url in (("#go", "https://example.com/reset?t=1"),
                       ("#opener", "https://example.com/opener")):
-        await frame.locator(link).wait_for()
-        async with page.context.expect_page(timeout=10000) as opened:
-            await frame.locator(link).click()
-        tab = await opened.value
+        tab = await tab_opened_by(link)
         await tab.wait_for_load_state()
         assert tab.url == url
         await expect(tab).to_have_title("no opener")
