@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from . import live
@@ -33,6 +34,15 @@ from .suppression import suppressed_among
 from .threads import thread_of
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A provider's id as `Mailbox.track` remembered it: BitMail's message
+    (`message`, its Sent copy's id) and the recipients taken under that id."""
+
+    message: str
+    recipients: tuple[str, ...]
 
 MAX_EVENTS = 200
 SEARCH_SCAN = 2000
@@ -242,14 +252,23 @@ class Mailbox:
 
     @staticmethod
     def track(batch: Batch, provider: str, provider_message_id: str,
-              message_doc_id: str) -> None:
-        """Remember which message a provider's id belongs to, for its webhooks."""
+              message_doc_id: str, recipients: Iterable[str]) -> None:
+        """Remember which message a provider's id belongs to, and the
+        recipients it took under that id, for its webhooks: a hard bounce can
+        come days later, when the Sent copy may be deleted, and must still
+        suppress its recipient (notices/effects.py)."""
         batch.put(Kind.TRACKING, {"provider": provider, "provider_message_id": provider_message_id,
-                               "message": message_doc_id}, id=f"{provider}:{provider_message_id}")
+                               "message": message_doc_id, "recipients": list(recipients)},
+                  id=f"{provider}:{provider_message_id}")
 
-    async def find_tracked(self, provider: str, provider_message_id: str) -> str | None:
+    async def find_tracked(self, provider: str, provider_message_id: str) -> Tracked | None:
+        """What `track` remembered of a provider's id, or None."""
         doc = await self.store.get_one(Kind.TRACKING, {"id": f"{provider}:{provider_message_id}"})
-        return doc["message"] if doc else None
+        if doc is None:
+            return None
+        # Entries from before recipients were kept name none: such a message,
+        # once deleted, suppresses nobody.
+        return Tracked(doc["message"], tuple(doc.get("recipients", ())))
 
     async def message_id_taken(self, message_id: str) -> bool:
         """Whether some stored message already has this Message-ID."""

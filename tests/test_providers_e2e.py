@@ -148,7 +148,10 @@ async def test_a_rich_message_sent_through_the_api_arrives_whole_at_the_provider
         assert r["provider"] == kind
         assert r["provider_message_id"]
         # Webhooks naming that id find the message.
-        assert tracked[r["address"]] == answer["id"]
+        assert tracked[r["address"]].message == answer["id"]
+        # ... and know whom that id took, for a bounce after the copy is deleted.
+        assert set(tracked[r["address"]].recipients) == (
+            {r["address"]} if kind == "mandrill" else {TO, CC, BCC})
     ids = {r["provider_message_id"] for r in doc["recipients"]}
     if kind == "mandrill":
         # One id per recipient at Mandrill, each its own (the fake keeps the first).

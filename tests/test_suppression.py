@@ -178,6 +178,98 @@ async def test_a_bounce_for_one_real_recipient_suppresses_that_one_only(hook_ser
     assert entries[0]["message"] == message["id"]
 
 
+# -- a Sent copy its owner has moved or deleted --------------------------------------
+#
+# A hard bounce can come days after the mail went (RFC 3464 DSNs are often
+# sent late, after the remote MTA's own retries); by then the sender may have
+# filed the Sent copy, moved it to Trash, or deleted it for good. The
+# recipient's address is as dead either way.
+
+
+async def to_folder(service, message: dict, folder: str) -> None:
+    resp = await service.client.patch(f"/api/messages/{message['id']}",
+                                      headers=message["headers"], json={"folder": folder})
+    assert resp.status == 200, await resp.text()
+
+
+async def delete_for_good(service, message: dict) -> None:
+    await to_folder(service, message, "trash")
+    resp = await service.client.delete(f"/api/messages/{message['id']}",
+                                       headers=message["headers"])
+    assert resp.status == 204, await resp.text()
+    assert await service.runtime.store.get_one("message", {"id": message["id"]}) is None
+
+
+@pytest.mark.parametrize("name", ["failed", "complained"])
+async def test_a_bounce_after_the_sent_copy_is_deleted_still_suppresses(hook_service, name):
+    message = await sent_message(hook_service, to="bob@example.com; carol@example.org")
+    pmid = message["message_id"].strip("<>")
+    await track(hook_service, "mailgun", pmid, message["id"])
+    await delete_for_good(hook_service, message)
+    await posted(hook_service, json=mailgun(name, "Bob@Example.com", pmid,
+                                            severity="permanent"))
+    entries = await hook_service.runtime.store.get("suppression")
+    assert [(e["id"], e["message"], e["provider"]) for e in entries] == [
+        ("bob@example.com", message["id"], "mailgun")]
+    assert "is deleted; suppressed" in await notice_result(hook_service)
+
+
+@pytest.mark.parametrize(("name", "recipient", "extra"), [
+    ("failed", "bob@example.com", {"severity": "temporary"}),  # a soft bounce
+    ("opened", "bob@example.com", {}),
+    ("failed", "ceo@partner.example", {"severity": "permanent"}),  # no recipient of it
+])
+async def test_after_the_sent_copy_is_deleted_other_notices_suppress_nobody(
+        hook_service, name, recipient, extra):
+    message = await sent_message(hook_service, to="bob@example.com")
+    pmid = message["message_id"].strip("<>")
+    await track(hook_service, "mailgun", pmid, message["id"])
+    await delete_for_good(hook_service, message)
+    await posted(hook_service, json=mailgun(name, recipient, pmid, **extra))
+    assert await hook_service.runtime.store.count("suppression") == 0
+    assert (await notice_result(hook_service)).endswith(f": message {message['id']} is deleted")
+
+
+async def test_a_bounce_names_only_whom_the_providers_id_took(hook_service):
+    # Mandrill gives each recipient an id of its own: a bounce under Bob's id
+    # naming Carol (also a recipient, under another id) is no bounce of hers.
+    message = await sent_message(hook_service, to="bob@example.com; carol@example.org")
+    await track(hook_service, "mailgun", "id-for-bob", message["id"], ["bob@example.com"])
+    await delete_for_good(hook_service, message)
+    await posted(hook_service, json=mailgun("failed", "carol@example.org", "id-for-bob",
+                                            severity="permanent"))
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+async def test_a_tracking_entry_from_before_recipients_were_kept_suppresses_nobody(
+        hook_service):
+    message = await sent_message(hook_service, to="bob@example.com")
+    pmid = message["message_id"].strip("<>")
+    await hook_service.runtime.store.put("tracking", {
+        "provider": "mailgun", "provider_message_id": pmid, "message": message["id"]},
+        id=f"mailgun:{pmid}")
+    await delete_for_good(hook_service, message)
+    await posted(hook_service, json=mailgun("failed", "bob@example.com", pmid,
+                                            severity="permanent"))
+    assert await hook_service.runtime.store.count("suppression") == 0
+
+
+@pytest.mark.parametrize("folder", ["trash", "archive"])
+async def test_a_bounce_found_by_message_id_reaches_a_sent_copy_moved_elsewhere(
+        hook_service, folder):
+    # No provider id was tracked: the bounce is matched by the Message-ID,
+    # among mail sent through the reporting provider, in any folder.
+    message = await sent_message(hook_service, to="bob@example.com")
+    await sent_through(hook_service, message, "mailgun")
+    await to_folder(hook_service, message, folder)
+    await posted(hook_service, json=mailgun(
+        "failed", "bob@example.com", message["message_id"].strip("<>"), severity="permanent"))
+    bob = await recipient_status(hook_service, message, "bob@example.com")
+    assert bob["status"] == "bounced"
+    [entry] = await hook_service.runtime.store.get("suppression")
+    assert entry["id"] == "bob@example.com" and entry["message"] == message["id"]
+
+
 async def test_the_outbox_entry_leaves_suppressed_recipients_out(make_settings):
     async with running(make_settings(), with_mta=False) as rt:
         await SuppressionList(rt.store).add("bob@example.com", reason="bounced",

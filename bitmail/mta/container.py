@@ -345,7 +345,9 @@ class Container:
                  pmid or "no provider id", f", {len(refused)} refused" if refused else "",
                  extra=_about(job, attempt.provider))
         for tracked in dict.fromkeys(i for i in (pmid, *ids.values()) if i):
-            self.mailbox.track(batch, attempt.provider, tracked, job.message_doc_id)
+            self.mailbox.track(batch, attempt.provider, tracked, job.message_doc_id,
+                               [r for r in job.recipients
+                                if r not in refused and ids.get(r, pmid) == tracked])
         self.mailbox.record(batch, job.message_doc_id, events)
         retry = [refused[r] for r in job.recipients
                  if r in refused and refused[r].outcome != Outcome.PERMANENT]

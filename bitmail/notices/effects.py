@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..events import EVENT_STATUS, Event, EventType
-from ..mailbox import Mailbox
+from ..mailbox import Mailbox, Tracked
 from ..metrics import WEBHOOK_EVENTS
 from ..store import Batch, Document, Kind, Store
 from ..suppression import suppress
@@ -91,7 +91,7 @@ class Effects:
         naming someone the mail was not sent to, suppresses nobody — just as
         it changes no status.
         """
-        matched: dict[tuple[str | None, ...], Document | None] = {}
+        matched: dict[tuple[str | None, ...], tuple[Document | None, Tracked | None]] = {}
         by_message: dict[str, tuple[Document, list[Event]]] = {}
         results: list[str] = []
         batch = Batch()
@@ -99,10 +99,17 @@ class Effects:
             ident = (n.provider_message_id, n.message_doc_id, n.message_id)
             if ident not in matched:
                 matched[ident] = await self.match(provider, n)
-            doc = matched[ident]
+            doc, tracked = matched[ident]
             recipient = n.recipient.strip().lower() if n.recipient else None
             if self.count is not None:
                 self.count(provider, n.type)
+            if doc is None and tracked is not None:
+                # Mail BitMail sent whose Sent copy its owner has deleted: no
+                # status is left to change, but a recipient that bounced hard
+                # or complained is still suppressed (the tracked recipients
+                # stand for the Sent copy's in the rule above).
+                results.append(self._deleted(batch, provider, n, tracked, recipient))
+                continue
             if doc is None:
                 ids = n.provider_message_id or n.message_doc_id or n.message_id or "no id"
                 log.info("notice from %s: %s for a message BitMail does not know (%s); kept",
@@ -136,25 +143,46 @@ class Effects:
             await self.store.commit(batch)
         return "; ".join(dict.fromkeys(results))
 
-    async def match(self, provider: str, n: Notice) -> Document | None:
-        """The Sent copy a notice is about, or None when it is not ours."""
+    @staticmethod
+    def _deleted(batch: Batch, provider: str, n: Notice, tracked: Tracked,
+                 recipient: str | None) -> str:
+        """Apply a notice for a deleted Sent copy: suppress, or nothing."""
+        placed = next((r for r in tracked.recipients if r.lower() == recipient), None)
+        if n.type not in SUPPRESSING or placed is None:
+            log.info("notice from %s: %s for %s, of message %s, which is deleted; kept",
+                     provider, n.type, recipient or "no recipient", tracked.message,
+                     extra={"message_doc_id": tracked.message, "provider": provider})
+            return f"{n.type}: message {tracked.message} is deleted"
+        suppress(batch, placed, reason=SUPPRESSING[n.type], provider=provider,
+                 detail=n.detail, message_doc_id=tracked.message)
+        log.info("notice from %s: %s for %s, of message %s, which is deleted; suppressed",
+                 provider, n.type, placed, tracked.message,
+                 extra={"message_doc_id": tracked.message, "provider": provider})
+        return f"{n.type} for {placed}: message {tracked.message} is deleted; suppressed"
+
+    async def match(self, provider: str,
+                    n: Notice) -> tuple[Document | None, Tracked | None]:
+        """The Sent copy a notice is about, wherever its owner keeps it now
+        (None when it is not ours, or deleted), and what BitMail tracked of
+        the provider's id the notice names (None when it names none we took)."""
         providers = [provider, *self.peers(provider)]
         if n.provider_message_id:
             for name in providers:
-                found = await self.mailbox.find_tracked(name, n.provider_message_id)
-                if found:
-                    return await self.store.get_one(Kind.MESSAGE, {"id": found})
+                tracked = await self.mailbox.find_tracked(name, n.provider_message_id)
+                if tracked:
+                    return await self.store.get_one(Kind.MESSAGE, {"id": tracked.message}), tracked
+        # Only a Sent copy has recipients with a provider: an Inbox copy or a
+        # draft never matches, in whichever folder it is.
         if n.message_doc_id:
             doc = await self.store.get_one(Kind.MESSAGE, {"id": n.message_doc_id})
-            if doc is not None and doc.get("folder") == "sent" and sent_through(doc, providers):
-                return doc
+            if doc is not None and sent_through(doc, providers):
+                return doc, None
         if n.message_id:
-            docs = await self.store.get(Kind.MESSAGE, {"message_id": bracketed(n.message_id),
-                                                   "folder": "sent"})
+            docs = await self.store.get(Kind.MESSAGE, {"message_id": bracketed(n.message_id)})
             docs = [d for d in docs if sent_through(d, providers)]
             if docs:
-                return docs[-1]  # the newest, should a Message-ID have been reused
-        return None
+                return docs[-1], None  # the newest, should a Message-ID have been reused
+        return None, None
 
     # -- inbound mail -----------------------------------------------------------
 

@@ -3,7 +3,7 @@ carry known webhook secrets, and helpers that post and inspect."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -141,10 +141,14 @@ async def sent_message(service: Service, to: str = "bob@example.com; carol@examp
 
 
 async def track(service: Service, provider: str, provider_message_id: str,
-                message: str) -> None:
-    """A tracking entry, as the container makes when a provider accepts a message."""
+                message: str, recipients: Sequence[str] | None = None) -> None:
+    """A tracking entry, as the container makes when a provider accepts a
+    message: for `recipients`, by default every recipient of its Sent copy."""
+    if recipients is None:
+        doc = await service.runtime.store.get_one("message", {"id": message})
+        recipients = [r["address"] for r in doc["recipients"]] if doc else []
     batch = Batch()
-    Mailbox.track(batch, provider, provider_message_id, message)
+    Mailbox.track(batch, provider, provider_message_id, message, recipients)
     await service.runtime.store.commit(batch)
 
 
