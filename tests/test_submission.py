@@ -16,7 +16,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from bitmail.message import MAX_RECIPIENTS, read_content
+from bitmail.message import MAX_RECIPIENTS, read_content, submitted
 from bitmail.smtpd import start_smtp
 
 from conftest import free_port, start_service, wait_for
@@ -347,7 +347,6 @@ async def test_a_foreign_sender_or_resent_sender_is_refused(submission, forged):
     # beside it, and a reader showed the group name or the comment.
     "From: \"ceo@bank.example\":;",
     "From: (ceo@bank.example)",
-    "From: ",
     "From: Bank: robot@localhost;",
     "Sender: Bank: robot@localhost;",
 ])
@@ -399,3 +398,48 @@ async def test_a_field_the_parser_cannot_read_gets_554_naming_it(submission, lin
     name = line.split(":")[0]
     assert code == 554 and text.startswith("5.6.0") and f"({name})" in text, text
     assert "Error" not in text
+
+
+# -- an empty From is a missing From ------------------------------------------------
+
+
+@pytest.mark.parametrize("empty", [
+    "From:", "From: ", "From:   \t", "FROM:", "From:\r\n ", "From: \r\n\t\r\n  "])
+async def test_an_empty_from_is_a_missing_one_and_becomes_the_users_address(submission, empty):
+    # RFC 5322 §3.6 requires a From; BitMail has always added the user's
+    # address to a message without one (RFC 6409 §8), and an empty one (only
+    # white space, folded or not) names nobody either. It goes, and the
+    # user's address is added where a missing From's would be.
+    kept = ("To: a@example.com", "Subject: hi", "Date: Mon, 30 Nov 2026 10:00:00 +0100",
+            "Message-ID: <empty-from@client.example>")
+    code, text = await submit(submission, message("To: a@example.com", empty, *kept[1:]),
+                              ["a@example.com"])
+    assert code == 250 and text.startswith("2.0.0 queued as "), text
+    service = submission[0]
+    out = await went_out(service)
+    assert out == message(*kept, "From: robot@localhost")
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    assert doc["from_address"] == "robot@localhost"
+
+
+def test_an_empty_from_goes_out_as_a_message_without_one_does():
+    headers = ("To: a@example.com", "Subject: hi", "Date: Mon, 30 Nov 2026 10:00:00 +0100",
+               "Message-ID: <same@client.example>")
+    given = dict(user_address="robot@localhost", recipients=["a@example.com"],
+                 domain="localhost")
+    missing = submitted(message(*headers), **given)
+    for empty in ("From:", "From:\r\n\t"):
+        assert submitted(message(empty, *headers), **given) == missing
+        assert submitted(message(*headers[:2], empty, *headers[2:]), **given) == missing
+
+
+@pytest.mark.parametrize("forged", [
+    # The empty From is dropped; the fields left are checked as always.
+    "From:\r\nSender: ceo@bank.example",
+    "From: \r\nFrom: ceo@bank.example",
+    "From:\r\nResent-From: Bank <ceo@bank.example>",
+])
+async def test_a_foreign_sender_beside_an_empty_from_is_refused(submission, forged):
+    raw = message(forged, "To: john@example.org", "Subject: wire the money")
+    code, text = await refused(submission, raw, ["john@example.org"])
+    assert code == 550 and text.startswith("5.7.1 ") and "robot@localhost" in text, text

@@ -4,7 +4,9 @@ A submission server may change only what RFC 6409 §8 lets it change; BitMail
 makes exactly these changes, on the bytes, and nothing else:
 
 - adds `Message-ID` (§8.3) and `Date` (§8.2) when they are missing, and
-  `From` (the authenticated user) when it is missing;
+  `From` (the authenticated user) when it is missing; an empty From (only
+  white space) counts as missing and is removed (RFC 5322 §3.6 requires a
+  From of at least one mailbox, and §8 lets the server mend a message so);
 - removes `Bcc` lines (the recipients stay in the envelope, RFC 5322 §3.6.3);
 - replaces a Message-ID that another message already has (`replace_message_id`),
   so delivery events can never be matched to somebody else's mail.
@@ -84,6 +86,10 @@ def submitted(raw: bytes, *, user_address: str, recipients: list[str], domain: s
     """
     head, separator, body = _split(raw)
     fields = _fields(head)
+    written = [field for field in fields if not _empty_from(field)]
+    if len(written) != len(fields):
+        # No From at all from here on: BitMail adds the user's, below.
+        fields, raw = written, _join(written, [], separator, body)
     mail = parse(raw)
     _check_read_alike(fields, mail)
     _check_senders(fields, mail, user_address)
@@ -124,6 +130,20 @@ def replace_message_id(message: Message, domain: str) -> Message:
                    recipients=message.recipients, message_id=new_id,
                    smtputf8=message.smtputf8, bcc=message.bcc,
                    head={**message.head, "message_id": new_id} if message.head else {})
+
+
+def _empty_from(field: tuple[str, list[bytes]]) -> bool:
+    """Whether a field is a From with nothing but white space, folded or not.
+
+    RFC 5322 §3.6 requires a From of at least one mailbox (§3.6.2), and
+    RFC 6409 §8 has a submission server mend what a message lacks so that
+    what it sends conforms: an empty From names nobody, as a missing one
+    does, so it is treated as missing and the user's own address is put in
+    its place. (A From holding only a comment or a group's name is not
+    empty: readers show that text, so it is refused, see _mailboxes.)
+    """
+    name, lines = field
+    return name.lower() == "from" and not _unfolded(lines).strip(" \t")
 
 
 def envelope_of(addr_spec: str) -> str:
