@@ -443,3 +443,61 @@ async def test_a_foreign_sender_beside_an_empty_from_is_refused(submission, forg
     raw = message(forged, "To: john@example.org", "Subject: wire the money")
     code, text = await refused(submission, raw, ["john@example.org"])
     assert code == 550 and text.startswith("5.7.1 ") and "robot@localhost" in text, text
+
+
+# -- a name's encoded-words are the name's business, never an address's ------------
+
+
+@pytest.mark.parametrize("sender", [
+    # A charset Python does not know: RFC 2047 §6.2 lets a reader show the
+    # word as written. The name is the sender's business; the address is
+    # what is checked.
+    "From: =?x-unknown?Q?Bob?= <robot@localhost>",
+    "From: =?x-unknown?Q?B=F6b?= <ROBOT@localhost>",
+    "From: =?x-unknown?Q?Bob?=\r\n =?x-unknown?B?IFNtaXRo?= <robot@localhost>",
+    'From: "=?x-unknown?Q?Bob?=" <robot@localhost>',
+    "From: =??Q?Bob?= <robot@localhost>",  # no charset at all
+    "From: Robot <robot@localhost>\r\nSender: =?x-unknown?Q?Bob?= <robot@localhost>",
+    'From: Robot <robot@localhost>\r\nSender: "=?x-unknown?B?Qm9i?=" <robot@localhost>',
+    "From: Robot <robot@localhost>\r\nResent-From: =?x-unknown?Q?Bob?= <robot@localhost>",
+    # An encoded-word that is not well formed (RFC 2047 §6.3: a reader need
+    # not show it, and must still show the message).
+    "From: =?utf-8?B?Qm9?= <robot@localhost>",
+])
+async def test_a_name_in_a_charset_python_does_not_know_goes_out_as_written(submission,
+                                                                             sender):
+    raw = message(sender, "To: =?x-unknown?Q?Ann?= <a@example.com>", "Subject: hi",
+                  "Date: Mon, 30 Nov 2026 10:00:00 +0100", "Message-ID: <cs@client.example>")
+    code, text = await submit(submission, raw, ["a@example.com"])
+    assert code == 250 and text.startswith("2.0.0 queued as "), text
+    service = submission[0]
+    assert await went_out(service) == raw
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    assert doc["from_address"].lower() == "robot@localhost" and doc["bcc"] == []
+
+
+@pytest.mark.parametrize("forged", [
+    # Whatever the name's charset, the address is checked as strictly.
+    "From: =?x-unknown?Q?Bob?= <ceo@bank.example>",
+    'From: "=?x-unknown?Q?Bob?=" <ceo@bank.example>',
+    "From: =?x-unknown?Q?robot@localhost?= <ceo@bank.example>",
+    "From: =?x-unknown?Q?Bob?= <robot@localhost>, =?x-unknown?Q?Eve?= <ceo@bank.example>",
+    "From: =?x-unknown?Q?Bob?= <robot@localhost> <ceo@bank.example>",
+    "From: Robot <robot@localhost>\r\nSender: =?x-unknown?Q?Bob?= <ceo@bank.example>",
+    'From: Robot <robot@localhost>\r\nSender: "=?x-unknown?Q?Bob?=" <ceo@bank.example>',
+    # An encoded-word in an address (RFC 2047 §5 allows none there): the
+    # stdlib decodes it, and would check robot@localhost, while the address
+    # written, and read by most readers, is another.
+    "From: =?x-unknown?Q?robot?=@localhost",
+    "From: =?utf-8?q?robot?=@localhost",
+    "From: =?utf-8?q?robot?= @localhost",
+    'From: "=?utf-8?q?robot?="@localhost',
+    "From: Robot <=?utf-8?q?robot?=@localhost>",
+    "From: robot@=?utf-8?q?localhost?=",
+    "From: Robot <robot@localhost>\r\nSender: =?utf-8?q?robot?= @localhost",
+])
+async def test_a_foreign_address_is_refused_whatever_the_names_charset(submission, forged):
+    raw = message(forged, "To: john@example.org", "Subject: wire the money")
+    code, text = await refused(submission, raw, ["john@example.org"])
+    field = forged.rpartition("\r\n")[2].split(":")[0]
+    assert code == 550 and text.startswith("5.7.1 ") and f"{field} " in text, text

@@ -15,6 +15,8 @@ Who may send is enforced, not rewritten: every mailbox of `From`, `Sender`,
 `Resent-From` and `Resent-Sender` must be the authenticated user's address,
 written so that every reader finds the same mailboxes, else the message is
 refused (SubmissionRefused, which the SMTP server answers with 550 5.7.1).
+A display name is the sender's business: an encoded-word in one is not
+checked, whatever its charset (RFC 2047 §6.2); one in an address is refused.
 A header line holding a control character, a field name with white space
 before its colon (the obsolete form of RFC 5322 §4.5, which readers read
 differently), a second From, Sender, Date or Message-ID, a field the parser
@@ -60,12 +62,10 @@ _ONCE = ("from", "sender", "date", "message-id")
 # UTF-8 text, which the bytes parser keeps undecoded (RFC 6532 §3.2), a UTF-8
 # local part (§3.2), and obsolete syntax every reader reads (RFC 5322 §4).
 _READ_ALIKE_DEFECTS = (UndecodableBytesDefect, NonASCIILocalPartDefect, ObsoleteHeaderDefect)
-# An encoded-word inside a quoted name (old Outlook, PHP mailers), against
-# RFC 2047 §5(3), which the stdlib also notes as not followed by white space
-# (the closing quote): readers decode it or show it as typed, but either way
-# it is only the name; every address is counted apart (_bare_at_signs).
-_NAME_ONLY_DEFECTS = frozenset({"encoded word inside quoted string",
-                                "missing trailing whitespace after encoded-word"})
+# The stdlib's note on an encoded-word inside a quoted name (old Outlook, PHP
+# mailers), against RFC 2047 §5(3): readers decode it or show it as typed,
+# either way only the name (_name_only_defects).
+_ENCODED_WORD_QUOTED = "encoded word inside quoted string"
 # In a raw header line: every C0 control but TAB, and DEL (CR/LF end lines).
 _RAW_HEADER_FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -199,7 +199,9 @@ def _mailboxes(name: str, written: str, header: Any) -> list[str]:
     email.utils.getaddresses and mail readers find ceo@bank.example. So the
     field must be read without a defect but the harmless kinds (UTF-8 text
     and local parts, RFC 6532; obsolete syntax such as a period in a name,
-    which RFC 5322 §4 has every reader read), must be mailboxes (a mailbox-list
+    which RFC 5322 §4 has every reader read; what concerns only a display
+    name's encoded-words, RFC 2047 §6.2, §6.3, while an encoded-word in an
+    address is refused, §5: _name_only_defects), must be mailboxes (a mailbox-list
     has no groups, §3.6.2), at least one, and hold no addr-spec the parser
     did not return: one '@' outside quoted-strings, comments and
     domain-literals for each mailbox read (§3.4.1).
@@ -207,8 +209,9 @@ def _mailboxes(name: str, written: str, header: Any) -> list[str]:
     if unreadable(header) or not hasattr(header, "groups"):
         raise SubmissionRefused(f"{name} cannot be read as mailboxes (RFC 5322 §3.4)",
                                 field=name)
+    name_only = _name_only_defects(name, header)
     guessed = [d for d in header.defects if not isinstance(d, _READ_ALIKE_DEFECTS)
-               and str(d) not in _NAME_ONLY_DEFECTS]
+               and id(d) not in name_only]
     if guessed:
         raise SubmissionRefused(f"{name} is not mailboxes every reader reads alike "
                                 f"({guessed[0]}; RFC 5322 §3.4)", field=name)
@@ -221,6 +224,38 @@ def _mailboxes(name: str, written: str, header: Any) -> list[str]:
     if len(found) != _bare_at_signs(written):
         raise SubmissionRefused(f"{name} holds an address the parser does not read as a "
                                 "mailbox (RFC 5322 §3.4)", field=name)
+    return found
+
+
+def _name_only_defects(name: str, header: Any) -> set[int]:
+    """The defects (by id) of a sender field that concern only a display
+    name: whatever the decoder noted about an encoded-word in it, and the
+    stdlib's note that one stands inside a quoted name.
+
+    RFC 2047 §5(3) allows encoded-words in a phrase (the name) and not in an
+    addr-spec. A reader that does not know the charset shows the word as
+    written (§6.2), one that cannot decode it need not show it (§6.3), but
+    either way it reads no address from a name: the name is the sender's
+    business, and the addresses are checked apart (_bare_at_signs, the
+    user's own). An encoded-word anywhere else is refused: the stdlib
+    decodes one in a local part or domain too (`=?utf-8?q?bob?= @x` reads
+    as bob@x), so the address checked would not be the address written.
+    """
+    found: set[int] = set()
+    # The parse tree the header was built from (email.headerregistry keeps
+    # it); its tokens hold the defects that header.defects gathers.
+    stack: list[tuple[Any, bool]] = [(header._parse_tree, False)]
+    while stack:
+        token, in_name = stack.pop()
+        in_name = in_name or token.token_type == "display-name"
+        if token.token_type == "encoded-word":
+            if not in_name:
+                raise SubmissionRefused(f"{name} holds an encoded-word outside a display "
+                                        "name; an address has none (RFC 2047 §5)", field=name)
+            found.update(id(defect) for defect in token.all_defects)
+        elif in_name:
+            found.update(id(d) for d in token.defects if str(d) == _ENCODED_WORD_QUOTED)
+        stack.extend((child, in_name) for child in token if isinstance(child, list))
     return found
 
 
