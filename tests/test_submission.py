@@ -501,3 +501,73 @@ async def test_a_foreign_address_is_refused_whatever_the_names_charset(submissio
     code, text = await refused(submission, raw, ["john@example.org"])
     field = forged.rpartition("\r\n")[2].split(":")[0]
     assert code == 550 and text.startswith("5.7.1 ") and f"{field} " in text, text
+
+
+# -- an obsolete route names relays; the mailbox is after its colon -----------------
+
+
+@pytest.mark.parametrize("sender", [
+    # obs-route (RFC 5322 §4.4), which a reader must accept (§4): each
+    # '@domain' names a relay, not a mailbox.
+    "From: Bob <@relay.example:robot@localhost>",
+    "From: <@a.example,@b.example:robot@localhost>",
+    "From: Bob <@a.example, (first) @b.example : ROBOT@localhost>",
+    "From: Bob <@a.example,\r\n @b.example:robot@localhost>",
+    "From: Bob <@[192.0.2.1]:robot@localhost>",
+    "From: Robot <robot@localhost>\r\nSender: <@relay.example:robot@localhost>",
+])
+async def test_a_sender_with_an_obsolete_route_to_the_users_mailbox_goes_out_as_written(
+        submission, sender):
+    raw = message(sender, "To: a@example.com", "Subject: hi",
+                  "Date: Mon, 30 Nov 2026 10:00:00 +0100", "Message-ID: <route@client.example>")
+    code, text = await submit(submission, raw, ["a@example.com"])
+    assert code == 250 and text.startswith("2.0.0 queued as "), text
+    service = submission[0]
+    assert await went_out(service) == raw
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    assert doc["from_address"].lower() == "robot@localhost"
+
+
+@pytest.mark.parametrize("forged", [
+    "From: Bob <@relay.example:ceo@bank.example>",
+    "From: <@a.example,@b.example:ceo@bank.example>",
+    "From: <@localhost:ceo@bank.example>",
+    "From: <@a.example:robot@localhost>, <@b.example:ceo@bank.example>",
+    "From: <@a.example:robot@localhost> <@b.example:ceo@bank.example>",
+    # Not a route: an addr-spec stands where a relay's domain would.
+    "From: <@ceo@bank.example:robot@localhost>",
+    "From: <@a.example, ceo@bank.example:robot@localhost>",
+    "From: Robot <robot@localhost>\r\nSender: <@relay.example:ceo@bank.example>",
+])
+async def test_a_foreign_mailbox_behind_an_obsolete_route_is_refused(submission, forged):
+    raw = message(forged, "To: john@example.org", "Subject: wire the money")
+    code, text = await refused(submission, raw, ["john@example.org"])
+    field = forged.rpartition("\r\n")[2].split(":")[0]
+    assert code == 550 and text.startswith("5.7.1 ") and f"{field} " in text, text
+
+
+async def test_recipients_with_an_obsolete_route_are_read_as_their_mailboxes(submission):
+    raw = message("From: robot@localhost", "To: Ann <@relay.example:ann@example.com>",
+                  "Cc: <@a.example,@b.example:bob@example.com>", "Subject: hi",
+                  "Date: Mon, 30 Nov 2026 10:00:00 +0100", "Message-ID: <rcpt@client.example>")
+    service, port, key = submission
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+    await client.connect()
+    try:
+        await client.login("robot", key)
+        await client.mail("robot@localhost")
+        # A route in RCPT TO too (RFC 5321 §4.1.1.3: ignored, the mailbox kept).
+        answer = await client.execute_command(b"RCPT", b"TO:<@relay.example:ann@example.com>")
+        assert answer.code == 250, answer
+        for r in ("bob@example.com", "hidden@example.com"):
+            await client.rcpt(r)
+        answer = await client.data(raw)
+    finally:
+        client.close()
+    assert answer.code == 250 and answer.message.startswith("2.0.0 "), answer
+    assert await went_out(service) == raw
+    [doc] = await service.runtime.store.get("message", {"owner": "robot", "folder": "sent"})
+    assert doc["to"] == ["Ann <ann@example.com>"] and doc["cc"] == ["bob@example.com"]
+    assert doc["bcc"] == ["hidden@example.com"]  # the routed To and Cc are not Bcc
+    assert {r["address"] for r in doc["recipients"]} == {
+        "ann@example.com", "bob@example.com", "hidden@example.com"}

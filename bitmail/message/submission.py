@@ -260,29 +260,61 @@ def _name_only_defects(name: str, header: Any) -> set[int]:
 
 
 def _bare_at_signs(value: str) -> int:
-    """'@' outside quoted-strings, comments and domain-literals: one for each
-    addr-spec written (RFC 5322 §3.4.1), whatever a parser makes of it."""
+    """'@' outside quoted-strings, comments, domain-literals and obsolete
+    routes: one for each addr-spec written (RFC 5322 §3.4.1), whatever a
+    parser makes of it.
+
+    An obsolete route (obs-route, RFC 5322 §4.4: `<@relay.example:bob@x>`,
+    `<@a,@b:bob@x>`) names relays, each by an '@' and a domain with no local
+    part, so no reader finds a mailbox there; the mailbox is the addr-spec
+    after its ':', and a reader must accept the form (§4). Its '@'s are not
+    counted once that ':' is seen. Anything else after '<' that begins like
+    one (no ':' before '>', an '@' after a word) has every '@' counted.
+    """
     count, quoted, comment, literal, escaped = 0, False, 0, False, False
+    # In what may be a route, since its '<': the '@'s seen, and whether an
+    # `@domain` may begin here (just after '<' or a ',').
+    route: int | None = None
+    route_item = False
     for char in value:
         if escaped:
             escaped = False
-        elif char == "\\" and (quoted or comment or literal):
-            escaped = True  # a quoted-pair (§3.2.1)
-        elif quoted:
-            quoted = char != '"'
-        elif comment:
-            comment += 1 if char == "(" else -1 if char == ")" else 0
-        elif literal:
-            literal = char != "]"
-        elif char == '"':
+            continue
+        if quoted or comment or literal:
+            if char == "\\":
+                escaped = True  # a quoted-pair (§3.2.1)
+            elif quoted:
+                quoted = char != '"'
+            elif comment:
+                comment += 1 if char == "(" else -1 if char == ")" else 0
+            else:
+                literal = char != "]"
+            continue
+        if route is not None:
+            if char == "@" and route_item:
+                route, route_item = route + 1, False
+                continue
+            if char == ",":
+                route_item = True
+                continue
+            if char == ":" and route:
+                route = None  # a route: its '@'s name relays, not mailboxes
+                continue
+            if char not in '<>:;@\\,"' and (char in " \t([" or (route and not route_item)):
+                pass  # white space, a comment or a domain (a literal too) of the route
+            else:
+                count, route = count + route, None  # not a route: each '@' counts
+        if char == '"':
             quoted = True
         elif char == "(":
             comment = 1
         elif char == "[":
             literal = True
+        elif char == "<":
+            route, route_item = 0, True
         elif char == "@":
             count += 1
-    return count
+    return count + (route or 0)
 
 
 def _unfolded(lines: list[bytes]) -> str:
