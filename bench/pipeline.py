@@ -198,7 +198,7 @@ type = "mailgun"
 api_key = "key-bench"
 domain = "mg.bench.test"
 base_url = "http://127.0.0.1:{fake_port}"
-failure = {{ threshold = 1000000, window = "1s", retry_after = "1s" }}
+failure = {{ threshold = 1000000, retry_after = "1s" }}
 """)
     config = configs[0]
     fake = spawn([str(HERE / "servers.py"), "mailgun", str(fake_port), str(args.failure_share)],

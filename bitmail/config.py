@@ -8,6 +8,7 @@ sit in the file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tomllib
@@ -25,11 +26,10 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FailurePolicy:
-    """When a provider counts as down (threshold failures within window), and
-    how long until a probe may test it again."""
+    """When a provider counts as down (`threshold` failures in a row:
+    mta/health.py), and how long (seconds) until a probe may test it again."""
 
     threshold: int = 5
-    window: float = 60.0
     retry_after: float = 30.0
 
 
@@ -77,6 +77,8 @@ class LogSettings:
 
 
 LOG_FORMATS = ("text", "json")
+log = logging.getLogger(__name__)
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -195,9 +197,13 @@ def _provider(raw: Any, index: int, environ: dict[str, str]) -> ProviderSettings
     if not isinstance(failure_raw, dict):
         raise ConfigError(f"{where}.failure: must be a table")
     _check_keys(failure_raw, {"threshold", "window", "retry_after"}, f"{where}.failure")
+    if "window" in failure_raw:
+        # Accepted so that older files still load; it has no effect (why: mta/health.py).
+        parse_duration(failure_raw["window"], f"{where}.failure.window")
+        log.warning("%s.failure.window is no longer used: a provider is down after "
+                    "`threshold` failures in a row, however far apart", where)
     failure = FailurePolicy(
         threshold=_typed(failure_raw.get("threshold", 5), int, f"{where}.failure.threshold"),
-        window=parse_duration(failure_raw.get("window", 60), f"{where}.failure.window"),
         retry_after=parse_duration(
             failure_raw.get("retry_after", 30), f"{where}.failure.retry_after"),
     )

@@ -52,7 +52,7 @@ def ses(url: str) -> SESProvider:
 async def send_one(parts: tuple[Mailbox, Outbox], provider: SESProvider,
                    recipients: list[str]) -> tuple[Container, str]:
     mailbox, outbox = parts
-    container = Container([(provider, FailurePolicy(threshold=100, window=60, retry_after=60))],
+    container = Container([(provider, FailurePolicy(threshold=100, retry_after=60))],
                           outbox, mailbox, MtaSettings(send_timeout=5.0))
     await container.start()
     # All in Bcc: moto counts the header's addresses into SES's limit of 50 too.

@@ -29,8 +29,7 @@ async def started(tmp_path, request):
     clock = SteppedClock()
     outbox = Outbox(store, RetryPolicy(base=600, max=600), clock=clock)
     x, y = Scripted("x", Outcome.PROVIDER_FAULT), Scripted("y")
-    policy = FailurePolicy(threshold=getattr(request, "param", 1), window=60,
-                           retry_after=RETRY_AFTER)
+    policy = FailurePolicy(threshold=getattr(request, "param", 1), retry_after=RETRY_AFTER)
     container = Container([(x, policy), (y, policy)], outbox, Mailbox(store, "localhost"),
                           MtaSettings(send_timeout=2.0))
     await container.start()
@@ -76,3 +75,24 @@ async def test_a_deferred_message_waits_for_its_back_off_on_the_clock(started):
     container.wake()
     await wait_for(lambda: len(x.received) + len(y.received) == 1)
     assert (x.received or y.received)[0].message_doc_id == doc_id
+
+
+@pytest.mark.parametrize("started", [3], indirect=True)  # down after 3 failures in a row
+async def test_a_quiet_service_whose_providers_fail_every_try_goes_down(started):
+    # One message, tried again 600 s apart (the fixture's back-off; 5 s
+    # doubling to 600 s by default): no two failures ever fall within a
+    # minute, yet every try fails everywhere. The service must say it is
+    # down (and stop, exit 3) with the message kept, not retry until it
+    # gives the mail up.
+    container, clock, _, y = started
+    y.fail = Outcome.PROVIDER_FAULT  # x fails already
+    await accept(container.mailbox)
+    for attempts in range(1, 4):
+        await wait_for(lambda n=attempts: container.down.is_set()
+                       or container.outbox.store.count("outbox", {"attempts": n}))
+        if container.down.is_set():
+            break
+        clock.advance(600 * 1.2 + 1)  # past the back-off and its jitter
+        container.wake()
+    assert container.down.is_set()
+    assert await container.outbox.pending() == 1

@@ -29,12 +29,21 @@ def test_secrets_are_read_from_the_environment(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[[mta.providers]]\nname = "mg"\ntype = "mailgun"\n'
                     'api_key = "env:MG_KEY"\ndomain = "mg.example.com"\n'
-                    'failure = { threshold = 3, window = "2m", retry_after = "10s" }\n')
+                    'failure = { threshold = 3, retry_after = "10s" }\n')
     settings = load(path, environ={"MG_KEY": "key-123"})
     [provider] = settings.mta.providers
     assert provider.options["api_key"] == "key-123"
-    assert (provider.failure.threshold, provider.failure.window,
-            provider.failure.retry_after) == (3, 120.0, 10.0)
+    assert (provider.failure.threshold, provider.failure.retry_after) == (3, 10.0)
+
+
+def test_a_failure_window_from_an_older_file_still_loads_and_says_it_is_unused(
+        tmp_path, caplog):
+    path = tmp_path / "c.toml"
+    path.write_text('[[mta.providers]]\ntype = "local"\n'
+                    'failure = { threshold = 3, window = "2m" }\n')
+    [provider] = load(path).mta.providers
+    assert provider.failure.threshold == 3
+    assert "mta.providers[0].failure.window is no longer used" in caplog.text
 
 
 @pytest.mark.parametrize(("body", "env", "names"), [

@@ -57,7 +57,7 @@ async def parts(tmp_path):
 
 async def start(parts, *providers, threshold=2, retry_after=60.0, scheduler=None):
     _, mailbox, outbox = parts
-    policy = FailurePolicy(threshold=threshold, window=60, retry_after=retry_after)
+    policy = FailurePolicy(threshold=threshold, retry_after=retry_after)
     container = Container([(p, policy) for p in providers], outbox, mailbox,
                           MtaSettings(send_timeout=2.0), scheduler=scheduler)
     await container.start()
@@ -161,7 +161,7 @@ async def test_no_healthy_provider_left_defers_with_back_off(parts):
 
 async def test_down_provider_gets_one_probe_after_retry_after():
     now = [0.0]
-    health = ThresholdHealth(FailurePolicy(threshold=2, window=10, retry_after=5),
+    health = ThresholdHealth(FailurePolicy(threshold=2, retry_after=5),
                              clock=lambda: now[0])
     health.failure()
     assert health.state == State.UP
@@ -179,14 +179,24 @@ async def test_down_provider_gets_one_probe_after_retry_after():
     assert health.state == State.UP and health.available()
 
 
-def test_failures_outside_the_window_do_not_count():
+def test_failures_in_a_row_count_however_far_apart():
+    # A quiet service's tries are retries that back off past any window.
     now = [0.0]
-    health = ThresholdHealth(FailurePolicy(threshold=2, window=10, retry_after=5),
+    health = ThresholdHealth(FailurePolicy(threshold=3, retry_after=5),
                              clock=lambda: now[0])
+    for at in (0.0, 100.0):
+        now[0] = at
+        assert health.failure() == State.UP
+    now[0] = 10_000.0
+    assert health.failure() == State.DOWN
+
+
+def test_a_success_starts_the_count_again():
+    health = ThresholdHealth(FailurePolicy(threshold=2, retry_after=5))
     health.failure()
-    now[0] = 11
-    health.failure()
-    assert health.state == State.UP
+    health.success()
+    assert health.failure() == State.UP
+    assert health.failure() == State.DOWN
 
 
 def test_round_robin_takes_turns_and_skips_the_unavailable():

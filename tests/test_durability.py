@@ -115,13 +115,13 @@ async def test_all_providers_failing_exits_non_zero_and_a_restart_delivers_every
         name = "broken-a"
         type = "local"
         directory = "{blocked}/a"
-        failure = {{ threshold = 2, window = "60s", retry_after = "60s" }}
+        failure = {{ threshold = 2, retry_after = "60s" }}
 
         [[mta.providers]]
         name = "broken-b"
         type = "local"
         directory = "{blocked}/b"
-        failure = {{ threshold = 2, window = "60s", retry_after = "60s" }}
+        failure = {{ threshold = 2, retry_after = "60s" }}
     """
     config = write_config(tmp_path, failing, port=port)
     key = await make_key(config)

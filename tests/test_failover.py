@@ -23,7 +23,7 @@ api_key = "{fake.api_key}"
 domain = "mg.example.com"
 base_url = "{fake.url}"
 timeout = "2s"
-failure = {{ threshold = {threshold}, window = "60s", retry_after = "60s" }}
+failure = {{ threshold = {threshold}, retry_after = "60s" }}
 """ for i, fake in enumerate(fakes))
 
 

@@ -128,13 +128,13 @@ send_timeout = "5s"
 def faulty_toml(faulty: Faulty, *, threshold: int, retry_after: str = "60s",
                 name: str | None = None) -> str:
     return provider_toml(name or faulty.kind, faulty.kind, **faulty.options, failure={
-        "threshold": threshold, "window": "60s", "retry_after": retry_after})
+        "threshold": threshold, "retry_after": retry_after})
 
 
 def backup_toml(fake: FakeMailgun) -> str:
     return provider_toml("backup", "mailgun", api_key=fake.api_key, domain="mg.example.com",
                          base_url=fake.url, timeout="2s",
-                         failure={"threshold": 10, "window": "60s", "retry_after": "60s"})
+                         failure={"threshold": 10, "retry_after": "60s"})
 
 
 async def send(svc: Service, headers: dict[str, str], subject: str = "fault") -> dict:

@@ -56,7 +56,7 @@ async def containers() -> AsyncIterator[Processes]:
 
 async def start(containers: Processes, store: Store, *providers: Scripted,
                 threshold: int = 2, retry_after: float = LONG) -> Container:
-    policy = FailurePolicy(threshold=threshold, window=60, retry_after=retry_after)
+    policy = FailurePolicy(threshold=threshold, retry_after=retry_after)
     container = Container([(p, policy) for p in providers], Outbox(store, RetryPolicy(
         base=0.05, max=0.1), clock=containers.clock), Mailbox(store, "localhost"),
         MtaSettings(send_timeout=2.0), scheduler=RoundRobin([p.name for p in providers]))
@@ -105,7 +105,7 @@ async def put_report(store: Store, provider: str, state: str, *, at: float,
 
 def test_a_reported_down_holds_until_its_time_and_then_allows_one_probe() -> None:
     now = [100.0]
-    health = ThresholdHealth(FailurePolicy(threshold=5, window=10, retry_after=3),
+    health = ThresholdHealth(FailurePolicy(threshold=5, retry_after=3),
                              clock=lambda: now[0])
     assert health.retry_in() == 0.0
     assert health.down_for(8) == State.DOWN

@@ -1,14 +1,19 @@
 """Failure strategies: when a provider is down, and when it may be tried again.
 
-The threshold strategy marks a provider down after `threshold` failures within
-`window` seconds. After `retry_after`, exactly one probe message may go to it;
-the probe's outcome decides whether it is up again or down for another period.
+The threshold strategy marks a provider down after `threshold` failures in a
+row (no success between them), however far apart, as a consecutive-errors
+circuit breaker does. Failures used to count only within a time window, but a
+quiet service's only tries are retries of the same few messages, which back
+off (5 s, 10 s, 20 s, ...) past any window: a provider failing every one of
+them never counted as down, and with every provider dead the service never
+said so, until the messages were given up. After `retry_after`, exactly one
+probe message may go to it; the probe's outcome decides whether it is up again
+or down for another period.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -28,7 +33,7 @@ class ThresholdHealth:
                  clock: Callable[[], float] = time.monotonic):
         self.policy = policy
         self._clock = clock
-        self._failures: deque[float] = deque()
+        self._in_a_row = 0  # failures since the last success
         self.state = State.UP
         self._down_until = 0.0
         self._probe_out = False
@@ -46,7 +51,7 @@ class ThresholdHealth:
             self._probe_out = True
 
     def success(self) -> State:
-        self._failures.clear()
+        self._in_a_row = 0
         self._probe_out = False
         self.state = State.UP
         return self.state
@@ -55,10 +60,8 @@ class ThresholdHealth:
         now = self._clock()
         if self.state != State.UP:
             return self._go_down(now)
-        self._failures.append(now)
-        while self._failures and self._failures[0] < now - self.policy.window:
-            self._failures.popleft()
-        if len(self._failures) >= self.policy.threshold:
+        self._in_a_row += 1
+        if self._in_a_row >= self.policy.threshold:
             return self._go_down(now)
         return self.state
 
@@ -73,7 +76,7 @@ class ThresholdHealth:
         """
         self.state = State.DOWN
         self._down_until = max(self._down_until, self._clock() + seconds)
-        self._failures.clear()
+        self._in_a_row = 0
         return self.state
 
     def retry_in(self) -> float:
@@ -89,5 +92,5 @@ class ThresholdHealth:
         self.state = State.DOWN
         self._probe_out = False
         self._down_until = now + self.policy.retry_after
-        self._failures.clear()
+        self._in_a_row = 0
         return self.state
