@@ -22,6 +22,7 @@ from typing import Any
 from . import live
 from .bodies import put_body
 from .events import Status
+from .mta.outcomes import enhanced_status
 from .store import AlreadyExists, Batch, Document, Kind, Store
 
 BAD = (Status.FAILED, Status.BOUNCED)
@@ -33,7 +34,14 @@ def notice_id(message_id: str, address: str) -> str:
 
 
 def _status_code(reason: str) -> str:
-    """An RFC 3463 enhanced status code for our own reasons, else a generic one."""
+    """The notice's Status (RFC 3464 §2.3.4): the RFC 3463 enhanced status
+    code the receiving side gave (a relay's "550 5.1.1 ..." says more than
+    any code of ours), else one for our own reasons, else 5.0.0 (permanent,
+    nothing more known). A 4.x.x code stays as given: a recipient given up
+    after temporary refusals failed for that reason (as Postfix reports)."""
+    given = enhanced_status(reason)
+    if given is not None and given.klass in (4, 5):
+        return str(given)
     reason = reason.lower()
     if "no such user" in reason:
         return "5.1.1"

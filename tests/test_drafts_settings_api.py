@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bitmail.bodies import put_body
-from bitmail.dsn import notice_id
+from bitmail.dsn import notice_id, notice_text
 from bitmail.events import Event, EventType
 from bitmail.store import Batch, base
 from bitmail.web.app import make_app
@@ -409,6 +409,21 @@ async def test_an_unknown_local_user_brings_a_delivery_failure_notice_once(servi
                                                          "folder": "inbox"}) == 1
 
 
+@pytest.mark.parametrize(("reason", "status"), [
+    ("relay: 550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown", "5.1.1"),
+    ("552 5.2.2 Mailbox full", "5.2.2"),
+    ("550-5.7.26 Unauthenticated email is not accepted", "5.7.26"),
+    ("gave up after 3 days: 451 4.4.1 No answer from host", "4.4.1"),
+    ("smtp; 550 Requested action not taken", "5.0.0"),  # no enhanced code given
+    ("rejected by 10.2.5.1 (5 tries)", "5.0.0"),  # an address is no status code
+    ("no such user here", "5.1.1"),  # BitMail's own reasons
+    ("suppressed", "5.7.1"),
+])
+def test_a_notice_gives_the_status_code_the_receiving_side_gave(reason, status):
+    text = notice_text({"subject": "s"}, "bob@example.org", reason, "localhost", 0.0)
+    assert f"\nStatus: {status}\n" in text
+
+
 async def test_a_later_bounce_brings_a_notice_live(service):
     alice = await service.api_key("alice")
     resp = await service.client.post("/api/messages", headers=alice, json={
@@ -435,6 +450,8 @@ async def test_a_later_bounce_brings_a_notice_live(service):
     full = await (await service.client.get(f"/api/messages/{payload['message']['id']}",
                                            headers=alice)).json()
     assert "550 5.1.1 mailbox unavailable" in full["text"]
+    # The receiving side's own status code, not a generic one (RFC 3464 §2.3.4).
+    assert "Status: 5.1.1" in full["text"] and payload["message"]["notice"]["status"] == "5.1.1"
 
 
 async def test_open_pages_are_told_when_somebodys_position_changes(service):
