@@ -1,5 +1,6 @@
-"""Users, first-login creation, password hashing, sessions, the operator
-role; API keys (apikeys.py) and login throttling (limits.py) behind them."""
+"""Users, first-login creation (when the login asks for it), password hashing,
+sessions, the operator role; API keys (apikeys.py) and login throttling
+(limits.py) behind them."""
 
 from __future__ import annotations
 
@@ -146,28 +147,40 @@ class Accounts:
         return bool(doc and doc.get("operator") is True)
 
     async def login(self, username: object, password: object, *, client: str,
-                    location: object = None) -> tuple[Session, bool]:
-        """A new session; creates the user on first login. (session, created).
+                    location: object = None, create: bool = False) -> tuple[Session, bool]:
+        """A new session. (session, created).
 
-        Unauthorized for a wrong password, RateLimited (with retry_after)
-        while this account and address, or this address, must wait."""
+        An unknown name is created only when the caller asks (`create`) and
+        signup is open: a mistyped name must not silently become an account.
+        Without `create` it is NotFound (code no_such_account), so the page
+        can ask first; with signup closed it stays Unauthorized, like a wrong
+        password, since there is nothing to offer. Unauthorized for a wrong
+        password, RateLimited (with retry_after) while this account and
+        address, or this address, must wait."""
         name = check_username(username)
         if not isinstance(password, str) or not password:
             raise ValidationError("a password is needed", field="password")
         check_unicode(password, "password")
+        # Either way in (log in or create) is one attempt on the same
+        # counters: asking about names is no cheaper than guessing passwords.
         attempt = await self.limiter.begin(name, client)
         try:
             doc = await self.store.get_one(Kind.USER, {"id": name})
             created = False
-            if doc is None and self.open_signup:
+            if doc is None and self.open_signup and create:
                 try:
                     await self.create(name, password)
                     created = True
                 except Conflict:  # a first login with this name just won the race
                     doc = await self.store.get_one(Kind.USER, {"id": name})
+            # An unknown name is verified against the dummy hash all the
+            # same, so "no such account" takes as long as "wrong password".
             if not created and not await self._password_ok(doc, password):
                 await self.limiter.failed(attempt)
                 LOGIN_FAILURES.labels(via="web").inc()
+                if doc is None and self.open_signup:
+                    raise NotFound(f'There is no account "{name}".',
+                                   field="username", code="no_such_account")
                 raise Unauthorized(WRONG)
         except ValidationError:
             await self.limiter.release(attempt)  # a refused signup is no guess

@@ -70,9 +70,10 @@ class User:
         self.csrf = ""
 
     async def login(self, **extra) -> User:
+        # A new user: the account is made by this login, as by the page's button.
         async with self.http.post(self.url + "/api/session",
                                   json={"username": self.name, "password": "secret-pass",
-                                        **extra}) as resp:
+                                        "create": True, **extra}) as resp:
             self.csrf = (await resp.json())["csrf_token"]
         return self
 

@@ -114,8 +114,10 @@ export class Connection {
     return this.request("GET", "/api/me", { quiet401: true });
   }
 
-  async login(username, password, location) {
+  /** Log in; `create` makes the account if the name is new (and only then). */
+  async login(username, password, location, { create = false } = {}) {
     const json = { username, password };
+    if (create) json.create = true;
     if (location) json.location = location;
     const me = await this.request("POST", "/api/session", { json, quiet401: true });
     this.csrf = me.csrf_token || null;

@@ -113,9 +113,36 @@ async function boot() {
   }
 }
 
-async function login(event) {
+// The name the page asked "Create it?" about; the Create button makes this
+// one, whatever the field says by then.
+let nameToCreate = null;
+
+function login(event) {
   event.preventDefault();
-  const username = view.el.loginUser.value.trim();
+  return logIn(view.el.loginUser.value.trim());
+}
+
+/** The question's answer: make the account asked about, with the password typed. */
+function createAccount() {
+  if (nameToCreate) return logIn(nameToCreate, { create: true });
+}
+
+/** Back from the question to the username, to correct it. */
+function changeUsername() {
+  nameToCreate = null;
+  view.hideCreateQuestion();
+  view.el.loginUser.focus();
+  view.el.loginUser.select();
+}
+
+/** The name as the server reads it: `Bob@ourdomain` is bob (another domain is
+ * refused before any account is looked up). */
+function accountName(typed) {
+  const at = typed.lastIndexOf("@");
+  return (at < 0 ? typed : typed.slice(0, at)).trim().toLowerCase();
+}
+
+async function logIn(username, { create = false } = {}) {
   const password = view.el.loginPass.value;
   if (!username) {
     view.loginError("Enter a username.", "username");
@@ -138,11 +165,25 @@ async function login(event) {
   }
   const location = share ? await currentLocation() : null;
   try {
-    const me = await conn.login(username, password, location);
+    const me = await conn.login(username, password, location, { create });
+    nameToCreate = null;
+    view.hideCreateQuestion();
     await enterApp(me);
     if (me.created) view.toast(`Welcome! Your address is ${me.address}`);
   } catch (err) {
     view.setLoginBusy(false);
+    if (err instanceof ApiError && err.code === "no_such_account") {
+      // Nothing was made: ask, rather than turn a typo into an account.
+      nameToCreate = username;
+      view.askToCreate(accountName(username));
+      return;
+    }
+    // A password the sign-up refuses (too short, say): the question stays,
+    // to be answered again with a better one.
+    if (!(create && err.field === "password")) {
+      nameToCreate = null;
+      view.hideCreateQuestion();
+    }
     if (err instanceof NetworkError) view.loginError("BitMail cannot be reached right now.");
     else view.loginError(err.message, err.field);
     (err.field === "username" ? view.el.loginUser : view.el.loginPass).focus();
@@ -460,6 +501,14 @@ async function refreshOpen(id) {
 
 function bindEvents() {
   view.el.loginForm.addEventListener("submit", login);
+  view.el.loginCreateButton.addEventListener("click", createAccount);
+  view.el.loginCreateBack.addEventListener("click", changeUsername);
+  // The question is about the name typed then: another name is a new login.
+  view.el.loginUser.addEventListener("input", () => {
+    if (nameToCreate === null) return;
+    nameToCreate = null;
+    view.hideCreateQuestion();
+  });
   document.getElementById("logout").addEventListener("click", logout);
   document.getElementById("compose-button").addEventListener("click", () => compose.open());
   compose.bind();

@@ -47,6 +47,10 @@ export class View {
       loginPass: $("login-password"),
       loginError: $("login-error"),
       loginButton: $("login-button"),
+      loginCreate: $("login-create"),
+      loginCreateQuestion: $("login-create-question"),
+      loginCreateButton: $("login-create-button"),
+      loginCreateBack: $("login-create-back"),
       loginShareLocation: $("login-share-location"),
       app: $("app"),
       me: $("me-address"),
@@ -81,6 +85,7 @@ export class View {
     this.el.login.hidden = false;
     this.el.banner.hidden = true;
     this.setLoginBusy(false);
+    this.hideCreateQuestion();
     this.loginError(message);
     document.title = "BitMail — Log in";
     (this.el.loginUser.value ? this.el.loginPass : this.el.loginUser).focus();
@@ -95,6 +100,27 @@ export class View {
   setLoginBusy(busy) {
     this.el.loginButton.disabled = busy;
     this.el.loginButton.textContent = busy ? "Logging in…" : "Log in";
+    this.el.loginCreateButton.disabled = busy;
+    this.el.loginCreateBack.disabled = busy;
+  }
+
+  /** "There is no account ‘name’. Create it?": the one way a new account is made
+   * here. Focus goes to the username, where a typo is fixed; the Log in button
+   * steps aside so the choice is create, or change the name. */
+  askToCreate(name) {
+    this.loginError("");
+    this.el.loginCreateQuestion.textContent = `There is no account ‘${name}’. Create it?`;
+    this.el.loginCreateButton.textContent = `Create account ${name}`;
+    this.el.loginCreate.hidden = false;
+    this.el.loginButton.hidden = true;
+    this.el.loginUser.focus();
+    this.el.loginUser.select();
+  }
+
+  hideCreateQuestion() {
+    this.el.loginCreate.hidden = true;
+    this.el.loginCreateQuestion.textContent = "";
+    this.el.loginButton.hidden = false;
   }
 
   loginError(message, field = null) {

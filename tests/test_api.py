@@ -21,8 +21,8 @@ async def other_client(service: Service) -> TestClient:
 
 
 async def test_first_login_creates_the_user_and_a_wrong_password_is_401(service):
-    first = await service.client.post("/api/session",
-                                      json={"username": "Alice", "password": "pw-12345678"})
+    first = await service.client.post("/api/session", json={
+        "username": "Alice", "password": "pw-12345678", "create": True})
     assert first.status == 201
     body = await first.json()
     assert body["address"] == "alice@localhost" and body["csrf_token"]
@@ -312,8 +312,10 @@ async def test_mail_html_is_served_as_its_own_sandboxed_document(service):
 
 async def test_two_first_logins_with_one_name_create_one_user(service):
     first, second = await asyncio.gather(
-        service.client.post("/api/session", json={"username": "race", "password": "password-one"}),
-        service.client.post("/api/session", json={"username": "race", "password": "password-two"}))
+        service.client.post("/api/session", json={"username": "race", "password": "password-one",
+                                                  "create": True}),
+        service.client.post("/api/session", json={"username": "race", "password": "password-two",
+                                                  "create": True}))
     assert sorted([first.status, second.status]) == [201, 401]
     winner = "password-one" if first.status == 201 else "password-two"
     again = await service.client.post("/api/session",

@@ -297,7 +297,7 @@ async def test_geolists_are_switched_on_with_a_location_and_off_forgetting_it(se
     bob_client = await other_client(service)
     try:
         resp = await bob_client.post("/api/session", json={
-            "username": "bob", "password": "secret-pass", "location": here})
+            "username": "bob", "password": "secret-pass", "location": here, "create": True})
         bob_csrf = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
 
         # On needs a location.

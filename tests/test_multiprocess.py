@@ -88,9 +88,10 @@ async def pair(tmp_path, fresh_db, fake) -> AsyncIterator[tuple[ServeProcess, Se
 # -- sessions and live updates --------------------------------------------------
 
 async def login(http: aiohttp.ClientSession, url: str, username: str) -> dict[str, str]:
-    """Log in; the headers a browser would send afterwards (cookie and CSRF token)."""
-    async with http.post(f"{url}/api/session",
-                         json={"username": username, "password": "password-" + username}) as resp:
+    """Log in (creating the account if new); the headers a browser would send
+    afterwards (cookie and CSRF token)."""
+    async with http.post(f"{url}/api/session", json={
+            "username": username, "password": "password-" + username, "create": True}) as resp:
         assert resp.status in (200, 201), await resp.text()
         body = await resp.json()
         cookie = resp.cookies["bitmail_session"].value

@@ -122,8 +122,8 @@ async def test_metrics_stay_open_without_a_token_and_a_short_token_is_refused(se
     ("p" * 1025, "at most 1024")])
 async def test_a_new_account_needs_a_password_of_8_characters_that_is_not_its_name(
         service, password, message):
-    resp = await service.client.post("/api/session",
-                                     json={"username": "frank123", "password": password})
+    resp = await service.client.post("/api/session", json={
+        "username": "frank123", "password": password, "create": True})
     assert resp.status == 400
     error = (await resp.json())["error"]
     assert error["field"] == "password" and message in error["message"]
@@ -131,18 +131,18 @@ async def test_a_new_account_needs_a_password_of_8_characters_that_is_not_its_na
 
 
 async def test_eight_characters_are_enough(service):
-    resp = await service.client.post("/api/session",
-                                     json={"username": "grace", "password": "12345678"})
+    resp = await service.client.post("/api/session", json={
+        "username": "grace", "password": "12345678", "create": True})
     assert resp.status == 201
 
 
 async def test_refused_signups_are_not_counted_as_guesses(service):
     for _ in range(10):
-        resp = await service.client.post("/api/session",
-                                         json={"username": "henry", "password": "short"})
+        resp = await service.client.post("/api/session", json={
+            "username": "henry", "password": "short", "create": True})
         assert resp.status == 400
-    assert (await service.client.post(
-        "/api/session", json={"username": "henry", "password": PASSWORD})).status == 201
+    assert (await service.client.post("/api/session", json={
+        "username": "henry", "password": PASSWORD, "create": True})).status == 201
 
 
 async def test_an_existing_account_with_a_short_password_still_logs_in(service):
@@ -185,8 +185,8 @@ async def test_a_password_that_is_not_unicode_text_is_a_400_naming_it(service, p
     for username in ("newcomer", "alice"):  # a sign-up, then an existing account
         if username == "alice":
             await service.runtime.accounts.create("alice", PASSWORD)
-        resp = await service.client.post("/api/session",
-                                         json={"username": username, "password": password})
+        resp = await service.client.post("/api/session", json={
+            "username": username, "password": password, "create": True})
         assert resp.status == 400, await resp.text()
         assert (await resp.json())["error"]["field"] == "password"
     assert not await service.runtime.accounts.exists("newcomer")

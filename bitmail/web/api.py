@@ -57,13 +57,20 @@ def own_username(typed: object, domain: str) -> object:
 
 @routes.post("/api/session")
 async def login(request: web.Request) -> web.Response:
+    """`{"username", "password", "create"?, "location"?}` → 200 Me, or 201 Me
+    for an account made now (only with `"create": true`); 404
+    `no_such_account` for an unknown name without it."""
     runtime = request.app[RUNTIME]
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
+    # Only an explicit true creates an account: a mistyped name must be asked about.
+    create = body.get("create", False)
+    if not isinstance(create, bool):
+        raise ValidationError("must be true or false", field="create")
     session, created = await runtime.accounts.login(
         own_username(body.get("username"), runtime.settings.domain), body.get("password"),
-        client=request.remote or "unknown", location=body.get("location"))
+        client=request.remote or "unknown", location=body.get("location"), create=create)
     me = await _me(request, session.user, session.csrf_token)
     response = web.json_response({**me, "created": created}, status=201 if created else 200)
     response.set_cookie(SESSION_COOKIE, session.token, httponly=True, samesite="Strict",

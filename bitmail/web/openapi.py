@@ -84,7 +84,8 @@ SCHEMAS: dict[str, Schema] = {
               csrf_token={"type": "string", "description":
                           "send it back as X-CSRF-Token with every state-changing "
                           "request made with the session cookie"},
-              created={"type": "boolean", "description": "login only: the account is new"}),
+              created={"type": "boolean", "description":
+                       "login only: the account is new (made by this `create`)"}),
     "Location": obj(("lat", "lon"),
                     lat={"type": "number", "minimum": -90, "maximum": 90},
                     lon={"type": "number", "minimum": -180, "maximum": 180}),
@@ -197,6 +198,7 @@ class Operation:
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()  # statuses beyond the ones every such operation has
     tags: tuple[str, ...] = ()
+    description: str = ""  # more than the summary says, for people (CommonMark)
     # status → {link name: OpenAPI Link}: where an answer's values can be used next
     links: dict[int, dict[str, Schema]] = field(default_factory=dict)
     fuzz: bool = True  # False: never ends (a stream) or needs what a fuzzer cannot give
@@ -204,6 +206,8 @@ class Operation:
     def json(self) -> Schema:
         out: Schema = {"summary": self.summary, "operationId": self.operation_id(),
                        "responses": self._responses()}
+        if self.description:
+            out["description"] = self.description
         if self.tags:
             out["tags"] = list(self.tags)
         if self.params:
@@ -313,11 +317,21 @@ def _hooks() -> list[Operation]:
 
 # Every route of the service. Adding a route: add its entry here.
 OPERATIONS: list[Operation] = [
-    Operation("POST", "/api/session", "Log in (an unknown username is created)",
+    Operation("POST", "/api/session", "Log in (with create: true, a new name is created)",
               {200: ref("Me"), 201: ref("Me")}, auth=Auth.PUBLIC,
               body=obj(("username", "password"), username=STRING, password=STRING,
+                       create={"type": "boolean", "default": False, "description": (
+                           "make the account if the name is new (201, `created`: true); "
+                           "an existing account just logs in")},
                        location=ref("Location")),
-              errors=(401, 403, 409, 429), tags=("session",)),
+              errors=(401, 403, 404, 409, 429), tags=("session",),
+              description=(
+                  "An unknown username without `\"create\": true` is a 404 "
+                  "`no_such_account` (field `username`) and nothing is made: ask the "
+                  "user, then repeat the request with `create`. A wrong password is a "
+                  "401; with signup closed (`accounts.open_signup = false`) an unknown "
+                  "name is a 401 too. Both ways count against the same login limiter "
+                  "(429 with `Retry-After`).")),
     Operation("DELETE", "/api/session", "Log out", {204: None}, tags=("session",)),
     Operation("GET", "/api/me", "Who am I", {200: ref("Me")}, tags=("session",)),
     Operation("POST", "/api/messages", "Send a message", {202: ref("Accepted")},

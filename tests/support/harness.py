@@ -105,9 +105,11 @@ class Service:
     client: TestClient
 
     async def login(self, username: str, password: str = PASSWORD, **extra) -> dict:
-        """Log in on a fresh cookie jar; returns the answer (csrf_token included)."""
-        resp = await self.client.post("/api/session",
-                                      json={"username": username, "password": password, **extra})
+        """Log in, creating the account if the name is new (`create`, as the
+        page's "Create account" button does); returns the answer (csrf_token
+        included). `create=False` in `extra` logs in to an existing one only."""
+        resp = await self.client.post("/api/session", json={
+            "username": username, "password": password, "create": True, **extra})
         assert resp.status in (200, 201), await resp.text()
         return await resp.json()
 
