@@ -274,16 +274,25 @@ export class Connection {
         this.onEvent(type, data);
       });
     }
-    source.addEventListener("error", () => {
+    source.addEventListener("error", async () => {
       if (source !== this.source || this.unloading) return;
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gave up (a refused answer, e.g. a 401 or a proxy's
-        // error page): find out why, and open a new stream when it can work.
+      const closed = source.readyState === EventSource.CLOSED;
+      if (closed) {
         source.close();
         this.source = null;
-        this.lost();
+      }
+      // The server ends the stream when the session ends (a logout in
+      // another tab, expiry): ask at once whether that is why, so the page
+      // goes to the login screen rather than saying "reconnecting" (the
+      // probe's timer may not fire for minutes in a background tab).
+      if (this.state !== "lost" && await this.sessionEnded()) return;
+      if (closed) {
+        // The browser gave up (a refused answer, e.g. a proxy's error
+        // page): open a new stream when it can work.
+        if (!this.source) this.lost();
         return;
       }
+      if (source !== this.source) return;
       // CONNECTING: the browser retries by itself; say so only if it takes long.
       if (this.state === "live" && !this.graceTimer) {
         this.graceTimer = setTimeout(() => {
@@ -318,14 +327,29 @@ export class Connection {
     this.probeTimer = setTimeout(() => this.probe(), delay);
   }
 
+  /** GET /api/me as it is: the answer, or null when the server cannot be reached. */
+  async askMe() {
+    try {
+      return await fetch("/api/me", { credentials: "same-origin", cache: "no-store" });
+    } catch {
+      return null;
+    }
+  }
+
+  /** Has the session ended? Then the page is told (onUnauthorized) and it is true. */
+  async sessionEnded() {
+    const response = await this.askMe();
+    if (!response || response.status !== 401 || !this.wantEvents) return false;
+    this.unauthorized();
+    return true;
+  }
+
   /** While lost: is the server back, and is the session still good? */
   async probe() {
     this.probeTimer = null;
     if (!this.wantEvents || this.state !== "lost") return;
-    let response;
-    try {
-      response = await fetch("/api/me", { credentials: "same-origin", cache: "no-store" });
-    } catch {
+    const response = await this.askMe();
+    if (!response) {
       this.probeSoon(PROBE_MS);
       return;
     }

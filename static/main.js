@@ -35,7 +35,8 @@ const cv = new ComposeView();
 const conn = new Connection({
   onEvent: handleEvent,
   onState: handleConnectionState,
-  onUnauthorized: () => sessionEnded("Your session has ended. Please log in again."),
+  // A logout in another tab or on another device, or the session expired.
+  onUnauthorized: () => sessionEnded("You were signed out. Log in again to go on."),
 });
 const compose = new Compose({ conn, model, view, cv, maxBytes: () => maxMessageBytes });
 const actions = new Actions({ model, view, list, conn, compose, loadCounts });
