@@ -14,6 +14,7 @@ import {
   sendWarnings,
   suggest,
   tokenAt,
+  wireAddressList,
 } from "./mailmodel.js";
 
 export const RECIPIENT_FIELDS = ["to", "cc", "bcc"];
@@ -123,9 +124,12 @@ export class Compose {
     }
   }
 
+  /** The draft as the server is sent it (saved or sent): addresses as it splits them. */
   draft() {
     const attachments = [...new Set([...this.attachments.map((a) => a.filename), ...this.missing])];
-    return { ...this.cv.readFields(), mode: this.mode, in_reply_to: this.inReplyTo, attachments };
+    const fields = this.cv.readFields();
+    for (const name of RECIPIENT_FIELDS) fields[name] = wireAddressList(fields[name]);
+    return { ...fields, mode: this.mode, in_reply_to: this.inReplyTo, attachments };
   }
 
   /** Which server draft is open in this browser, so a reload opens it again. */
@@ -531,6 +535,28 @@ export class Compose {
     this.changed();
   }
 
+  /**
+   * A list pasted into a recipients field, one address a line or a tab
+   * apart (a spreadsheet's column or row): a one-line field would join the
+   * lines with spaces, so the paste is put in with `; ` between addresses
+   * (and after them, at the end of the field, so all are judged at once).
+   */
+  onPaste(event) {
+    const pasted = event.clipboardData ? event.clipboardData.getData("text/plain") : "";
+    if (!/[\r\n\t]/.test(pasted.trim())) return; // one address, or part of one: as it is
+    event.preventDefault();
+    const field = event.target;
+    const start = field.selectionStart ?? field.value.length;
+    const end = field.selectionEnd ?? start;
+    const head = field.value.slice(0, start);
+    const tail = field.value.slice(end);
+    const before = head.trim() && !/[;,]\s*$/.test(head) ? "; " : "";
+    const after = tail.trim() ? (/^\s*[;,]/.test(tail) ? "" : "; ") : "; ";
+    field.setRangeText(`${before}${wireAddressList(pasted.trim())}${after}`, start, end, "end");
+    // The form's input listener: judge the field, offer nothing, save.
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
   /** Add addresses to To (a GeoList) and open compose at the subject. */
   addTo(text) {
     this.cv.fields.to.value = text;
@@ -609,6 +635,7 @@ export class Compose {
     for (const name of RECIPIENT_FIELDS) {
       const field = cv.fields[name];
       field.addEventListener("keydown", (e) => this.onRecipientKeydown(e));
+      field.addEventListener("paste", (e) => this.onPaste(e));
       field.addEventListener("blur", () => {
         // Let a click on a suggestion land before the list goes away.
         setTimeout(() => {

@@ -40,9 +40,16 @@ const LABEL_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
  * The pieces of an address list with where each is: [{start, end, text}].
  * A `;` or `,` separates addresses only outside quoted strings ("Doe, John"),
  * comments and <angle brackets>; a group (`Friends: a@x, b@y;`) is one piece
- * with its closing `;` — as the server splits (addresses.py, `_pieces`).
- * The last piece is what follows the last separator (maybe empty); `colon`
- * is where a group's name ends (-1: not a group).
+ * with its closing `;` — as the server splits (addresses.py, `split_list`).
+ * A line break or a tab separates too: a column or a row pasted from a
+ * spreadsheet. The last piece is what follows the last separator (maybe
+ * empty); `colon` is where a group's name ends (-1: not a group).
+ *
+ * Outlook writes names unquoted (`Smith, Alice <asmith@x>; ...`): a piece
+ * with no @ (nor <, nor group) followed by a `Name <addr>` piece with no @
+ * before its `<` is that name's first part, and the two are one piece. A
+ * name so written goes to the server quoted (wireAddressList), whose
+ * splitter knows only quotes.
  */
 export function addressPieces(value) {
   const text = String(value || "");
@@ -78,9 +85,33 @@ export function addressPieces(value) {
     else if (c === ";" && group) {
       group = false;
       cut(i + 1, i + 1);
-    } else if ((c === ";" || c === ",") && !group) cut(i, i + 1);
+    } else if ((c === ";" || c === "," || c === "\n" || c === "\r" || c === "\t") && !group) {
+      cut(i, i + 1);
+    }
   }
   cut(text.length, text.length);
+  return joinUnquotedNames(text, out);
+}
+
+// A piece that can only be the start of a display name, and one that is a
+// display name (maybe only begun) and an angle address.
+const NAME_ONLY_RE = /^[^@<>:;"]*[^@<>:;"\s][^@<>:;"]*$/;
+const NAMED_RE = /^[^@<>]*[^@<>\s][^@<>]*<[^<>]*>?\s*$/;
+
+/** Outlook's `Smith, Alice <a@x>`: join the pieces a comma in a name made. */
+function joinUnquotedNames(text, pieces) {
+  const out = [];
+  for (let i = pieces.length - 1; i >= 0; i -= 1) {
+    const piece = pieces[i];
+    const next = out[0];
+    const between = next ? text.slice(piece.end, next.start) : "";
+    if (next && between === "," && piece.colon < 0 && next.colon < 0 &&
+        NAME_ONLY_RE.test(piece.text) && NAMED_RE.test(next.text.trim())) {
+      out[0] = { start: piece.start, end: next.end, text: text.slice(piece.start, next.end), colon: -1 };
+    } else {
+      out.unshift(piece);
+    }
+  }
   return out;
 }
 
@@ -153,6 +184,41 @@ export function addressProblem(token) {
     return `“${shown}” is not a valid e-mail address`;
   }
   return null;
+}
+
+// A display name the server's parser takes unquoted: no specials (RFC 5322
+// §3.2.3) but for comments, and no quotes (a name partly quoted is left be).
+const PLAIN_NAME_RE = /^[^.,;:@[\]\\"]*$/;
+
+/** `Name <addr>` with the name quoted where it must be (`"Smith, Alice" <a@x>`). */
+export function namedAddress(name, address) {
+  const n = String(name || "").trim();
+  if (!n) return address;
+  return PLAIN_NAME_RE.test(n) ? `${n} <${address}>`
+    : `"${n.replace(/[\\"]/g, "\\$&")}" <${address}>`;
+}
+
+/** One piece as the server reads it: an unquoted name with specials in it quoted. */
+function wirePiece(piece) {
+  const t = piece.text.trim();
+  if (piece.colon >= 0) return t;
+  const m = /^([^<>"]*?)\s*<([^<>]*)>$/.exec(t);
+  return m && m[1] && !PLAIN_NAME_RE.test(m[1]) ? namedAddress(m[1], m[2]) : t;
+}
+
+/**
+ * A recipients field as it goes to the server: the server splits at `;`
+ * and `,` outside quotes only and refuses line breaks, so a list with line
+ * breaks or tabs (pasted) is joined with `; `, and an unquoted name with a
+ * comma or dot in it (Outlook's `Smith, Alice <a@x>`) is quoted. A field
+ * that needs neither goes as typed.
+ */
+export function wireAddressList(value) {
+  const text = String(value || "");
+  const pieces = addressPieces(text);
+  const wire = pieces.map(wirePiece);
+  if (!/[\r\n\t]/.test(text) && wire.every((w, i) => w === pieces[i].text.trim())) return text;
+  return wire.filter(Boolean).join("; ");
 }
 
 /** The addresses of a recipients field, `a@x; b@y` (commas work too). */

@@ -50,3 +50,104 @@ async def test_signing_out_in_another_tab_shows_the_login_screen(browser, server
     await expect(second.locator("#app")).to_be_hidden()
     assert await second.evaluate("window.bannerShown") is False, "said “reconnecting”"
     assert not first.js_errors, first.js_errors
+
+
+# ---- pasted address lists -------------------------------------------------------
+
+PASTED_LISTS = """async () => {
+  const m = await import('/static/mailmodel.js');
+  const check = (v) => m.checkAddressList(v);
+  return {
+    lines: check('a@x.com\\nb@y.org\\nc@z.net'),
+    crlf: check('a@x.com\\r\\nb@y.org\\r\\n'),
+    tabs: check('a@x.com\\tb@y.org\\tc@z.net'),
+    outlook: check('Smith, Alice <asmith@example.org>; Jones, Bob <bjones@example.org>'),
+    outlookComma: check('Smith, Alice <asmith@example.org>, Jones, Bob <bjones@example.org>'),
+    outlookLines: check('Smith, Alice <asmith@example.org>\\nJones, Bob <bjones@example.org>'),
+    suffix: check('Smith, Jr., Al <al@example.org>'),
+    mixed: check('a@x.com; b@y.org, c@z.net;d@w.io'),
+    plainCommas: check('a@x.com, b@y.com'),
+    quoted: check('"Smith, Alice" <asmith@example.org>, "Doe; J" <j@y.org>'),
+    bad: check('Smith, Alice <asmith@example.org>\\nnot-an-address\\nb@y.org'),
+    badAfterName: check('bob@, Alice <a@x.org>'),
+    wireOutlook: m.wireAddressList(
+      'Smith, Alice <asmith@example.org>; Jones, Bob <bjones@example.org>'),
+    wireLines: m.wireAddressList('a@x.com\\r\\nB. Smith <b@y.org>\\r\\n'),
+    wireAsTyped: m.wireAddressList('a@x.com, "Smith, A" <a@y.org>; '),
+    token: m.tokenAt('x@y.org; Smith, Alice <asm', 20),
+  };
+}"""
+
+
+async def test_pasted_address_lists_are_split_as_people_paste_them(browser, server):
+    """Lines, tabs and Outlook's unquoted `Last, First <addr>` all split into
+    whole addresses; plain and quoted lists keep working; a bad piece is named."""
+    page = await new_page(browser)
+    await page.goto(server.url + "/")
+    r = await page.evaluate(PASTED_LISTS)
+    ok = {"problems": []}
+    assert r["lines"] == {"addresses": ["a@x.com", "b@y.org", "c@z.net"], **ok}
+    assert r["crlf"] == {"addresses": ["a@x.com", "b@y.org"], **ok}
+    assert r["tabs"] == {"addresses": ["a@x.com", "b@y.org", "c@z.net"], **ok}
+    outlook = {"addresses": ["Smith, Alice <asmith@example.org>",
+                             "Jones, Bob <bjones@example.org>"], **ok}
+    assert r["outlook"] == outlook
+    assert r["outlookComma"] == outlook
+    assert r["outlookLines"] == outlook
+    assert r["suffix"] == {"addresses": ["Smith, Jr., Al <al@example.org>"], **ok}
+    assert r["mixed"] == {"addresses": ["a@x.com", "b@y.org", "c@z.net", "d@w.io"], **ok}
+    assert r["plainCommas"] == {"addresses": ["a@x.com", "b@y.com"], **ok}
+    assert r["quoted"] == {"addresses": ['"Smith, Alice" <asmith@example.org>',
+                                         '"Doe; J" <j@y.org>'], **ok}
+    assert r["bad"]["addresses"] == ["Smith, Alice <asmith@example.org>", "b@y.org"]
+    assert r["bad"]["problems"] == ["“not-an-address” is missing an @ and a domain"]
+    assert r["badAfterName"]["addresses"] == ["Alice <a@x.org>"]
+    assert r["badAfterName"]["problems"] == ["“bob@” has no domain after the @"]
+    # What goes to the server: names quoted, one separator it knows.
+    assert r["wireOutlook"] == ('"Smith, Alice" <asmith@example.org>; '
+                                '"Jones, Bob" <bjones@example.org>')
+    assert r["wireLines"] == 'a@x.com; "B. Smith" <b@y.org>'
+    assert r["wireAsTyped"] == 'a@x.com, "Smith, A" <a@y.org>; '
+    assert r["token"]["text"] == "Smith, Alice <asm"
+
+
+async def paste(page, field, text: str) -> None:
+    """Paste `text` into `field` as Ctrl+V does, through the real clipboard."""
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                         origin=page.url.split("/", 3)[0] + "//" +
+                                         page.url.split("/", 3)[2])
+    await page.evaluate("t => navigator.clipboard.writeText(t)", text)
+    await field.focus()
+    await page.keyboard.press("Control+V")
+
+
+async def test_a_pasted_column_and_an_outlook_list_are_sent(browser, server):
+    page = await new_page(browser)
+    posts: list[dict] = []
+    page.on("request", lambda r: posts.append(r.post_data_json)
+            if r.method == "POST" and r.url.endswith("/api/messages") else None)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    to = page.get_by_label("To", exact=True)
+    # A column from a spreadsheet: one address a line, CRLF, the last one too.
+    await paste(page, to, "carol@example.com\r\ndave@example.org\r\n")
+    await expect(to).to_have_value("carol@example.com; dave@example.org; ")
+    await expect(to).not_to_have_attribute("aria-invalid", "true")
+    cc = page.get_by_label("Cc", exact=True)
+    await paste(page, cc, "Smith, Alice <asmith@example.org>; Jones, Bob <bjones@example.org>")
+    await page.get_by_label("Subject", exact=True).fill("Pasted lists")
+    await expect(page.locator("#compose-cc-error")).to_be_hidden()
+    await expect(cc).not_to_have_attribute("aria-invalid", "true")
+    await page.get_by_label("Message", exact=True).fill("Hello all.")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect(page.locator("#compose")).to_be_hidden()
+    assert posts[-1]["to"] == "carol@example.com; dave@example.org; "  # as the field has it
+    assert posts[-1]["cc"] == ('"Smith, Alice" <asmith@example.org>; '
+                               '"Jones, Bob" <bjones@example.org>')
+    # A bad line among good ones is named precisely, and nothing is sent.
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await paste(page, to, "erin@example.com\nnot-an-address\nfrank@example.com")
+    await expect(to).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#compose-to-error")).to_have_text(
+        "“not-an-address” is missing an @ and a domain")
+    assert not page.js_errors, page.js_errors
