@@ -43,7 +43,8 @@ def parse_draft(payload: object) -> dict[str, Any]:
         if not isinstance(value, str):
             raise ValidationError("must be a string", field=name)
         if len(value) > limit:
-            raise ValidationError(f"at most {limit} characters", field=name)
+            # Worded as a send's refusal is (compose.py), the page names the field.
+            raise ValidationError(f"is longer than {limit} characters", field=name)
         out[name] = value
     text = payload.get("text", "")
     if not isinstance(text, str):

@@ -18,6 +18,28 @@ import {
 } from "./mailmodel.js";
 
 export const RECIPIENT_FIELDS = ["to", "cc", "bcc"];
+// The server's `field` of an error (to, to[2], attachments[0].filename, ...)
+// as the form labels it.
+const FIELD_LABELS = {
+  to: "To", cc: "Cc", bcc: "Bcc", subject: "Subject", text: "Message", attachments: "Attachments",
+};
+
+/**
+ * The compose field a server error is about ("to" for "to[2]"), or null, and
+ * its message naming that field: the server words its reasons to follow a
+ * field's name ("is longer than 998 characters"), which alone say nothing.
+ */
+export function fieldError(err) {
+  const field = String((err && err.field) || "").split(/[[.]/)[0];
+  const message = String((err && err.message) || "");
+  if (!Object.hasOwn(FIELD_LABELS, field)) return { field: null, message };
+  const label = FIELD_LABELS[field];
+  // "is longer than…", "must be a string", "at most…": the label starts the
+  // sentence; anything else ("'x' is not a valid address") follows a colon.
+  const joined = /^(is|are|must|has|have|needs|at (most|least)|contains)\b/.test(message)
+    ? `${label} ${message}` : `${label}: ${message}`;
+  return { field, message: joined };
+}
 
 export function openDraftKey(model) {
   return `bitmail:open-draft:${model.user ? model.user.username : ""}`;
@@ -168,8 +190,14 @@ export class Compose {
       if (this.saved) this.cv.setSaved("Draft saved");
     } catch (err) {
       this.saved = false;
-      this.cv.setSaved(err instanceof NetworkError ? "Not saved (offline) — kept here"
-        : `Not saved: ${err.message}`);
+      if (err instanceof NetworkError) {
+        this.cv.setSaved("Not saved (offline) — kept here");
+      } else {
+        // Marked, not focused: a save happens while the user types elsewhere.
+        const named = fieldError(err);
+        if (named.field) this.cv.fieldError(named.field, named.message);
+        this.cv.setSaved(`Not saved: ${named.message}`);
+      }
     } finally {
       this.saving = null;
     }
@@ -323,6 +351,7 @@ export class Compose {
     const chosen = new Set(files.map((f) => f.name));
     this.missing = this.missing.filter((n) => !chosen.has(n));
     this.cv.composeError("");
+    this.cv.fieldError("attachments", null);
     this.renderAttachments();
     this.cv.el.filesList.scrollIntoView({ block: "nearest" });
     this.changed(); // the files stay in this page; the draft keeps their names
@@ -333,6 +362,7 @@ export class Compose {
     const i = this.attachments.findIndex((a) => a.key === key);
     if (i < 0) return;
     const [gone] = this.attachments.splice(i, 1);
+    this.cv.fieldError("attachments", null);
     this.renderAttachments();
     this.changed();
     const buttons = this.cv.el.filesList.querySelectorAll("[data-remove]");
@@ -487,12 +517,13 @@ export class Compose {
     } else if (err.status === 413) {
       cv.composeError(`Not sent: the message is too large for the server (${err.message}). ` +
         "Remove some files.");
-    } else if (err.field && cv.fields[err.field]) {
-      cv.fieldError(err.field, err.message);
-      cv.composeError(`Not sent: ${err.message}`);
-      cv.fields[err.field].focus();
     } else {
-      cv.composeError(`Not sent: ${err.message}`);
+      const named = fieldError(err);
+      cv.composeError(`Not sent: ${named.message}`);
+      if (named.field) {
+        cv.fieldError(named.field, named.message);
+        cv.control(named.field).focus();
+      }
     }
   }
 

@@ -144,8 +144,13 @@ export class ComposeView {
     this.el.filesNote.hidden = !missing.length;
   }
 
+  /** The control of a field: a draft field's, or the attachments' file picker. */
+  control(name) {
+    return name === "attachments" ? this.el.files : this.fields[name];
+  }
+
   fieldError(name, message) {
-    const field = this.fields[name];
+    const field = this.control(name);
     const box = $(`compose-${name}-error`);
     if (!field) return;
     if (message) {
@@ -164,7 +169,7 @@ export class ComposeView {
   }
 
   clearFieldErrors() {
-    for (const name of Object.keys(this.fields)) this.fieldError(name, null);
+    for (const name of [...Object.keys(this.fields), "attachments"]) this.fieldError(name, null);
     this.composeError("");
     this.showWarning([]);
   }

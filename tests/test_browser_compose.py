@@ -8,6 +8,8 @@ Playwright's auto-waiting `expect` does the waiting.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import test_browser
 from test_browser import log_in, new_page
@@ -150,4 +152,74 @@ async def test_a_pasted_column_and_an_outlook_list_are_sent(browser, server):
     await expect(to).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#compose-to-error")).to_have_text(
         "“not-an-address” is missing an @ and a domain")
+    assert not page.js_errors, page.js_errors
+
+
+# ---- errors name their field ------------------------------------------------------
+
+async def test_a_too_long_subject_is_named_marked_and_cannot_be_typed(browser, server):
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    subject = page.get_by_label("Subject", exact=True)
+    # Typing (or pasting) stops at the server's limit.
+    assert await subject.get_attribute("maxlength") == "998"
+    await subject.fill("x" * 1200)
+    await expect(subject).to_have_value("x" * 998)
+    await expect(page.locator("#compose-saved")).to_have_text("Draft saved")
+
+    # Longer than that only another way (set by a script here): the save and
+    # the send say which field, mark it and (sending) take the focus there.
+    await page.get_by_label("To", exact=True).fill("carol@example.com")
+    await subject.evaluate("(e, v) => { e.value = v; }", "y" * 1000)
+    await page.get_by_label("Message", exact=True).fill("Hello.")
+    await expect(page.locator("#compose-saved")).to_have_text(
+        "Not saved: Subject is longer than 998 characters")
+    await expect(subject).to_have_attribute("aria-invalid", "true")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect(page.locator("#compose-error")).to_have_text(
+        "Not sent: Subject is longer than 998 characters")
+    await expect(page.locator("#compose-subject-error")).to_have_text(
+        "Subject is longer than 998 characters")
+    await expect(subject).to_be_focused()
+    # Fixed, the mark goes and the draft is saved.
+    await subject.fill("Short again")
+    await expect(subject).not_to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#compose-saved")).to_have_text("Draft saved")
+
+
+def refusing(body: str):
+    """A route handler answering 400 with `body`."""
+    async def refuse(route):
+        await route.fulfill(status=400, content_type="application/json", body=body)
+    return refuse
+
+
+async def test_every_compose_field_is_named_in_the_servers_errors(browser, server):
+    """To, Cc, Bcc, Message and Attachments: the server's `field` (to[0],
+    attachments[1].filename) names the field in the page's words."""
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await page.get_by_label("To", exact=True).fill("carol@example.com")
+    await page.get_by_label("Subject", exact=True).fill("Named")
+    await page.get_by_label("Message", exact=True).fill("Hello.")
+    cases = [("to[0]", "'x' is not a valid e-mail address", "#compose-to",
+              "To: 'x' is not a valid e-mail address"),
+             ("cc", "at most 100 recipients", "#compose-cc", "Cc at most 100 recipients"),
+             ("bcc", "must be a string", "#compose-bcc", "Bcc must be a string"),
+             ("text", "must be a string", "#compose-text", "Message must be a string"),
+             ("attachments[1].filename", "is too long", "#compose-files",
+              "Attachments is too long")]
+    for field, message, control, shown in cases:
+        body = json.dumps({"error": {"code": "invalid", "message": message, "field": field}})
+
+        await page.route("**/api/messages", refusing(body))
+        await page.get_by_role("button", name="Send", exact=True).click()
+        await expect(page.locator("#compose-error")).to_have_text(f"Not sent: {shown}")
+        await expect(page.locator(control)).to_have_attribute("aria-invalid", "true")
+        await expect(page.locator(control)).to_be_focused()
+        await page.unroute("**/api/messages")
+        await page.locator(control).evaluate(
+            "e => e.dispatchEvent(new Event('input', {bubbles: true}))")
     assert not page.js_errors, page.js_errors
