@@ -344,10 +344,13 @@ class Mailbox:
         await self.store.update(Kind.MESSAGE, doc["id"], {"unread": unread})
 
     async def contacts(self, owner: str, limit: int = 500) -> list[str]:
-        """Addresses the owner has written to or heard from, most recent first."""
+        """Addresses the owner has written to or heard from, most recent first.
+        Not a draft's: those are as typed, maybe half an address."""
         seen: dict[str, None] = {}
         docs = await self.store.get(Kind.MESSAGE, {"owner": owner}, limit=limit, newest_first=True)
         for doc in docs:
+            if doc.get("folder") == "drafts":
+                continue
             for addr in [*doc.get("to", []), *doc.get("cc", []), doc.get("from", "")]:
                 if addr and "@" in addr:
                     seen.setdefault(addr)

@@ -278,7 +278,19 @@ export function appendAddresses(value, addresses) {
   return parts.join("; ");
 }
 
-/** Suggestions for what is being typed: prefix matches first, then others. */
+/** The display name of `Name <a@x>` or `"Doe, J" <a@x>` (unquoted), else "". */
+export function displayName(text) {
+  const m = /^(.*?)\s*<[^<>]*>\s*$/.exec(String(text || "").trim());
+  if (!m) return "";
+  const name = m[1].trim();
+  return /^".*"$/.test(name) ? name.slice(1, -1).replace(/\\(.)/g, "$1") : name;
+}
+
+/**
+ * Suggestions for what is being typed, from contacts (`a@x` or `Name <a@x>`):
+ * those whose address, or a word of whose name, starts with it first, then
+ * those that have it anywhere.
+ */
 export function suggest(contacts, typed, exclude = [], limit = 8) {
   const q = typed.trim().toLowerCase();
   if (!q) return [];
@@ -286,11 +298,13 @@ export function suggest(contacts, typed, exclude = [], limit = 8) {
   const first = [];
   const then = [];
   for (const c of contacts) {
-    const lc = c.toLowerCase();
-    if (skip.has(lc) || lc === q) continue;
-    const local = lc.split("@")[0];
-    if (lc.startsWith(q) || local.startsWith(q)) first.push(c);
-    else if (lc.includes(q)) then.push(c);
+    const addr = bareAddress(c).toLowerCase();
+    if (skip.has(addr) || addr === q) continue;
+    const name = displayName(c).toLowerCase();
+    const local = addr.split("@")[0];
+    if (addr.startsWith(q) || local.startsWith(q) || name.startsWith(q) ||
+        name.split(/[\s,.]+/).some((word) => word.startsWith(q))) first.push(c);
+    else if (addr.includes(q) || name.includes(q)) then.push(c);
   }
   return [...first, ...then].slice(0, limit);
 }
@@ -770,24 +784,33 @@ export class MailModel {
     this.serverContacts = list;
   }
 
-  /** Addresses to suggest: the server's, then everyone seen in loaded folders. */
+  /**
+   * Addresses to suggest (`a@x`, or `Name <a@x>` where a name is known): the
+   * server's, then everyone in the mail loaded here. Not Drafts: what a
+   * draft has is as typed, maybe half an address or two run together. Only
+   * what is one valid address is suggested.
+   */
   contacts() {
     const me = this.user ? this.user.address.toLowerCase() : "";
-    const out = new Map();
+    const out = new Map(); // bare address, lower-cased → {bare, name}
     const add = (a) => {
-      const bare = bareAddress(a);
-      if (bare && bare.includes("@") && bare.toLowerCase() !== me && !out.has(bare.toLowerCase())) {
-        out.set(bare.toLowerCase(), bare);
-      }
+      const text = String(a || "").trim();
+      if (!text || addressProblem(text)) return;
+      const bare = bareAddress(text);
+      const key = bare.toLowerCase();
+      const name = displayName(text);
+      if (key === me || (out.has(key) && (out.get(key).name || !name))) return;
+      out.set(key, { bare, name });
     };
     for (const a of this.serverContacts || []) add(a);
-    for (const f of Object.values(this.folders)) {
+    for (const [folder, f] of Object.entries(this.folders)) {
+      if (folder === "drafts") continue;
       for (const m of f.byId.values()) {
         add(m.from);
         for (const a of Array.isArray(m.to) ? m.to : splitAddresses(m.to)) add(a);
       }
     }
-    return [...out.values()];
+    return [...out.values()].map(({ bare, name }) => namedAddress(name, bare));
   }
 
   setConnection(state) {

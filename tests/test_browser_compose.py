@@ -12,7 +12,7 @@ import json
 
 import pytest
 import test_browser
-from test_browser import log_in, new_page
+from test_browser import api_send, api_user, log_in, new_page, row
 
 browser = test_browser.browser  # the same Chromium fixture
 server = test_browser.server  # a serve process with the directory published
@@ -222,4 +222,48 @@ async def test_every_compose_field_is_named_in_the_servers_errors(browser, serve
         await page.unroute("**/api/messages")
         await page.locator(control).evaluate(
             "e => e.dispatchEvent(new Event('input', {bubbles: true}))")
+    assert not page.js_errors, page.js_errors
+
+
+# ---- address suggestions ------------------------------------------------------------
+
+async def test_suggestions_are_real_correspondents_found_by_name_too(browser, server):
+    """A half-typed draft is no contact; a correspondent's display name finds
+    them, and picking one puts in their name and address."""
+    await (await api_user(server, "alice"))[0].close()  # she exists before mail comes
+    carol, csrf = await api_user(server, "carol")
+    try:
+        async with carol.patch(server.url + "/api/me", json={"display_name": "Carol Jones"},
+                               headers={"X-CSRF-Token": csrf}) as resp:
+            assert resp.status == 200, await resp.text()
+        await api_send(server, carol, csrf, to="alice@localhost", subject="From Carol")
+    finally:
+        await carol.close()
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await row(page, "From Carol").wait_for()
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    to = page.get_by_label("To", exact=True)
+    await to.press_sequentially("bob@trial.test carol@trial.test")  # not finished
+    await expect(page.locator("#compose-saved")).to_have_text("Draft saved")
+    await page.get_by_role("button", name="Discard").wait_for()
+    await page.keyboard.press("Escape")  # set aside: it stays in Drafts
+    await page.locator(".sidebar").get_by_role("button", name="Drafts", exact=True).click()
+    await expect(page.locator("#message-list .row")).to_have_count(1)
+    await page.reload()  # the server's contacts, and Drafts loaded again
+    await page.locator(".sidebar").get_by_role("button", name="Drafts", exact=True).click()
+    await expect(page.locator("#message-list .row")).to_have_count(1)
+    await page.keyboard.press("Escape")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    to = page.get_by_label("To", exact=True)
+    await to.fill("")
+    await to.press_sequentially("car")
+    options = page.locator("#compose-to-suggestions li")
+    await expect(options).to_have_text(["Carol Jones <carol@localhost>"])
+    await to.fill("")
+    await to.press_sequentially("jon")  # her surname
+    await expect(options).to_have_text(["Carol Jones <carol@localhost>"])
+    await to.press("Enter")
+    await expect(to).to_have_value("Carol Jones <carol@localhost>; ")
+    await expect(to).not_to_have_attribute("aria-invalid", "true")
     assert not page.js_errors, page.js_errors

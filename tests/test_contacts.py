@@ -47,3 +47,13 @@ async def test_the_directory_setting_lists_local_accounts(make_settings):
 
 def test_the_directory_is_off_by_default(make_settings):
     assert make_settings().directory is False
+
+
+async def test_a_drafts_half_typed_addresses_are_no_contacts(service):
+    """A draft keeps its fields as typed ("bob@x carol@y", run together):
+    they are nobody the user wrote to, and not suggested."""
+    alice = await service.api_key("alice")
+    resp = await service.client.put("/api/drafts/draft-0001", headers=alice, json={
+        "to": "bob@trial.test carol@trial.test", "subject": "not yet"})
+    assert resp.status == 201, await resp.text()
+    assert await contacts(service, alice) == []
