@@ -67,15 +67,20 @@ export class Actions {
       }
       this.loadCounts();
     };
-    this.lastUndo = undo;
-    this.view.toast(message, { undo });
-    this.view.announce(`${message} Press z to undo.`);
+    this.offerUndo(message, undo);
     moving.then(this.loadCounts, (err) => {
       if (this.lastUndo === undo) this.lastUndo = null;
       this.view.toast(`Not moved: ${err.message}`, { alert: true });
       this.loadCounts();
     });
     return true;
+  }
+
+  /** The toast with Undo (its button, or z) for the last thing done. */
+  offerUndo(message, undo) {
+    this.lastUndo = undo;
+    this.view.toast(message, { undo });
+    this.view.announce(`${message} Press z to undo.`);
   }
 
   async setUnread(ids, unread, { quiet = false } = {}) {
@@ -114,14 +119,78 @@ export class Actions {
     return true;
   }
 
+  /**
+   * Discard drafts, with Undo as for a move. The server keeps nothing of a
+   * discarded draft, so the page reads each one's fields first and Undo
+   * saves them again under the same id (the files of one stay in this tab).
+   */
   async discardDrafts(ids = this.model.targets()) {
-    for (const id of ids) {
-      await this.conn.deleteDraft(id).catch(() => {});
-      this.compose.goneElsewhere(id);
-    }
+    if (!ids.length) return false;
+    const rows = ids.map((id) => this.model.findSummary(id)).filter(Boolean);
     this.model.removeRows(ids);
-    this.loadCounts();
-    return ids.length > 0;
+    const read = await Promise.all(ids.map((id) => this.conn.message(id).then(
+      (m) => (m.draft ? { id, draft: m.draft, files: this.compose.kept.get(id) || [] } : null),
+      (err) => ({ id, err }))));
+    const failed = read.filter((r) => r && r.err);
+    for (const r of rows) if (failed.some((f) => f.id === r.id)) this.model.addLive(r, { fresh: false });
+    const kept = read.filter((r) => r && !r.err);
+    const deleting = Promise.all(kept.map(async ({ id }) => {
+      await this.conn.deleteDraft(id);
+      this.compose.goneElsewhere(id);
+    }));
+    const undo = async () => {
+      if (this.lastUndo === undo) this.lastUndo = null;
+      try {
+        await deleting;
+        for (const { id, draft, files } of kept) {
+          const body = { ...draft };
+          for (const k of ["in_reply_to", "forward_of"]) if (!body[k]) delete body[k];
+          const row = await this.conn.saveDraft(id, body);
+          if (files.length) this.compose.kept.set(id, files);
+          this.model.addLive({ ...row, folder: "drafts" }, { fresh: false });
+        }
+        this.view.toast("Undone.");
+      } catch (err) {
+        this.view.toast(`Could not undo: ${err.message}`, { alert: true });
+      }
+      this.loadCounts();
+    };
+    if (failed.length) {
+      this.view.toast(`Not discarded: ${failed[0].err.message}`, { alert: true });
+    } else if (kept.length) {
+      this.offerUndo(kept.length === 1 ? "Draft discarded." : `${kept.length} drafts discarded.`,
+        undo);
+    }
+    deleting.then(this.loadCounts, (err) => {
+      if (this.lastUndo === undo) this.lastUndo = null;
+      for (const r of rows) this.model.addLive(r, { fresh: false }); // the server has them
+      this.view.toast(`Not discarded: ${err.message}`, { alert: true });
+      this.loadCounts();
+    });
+    return true;
+  }
+
+  /** Discard in compose: the draft goes, with Undo that opens it again. */
+  async discardOpen() {
+    const gone = this.compose.discard();
+    if (!gone) return;
+    const undo = async () => {
+      if (this.lastUndo === undo) this.lastUndo = null;
+      try {
+        await gone.gone;
+        await this.compose.restore(gone);
+        this.view.announce("Undone: the draft is open again.");
+      } catch (err) {
+        this.view.toast(`Could not undo: ${err.message}`, { alert: true });
+      }
+      this.loadCounts();
+    };
+    this.offerUndo("Draft discarded.", undo);
+    gone.gone.then(this.loadCounts, (err) => {
+      if (this.lastUndo === undo) this.lastUndo = null;
+      this.view.toast(`Not discarded: ${err.message}`, { alert: true });
+      this.loadCounts();
+    });
   }
 
   /** The Delete key and button: to Trash; in Trash, for good; a draft is discarded. */

@@ -273,8 +273,16 @@ export class Compose {
     document.getElementById("compose-button").focus();
   }
 
-  async discard() {
+  /**
+   * Throw the draft being written away. Returns what it was, for Undo:
+   * {id, draft, files, gone} (`gone`: the server's delete), or null when
+   * there was nothing in it.
+   */
+  discard() {
     const id = this.draftId;
+    const draft = this.draft();
+    const files = this.attachments;
+    const empty = draftIsEmpty(draft) && !draft.attachments.length;
     clearTimeout(this.saveTimer);
     this.cv.fillFields(EMPTY_DRAFT);
     this.cv.clearFieldErrors();
@@ -285,7 +293,18 @@ export class Compose {
     this.remember();
     this.cv.setSaved("");
     document.getElementById("compose-button").focus();
-    if (id) await this.conn.deleteDraft(id).catch(() => {});
+    const gone = id ? this.conn.deleteDraft(id) : Promise.resolve();
+    return empty ? null : { id, draft, files, gone };
+  }
+
+  /** A discarded draft back (Undo): on the server under its id, and open here. */
+  async restore({ id, draft, files }) {
+    const body = { ...draft };
+    if (!body.in_reply_to) delete body.in_reply_to;
+    if (id) await this.conn.saveDraft(id, body);
+    if (id && files.length) this.kept.set(id, files);
+    await this.open(draft, { id });
+    if (!id) this.changed(); // never saved before: it is now
   }
 
   /** Logging out: what was typed is on the server (or lost with a dead connection). */
@@ -643,7 +662,6 @@ export class Compose {
   bind() {
     const cv = this.cv;
     document.getElementById("compose-close").addEventListener("click", () => this.close());
-    document.getElementById("discard").addEventListener("click", () => this.discard());
     // Only the Send button and Ctrl/⌘+Enter send: Enter in a one-line field
     // (To, Subject) must never send a half-written message. The form has no
     // submit button, so the browser never submits it on Enter either.

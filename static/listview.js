@@ -227,6 +227,7 @@ export class ListView {
         trash: view !== "trash" && view !== "drafts",
         restore: view === "trash" || view === "archive",
         forever: view === "trash",
+        discard: view === "drafts", // drafts are discarded (with Undo), not put in Trash
         read: view !== "drafts",
         unread: view !== "drafts",
       }[action];

@@ -544,14 +544,15 @@ function bindEvents() {
     trash: () => actions.moveTo("trash"),
     restore: () => actions.restore(),
     forever: () => actions.deleteForever(),
+    discard: () => actions.discardDrafts(),
     read: () => actions.setUnread(model.targets(), false),
     unread: () => actions.setUnread(model.targets(), true),
   };
   list.el.bar.addEventListener("click", (e) => {
     const button = e.target.closest("[data-action]");
-    if (button && model.view === "drafts" && button.dataset.action === "trash") actions.discardDrafts();
-    else if (button) barActions[button.dataset.action]();
+    if (button) barActions[button.dataset.action]();
   });
+  document.getElementById("discard").addEventListener("click", () => actions.discardOpen());
   document.getElementById("mark-all-read").addEventListener("click", () => actions.markAllRead());
   list.el.loadMore.addEventListener("click", () => loadFolder(model.view, { more: true }));
   view.el.search.addEventListener("input", onSearchInput);

@@ -267,3 +267,75 @@ async def test_suggestions_are_real_correspondents_found_by_name_too(browser, se
     await expect(to).to_have_value("Carol Jones <carol@localhost>; ")
     await expect(to).not_to_have_attribute("aria-invalid", "true")
     assert not page.js_errors, page.js_errors
+
+
+# ---- discarding drafts --------------------------------------------------------------
+
+def folder(page, name: str):
+    return page.locator(".sidebar").get_by_role("button", name=name, exact=True)
+
+
+async def api_drafts(server, username: str, subjects) -> None:
+    """Drafts saved as the page saves them (another device, say)."""
+    http, csrf = await api_user(server, username)
+    try:
+        for i, subject in enumerate(subjects):
+            async with http.put(f"{server.url}/api/drafts/draft-{i:04d}", headers={
+                    "X-CSRF-Token": csrf}, json={"to": "carol@example.com", "subject": subject,
+                                                 "text": f"About {subject}."}) as resp:
+                assert resp.status == 201, await resp.text()
+    finally:
+        await http.close()
+
+
+async def test_drafts_are_discarded_from_the_list_and_from_compose_with_undo(browser, server):
+    await api_drafts(server, "alice", ["Plan A", "Plan B"])
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await folder(page, "Drafts").click()
+    rows = page.locator("#message-list .row")
+    await expect(rows).to_have_count(2)
+    bar = page.locator("#bulk-bar")
+
+    # Ticked drafts have a toolbar button; they go with an Undo toast.
+    await page.get_by_role("checkbox", name="Select “Plan A”").check()
+    discard = bar.get_by_role("button", name="Discard", exact=True)
+    await expect(discard).to_be_visible()
+    await expect(discard).to_be_enabled()
+    await discard.click()
+    await expect(row(page, "Plan A")).to_have_count(0)
+    toast = page.locator("#toast")
+    await expect(toast).to_contain_text("Draft discarded.")
+    await expect(toast).to_have_attribute("role", "status")
+    await toast.get_by_role("button", name="Undo", exact=True).click()
+    await expect(row(page, "Plan A")).to_have_count(1)
+    await expect(page.locator("#drafts-count")).to_have_text("2 drafts")
+
+    # # on a selected draft, then z: the same.
+    await row(page, "Plan B").focus()
+    await page.keyboard.press("#")
+    await expect(row(page, "Plan B")).to_have_count(0)
+    await expect(toast).to_contain_text("Draft discarded.")
+    await page.keyboard.press("z")
+    await expect(row(page, "Plan B")).to_have_count(1)
+
+    # Discard in compose: gone, and Undo opens it again as it was.
+    await row(page, "Plan B").click()
+    subject = page.get_by_label("Subject", exact=True)
+    await expect(subject).to_have_value("Plan B")
+    await page.locator("#compose").get_by_role("button", name="Discard").click()
+    await expect(page.locator("#compose")).to_be_hidden()
+    await expect(row(page, "Plan B")).to_have_count(0)
+    await expect(toast).to_contain_text("Draft discarded.")
+    await toast.get_by_role("button", name="Undo", exact=True).click()
+    await expect(page.locator("#compose")).to_be_visible()
+    await expect(subject).to_have_value("Plan B")
+    await expect(page.get_by_label("Message", exact=True)).to_have_value("About Plan B.")
+    await expect(row(page, "Plan B")).to_have_count(1)
+
+    # What the page shows, the server has.
+    await page.keyboard.press("Escape")
+    await page.reload()
+    await folder(page, "Drafts").click()
+    await expect(rows).to_have_count(2)
+    assert not page.js_errors, page.js_errors
