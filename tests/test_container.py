@@ -17,6 +17,7 @@ from bitmail.mta.outcomes import Outcome, ProviderError, RecipientFailure, SendR
 from bitmail.mta.provider import Job, Provider
 from bitmail.mta.scheduling import Adaptive, RoundRobin
 from bitmail.outbox import Outbox, RetryPolicy
+from bitmail.store import StoreError
 from bitmail.store.sqlite import SQLiteStore
 
 from conftest import wait_for
@@ -299,3 +300,64 @@ async def test_jobs_in_flight_when_the_service_goes_down_are_handed_back(parts):
     restarted = Outbox(parts[0])
     await restarted.start()
     assert len(await restarted.claim(10)) == 5
+
+
+async def test_a_store_error_in_a_claim_is_retried_and_sending_goes_on(parts, caplog):
+    store, mailbox, _ = parts
+    provider = Scripted("p")
+    container = await start(parts, provider)
+    await accept(mailbox)
+    await wait_for(lambda: len(provider.received) == 1)
+    # The next claim fails once, as during a PostgreSQL restart.
+    real_claim, calls = store.claim, []
+
+    async def flaky_claim(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreError("ConnectionDoesNotExistError: connection was closed")
+        return await real_claim(*args, **kwargs)
+
+    store.claim = flaky_claim
+    container.wake()
+    await wait_for(lambda: calls)
+    await accept(mailbox)
+    await wait_for(lambda: len(provider.received) == 2)
+    await container.stop()
+    assert not container.down.is_set()
+    assert "claiming mail failed (ConnectionDoesNotExistError" in caplog.text
+
+
+async def test_an_outcome_whose_commit_fails_is_recorded_when_the_store_is_back(parts):
+    store, mailbox, outbox = parts
+    provider = Scripted("p")
+    container = await start(parts, provider)
+    real_commit, failed = store.commit, []
+
+    async def flaky_commit(batch):
+        if not failed and any(op.kind == "tracking" for op in batch.ops):
+            failed.append(batch)  # the outcome's batch, once
+            raise StoreError("ConnectionDoesNotExistError: connection was closed")
+        return await real_commit(batch)
+
+    store.commit = flaky_commit
+    [message_id] = await accept(mailbox)
+    await wait_for(lambda: _status_is(mailbox, message_id, "sent"))
+    await wait_for(_outbox_empty(outbox))
+    await container.stop()
+    assert failed and len(provider.received) == 1
+
+
+async def test_a_loop_that_fails_unexpectedly_takes_the_service_down(parts, caplog):
+    store, mailbox, outbox = parts
+    container = await start(parts, Scripted("p"))
+
+    async def broken_claim(limit):
+        raise RuntimeError("a bug")
+
+    outbox.claim = broken_claim
+    [message_id] = await accept(mailbox)
+    await asyncio.wait_for(container.down.wait(), 5)
+    await container.stop()
+    assert "the MTA's mta-claim loop ended: RuntimeError: a bug" in caplog.text
+    assert "service down: its mta-claim loop failed" in caplog.text
+    assert [d["message"] for d in await store.get("outbox")] == [message_id]

@@ -12,13 +12,18 @@ import pytest
 from aiosmtpd.smtp import Envelope
 
 from bitmail import config
+from bitmail.mailbox import Mailbox
+from bitmail.mta.outcomes import Outcome
+from bitmail.outbox import Outbox, RetryPolicy
 from bitmail.store import StorageFull
 from bitmail.store.postgres import PostgresStore
+from bitmail.store.sqlite import SQLiteStore
 
 from conftest import (
     pg_admin,
     pg_database_url,
     start_service,
+    wait_for,
     write_config,
 )
 from support.postgres import run_aside
@@ -118,3 +123,38 @@ async def test_postgresql_disk_full_is_storage_full(pg_url):
             await store.put("message", {"x": 1})
     finally:
         await store.close()
+
+
+async def test_a_claim_on_a_full_disk_is_tried_again_and_sending_goes_on(small_tmpfs):
+    from test_container import Scripted, accept, start
+
+    store = SQLiteStore(str(small_tmpfs / "db.sqlite"))
+    await store.open()
+    mailbox, outbox = Mailbox(store, "localhost"), Outbox(store, RetryPolicy(base=1.0, max=1.0))
+    provider = Scripted("p", Outcome.TRANSIENT)
+    container = await start((store, mailbox, outbox), provider, threshold=100)
+    try:
+        [message_id] = await accept(mailbox)
+        await wait_for(lambda: outbox_entry_deferred(store))  # due again in about 1 s
+        provider.fail = None
+        # Its claim (an UPDATE) comes due on a full disk, and fails.
+        ballast, real_claim, full = fill(small_tmpfs), store.claim, []
+
+        async def claim(*args, **kwargs):
+            try:
+                return await real_claim(*args, **kwargs)
+            except StorageFull:
+                full.append(1)
+                raise
+
+        store.claim = claim
+        await wait_for(lambda: full)
+        ballast.unlink()
+        await wait_for(lambda: [j.message_doc_id for j in provider.received] == [message_id])
+    finally:
+        await container.stop()
+        await store.close()
+
+
+async def outbox_entry_deferred(store) -> bool:
+    return any(d["attempts"] for d in await store.get("outbox"))

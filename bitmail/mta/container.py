@@ -8,6 +8,14 @@ provider's ids — that the container commits once, in a task beside the loop,
 so those commits share group commits. The outbox says when new mail is there;
 the health board holds the health shared with other processes.
 
+Errors: a StoreError in a loop's store call (a PostgreSQL restart, a lost
+connection, a full disk) is passing: it is logged, and the call is tried again
+after the outbox's back-off, capped at a third of the lease, until the store
+answers again; an outcome's batch is committed again the same way. Anything
+else that ends a loop is a fault this process cannot reason about: the service
+goes down as when no provider is left (logged, exit code 3, every accepted
+message left in the outbox).
+
 (About 400 lines: claiming, deciding and recording read and change the same
 per-job state — held, tried, the slots' health — under one loop's ordering;
 apart, that state would have to be shared between modules.)
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,7 +88,7 @@ class Container:
             for p, policy in providers
         }
         self.scheduler = scheduler or make_scheduler(self.settings.scheduler, list(self.slots))
-        self.down = asyncio.Event()  # set when every provider is down: the service stops
+        self.down = asyncio.Event()  # set when the service must stop (see _service_down)
         self._held: dict[str, Job] = {}
         self._tried: dict[str, set[str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -99,8 +108,23 @@ class Container:
                 slot.figures.last_error = slot.runner.provider.redact(
                     f"cannot start: {type(exc).__name__}: {exc}")
                 self._set_state(slot, slot.health.failed_to_start())
-        self._tasks = [asyncio.create_task(self._claim_loop(), name="mta-claim"),
-                       asyncio.create_task(self._decide_loop(), name="mta-decide")]
+        self._tasks = [self._spawn(self._claim_loop(), "mta-claim"),
+                       self._spawn(self._decide_loop(), "mta-decide")]
+
+    def _spawn(self, loop: Any, name: str) -> asyncio.Task[None]:
+        """Run one of the container's loops, watched: a loop only ends when
+        it is cancelled, so any other end takes the service down."""
+        task: asyncio.Task[None] = asyncio.create_task(loop, name=name)
+        task.add_done_callback(self._loop_ended)
+        return task
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        log.critical("the MTA's %s loop ended: %s", task.get_name(),
+                     f"{type(exc).__name__}: {exc}" if exc else "returned", exc_info=exc)
+        self._service_down(f"its {task.get_name()} loop failed")
 
     async def stop(self) -> None:
         """Stop taking work; hand back everything not yet sent."""
@@ -153,36 +177,67 @@ class Container:
         return sum(s.runner.room for s in self.slots.values() if s.health.available())
 
     async def _claim_loop(self) -> None:
-        clock = self.clock
-        renewed, looked = clock.monotonic(), 0.0  # look at the shared health at once
+        looked = -HEALTH_POLL  # look at the shared health at once
+        renewed = self.clock.monotonic()
         while True:
             self.turns += 1
-            if not self.outbox.store.exclusive and clock.monotonic() - looked > HEALTH_POLL:
-                looked = clock.monotonic()
+            if not self.outbox.store.exclusive and self.clock.monotonic() - looked > HEALTH_POLL:
+                looked = self.clock.monotonic()
                 await self._adopt_health()
-            free = self._free()
-            if free > 0:
-                jobs = await self.outbox.claim(min(free, 256))
-                unplaced = []
-                for job in jobs:
-                    self._held[job.id] = job
-                    if not self._dispatch(job):
-                        self._finish(job)
-                        unplaced.append(job)
-                if unplaced:
-                    batch = Batch()
-                    self.outbox.release(batch, unplaced)
-                    await self.store.commit(batch)
-                if len(jobs) == min(free, 256):
-                    await asyncio.sleep(0)
-                    continue
-            if clock.monotonic() - renewed > self.settings.lease / 3 and self._held:
-                await self.outbox.renew(list(self._held))
-                renewed = clock.monotonic()
+            if await self._store_call("claiming mail", self._claim):
+                await asyncio.sleep(0)
+                continue  # a full claim: there may be more due at once
+            if self.clock.monotonic() - renewed > self.settings.lease / 3 and self._held:
+                await self._store_call("renewing leases", self._renew)
+                renewed = self.clock.monotonic()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await self.outbox.added.wait()
             self.outbox.added.clear()
+
+    async def _claim(self) -> bool:
+        """Claim as many due jobs as the providers have room for and hand
+        them out; True when the claim came back full."""
+        free = self._free()
+        if free <= 0:
+            return False
+        limit = min(free, 256)
+        jobs = await self.outbox.claim(limit)
+        unplaced = []
+        for job in jobs:
+            self._held[job.id] = job
+            if not self._dispatch(job):
+                self._finish(job)
+                unplaced.append(job)
+        if unplaced:
+            batch = Batch()
+            self.outbox.release(batch, unplaced)
+            await self.store.commit(batch)
+        return len(jobs) == limit
+
+    async def _renew(self) -> None:
+        await self.outbox.renew(list(self._held))
+
+    async def _store_call(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`call()`'s result, tried again while the store fails (a StoreError);
+        other errors are raised. `what` names the call in the log."""
+        failures = 0
+        while True:
+            try:
+                return await call()
+            except StoreError as exc:
+                failures += 1
+                delay = self._store_back_off(failures)
+                # Store errors name the server, never its password.
+                log.warning("%s failed (%s); trying again in %.1f s (%d failures in a row)",
+                            what, exc, delay, failures)
+                await asyncio.sleep(delay)
+
+    def _store_back_off(self, failures: int) -> float:
+        """Seconds to wait before the next try after `failures` store errors in
+        a row: the outbox's back-off, but at most a third of the lease, so that
+        once the store is back the held jobs' leases are renewed in time."""
+        return min(self.outbox.policy.delay(failures), self.settings.lease / 3)
 
     def _dispatch(self, job: Job) -> bool:
         """Put the job on a provider's queue; False when none can take it now."""
@@ -228,7 +283,8 @@ class Container:
                 self.outbox.release(batch, [job])
             else:
                 self._retry(batch, attempt, job)
-        self._write(self.store.commit(batch))
+        self._write(self._store_call(f"recording the outcome of message "
+                                     f"{job.message_doc_id}", lambda: self.store.commit(batch)))
 
     def _retry(self, batch: Batch, attempt: Attempt, job: Job) -> None:
         """A transient failure or a provider fault: another provider now, or
@@ -316,12 +372,16 @@ class Container:
             elif report.state == State.UP and slot.health.state != State.UP:
                 self._set_state(slot, slot.health.success(), report)
 
-    def _service_down(self) -> None:
+    def _service_down(self, reason: str | None = None) -> None:
+        """Stop the service: `reason`, or every provider being down. The
+        service exits non-zero; accepted mail stays in the outbox."""
         if self.down.is_set():
             return
-        reasons = "; ".join(f"{s.name}: {s.figures.last_error}" for s in self.slots.values())
-        log.critical("service down: every provider is down (%s); accepted mail stays in the "
-                     "outbox and goes out after a restart", reasons)
+        if reason is None:
+            reason = "every provider is down ({})".format(
+                "; ".join(f"{s.name}: {s.figures.last_error}" for s in self.slots.values()))
+        log.critical("service down: %s; accepted mail stays in the outbox and goes out after "
+                     "a restart", reason)
         self.down.set()
 
     # -- recording: what an outcome writes, added to its one batch ----------------
