@@ -7,6 +7,13 @@ so a crashed process's entries come back when its lease runs out and two
 processes never hold the same entry at once. What happens to an entry after a
 send (complete, defer, give up, release) goes into the batch that records the
 outcome, so each outcome is one commit.
+
+A lease is only as good as its renewal: the holder renews it (`renew`) well
+before it ends. Renewing, deferring and releasing change an entry only while
+this process still holds its lease: a holder whose lease ran out (paused, or
+cut off from the store for longer than a lease) must not move an entry that
+another process has claimed since. Completing removes the entry whoever holds
+it: it went out.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import random
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -145,12 +153,30 @@ class Outbox:
                 unreadable.add(body_id)
         return found, unreadable
 
-    async def renew(self, job_ids: list[str]) -> None:
-        """Extend the leases on jobs this process still holds."""
-        until = self.clock.time() + self.policy.lease
-        async with self.store.batch() as batch:
-            for job_id in job_ids:
-                batch.update(Kind.OUTBOX, job_id, {"due": until})
+    async def renew(self, job_ids: list[str]) -> list[str]:
+        """Extend the leases on these jobs to a lease (seconds) from now.
+
+        Returns the ids of those another process holds now: their lease ran
+        out and it claimed them (an entry that is gone is done, and left out).
+        Raises StoreError when the store cannot be written."""
+        if not job_ids:
+            return []
+        batch, renewal = Batch(), self._if_held({"due": self.clock.time() + self.policy.lease})
+        for job_id in job_ids:
+            batch.update(Kind.OUTBOX, job_id, renewal)
+        results = await self.store.commit(batch)
+        return [job_id for job_id, doc in zip(job_ids, results, strict=True)
+                if doc is not None and doc.get("lease_owner") != self.owner]
+
+    def _if_held(self, change: dict[str, Any]) -> Callable[[Document], Document | None]:
+        """An update that applies `change` only while this process holds the
+        entry's lease (run inside the store's transaction, on its latest version)."""
+        owner = self.owner
+
+        def apply(doc: Document) -> Document | None:
+            return {**doc, **change} if doc.get("lease_owner") == owner else None
+
+        return apply
 
     @staticmethod
     def complete(batch: Batch, job: Job) -> None:
@@ -164,8 +190,9 @@ class Outbox:
         then removed in the batch, and the caller records the failure with it).
 
         The claim gave this process the entry and its attempts, so nothing is
-        read. Whether an earlier try may have gone out stays with the entry, so
-        whichever process sends it next says so."""
+        read; the entry is only changed while this process holds it. Whether
+        an earlier try may have gone out stays with the entry, so whichever
+        process sends it next says so."""
         now = self.clock.time() if now is None else now
         if now - job.accepted_at > self.policy.give_up_after:
             batch.delete(Kind.OUTBOX, job.id)
@@ -176,7 +203,7 @@ class Outbox:
                                   "attempts": attempts, "last_error": error}
         if job.ambiguous:
             change["ambiguous"] = True
-        batch.update(Kind.OUTBOX, job.id, change)
+        batch.update(Kind.OUTBOX, job.id, self._if_held(change))
         return due
 
     def release(self, batch: Batch, jobs: list[Job]) -> None:
@@ -187,7 +214,7 @@ class Outbox:
             change: dict[str, Any] = {"due": now}
             if job.ambiguous:
                 change["ambiguous"] = True
-            batch.update(Kind.OUTBOX, job.id, change)
+            batch.update(Kind.OUTBOX, job.id, self._if_held(change))
 
     async def pending(self) -> int:
         return await self.store.count(Kind.OUTBOX)

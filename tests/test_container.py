@@ -56,11 +56,12 @@ async def parts(tmp_path):
     await store.close()
 
 
-async def start(parts, *providers, threshold=2, retry_after=60.0, scheduler=None):
+async def start(parts, *providers, threshold=2, retry_after=60.0, scheduler=None,
+                send_timeout=2.0):
     _, mailbox, outbox = parts
     policy = FailurePolicy(threshold=threshold, retry_after=retry_after)
     container = Container([(p, policy) for p in providers], outbox, mailbox,
-                          MtaSettings(send_timeout=2.0), scheduler=scheduler)
+                          MtaSettings(send_timeout=send_timeout), scheduler=scheduler)
     await container.start()
     return container
 
@@ -361,3 +362,117 @@ async def test_a_loop_that_fails_unexpectedly_takes_the_service_down(parts, capl
     assert "the MTA's mta-claim loop ended: RuntimeError: a bug" in caplog.text
     assert "service down: its mta-claim loop failed" in caplog.text
     assert [d["message"] for d in await store.get("outbox")] == [message_id]
+
+
+class Gated(Scripted):
+    """Sends once `gate` is set: a slow relay, holding the jobs it was given."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.gate = asyncio.Event()
+        self.holding: list[str] = []
+
+    async def send(self, job: Job) -> SendResult:
+        self.holding.append(job.message_doc_id)
+        await self.gate.wait()
+        return await super().send(job)
+
+
+async def stall_claims_after_the_first(outbox: Outbox) -> None:
+    """After the first claim that finds a job, the claim loop's claims take
+    for ever, as behind a long backlog or a slow store: nothing may depend
+    on a claim turn ending."""
+    real_claim, never = outbox.claim, asyncio.Event()
+
+    async def claim(limit):
+        jobs = await real_claim(limit)
+        if jobs:
+            outbox.claim = stalled
+        return jobs
+
+    async def stalled(limit):
+        await never.wait()
+        return []
+
+    outbox.claim = claim
+
+
+async def test_a_held_job_keeps_its_lease_while_a_claim_turn_outlasts_it(tmp_path):
+    store = SQLiteStore(str(tmp_path / "db.sqlite"))
+    await store.open()
+    lease = 0.6
+    mailbox, outbox = Mailbox(store, "localhost"), Outbox(store, RetryPolicy(lease=lease))
+    slow = Gated("slow")
+    await stall_claims_after_the_first(outbox)
+    container = await start((store, mailbox, outbox), slow, send_timeout=30)
+    try:
+        [message_id] = await accept(mailbox)
+        await wait_for(lambda: slow.holding)
+        await asyncio.sleep(3 * lease)
+        # Another claimer (another process on PostgreSQL) finds it leased still.
+        assert await Outbox(store, RetryPolicy(lease=lease)).claim(10) == []
+        slow.gate.set()
+        await wait_for(_outbox_empty(outbox))
+    finally:
+        slow.gate.set()
+        await container.stop()
+        await store.close()
+    assert [j.message_doc_id for j in slow.received] == [message_id]
+
+
+async def test_a_lost_lease_is_neither_renewed_nor_moved_by_its_old_holder(store_url):
+    from bitmail.clock import SteppedClock
+    from bitmail.store import Batch, open_store
+
+    clock = SteppedClock()
+    async with open_store(store_url) as store:
+        mailbox = Mailbox(store, "localhost")
+        old, new = (Outbox(store, RetryPolicy(lease=60), clock=clock) for _ in range(2))
+        await accept(mailbox)
+        [held] = await old.claim(1)
+        clock.advance(61)  # the old holder was paused for longer than its lease
+        [taken] = await new.claim(1)
+        [leased] = await store.get("outbox")
+        assert taken.id == held.id and leased["lease_owner"] == new.owner
+        assert await old.renew([held.id]) == [held.id]
+        batch = Batch()
+        old.release(batch, [held])
+        old.defer(batch, held, held.recipients, "451 try again")
+        await store.commit(batch)
+        assert await store.get("outbox") == [leased]
+        assert await new.renew([taken.id]) == []
+
+
+@pytest.mark.postgres
+async def test_two_processes_on_postgresql_never_hold_the_same_message_at_once(pg_url):
+    from bitmail.store.postgres import PostgresStore
+
+    from conftest import pg_reset
+
+    pg_reset(pg_url)
+    lease, stores = 1.0, [PostgresStore(pg_url), PostgresStore(pg_url)]
+    for s in stores:
+        await s.open()
+    (mailbox_a, outbox_a), (mailbox_b, outbox_b) = (
+        (Mailbox(s, "localhost"), Outbox(s, RetryPolicy(lease=lease))) for s in stores)
+    slow, fast = Gated("slow"), Scripted("fast")
+    await stall_claims_after_the_first(outbox_a)
+    a = await start((stores[0], mailbox_a, outbox_a), slow, send_timeout=30)
+    b = None
+    try:
+        [message_id] = await accept(mailbox_a)
+        await wait_for(lambda: slow.holding)
+        b = await start((stores[1], mailbox_b, outbox_b), fast)
+        await asyncio.sleep(3 * lease)
+        slow.gate.set()
+        await wait_for(_outbox_empty(outbox_a))
+    finally:
+        slow.gate.set()
+        await a.stop()
+        if b:
+            await b.stop()
+        for s in stores:
+            await s.close()
+    assert [j.message_doc_id for j in slow.received] == [message_id]
+    assert fast.received == []
+

@@ -89,7 +89,9 @@ class Container:
         }
         self.scheduler = scheduler or make_scheduler(self.settings.scheduler, list(self.slots))
         self.down = asyncio.Event()  # set when the service must stop (see _service_down)
-        self._held: dict[str, Job] = {}
+        self._held: dict[str, Job] = {}  # claimed, at a provider or waiting for one
+        self._recording: dict[str, Job] = {}  # decided, the outcome not yet committed
+        self._lost: set[str] = set()  # held, but another process has claimed them since
         self._tried: dict[str, set[str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[Any]] = set()
@@ -109,7 +111,8 @@ class Container:
                     f"cannot start: {type(exc).__name__}: {exc}")
                 self._set_state(slot, slot.health.failed_to_start())
         self._tasks = [self._spawn(self._claim_loop(), "mta-claim"),
-                       self._spawn(self._decide_loop(), "mta-decide")]
+                       self._spawn(self._decide_loop(), "mta-decide"),
+                       self._spawn(self._renew_loop(), "mta-renew")]
 
     def _spawn(self, loop: Any, name: str) -> asyncio.Task[None]:
         """Run one of the container's loops, watched: a loop only ends when
@@ -178,7 +181,6 @@ class Container:
 
     async def _claim_loop(self) -> None:
         looked = -HEALTH_POLL  # look at the shared health at once
-        renewed = self.clock.monotonic()
         while True:
             self.turns += 1
             if not self.outbox.store.exclusive and self.clock.monotonic() - looked > HEALTH_POLL:
@@ -187,9 +189,6 @@ class Container:
             if await self._store_call("claiming mail", self._claim):
                 await asyncio.sleep(0)
                 continue  # a full claim: there may be more due at once
-            if self.clock.monotonic() - renewed > self.settings.lease / 3 and self._held:
-                await self._store_call("renewing leases", self._renew)
-                renewed = self.clock.monotonic()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await self.outbox.added.wait()
@@ -205,6 +204,13 @@ class Container:
         jobs = await self.outbox.claim(limit)
         unplaced = []
         for job in jobs:
+            if job.id in self._held or job.id in self._recording:
+                # Ours already: its lease ran out before the renewal came (a
+                # store slower than a third of the lease); the claim renewed it.
+                log.warning("message %s: its lease ran out while this process held it; "
+                            "a longer lease would suit this store", job.message_doc_id,
+                            extra=_about(job, ""))
+                continue
             self._held[job.id] = job
             if not self._dispatch(job):
                 self._finish(job)
@@ -215,8 +221,27 @@ class Container:
             await self.store.commit(batch)
         return len(jobs) == limit
 
+    async def _renew_loop(self) -> None:
+        """Renew the leases of every job held, a third of a lease apart: on a
+        clock of its own, since a claim turn may take longer than a lease
+        (a backlog claimed turn after turn, a slow store)."""
+        while True:
+            await asyncio.sleep(self.outbox.policy.lease / 3)
+            await self._store_call("renewing leases", self._renew)
+
     async def _renew(self) -> None:
-        await self.outbox.renew(list(self._held))
+        held = list(dict.fromkeys([*self._held, *self._recording]))
+        for job_id in await self.outbox.renew(held):
+            job = self._held.get(job_id) or self._recording.get(job_id)
+            if job is None or job_id in self._lost:
+                continue  # done meanwhile, or said already
+            # Its lease ran out before this renewal (the process was paused or
+            # the store out of reach for most of a lease): another process may
+            # be sending it too. What this process still has to do with it is
+            # to record what its own send did, and nothing more.
+            self._lost.add(job_id)
+            log.warning("message %s: its lease ran out while this process held it; another "
+                        "process may send it too", job.message_doc_id, extra=_about(job, ""))
 
     async def _store_call(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """`call()`'s result, tried again while the store fails (a StoreError);
@@ -237,7 +262,7 @@ class Container:
         """Seconds to wait before the next try after `failures` store errors in
         a row: the outbox's back-off, but at most a third of the lease, so that
         once the store is back the held jobs' leases are renewed in time."""
-        return min(self.outbox.policy.delay(failures), self.settings.lease / 3)
+        return min(self.outbox.policy.delay(failures), self.outbox.policy.lease / 3)
 
     def _dispatch(self, job: Job) -> bool:
         """Put the job on a provider's queue; False when none can take it now."""
@@ -278,13 +303,24 @@ class Container:
             self._failed(batch, job, attempt.provider, attempt.detail)
         else:
             self._set_state(slot, slot.health.failure())
-            if self.down.is_set():
+            if job.id in self._lost:
+                self._finish(job)  # the process that holds it now tries it again
+            elif self.down.is_set():
                 self._finish(job)
                 self.outbox.release(batch, [job])
             else:
                 self._retry(batch, attempt, job)
-        self._write(self._store_call(f"recording the outcome of message "
-                                     f"{job.message_doc_id}", lambda: self.store.commit(batch)))
+        self._write(self._record(batch, job))
+
+    async def _record(self, batch: Batch, job: Job) -> None:
+        """Commit an outcome's batch, again while the store fails; the job's
+        lease is renewed meanwhile."""
+        self._recording[job.id] = job
+        try:
+            await self._store_call(f"recording the outcome of message {job.message_doc_id}",
+                                   lambda: self.store.commit(batch))
+        finally:
+            self._recording.pop(job.id, None)
 
     def _retry(self, batch: Batch, attempt: Attempt, job: Job) -> None:
         """A transient failure or a provider fault: another provider now, or
@@ -309,6 +345,7 @@ class Container:
     def _finish(self, job: Job) -> None:
         self._held.pop(job.id, None)
         self._tried.pop(job.id, None)
+        self._lost.discard(job.id)
         self.outbox.added.set()  # room for one more: claim
 
     def _write(self, coro: Any) -> None:
