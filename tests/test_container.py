@@ -476,3 +476,30 @@ async def test_two_processes_on_postgresql_never_hold_the_same_message_at_once(p
     assert [j.message_doc_id for j in slow.received] == [message_id]
     assert fast.received == []
 
+
+class OddOnce(Scripted):
+    """Answers its first send with an id that is not a string, as a provider
+    whose answer was not what its library expects."""
+
+    async def send(self, job: Job) -> SendResult:
+        result = await super().send(job)
+        if len(self.received) == 1:
+            return SendResult(provider_message_id=["0100018f-odd"])  # type: ignore[arg-type]
+        return result
+
+
+async def test_an_outcome_that_cannot_be_recorded_stops_no_other_and_is_tried_again_flagged(
+        parts, caplog):
+    _, mailbox, outbox = parts
+    container = await start(parts, OddOnce("p"), threshold=100)
+    [odd] = await accept(mailbox)
+    others = await accept(mailbox, n=3)
+    for message_id in others:
+        await wait_for(lambda m=message_id: _status_is(mailbox, m, "sent"))
+    doc = await wait_for(lambda: _status_is(mailbox, odd, "sent"))
+    await wait_for(_outbox_empty(outbox))
+    await container.stop()
+    assert f"message {odd}: the outcome of its send through p (accepted) could not be " \
+           "recorded" in caplog.text
+    sent = [e for e in doc["events"] if e["type"] == "sent"]
+    assert len(sent) == 1 and sent[0]["ambiguous"] and "may also have gone" in sent[0]["detail"]

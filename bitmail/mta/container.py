@@ -281,7 +281,32 @@ class Container:
 
     async def _decide_loop(self) -> None:
         while True:
-            self._decide(await self.events.get())
+            attempt = await self.events.get()
+            tried = len(self._tried.get(attempt.job.id, ()))
+            try:
+                self._decide(attempt)
+            except Exception:
+                # One odd outcome (a provider's unexpected answer, a bug) must
+                # not stop the outcomes of every other message being recorded.
+                self._undecided(attempt, handed_on=len(self._tried.get(attempt.job.id, ()))
+                                > tried)
+
+    def _undecided(self, attempt: Attempt, *, handed_on: bool) -> None:
+        """`_decide` raised on `attempt`: say so with the message's id, and
+        back the job off flagged as possibly sent, so that its next try says
+        it may have gone out. A job that was handed to another provider
+        before the error (`handed_on`) is left to that provider's outcome."""
+        job = replace(attempt.job, ambiguous=True)
+        log.exception("message %s: the outcome of its send through %s (%s) could not be "
+                      "recorded", job.message_doc_id, attempt.provider, attempt.outcome,
+                      extra=_about(job, attempt.provider))
+        if handed_on:
+            return
+        self._finish(job)
+        batch = Batch()
+        self._defer(batch, job, job.recipients, attempt.provider,
+                    f"its outcome ({attempt.outcome}) could not be recorded")
+        self._write(self._record(batch, job))
 
     def _decide(self, attempt: Attempt) -> None:
         slot = self.slots[attempt.provider]
