@@ -503,3 +503,32 @@ async def test_an_outcome_that_cannot_be_recorded_stops_no_other_and_is_tried_ag
            "recorded" in caplog.text
     sent = [e for e in doc["events"] if e["type"] == "sent"]
     assert len(sent) == 1 and sent[0]["ambiguous"] and "may also have gone" in sent[0]["detail"]
+
+
+async def test_a_message_no_provider_up_can_carry_backs_off_and_fails_in_time(tmp_path):
+    from bitmail.message.submission import submitted
+
+    raw = ("From: me@localhost\r\nTo: bob@example.com\r\nSubject: Grüße aus Köln\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           "Content-Transfer-Encoding: 8bit\r\n\r\nHallo\r\n").encode()
+    message = submitted(raw, user_address="me@localhost", recipients=["bob@example.com"],
+                        domain="localhost")
+    assert message.smtputf8  # only a provider that carries SMTPUTF8 may send it
+    store = SQLiteStore(str(tmp_path / "db.sqlite"))
+    await store.open()
+    mailbox = Mailbox(store, "localhost")
+    outbox = Outbox(store, RetryPolicy(base=0.2, max=0.2, give_up_after=1.0))
+    ascii_only = Scripted("mailgun")
+    container = await start((store, mailbox, outbox), ascii_only)
+    try:
+        message_id = await mailbox.accept(message, "me")
+        doc = await wait_for(lambda: _status_is(mailbox, message_id, "failed"))
+    finally:
+        await container.stop()
+        await store.close()
+    assert ascii_only.received == []
+    deferred = [e for e in doc["events"] if e["type"] == "deferred"]
+    # Backed off between tries (0.2 s each), not claimed again at once.
+    assert 1 <= len(deferred) <= 10, len(deferred)
+    assert "needs SMTPUTF8" in deferred[0]["detail"]
+    assert doc["recipients"][0]["detail"].startswith("gave up: it needs SMTPUTF8")

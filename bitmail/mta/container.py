@@ -216,8 +216,12 @@ class Container:
                 self._finish(job)
                 unplaced.append(job)
         if unplaced:
+            # No provider up can carry them (one that carries SMTPUTF8, say):
+            # back off as after a failure, and give up in time. Handed back
+            # due now instead, they would be claimed again at once, for ever.
             batch = Batch()
-            self.outbox.release(batch, unplaced)
+            for job in unplaced:
+                self._defer(batch, job, job.recipients, "", _unplaceable(job))
             await self.store.commit(batch)
         return len(jobs) == limit
 
@@ -358,7 +362,7 @@ class Container:
         if self._dispatch(job):
             self._held[job.id] = job
             self.mailbox.record(batch, job.message_doc_id, failover)
-        elif self._candidates(job.id, room=False):
+        elif self._candidates(job.id, room=False, smtputf8=job.smtputf8):
             # Healthy providers are left but busy: back in line, no back-off.
             self._finish(job)
             self.outbox.release(batch, [job])
@@ -537,6 +541,13 @@ class Container:
                 "complaint_rate": f.rate("complained"),
             })
         return out
+
+
+def _unplaceable(job: Job) -> str:
+    """Why no provider took a job that was claimed for the room they had."""
+    if job.smtputf8:
+        return "it needs SMTPUTF8 and no provider that carries it is up"
+    return "no provider could take it"
 
 
 def _about(job: Job, provider: str) -> dict[str, str]:
