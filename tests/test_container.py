@@ -532,3 +532,47 @@ async def test_a_message_no_provider_up_can_carry_backs_off_and_fails_in_time(tm
     assert 1 <= len(deferred) <= 10, len(deferred)
     assert "needs SMTPUTF8" in deferred[0]["detail"]
     assert doc["recipients"][0]["detail"].startswith("gave up: it needs SMTPUTF8")
+
+
+async def test_a_stop_lets_a_send_in_flight_finish_and_records_it(parts):
+    _, mailbox, outbox = parts
+    provider = Scripted("p", delay=0.3)  # well inside the stop's grace
+    container = await start(parts, provider)
+    [message_id] = await accept(mailbox)
+    await wait_for(lambda: container.slots["p"].runner.in_flight)
+    await container.stop()
+    assert [j.message_doc_id for j in provider.received] == [message_id]
+    assert (await status(mailbox, message_id))["status"] == "sent"
+    assert await outbox.pending() == 0
+
+
+class SecondChunkHangs(Gated):
+    """One recipient a call; every call after the first waits for the gate."""
+
+    max_recipients = 1
+
+    async def send(self, job: Job) -> SendResult:
+        if not self.received:
+            return await Scripted.send(self, job)
+        return await super().send(job)
+
+
+@pytest.mark.parametrize("kind", [Gated, SecondChunkHangs],
+                         ids=["one call", "after its first chunk"])
+async def test_a_send_cut_off_by_a_stop_is_handed_back_as_possibly_sent(parts, kind):
+    store, mailbox, _ = parts
+    provider = kind("p")
+    container = await start(parts, provider, send_timeout=30)
+    container.stop_grace = 0.2
+    [message_id] = await accept(mailbox, to="a@example.com; b@example.com")
+    await wait_for(lambda: provider.holding)
+    await container.stop()
+    [entry] = await store.get("outbox")
+    assert entry["ambiguous"] is True
+    # The next run's send says the mail may have gone out already.
+    provider.gate.set()
+    container = await start(parts, provider, send_timeout=30)
+    doc = await wait_for(lambda: _status_is(mailbox, message_id, "sent"))
+    await container.stop()
+    sent = [e for e in doc["events"] if e["type"] == "sent"]
+    assert sent and all(e["ambiguous"] and "may also have gone" in e["detail"] for e in sent)

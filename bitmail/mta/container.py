@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 EXIT_SERVICE_DOWN = 3
 MAY_HAVE_GONE = "an earlier try may also have gone out"
 HEALTH_POLL = 1.5  # seconds between looks at the other processes' reports
+# Seconds sends in flight get to finish at a stop (at most the send timeout):
+# short of the ten seconds a container manager waits before it kills.
+STOP_GRACE = 5.0
 
 
 @dataclass(slots=True)
@@ -96,6 +99,8 @@ class Container:
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[Any]] = set()
         self.turns = 0  # times the claim loop went round (tests wait for the next one)
+        self.stop_grace = min(STOP_GRACE, self.settings.send_timeout)  # seconds
+        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -130,24 +135,39 @@ class Container:
         self._service_down(f"its {task.get_name()} loop failed")
 
     async def stop(self) -> None:
-        """Stop taking work; hand back everything not yet sent."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop taking work; give sends in flight `stop_grace` seconds to
+        finish and record their outcomes; hand back everything else, a send
+        cut off flagged as possibly gone out. Raises StoreError when the
+        store cannot take the last writes."""
+        self._stopping = True  # from now on no job is handed to a provider
+        claim, others = self._tasks[:1], self._tasks[1:]  # none when never started
+        await self._cancel(claim)
+        # The decide loop records the outcomes of the sends that finish.
+        cut = [job for jobs in await asyncio.gather(
+            *(slot.runner.stop(self.stop_grace) for slot in self.slots.values()))
+            for job in jobs]
+        await self._cancel(others)
         self._tasks = []
-        for slot in self.slots.values():
-            await slot.runner.stop()
         # Outcomes that arrived but were not decided: their sends happened.
         while not self.events.empty():
-            self._decide(self.events.get_nowait())
+            self._decide_one(self.events.get_nowait())
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        for job in cut:
+            if job.id in self._held:
+                self._held[job.id] = replace(self._held[job.id], ambiguous=True)
         if self._held:
             batch = Batch()
             self.outbox.release(batch, list(self._held.values()))
             await self.store.commit(batch)
             self._held.clear()
         self.outbox.stop()
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def wake(self) -> None:
         """Claim now rather than at the next poll (the outbox does this itself
@@ -270,6 +290,8 @@ class Container:
 
     def _dispatch(self, job: Job) -> bool:
         """Put the job on a provider's queue; False when none can take it now."""
+        if self._stopping:
+            return False
         load = {name: slot.runner.load for name, slot in self.slots.items()}
         name = self.scheduler.pick(self._candidates(job.id, smtputf8=job.smtputf8), load)
         if name is None:
@@ -285,15 +307,16 @@ class Container:
 
     async def _decide_loop(self) -> None:
         while True:
-            attempt = await self.events.get()
-            tried = len(self._tried.get(attempt.job.id, ()))
-            try:
-                self._decide(attempt)
-            except Exception:
-                # One odd outcome (a provider's unexpected answer, a bug) must
-                # not stop the outcomes of every other message being recorded.
-                self._undecided(attempt, handed_on=len(self._tried.get(attempt.job.id, ()))
-                                > tried)
+            self._decide_one(await self.events.get())
+
+    def _decide_one(self, attempt: Attempt) -> None:
+        tried = len(self._tried.get(attempt.job.id, ()))
+        try:
+            self._decide(attempt)
+        except Exception:
+            # One odd outcome (a provider's unexpected answer, a bug) must
+            # not stop the outcomes of every other message being recorded.
+            self._undecided(attempt, handed_on=len(self._tried.get(attempt.job.id, ())) > tried)
 
     def _undecided(self, attempt: Attempt, *, handed_on: bool) -> None:
         """`_decide` raised on `attempt`: say so with the message's id, and

@@ -91,6 +91,8 @@ class ProviderRunner:
         self._concurrency = concurrency
         self._timeout = timeout
         self._tasks: list[asyncio.Task[None]] = []
+        self._sending: dict[asyncio.Task[Any], Job] = {}  # by the worker sending it
+        self._closing = False
         self.in_flight = 0
 
     @property
@@ -119,26 +121,38 @@ class ProviderRunner:
         ]
         await self.provider.start()
 
-    async def stop(self) -> list[Job]:
-        """Stop the workers and hand back the jobs still waiting in the queue."""
+    async def stop(self, grace: float = 0.0) -> list[Job]:
+        """Stop the workers. Jobs waiting in the queue are not started; sends
+        in flight get `grace` seconds to finish and report their outcome.
+        Returns the jobs whose sends were cut off after that: the provider
+        may have them already."""
+        self._closing = True  # a worker whose send ends takes no other job
+        for task in self._tasks:
+            if task not in self._sending:
+                task.cancel()
+        if self._sending and grace > 0:
+            await asyncio.wait(list(self._sending), timeout=grace)
+        cut = list(self._sending.values())
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        left = []
-        while not self.queue.empty():
-            left.append(self.queue.get_nowait())
+        self._sending.clear()
         await self.provider.close()
-        return left
+        return cut
 
     async def _work(self) -> None:
-        while True:
+        task = asyncio.current_task()
+        assert task is not None
+        while not self._closing:
             job = await self.queue.get()
             self.in_flight += 1
+            self._sending[task] = job
             try:
                 attempt = await self._attempt(job)
             finally:
                 self.in_flight -= 1
+                self._sending.pop(task, None)
             await self._events.put(attempt)
 
     async def _attempt(self, job: Job) -> Attempt:
