@@ -72,6 +72,20 @@ SMTP_REPLIES = [
     ("postfix", "mail", "554 5.7.1 Service unavailable; Client host [192.0.2.7] blocked "
                         "using zen.spamhaus.org", F),
     ("postfix", "mail", "530 5.7.0 Must issue a STARTTLS command first", F),
+    # smtpd_client_restrictions (check_client_access, or permit_sasl_authenticated
+    # then reject): our host is refused, given at RCPT (smtpd_delay_reject).
+    ("postfix", "rcpt", "554 5.7.1 <unknown[192.0.2.7]>: Client host rejected: "
+                        "Access denied", F),
+    ("postfix", "rcpt", "450 4.7.1 <unknown[192.0.2.7]>: Client host rejected: "
+                        "cannot find your hostname, [192.0.2.7]", F),
+    ("postfix", "rcpt", "553 5.7.1 <alice@bitmail.test>: Sender address rejected: "
+                        "not logged in", F),
+    ("postfix", "rcpt", "504 5.5.2 <bitmail>: Helo command rejected: need "
+                        "fully-qualified hostname", F),
+    # reject_unverified_recipient quotes the recipient's server: the recipient's.
+    ("postfix", "rcpt", "450 4.1.1 <cc@example.org>: Recipient address rejected: "
+                        "unverified address: host mx.example.org[192.0.2.9] said: "
+                        "550 5.7.1 Client host rejected: Access denied", T),
     ("postfix", "data", "552 5.3.4 Message size exceeds fixed limit", P),
     ("postfix", "data", "451 4.3.0 Error: queue file write error", T),
     ("postfix", "data", "554 5.7.1 Spam message rejected", P),
@@ -81,6 +95,16 @@ SMTP_REPLIES = [
     ("exim", "rcpt", "550 Administrative prohibition", P),
     ("exim", "rcpt", "451 Temporary local problem - please try later", T),
     ("exim", "mail", "550 Sender verify failed", F),
+    ("exim", "rcpt", "550 rejected because 192.0.2.7 is in a black list at "
+                     "zen.spamhaus.org", F),
+    # Sendmail
+    ("sendmail", "rcpt", "550 5.7.1 <cc@example.org>... Relaying denied. Proper "
+                         "authentication required.", F),
+    ("sendmail", "mail", "530 5.7.0 Authentication required", F),
+    ("sendmail", "mail", "554 5.7.0 Authentication required", F),
+    # Gmail's SMTP relay service
+    ("gmail", "rcpt", "550 5.7.0 Mail relay denied [192.0.2.7]. Invalid credentials for "
+                      "relay for one of the domains in: bitmail.test", F),
     ("exim", "mail", "421 Too many concurrent SMTP connections; please try again later.", T),
     ("exim", "data", "552 Message size limit exceeded", P),
     ("exim", "data", "550 This message was classified as SPAM and may not be delivered", P),

@@ -163,9 +163,14 @@ async def test_every_recipient_refused_sends_nothing_and_keeps_the_connection(re
     assert relay.connections == 1
 
 
-async def test_relay_that_will_not_relay_for_us_is_a_provider_fault(relay, provider):
+@pytest.mark.parametrize("reply", [
+    "554 5.7.1 Relay access denied",
+    # Postfix refusing our host (smtpd_client_restrictions), given at RCPT.
+    "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied",
+])
+async def test_relay_that_will_not_relay_for_us_is_a_provider_fault(relay, provider, reply):
     for address in sample_job().recipients:
-        relay.refuse[address] = "554 5.7.1 Relay access denied"
+        relay.refuse[address] = reply
     error = await send_expecting_error(provider)
     assert error.outcome == Outcome.PROVIDER_FAULT
 

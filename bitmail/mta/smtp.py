@@ -99,30 +99,57 @@ class _Disconnected(ProviderError):
 
 # What a relay's reply text says beyond its codes. The relay is BitMail's
 # provider, not the recipient's server: when it will not relay for us, will
-# not take our sender, or blocks our address, no message can go through it —
-# the provider's fault, and another provider can send the same message. Every
-# other refusal is the message's or the recipient's (by its reply code). The
-# texts are the standard replies of Postfix (smtpd_recipient_restrictions,
-# smtpd_sender_login_maps), Exim (the default ACL) and Exchange (Exchange
-# Online's NDR codes).
+# not take our sender, or refuses our host, login or connection, no message
+# can go through it — the provider's fault, and another provider can send the
+# same message. Every other refusal is the message's or the recipient's (by
+# its reply code). The texts are the standard replies of Postfix (smtpd's
+# restrictions and their default reject texts), Exim (its default
+# configuration's ACLs), Sendmail, Exchange Online (its NDR codes) and Gmail's
+# SMTP relay service.
 ERRORS: tuple[tuple[re.Pattern[str], Outcome], ...] = tuple(
     (re.compile(phrase, re.IGNORECASE), outcome) for phrase, outcome in (
-        # Postfix "554 5.7.1 <x>: Relay access denied"; Exim "550 relay not
-        # permitted"; Exchange "550 5.7.1 Unable to relay", "5.7.54 ... Unable to
-        # relay recipient in non-accepted domain"; sendmail "Relaying denied".
-        (r"relay access denied|relay not permitted|unable to relay|relaying denied",
-         Outcome.PROVIDER_FAULT),
+        # Postfix "554 5.7.1 <x>: Relay access denied" (reject_unauth_destination);
+        # Exim "550 relay not permitted"; Exchange "550 5.7.1 Unable to relay",
+        # "5.7.54 ... Unable to relay recipient in non-accepted domain";
+        # Sendmail "550 5.7.1 <x>... Relaying denied" (also "Relaying denied.
+        # Proper authentication required."); Gmail's relay "550 5.7.0 Mail
+        # relay denied".
+        (r"relay access denied|relay not permitted|unable to relay|relaying denied|"
+         r"mail relay denied", Outcome.PROVIDER_FAULT),
         # Postfix "553 5.7.1 <a@x>: Sender address rejected: not owned by user
-        # u"; Exim "550 Sender verify failed"; Exchange "5.7.60 Client does not
-        # have permissions to send as this sender", "SendAsDenied".
+        # u" and "... Sender address rejected: not logged in"
+        # (reject_sender_login_mismatch); Exim "550 Sender verify failed";
+        # Exchange "5.7.60 Client does not have permissions to send as this
+        # sender", "SendAsDenied".
         (r"sender address rejected|sender verify failed|"
          r"permissions to send as this sender|sendasdenied", Outcome.PROVIDER_FAULT),
-        # Postfix "554 5.7.1 Service unavailable; Client host [ip] blocked
-        # using zen.spamhaus.org"; Exchange "5.7.708 ... traffic not accepted
-        # from this IP": the relay refuses us, whatever we send.
-        (r"client host \[[^\]]*\] blocked|traffic not accepted from this ip",
+        # The relay refuses our host, whatever we send: Postfix "554 5.7.1
+        # <host[ip]>: Client host rejected: Access denied" (check_client_access,
+        # or smtpd_client_restrictions ending in reject) and "450 4.7.1 Client
+        # host rejected: cannot find your hostname" (reject_unknown_client_
+        # hostname); Postfix "554 5.7.1 Service unavailable; Client host [ip]
+        # blocked using zen.spamhaus.org" (reject_rbl_client); Exim "rejected
+        # because <ip> is in a black list at <dnsbl>" (its spec's dnslists
+        # example); Exchange "5.7.708 ... traffic not accepted from this IP".
+        (r"client host rejected|client host \[[^\]]*\] blocked|is in a black list at|"
+         r"traffic not accepted from this ip", Outcome.PROVIDER_FAULT),
+        # The relay refuses our EHLO name (local_hostname, or the machine's):
+        # Postfix "504 5.5.2 <x>: Helo command rejected: need fully-qualified
+        # hostname", "450 4.7.1 <x>: Helo command rejected: Host not found".
+        (r"helo command rejected", Outcome.PROVIDER_FAULT),
+        # The relay wants a login or TLS this provider is not configured for:
+        # Sendmail and Gmail "530 5.7.0 Authentication required", Postfix and
+        # Sendmail "530 5.7.0 Must issue a STARTTLS command first". Reply code
+        # 530 says it already (outcomes.SMTP_AUTH_CODES); the texts are here
+        # for a relay that gives them under 550 or 554.
+        (r"authentication required|must issue a starttls command first",
          Outcome.PROVIDER_FAULT),
     ))
+# A relay that checks a recipient by asking the next server quotes that
+# server's answer (Postfix reject_unverified_recipient: "450 4.1.1 <x>:
+# Recipient address rejected: unverified address: host mx[ip] said: 550 5.7.1
+# Client host rejected ..."): that is about the recipient, whatever it quotes.
+_ABOUT_RECIPIENT = re.compile(r"recipient address rejected", re.IGNORECASE)
 # Exchange Online's enhanced codes (subject 7) for the same: 5.7.54 unable to
 # relay, 5.7.57 client not authenticated, 5.7.60 send-as denied, 5.7.708 the
 # sending IP is refused.
@@ -143,6 +170,8 @@ def classify(code: int, message: str) -> Outcome:
     status = enhanced_status(message)
     if status is not None and status.subject == 7 and status.detail in ENHANCED_FAULTS:
         return Outcome.PROVIDER_FAULT
+    if _ABOUT_RECIPIENT.search(message):
+        return outcome
     for pattern, meaning in ERRORS:
         if pattern.search(message):
             return meaning
