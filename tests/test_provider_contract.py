@@ -22,7 +22,7 @@ import pytest
 from bitmail.mta import PROVIDER_TYPES
 from bitmail.mta.mailgun import MailgunProvider
 from bitmail.mta.mandrill import MandrillProvider
-from bitmail.mta.outcomes import Outcome
+from bitmail.mta.outcomes import Outcome, SendResult
 from bitmail.mta.provider import Provider
 from bitmail.mta.ses import SESProvider
 from bitmail.mta.smtp import SMTPProvider
@@ -229,3 +229,14 @@ async def test_refused_credentials_are_the_providers_fault_and_never_shown(peer)
     assert wrong not in str(error) and wrong not in error.detail
     assert peer.refusal in error.detail  # the far side's own words, for the operator
     assert peer.taken() == []
+
+
+@pytest.mark.parametrize("odd", [["0100-odd"], 7, "", "  ", {"id": "x"}])
+def test_a_send_result_never_carries_an_id_that_is_not_a_string(odd: object) -> None:
+    # The container records these ids and matches webhooks by them: a list
+    # from one odd answer must not reach it (it could not be hashed).
+    result = SendResult(provider_message_id=odd,  # type: ignore[arg-type]
+                        recipient_ids={"a@example.com": odd,  # type: ignore[dict-item]
+                                       "b@example.com": "id-b"})
+    assert result.provider_message_id is None
+    assert result.recipient_ids == {"b@example.com": "id-b"}

@@ -11,6 +11,7 @@ import pytest
 from bitmail.mta import build_provider
 from bitmail.mta.outcomes import Outcome, ProviderError
 from bitmail.mta.ses import SESProvider
+from bitmail.testing import Answer
 from bitmail.testing.ses import FakeSES
 
 from conftest import (
@@ -154,6 +155,28 @@ async def test_ok_answer_that_is_not_json_counts_as_sent(fake, provider):
     result = await provider.send(sample_job(SENDER))
     assert result.provider_message_id is None
     assert len(fake.sent) == 1
+
+
+@pytest.mark.parametrize("body", ["null", "[]", '"ok"', '{"MessageId": ["0100-odd"]}',
+                                  '{"MessageId": 7}', '{"MessageId": ""}'])
+async def test_ok_answer_that_is_json_but_not_the_documented_object_counts_as_sent(
+        fake, provider, body):
+    # botocore's parser raises AttributeError or TypeError on the first three,
+    # after SES took the mail: a failure would send it again elsewhere.
+    fake.fail_next(1, Answer(200, body))
+    result = await provider.send(sample_job(SENDER))
+    assert result.provider_message_id is None
+    assert fake.requests == 1
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(500, Outcome.TRANSIENT),
+                                              (403, Outcome.PROVIDER_FAULT),
+                                              (400, Outcome.PERMANENT)])
+async def test_an_error_answer_botocore_cannot_read_goes_by_its_status(
+        fake, provider, status, outcome):
+    fake.fail_next(1, Answer(status, "null"))
+    error = await send_expecting_error(provider)
+    assert (error.outcome, error.ambiguous) == (outcome, False)
 
 
 def test_built_from_configuration_by_type_name():

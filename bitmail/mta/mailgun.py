@@ -100,12 +100,14 @@ class MailgunProvider(HTTPProvider):
         try:
             body = json.loads(answer.body)
             mid = body["id"]
+            if not isinstance(mid, str):
+                raise TypeError("the id is not a string")
         except (ValueError, TypeError, KeyError):
             log.warning("mailgun %s accepted message %s with an unreadable answer: %r",
                         self.name, job.message_doc_id, answer.text(100),
                         extra={"message_doc_id": job.message_doc_id, "provider": self.name})
             return None
-        return str(mid).strip().removeprefix("<").removesuffix(">") or None
+        return mid.strip().removeprefix("<").removesuffix(">") or None
 
     def _error(self, answer: HTTPAnswer) -> ProviderError:
         # Mailgun's errors are {"message": "..."} (sometimes plain text, e.g. 401

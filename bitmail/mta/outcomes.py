@@ -56,11 +56,29 @@ class SendResult:
     `recipient_ids` is for providers that give each recipient an id of its
     own (Mandrill): recipient → id, which their webhooks then name.
     `provider_message_id` stands for the whole send.
+
+    Ids are what the container records and matches webhooks by, so both are
+    made sure of here, for every provider at once: an id that is not a
+    non-empty string (a provider's answer with a list, a number or "" where
+    its documentation has a string) is dropped — the send stays accepted,
+    with no id for it, rather than failing after the provider took the mail.
     """
 
     provider_message_id: str | None = None
     refused: tuple[RecipientFailure, ...] = ()
     recipient_ids: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # object.__setattr__: the dataclass is frozen; this is its construction.
+        object.__setattr__(self, "provider_message_id", _usable_id(self.provider_message_id))
+        ids = self.recipient_ids if isinstance(self.recipient_ids, dict) else {}
+        object.__setattr__(self, "recipient_ids", {
+            r: i for r, i in ids.items() if isinstance(r, str) and _usable_id(i)})
+
+
+def _usable_id(value: object) -> str | None:
+    """`value` when it is a string with something in it, else None."""
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def classify_http(status: int) -> Outcome:

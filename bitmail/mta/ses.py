@@ -10,7 +10,9 @@ knows the outcome was ambiguous.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -38,6 +40,21 @@ from .outcomes import (
 from .provider import Job, Provider
 
 __all__ = ["ERRORS", "MESSAGES", "SESProvider", "classify"]
+
+log = logging.getLogger(__name__)
+
+# The HTTP statuses of the answers to the current send, noted by a botocore
+# hook before the body is parsed: when parsing then fails, they say whether
+# SES had already taken the mail. Each send runs in its own task, and so in
+# its own context: concurrent sends on one client do not see each other's.
+_STATUSES: ContextVar[list[int] | None] = ContextVar("ses_statuses", default=None)
+
+
+def _note_status(response_dict: dict[str, Any], **_: Any) -> None:
+    """botocore's before-parse hook: note the answer's HTTP status."""
+    statuses = _STATUSES.get()
+    if statuses is not None:
+        statuses.append(int(response_dict.get("status_code") or 0))
 
 # SES's error codes (the `Code` botocore reads from the x-amzn-ErrorType
 # header or the body's __type) → Outcome: SendEmail's own errors and the
@@ -166,6 +183,7 @@ class SESProvider(Provider):
             await stack.aclose()
             raise ProviderError(Outcome.PROVIDER_FAULT,
                                 "no AWS region: set the provider's region option") from None
+        self._client.meta.events.register("before-parse.sesv2.SendEmail", _note_status)
         self._stack = stack
 
     async def close(self) -> None:
@@ -183,14 +201,45 @@ class SESProvider(Provider):
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
+        statuses: list[int] = []
+        token = _STATUSES.set(statuses)
         try:
             answer = await self._client.send_email(**request)
         except ClientError as exc:
             raise self._client_error(exc) from None
         except BotoCoreError as exc:
             raise self._transport_error(exc) from None
-        # A 200 without a MessageId still means SES took it (see the Mailgun notes).
-        return SendResult(provider_message_id=answer.get("MessageId") or None)
+        except Exception as exc:
+            # botocore's parser raises AttributeError or TypeError on a body
+            # that is JSON but not an object (`null`, `[]`: a proxy in the
+            # way). Then the HTTP status is all the answer says; without one
+            # the request never got an answer, and this is a fault here.
+            if not statuses:
+                raise
+            if not 200 <= statuses[-1] < 300:
+                raise ProviderError(classify_http(statuses[-1]),
+                                    f"ses {statuses[-1]}: an unreadable answer") from None
+            # After a 2xx SES has the mail: a failure would send it again.
+            log.warning("ses %s accepted message %s with an unreadable answer (%s: %s)",
+                        self.name, job.message_doc_id, type(exc).__name__, exc,
+                        extra={"message_doc_id": job.message_doc_id, "provider": self.name})
+            return SendResult()
+        finally:
+            _STATUSES.reset(token)
+        return SendResult(provider_message_id=self._message_id(answer, job))
+
+    def _message_id(self, answer: Any, job: Job) -> str | None:
+        """SES's MessageId (SESv2 API reference, SendEmail: a string). A 2xx
+        without a usable one still means SES took the mail (as for Mailgun):
+        it is accepted with no id, and webhooks then cannot be matched to it."""
+        mid = answer.get("MessageId") if isinstance(answer, dict) else None
+        if isinstance(mid, str) and mid.strip():
+            return mid
+        if mid is not None:
+            log.warning("ses %s accepted message %s with an unusable MessageId: %.100r",
+                        self.name, job.message_doc_id, mid,
+                        extra={"message_doc_id": job.message_doc_id, "provider": self.name})
+        return None
 
     def _client_error(self, exc: ClientError) -> ProviderError:
         error = exc.response.get("Error", {})
