@@ -1,5 +1,6 @@
 """Failover through the real HTTP API and the real Mailgun provider, against
-two loopback Mailgun fakes."""
+two loopback Mailgun fakes; and a message one provider cannot carry, sent by
+another."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ from collections import Counter
 import pytest
 from test_durability import make_key, send_many
 
+from bitmail.message.submission import submitted
+from bitmail.testing import FakeMandrill
 from bitmail.testing.mailgun import FakeMailgun
 
-from conftest import ServeProcess, free_port, start_service, wait_for, write_config
+from conftest import (
+    ServeProcess,
+    free_port,
+    provider_toml,
+    run_relay,
+    start_service,
+    wait_for,
+    write_config,
+)
 
 
 def mailgun_providers(*fakes: FakeMailgun, threshold: int = 3) -> str:
@@ -109,3 +120,39 @@ async def test_every_provider_refusing_credentials_stops_the_service_and_a_resta
         server.kill(signal.SIGTERM)
     arrivals = Counter(r.message_id for r in (*a.received, *b.received))
     assert max(arrivals.values()) == 1
+
+
+LATIN1 = (b"From: alice@localhost\r\nTo: bob@example.com\r\nSubject: menu\r\n"
+          b"Message-ID: <menu-1@client.example>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+          b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+          b"Content-Transfer-Encoding: 8bit\r\n\r\nCaf\xe9 cr\xe8me br\xfbl\xe9e\r\n")
+
+
+async def test_a_message_mandrill_cannot_carry_goes_out_through_the_relay(
+        make_settings, certificate):
+    # 8-bit Latin-1, as SMTP submission takes it: Mandrill's send-raw cannot
+    # carry these bytes, the relay next to it can; the message is fine.
+    message = submitted(LATIN1, user_address="alice@localhost",
+                        recipients=["bob@example.com"], domain="localhost")
+    async with FakeMandrill(api_key="md-key") as mandrill:
+        relay_at = next(relays := run_relay(certificate, starttls=False))
+        try:
+            config = (provider_toml("mandrill", "mandrill", api_key="md-key",
+                                    base_url=f"{mandrill.url}/api/1.0")
+                      + provider_toml("relay", "smtp", host="127.0.0.1", port=relay_at.port,
+                                      tls="none"))
+            async with start_service(make_settings(config)) as svc:
+                mailbox = svc.runtime.mailbox
+                message_id = await mailbox.accept(message, "alice")
+                doc = await wait_for(lambda: _settled(mailbox, message_id))
+        finally:
+            relays.close()
+    [recipient] = doc["recipients"]
+    assert (recipient["status"], recipient["provider"]) == ("sent", "relay")
+    [got] = relay_at.relay.received
+    assert got.content == message.mime and mandrill.requests == 0
+
+
+async def _settled(mailbox, message_id):
+    doc = await mailbox.get("alice", message_id)
+    return doc if doc["status"] not in ("queued", "deferred") else None

@@ -3,6 +3,7 @@ answers, and how every kind of failure is classified."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -108,6 +109,15 @@ async def test_ok_answer_that_is_not_json_counts_as_sent(fake, provider):
     result = await provider.send(sample_job())
     assert (result.provider_message_id, result.refused) == (None, ())
     assert len(fake.received) == 1
+
+
+async def test_a_message_that_is_not_utf8_is_one_mandrill_cannot_carry(fake, provider):
+    # 8-bit Latin-1, as SMTP submission accepts it: send-raw takes a JSON
+    # string, so Mandrill cannot carry these bytes; an SMTP relay can.
+    job = dataclasses.replace(sample_job(), mime=b"Subject: menu\r\n\r\nCaf\xe9\r\n")
+    error = await send_expecting_error(provider, job)
+    assert (error.outcome, error.ambiguous) == (Outcome.CANNOT_CARRY, False)
+    assert fake.requests == 0
 
 
 def test_built_from_configuration_by_type_name():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from bitmail.mta.smtp import SMTPProvider, data_payload
 from conftest import (
     SMTP_PASSWORD,
     SMTP_USERNAME,
+    Relay,
     Running,
     assert_same_mail,
     run_relay,
@@ -173,6 +174,60 @@ async def test_relay_that_will_not_relay_for_us_is_a_provider_fault(relay, provi
         relay.refuse[address] = reply
     error = await send_expecting_error(provider)
     assert error.outcome == Outcome.PROVIDER_FAULT
+
+
+# -- what a relay cannot carry ----------------------------------------------------------
+
+
+class SizedRelay(Relay):
+    """Announces SIZE `announced` in its EHLO (RFC 1870) and refuses at MAIL
+    a declared SIZE over `limit`, as Postfix does (message_size_limit)."""
+
+    announced = limit = 1000
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [f"250-SIZE {self.announced}" if r.startswith("250-SIZE") else r
+                for r in responses]
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        sizes = [int(o[5:]) for o in mail_options if o.upper().startswith("SIZE=")]
+        if sizes and sizes[0] > self.limit:
+            return "552 5.3.4 Message size exceeds fixed limit"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+@pytest.fixture
+def sized_at(certificate) -> Iterator[Running]:
+    yield from run_relay(certificate, relay=SizedRelay())
+
+
+async def test_a_message_over_the_size_the_relay_announces_is_not_sent_there(sized_at,
+                                                                           certificate):
+    provider = smtp_provider(sized_at.port, certificate)
+    job = sample_job()
+    assert len(job.mime) > SizedRelay.announced
+    try:
+        error = await send_expecting_error(provider, job)
+    finally:
+        await provider.close()
+    assert (error.outcome, error.ambiguous) == (Outcome.CANNOT_CARRY, False)
+    assert "SIZE" in error.detail and sized_at.relay.received == []
+
+
+async def test_the_size_is_declared_at_mail_and_a_refusal_there_is_the_relays_limit(
+        sized_at, certificate):
+    # A relay announcing more than it takes: only the SIZE=n at MAIL can tell.
+    relay = sized_at.relay
+    assert isinstance(relay, SizedRelay)
+    relay.announced = 10_000_000
+    provider = smtp_provider(sized_at.port, certificate)
+    try:
+        error = await send_expecting_error(provider, sample_job())
+    finally:
+        await provider.close()
+    assert (error.outcome, error.ambiguous) == (Outcome.CANNOT_CARRY, False)
+    assert "552 5.3.4" in error.detail and relay.received == []
 
 
 # -- failures -------------------------------------------------------------------------

@@ -97,8 +97,13 @@ class MandrillProvider(HTTPProvider):
         try:
             raw = job.mime.decode("utf-8")
         except UnicodeDecodeError:
-            # Mandrill takes the raw message as a JSON string; other bytes cannot go.
-            raise ProviderError(Outcome.PERMANENT, "the MIME is not UTF-8 text") from None
+            # send-raw takes the message as a JSON string (Mandrill's API
+            # reference, messages/send-raw: raw_message), which only UTF-8
+            # bytes become unchanged: 8-bit Latin-1, say, cannot go through
+            # Mandrill as it is. The message is fine; an SMTP relay carries it.
+            raise ProviderError(Outcome.CANNOT_CARRY,
+                                "mandrill: the message is not UTF-8 text, which send-raw "
+                                "needs") from None
         body = {
             "key": self.api_key,
             "raw_message": raw,

@@ -23,6 +23,10 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"  # try again, here or elsewhere
     PERMANENT = "permanent"  # this message (or recipient) can never go
     PROVIDER_FAULT = "provider_fault"  # this provider is broken: count it, go elsewhere
+    # This provider cannot carry this message (over its size limit, bytes its
+    # API cannot take), though the message is fine and the provider is not
+    # broken: go elsewhere; the message fails only when no provider can carry it.
+    CANNOT_CARRY = "cannot_carry"
 
 
 class ProviderError(Exception):
@@ -82,9 +86,13 @@ def _usable_id(value: object) -> str | None:
 
 
 def classify_http(status: int) -> Outcome:
-    """An HTTP API's status code: 429 and 5xx transient, 401/403 the provider's fault."""
+    """An HTTP API's status code: 429 and 5xx transient, 401/403 the provider's
+    fault, 413 a message over this provider's size limit (RFC 9110 §15.5.14,
+    Content Too Large), which another provider's may allow."""
     if 200 <= status < 300:
         return Outcome.ACCEPTED
+    if status == 413:
+        return Outcome.CANNOT_CARRY
     if status == 429 or status >= 500 or status == 408:
         return Outcome.TRANSIENT
     # 404 from a send endpoint means a wrong base URL or a deleted account or
@@ -145,14 +153,18 @@ def classify_smtp_reply(code: int, text: str) -> Outcome:
     refined by its enhanced status code (RFC 3463) where that says the client
     is not allowed in — X.7.8 credentials invalid, X.7.9 mechanism too weak,
     X.7.11 encryption required, X.7.12 password transition needed (RFC 4954,
-    5248): the relay's configuration, never the message's. A provider's
-    module reads the text for what the codes do not say.
+    5248): the relay's configuration, never the message's — or that the
+    message is too big for this system (5.3.4, RFC 3463 §3.4: "larger than
+    per-message size limit"): another provider's limit may be larger. A
+    provider's module reads the text for what the codes do not say.
     """
     outcome = classify_smtp(code)
     status = enhanced_status(text)
     if (status is not None and code >= 400 and status.subject == 7
             and status.detail in (8, 9, 11, 12)):
         return Outcome.PROVIDER_FAULT
+    if status is not None and code >= 500 and (status.subject, status.detail) == (3, 4):
+        return Outcome.CANNOT_CARRY
     return outcome
 
 

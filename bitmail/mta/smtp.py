@@ -93,6 +93,15 @@ async def _data(smtp: aiosmtplib.SMTP, mime: bytes) -> aiosmtplib.SMTPResponse:
     return answer
 
 
+def _announced_size(smtp: aiosmtplib.SMTP) -> int | None:
+    """The largest message the relay takes, as its EHLO's SIZE keyword says
+    (RFC 1870: "SIZE 0", or SIZE without a number, means no fixed limit);
+    None when it announces none, a number it does not say, or SIZE is not
+    offered."""
+    value = smtp.esmtp_extensions.get("size", "") if smtp.supports_extension("size") else ""
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 class _Disconnected(ProviderError):
     """The relay was gone before DATA: nothing was sent, a fresh connection may work."""
 
@@ -156,6 +165,12 @@ _ABOUT_RECIPIENT = re.compile(r"recipient address rejected", re.IGNORECASE)
 ENHANCED_FAULTS = frozenset({54, 57, 60, 708})
 
 
+# A size refusal without an enhanced status code: Exim "552 Message size limit
+# exceeded"; RFC 5321 §4.5.3.1.9's example "552 Too much mail data".
+_TOO_BIG = re.compile(r"message size limit exceeded|message size exceeds|"
+                      r"too much mail data|message too (?:big|large)", re.IGNORECASE)
+
+
 def classify(code: int, message: str) -> Outcome:
     """One SMTP reply from the relay → Outcome: the standard codes first
     (outcomes.classify_smtp_reply), then what this module's ERRORS say.
@@ -165,9 +180,13 @@ def classify(code: int, message: str) -> Outcome:
     missing, not the relay's configuration.
     """
     outcome = classify_smtp_reply(code, message)
-    if outcome in (Outcome.ACCEPTED, Outcome.PROVIDER_FAULT):
+    if outcome in (Outcome.ACCEPTED, Outcome.PROVIDER_FAULT, Outcome.CANNOT_CARRY):
         return outcome
     status = enhanced_status(message)
+    if code == 552 and status is None and _TOO_BIG.search(message):
+        # Over this relay's limit (RFC 1870: 552 for a message over SIZE):
+        # another provider may take it.
+        return Outcome.CANNOT_CARRY
     if status is not None and status.subject == 7 and status.detail in ENHANCED_FAULTS:
         return Outcome.PROVIDER_FAULT
     if _ABOUT_RECIPIENT.search(message):
@@ -332,11 +351,22 @@ class SMTPProvider(Provider):
             options = []
             if job.smtputf8:
                 if not smtp.supports_extension("smtputf8"):
-                    # RFC 6531 §3.4: such a message must not be downgraded here.
-                    raise ProviderError(Outcome.PERMANENT,
+                    # RFC 6531 §3.4: such a message must not be downgraded
+                    # here; a provider that carries SMTPUTF8 can send it.
+                    raise ProviderError(Outcome.CANNOT_CARRY,
                                         "smtp: the relay does not offer SMTPUTF8, which this "
-                                        "message's addresses need (RFC 6531)")
+                                        "message needs (RFC 6531)")
                 options.append("SMTPUTF8")
+            limit = _announced_size(smtp)
+            if limit is not None:
+                if len(job.mime) > limit:
+                    # RFC 1870: a message over the announced SIZE would be
+                    # refused; it is not sent, and another provider may take it.
+                    raise ProviderError(Outcome.CANNOT_CARRY,
+                                        f"smtp: the message is {len(job.mime)} bytes, over the "
+                                        f"{limit} the relay takes (SIZE, RFC 1870)")
+                # RFC 1870: the size declared, so a relay can refuse at MAIL.
+                options.append(f"SIZE={len(job.mime)}")
             if not job.mime.isascii() and smtp.supports_extension("8bitmime"):
                 options.append("BODY=8BITMIME")
             try:
