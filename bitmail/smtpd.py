@@ -6,6 +6,10 @@ calls its authenticator synchronously, so the handler's own `auth_PLAIN` and
 built-in one) let aiosmtpd decode the exchange, then check the credentials
 awaiting the store and the password hasher. A wrong credential gets 535 at
 once (RFC 4954 §6); the login limiter shared with the page may answer 454.
+
+A message that needs SMTPUTF8 (RFC 6531) is refused when no configured
+provider can carry it, as the HTTP API refuses it (mta.carries_smtputf8):
+accepted, it could never be sent.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .errors import BitMailError, RateLimited, TooLarge
 from .hosts import is_loopback
 from .message import MAX_RECIPIENTS, check_envelope_address, submitted
 from .message.submission import SubmissionRefused, replace_message_id
+from .mta import carries_smtputf8
 from .runtime import Runtime
 from .store import StorageFull, StoreError
 
@@ -41,6 +46,7 @@ class SubmissionHandler:
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
+        self.smtputf8 = carries_smtputf8(runtime.settings.mta)
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         return await self._check(server, await server.auth_PLAIN(server, args))
@@ -96,6 +102,12 @@ class SubmissionHandler:
                 address, "to", own_domain=self.runtime.settings.domain))
         except BitMailError:
             return f"553 5.1.3 {address} is not a valid address"
+        if not self.smtputf8 and not envelope.rcpt_tos[-1].isascii():
+            envelope.rcpt_tos.pop()
+            # RFC 6531 §3.5: 553 with X.6.7, "Non-ASCII addresses not
+            # permitted for that sender/recipient".
+            return ("553 5.6.7 Non-ASCII addresses not permitted for that recipient: "
+                    "no configured provider carries SMTPUTF8")
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -122,6 +134,12 @@ class SubmissionHandler:
             # says the command was not understood.
             log.exception("SMTP DATA from %s: the message could not be read", user.username)
             return "554 5.6.0 the message could not be read"
+        if message.smtputf8 and not self.smtputf8:
+            # UTF-8 header fields (RFC 6532) no configured provider can carry:
+            # X.6.9, which RFC 6531 registers for a refusal after the final
+            # "." of DATA (554: transaction failed, RFC 5321 §4.2.3).
+            return ("554 5.6.9 UTF-8 header message cannot be transferred to one or more "
+                    "recipients: no configured provider carries SMTPUTF8")
         try:
             if await self.runtime.mailbox.message_id_taken(message.message_id):
                 message = replace_message_id(message, settings.domain)

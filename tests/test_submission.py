@@ -18,8 +18,9 @@ import pytest
 
 from bitmail.message import MAX_RECIPIENTS, read_content, submitted
 from bitmail.smtpd import start_smtp
+from bitmail.testing import FakeMailgun
 
-from conftest import free_port, start_service, wait_for
+from conftest import free_port, provider_toml, start_service, wait_for
 
 CRLF = b"\r\n"
 
@@ -250,6 +251,45 @@ async def test_a_utf8_recipient_is_accepted_with_smtputf8(submission):
     assert answer.code == 250
     out = await went_out(service)
     assert out.startswith(raw.partition(b"\r\n\r\n")[0])
+
+
+@pytest.fixture
+async def ascii_only(make_settings):
+    """Like `submission`, with only Mailgun, which carries no SMTPUTF8."""
+    async with FakeMailgun(api_key="k", domain="mg.example.com") as fake, start_service(
+            make_settings(provider_toml("mg", "mailgun", api_key="k", domain="mg.example.com",
+                                        base_url=fake.url))) as service:
+        port = free_port()
+        server = await start_smtp(service.runtime, "127.0.0.1", port)
+        await service.api_key("robot")
+        key = await service.runtime.accounts.create_api_key("robot")
+        try:
+            yield service, port, key
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
+async def test_utf8_headers_no_provider_carries_are_refused_at_data(ascii_only):
+    # Accepted, it could never be sent (RFC 6531 X.6.9, after DATA).
+    raw = "From: robot@localhost\r\nTo: bob@example.com\r\nSubject: Grüße\r\n\r\nhi\r\n"
+    code, text = await refused(ascii_only, raw.encode(), ["bob@example.com"])
+    assert (code, text.split()[0]) == (554, "5.6.9") and "SMTPUTF8" in text
+
+
+async def test_a_utf8_recipient_no_provider_carries_is_refused_at_rcpt(ascii_only):
+    _, port, key = ascii_only
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+    await client.connect()
+    try:
+        await client.login("robot", key)
+        await client.mail("robot@localhost", options=["SMTPUTF8"])
+        with pytest.raises(aiosmtplib.SMTPRecipientRefused) as err:
+            await client.rcpt("üser@example.com", encoding="utf-8")
+        await client.rcpt("bob@example.com")  # the transaction goes on for the others
+    finally:
+        client.close()
+    assert (err.value.code, err.value.message.split()[0]) == (553, "5.6.7")
 
 
 # -- the fields checked are the fields that go out ---------------------------------

@@ -6,10 +6,11 @@ import builtins
 import importlib
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, MtaSettings
 from .provider import Provider
 
-__all__ = ["PROVIDER_TYPES", "REQUIRED_OPTIONS", "build_provider", "provider_class"]
+__all__ = ["PROVIDER_TYPES", "REQUIRED_OPTIONS", "build_provider", "carries_smtputf8",
+           "provider_class"]
 
 # Type name → "module:Class"; imported on first use so a missing optional
 # dependency only matters to whoever configures that provider (and `local`
@@ -56,3 +57,14 @@ def build_provider(name: str, type: str, options: dict[str, Any]) -> Provider:
         raise ValueError(f"bad options for a {type} provider: {exc}") from None
     except ConfigError as exc:  # a duration option that is not one
         raise ValueError(str(exc)) from None
+
+
+def carries_smtputf8(mta: MtaSettings) -> bool:
+    """Whether some configured provider can send a message that needs SMTPUTF8
+    (RFC 6531: a UTF-8 local part, or UTF-8 header fields, RFC 6532).
+
+    The one check both ways in make before they accept such a message (the
+    HTTP API, SMTP submission): accepted, it could never be sent. It reads
+    the configuration, so a process without the MTA answers the same.
+    """
+    return any(provider_class(p.type).smtputf8 for p in mta.providers)

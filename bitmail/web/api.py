@@ -19,6 +19,7 @@ from ..mailbox import Mailbox, public, summary
 from ..message import parse_message, read_content, read_part
 from ..message.headers import threads_on
 from ..message.reading import parse
+from ..mta import carries_smtputf8
 from ..profile import Profiles
 from ..store import AlreadyExists, Kind
 from ..threads import THREAD_ID
@@ -117,7 +118,7 @@ async def send(request: web.Request) -> web.Response:
     message = parse_message(
         payload, sender=Address(shown or user.display_name, local, domain),
         domain=runtime.settings.domain, max_size=runtime.settings.max_message_size,
-        smtputf8=runtime.container.carries_smtputf8() if runtime.container else True,
+        smtputf8=carries_smtputf8(runtime.settings.mta),
         thread=thread)
     try:
         message_id = await runtime.mailbox.accept(message, user.username, idempotency=claim)
