@@ -478,13 +478,13 @@ async def test_two_processes_on_postgresql_never_hold_the_same_message_at_once(p
 
 
 class OddOnce(Scripted):
-    """Answers its first send with an id that is not a string, as a provider
-    whose answer was not what its library expects."""
+    """Answers its first send with a refusal that is not a RecipientFailure,
+    as a provider module with a bug might: recording that outcome raises."""
 
     async def send(self, job: Job) -> SendResult:
         result = await super().send(job)
         if len(self.received) == 1:
-            return SendResult(provider_message_id=["0100018f-odd"])  # type: ignore[arg-type]
+            return SendResult(refused=("odd",))  # type: ignore[arg-type]
         return result
 
 
@@ -576,3 +576,50 @@ async def test_a_send_cut_off_by_a_stop_is_handed_back_as_possibly_sent(parts, k
     await container.stop()
     sent = [e for e in doc["events"] if e["type"] == "sent"]
     assert sent and all(e["ambiguous"] and "may also have gone" in e["detail"] for e in sent)
+
+
+# -- a provider that cannot carry a message (Outcome.CANNOT_CARRY, can_carry) --------
+
+
+class Picky(Scripted):
+    """Says before it is picked that it cannot carry a message whose subject
+    says "big", as a relay that announced its SIZE does."""
+
+    def can_carry(self, job: Job) -> bool:
+        return b"Subject: big" not in job.mime
+
+
+async def test_a_message_one_provider_cannot_carry_goes_out_through_another(parts):
+    picky, other = Scripted("picky", Outcome.CANNOT_CARRY), Scripted("other")
+    container = await start(parts, picky, other, threshold=1)
+    ids = await accept(parts[1], n=4)
+    for message_id in ids:
+        await wait_for(lambda m=message_id: _status_is(parts[1], m, "sent"))
+    await container.stop()
+    assert len(other.received) == 4
+    # Not a failure of the provider: one in a row would have taken it down.
+    assert container.slots["picky"].health.state == State.UP
+
+
+async def test_a_message_no_provider_can_carry_fails_at_once(parts):
+    container = await start(parts, Scripted("a", Outcome.CANNOT_CARRY),
+                            Scripted("b", Outcome.CANNOT_CARRY))
+    [message_id] = await accept(parts[1])
+    doc = await wait_for(lambda: _status_is(parts[1], message_id, "failed"))
+    await container.stop()
+    assert await parts[2].pending() == 0
+    assert all(s.health.state == State.UP for s in container.slots.values())
+    assert "says cannot_carry" in doc["recipients"][0]["detail"]
+
+
+async def test_a_provider_that_says_it_cannot_carry_a_message_is_passed_over(parts):
+    picky, other = Picky("picky"), Scripted("other")
+    container = await start(parts, picky, other, scheduler=RoundRobin(["picky", "other"]))
+    _, mailbox, _ = parts
+    big = parse_message({"to": "a@example.com", "subject": "big"}, sender="me@localhost",
+                        domain="localhost")
+    ids = [await mailbox.accept(big, "me") for _ in range(3)]
+    for message_id in ids:
+        await wait_for(lambda m=message_id: _status_is(mailbox, m, "sent"))
+    await container.stop()
+    assert picky.received == [] and len(other.received) == 3

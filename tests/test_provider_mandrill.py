@@ -115,6 +115,9 @@ async def test_a_message_that_is_not_utf8_is_one_mandrill_cannot_carry(fake, pro
     # 8-bit Latin-1, as SMTP submission accepts it: send-raw takes a JSON
     # string, so Mandrill cannot carry these bytes; an SMTP relay can.
     job = dataclasses.replace(sample_job(), mime=b"Subject: menu\r\n\r\nCaf\xe9\r\n")
+    # It says so before it is picked; should it be given one anyway, it refuses.
+    assert not provider.can_carry(job)
+    assert provider.can_carry(dataclasses.replace(job, mime="Caf\u00e9".encode()))
     error = await send_expecting_error(provider, job)
     assert (error.outcome, error.ambiguous) == (Outcome.CANNOT_CARRY, False)
     assert fake.requests == 0

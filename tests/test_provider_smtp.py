@@ -213,6 +213,9 @@ async def test_a_message_over_the_size_the_relay_announces_is_not_sent_there(siz
         await provider.close()
     assert (error.outcome, error.ambiguous) == (Outcome.CANNOT_CARRY, False)
     assert "SIZE" in error.detail and sized_at.relay.received == []
+    # Learnt once, the limit keeps such a message from being given to it at all.
+    assert not provider.can_carry(job)
+    assert provider.can_carry(dataclasses.replace(job, mime=job.mime[:SizedRelay.announced]))
 
 
 async def test_the_size_is_declared_at_mail_and_a_refusal_there_is_the_relays_limit(

@@ -183,18 +183,13 @@ class Container:
 
     # -- claiming and dispatch --------------------------------------------
 
-    def _candidates(self, job_id: str | None = None, *, room: bool = True,
-                    smtputf8: bool = False) -> list[str]:
+    def _candidates(self, job: Job, *, room: bool = True) -> list[str]:
         """Providers that may take this job now: healthy, with room, not yet
-        tried, and able to carry SMTPUTF8 when the job needs it."""
-        tried = self._tried.get(job_id, set()) if job_id else set()
+        tried, and able to carry it (Provider.can_carry)."""
+        tried = self._tried.get(job.id, set())
         return [n for n, s in self.slots.items()
                 if s.health.available() and (s.runner.room > 0 or not room)
-                and n not in tried and (s.runner.provider.smtputf8 or not smtputf8)]
-
-    def carries_smtputf8(self) -> bool:
-        """Whether some provider can send a message that needs SMTPUTF8."""
-        return any(s.runner.provider.smtputf8 for s in self.slots.values())
+                and n not in tried and s.runner.provider.can_carry(job)]
 
     def _free(self) -> int:
         return sum(s.runner.room for s in self.slots.values() if s.health.available())
@@ -293,7 +288,7 @@ class Container:
         if self._stopping:
             return False
         load = {name: slot.runner.load for name, slot in self.slots.items()}
-        name = self.scheduler.pick(self._candidates(job.id, smtputf8=job.smtputf8), load)
+        name = self.scheduler.pick(self._candidates(job), load)
         if name is None:
             return False
         slot = self.slots[name]
@@ -339,7 +334,8 @@ class Container:
         slot = self.slots[attempt.provider]
         job = attempt.job
         slot.figures.record(attempt.outcome, attempt.latency, attempt.detail)
-        ok = attempt.outcome in (Outcome.ACCEPTED, Outcome.PERMANENT)
+        # Refusals of the message are answers too: only failures say the provider is slow or ill.
+        ok = attempt.outcome in (Outcome.ACCEPTED, Outcome.PERMANENT, Outcome.CANNOT_CARRY)
         self.scheduler.observe(attempt.provider, attempt.latency, ok)
         if attempt.ambiguous and not job.ambiguous:
             job = replace(job, ambiguous=True)  # and so it stays, wherever it goes next
@@ -353,6 +349,16 @@ class Container:
             slot.health.neutral()
             self._finish(job)
             self._failed(batch, job, attempt.provider, attempt.detail)
+        elif attempt.outcome == Outcome.CANNOT_CARRY:
+            # Neither the message nor the provider is at fault: nothing
+            # counts against its health. Another provider may carry it;
+            # when every one has been tried, it fails as a refusal would.
+            slot.health.neutral()
+            if set(self.slots) <= self._tried.get(job.id, set()):
+                self._finish(job)
+                self._failed(batch, job, attempt.provider, attempt.detail)
+            else:
+                self._retry(batch, attempt, job)
         else:
             self._set_state(slot, slot.health.failure())
             if job.id in self._lost:
@@ -385,7 +391,7 @@ class Container:
         if self._dispatch(job):
             self._held[job.id] = job
             self.mailbox.record(batch, job.message_doc_id, failover)
-        elif self._candidates(job.id, room=False, smtputf8=job.smtputf8):
+        elif self._candidates(job, room=False):
             # Healthy providers are left but busy: back in line, no back-off.
             self._finish(job)
             self.outbox.release(batch, [job])
@@ -570,7 +576,7 @@ def _unplaceable(job: Job) -> str:
     """Why no provider took a job that was claimed for the room they had."""
     if job.smtputf8:
         return "it needs SMTPUTF8 and no provider that carries it is up"
-    return "no provider could take it"
+    return "no provider that can carry it is up"
 
 
 def _about(job: Job, provider: str) -> dict[str, str]:

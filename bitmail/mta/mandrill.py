@@ -93,6 +93,18 @@ class MandrillProvider(HTTPProvider):
     def secrets(self) -> tuple[str, ...]:
         return (self.api_key,)
 
+    def can_carry(self, job: Job) -> bool:
+        """Only UTF-8 text: send-raw takes the message as a JSON string
+        (Mandrill's API reference, messages/send-raw: raw_message), so 8-bit
+        bytes in another charset cannot go through it as they are."""
+        if not super().can_carry(job):
+            return False
+        try:
+            job.mime.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
     async def send(self, job: Job) -> SendResult:
         try:
             raw = job.mime.decode("utf-8")

@@ -52,6 +52,13 @@ class Provider(ABC):
     def __init__(self, name: str, **options: Any):
         self.name = name
 
+    def can_carry(self, job: Job) -> bool:
+        """Whether this provider can send `job` as it is, asked before it is
+        picked: a provider that cannot (SMTPUTF8 it lacks, bytes its API
+        cannot take) is passed over for one that can. One that finds out only
+        while sending (a relay's size limit) raises Outcome.CANNOT_CARRY."""
+        return self.smtputf8 or not job.smtputf8
+
     async def start(self) -> None:
         """Open sessions or pools; called once before the first send."""
 

@@ -264,6 +264,9 @@ class SMTPProvider(Provider):
 
     async def start(self) -> None:
         self._closed = False  # connections are opened on first use
+        # The relay's SIZE (RFC 1870) as its last EHLO announced it: a larger
+        # message goes to another provider without a connection being tried.
+        self._size_limit: int | None = None
 
     async def close(self) -> None:
         self._closed = True
@@ -276,6 +279,13 @@ class SMTPProvider(Provider):
                 smtp.close()
 
     # -- one send -----------------------------------------------------------------
+
+    def can_carry(self, job: Job) -> bool:
+        """As every provider, and within the relay's SIZE when it announced
+        one (RFC 1870); learnt on the first connection, so until then a
+        message over it is refused by the send, as CANNOT_CARRY too."""
+        return super().can_carry(job) and (self._size_limit is None
+                                           or len(job.mime) <= self._size_limit)
 
     async def send(self, job: Job) -> SendResult:
         async with self._slots:
@@ -357,7 +367,7 @@ class SMTPProvider(Provider):
                                         "smtp: the relay does not offer SMTPUTF8, which this "
                                         "message needs (RFC 6531)")
                 options.append("SMTPUTF8")
-            limit = _announced_size(smtp)
+            limit = self._size_limit = _announced_size(smtp)
             if limit is not None:
                 if len(job.mime) > limit:
                     # RFC 1870: a message over the announced SIZE would be
