@@ -157,7 +157,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             smtp.close()
         await runner.cleanup()
         code = EXIT_SERVICE_DOWN if container.down.is_set() else 0
-    reason = ("every provider is down" if code else
+    reason = (container.down_reason if code else
               f"{signals[0]} received" if signals else "asked to stop")
     log.log(logging.ERROR if code else logging.INFO, "BitMail stopped: %s (exit code %d)",
             reason, code)

@@ -361,6 +361,8 @@ async def test_a_loop_that_fails_unexpectedly_takes_the_service_down(parts, capl
     await container.stop()
     assert "the MTA's mta-claim loop ended: RuntimeError: a bug" in caplog.text
     assert "service down: its mta-claim loop failed" in caplog.text
+    # The reason the service's last line gives (app.serve), not "every provider is down".
+    assert container.down_reason == "its mta-claim loop failed"
     assert [d["message"] for d in await store.get("outbox")] == [message_id]
 
 

@@ -131,6 +131,7 @@ async def test_all_providers_failing_exits_non_zero_and_a_restart_delivers_every
     code = await server.wait(timeout=30)
     assert code == 3
     assert "service down: every provider is down" in server.output()
+    assert "BitMail stopped: every provider is down (" in server.output()
     assert len(accepted) > 0
 
     working = write_config(tmp_path, "", port=port)  # the default local provider

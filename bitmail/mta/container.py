@@ -92,6 +92,7 @@ class Container:
         }
         self.scheduler = scheduler or make_scheduler(self.settings.scheduler, list(self.slots))
         self.down = asyncio.Event()  # set when the service must stop (see _service_down)
+        self.down_reason = ""  # why, once `down` is set
         self._held: dict[str, Job] = {}  # claimed, at a provider or waiting for one
         self._recording: dict[str, Job] = {}  # decided, the outcome not yet committed
         self._lost: set[str] = set()  # held, but another process has claimed them since
@@ -477,6 +478,7 @@ class Container:
                 "; ".join(f"{s.name}: {s.figures.last_error}" for s in self.slots.values()))
         log.critical("service down: %s; accepted mail stays in the outbox and goes out after "
                      "a restart", reason)
+        self.down_reason = reason
         self.down.set()
 
     # -- recording: what an outcome writes, added to its one batch ----------------
