@@ -309,10 +309,11 @@ export class View {
       });
       // The sandbox: no scripts, no forms, no navigating this page, an opaque
       // origin; only links, each opening a new tab (the server adds <base
-      // target="_blank">) as an ordinary page, without window.opener (this
-      // page's Cross-Origin-Opener-Policy) or a Referer. The body is its own
-      // document with its own policy (see api.py), so the mail's inline
-      // styles apply while nothing in it may run or load.
+      // target="_blank"> and drops links' own targets) as an ordinary page,
+      // without window.opener (this page's Cross-Origin-Opener-Policy) or a
+      // Referer. The body is its own document with its own policy (see
+      // api.py), so the mail's inline styles apply while nothing in it may
+      // run or load.
       frame.src = m.html_url;
       return h("div", { class: "body html" }, frame);
     }

@@ -425,8 +425,9 @@ async def test_scripts_in_html_mail_never_run(browser, server):
 
 async def test_links_in_html_mail_open_in_a_new_tab_without_opener_or_referrer(browser, server):
     """A link in HTML mail opens a new tab, whatever the mail asks for
-    (rel=opener too): the tab gets no window.opener and no Referer, and the
-    message stays where it is; scripts in the mail still never run."""
+    (rel=opener, target=_top): the tab gets no window.opener and no
+    Referer, and the message stays where it is; scripts in the mail still
+    never run."""
     await api_user(server, "bob")
     http, csrf = await api_user(server, "mallory")
     try:
@@ -435,6 +436,7 @@ async def test_links_in_html_mail_open_in_a_new_tab_without_opener_or_referrer(b
                              "<p><a id=go href='https://example.com/reset?t=1'>Reset</a></p>"
                              "<p><a id=opener href='https://example.com/opener' target=_blank "
                              "rel=opener>Other</a></p>"
+                             "<p><a id=top href='https://example.com/top' target=_top>Top</a></p>"
                              "<script>document.body.append('script ran')</script></body></html>"))
     finally:
         await http.close()
@@ -472,14 +474,15 @@ async def test_links_in_html_mail_open_in_a_new_tab_without_opener_or_referrer(b
                     raise
 
     for link, url in (("#go", "https://example.com/reset?t=1"),
-                      ("#opener", "https://example.com/opener")):
+                      ("#opener", "https://example.com/opener"),
+                      ("#top", "https://example.com/top")):
         tab = await tab_opened_by(link)
         await tab.wait_for_load_state()
         assert tab.url == url
         await expect(tab).to_have_title("no opener")
         assert await tab.evaluate("document.referrer") == ""
         await tab.close()
-    assert referers == [None, None]
+    assert referers == [None, None, None]
     # The message is still shown, and its script did not run.
     await expect(frame.locator("#go")).to_be_visible()
     assert "script ran" not in await frame.locator("body").inner_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bitmail.testing import FakeMailgun
+from bitmail.web.downloads import NEW_TAB, with_links_in_new_tabs
 
 from conftest import provider_toml, start_service, wait_for, write_config
 
@@ -155,6 +156,56 @@ async def test_links_in_the_html_view_open_a_new_tab(service, html, doctype):
     assert html[len(doctype):] in served
     sandbox = resp.headers["Content-Security-Policy"].split(";")[0].split()
     assert sandbox == ["sandbox", "allow-popups", "allow-popups-to-escape-sandbox"]
+
+
+@pytest.mark.parametrize(("html", "served"), [
+    ("<a href=x target=_self>a</a>", "<a href=x >a</a>"),
+    ("<a href=x target=_top>a</a>", "<a href=x >a</a>"),
+    ("<a href=x target=_parent>a</a>", "<a href=x >a</a>"),
+    ("<a href=x target=news>a</a>", "<a href=x >a</a>"),
+    ('<A HREF="x" TARGET="_TOP">a</A>', '<A HREF="x" >a</A>'),
+    ("<a target='_top' href='x'>a</a>", "<a  href='x'>a</a>"),
+    ('<a target="_top" href="x">a</a>', '<a  href="x">a</a>'),
+    ('<a href="x"target="_top"title=t>a</a>', '<a href="x"title=t>a</a>'),
+    ("<a\r\n  href=x\r\n  target = \"_top\"\r\n>a</a>", "<a\r\n  href=x\r\n  \r\n>a</a>"),
+    ("<a target=_top target=_blank href=x>a</a>", "<a   href=x>a</a>"),
+    ("<a href=x target=_top/>a</a>", "<a href=x >a</a>"),
+    ("<map><area shape=rect coords=0,0,9,9 href=x target=_top></map>",
+     "<map><area shape=rect coords=0,0,9,9 href=x ></map>"),
+])
+def test_a_link_with_a_target_of_its_own_loses_it(html, served):
+    """The link's own target would win over the base's _blank: it goes, and
+    only it (the first target of a tag wins, so every one goes)."""
+    assert with_links_in_new_tabs(html) == NEW_TAB + served
+
+
+@pytest.mark.parametrize("html", [
+    "<a href='https://example.com/x'>a</a>",
+    "<a href='https://example.com/?target=_top'>a</a>",
+    # Not white space to the browser: one unquoted value, no target.
+    "<a href=x\xa0target=_top>a</a>",
+    "<!-- <a href=x target=_top> -->",
+    "<script>document.write('<a href=x target=_top>')</script>",
+    "<style>/* <area href=x target=_top> */</style>",
+    "<form target=_top><button formtarget=_top>b</button></form><abbr target=x>",
+    "<p>TARGET=_top, <a href=x>a</a> target=_top</p>",
+])
+def test_only_links_lose_their_target(html):
+    assert with_links_in_new_tabs(html) == NEW_TAB + html
+
+
+def test_a_whole_document_is_unchanged_but_for_its_links_targets():
+    head = ("<!DOCTYPE html>\r\n<html lang=fr><head><meta charset=utf-8>"
+            "<base target=_self><style>a[target] { color: red }</style></head>\r\n")
+    body = ("<body><p>Caf\u00e9 &amp; cr\u00e8me &not; <b>bold</b></p>\r\n"
+            "<!-- a comment with <a href=x target=_top> in it -->\n"
+            "<p><a href='https://example.com/?a=1&not=2' {} rel=noopener>one</a>\n"
+            "<a\n href=\"https://example.com/two\"\n {}\n>two</a>\n"
+            "<a href=https://example.com/three>three</a></p>\n"
+            "<script>var s = \"<a href=y target=_top>\";</script></body></html>\n")
+    html = head + body.format("target=_top", "TARGET='frame'")
+    assert with_links_in_new_tabs(html) == (
+        "<!DOCTYPE html>" + NEW_TAB + head[len("<!DOCTYPE html>"):] + body.format("", ""))
 
 
 async def test_html_only_mail_comes_with_a_text_form_to_quote(service):

@@ -6,6 +6,7 @@ import base64
 import re
 from collections.abc import Sequence
 from email.message import EmailMessage
+from html.parser import HTMLParser
 from urllib.parse import quote, unquote
 
 from ..message import Part
@@ -17,6 +18,20 @@ _CID_URL = re.compile(r"""(?i)\bcid:([^"'\s)>]+)""")
 # before it must stay before it, or the document renders in quirks mode.
 _DOCTYPE = re.compile(r"\A\ufeff?\s*(?:<!--.*?-->\s*)*<!doctype[^>]*>", re.IGNORECASE | re.DOTALL)
 NEW_TAB = '<base target="_blank">'
+# A start tag's attributes as the browser's tokenizer reads them (HTML
+# §13.2.5, the attribute states): html.parser finds where a tag is, but
+# reads attributes its own way (Python's white space, \xa0 included), and
+# which attribute is a target is the browser's call. White space is the
+# tokenizer's (CR is an LF by then); a name runs to white space, "/", ">" or
+# "=" (save a first "="); a value is quoted, or runs to white space or ">".
+_TAG_NAME = re.compile(r"<[^\t\n\f\r />]+")
+_ATTRIBUTE = re.compile(r"""
+    [\t\n\f\r /]*
+    (?P<name>[^\t\n\f\r />][^\t\n\f\r />=]*)
+    (?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:"[^"]*"|'[^']*'|[^\t\n\f\r >]*))?
+    """, re.VERBOSE)
+_TAG_END = re.compile(r"[\t\n\f\r /]*>")
+_MAY_TARGET = re.compile("(?i)target")
 
 
 def content_disposition(filename: str) -> str:
@@ -29,14 +44,79 @@ def content_disposition(filename: str) -> str:
 
 
 def with_links_in_new_tabs(html: str) -> str:
-    """The HTML with `<base target="_blank">` first (after its doctype), so
-    each link opens in a new tab: the mail's frame may not navigate itself
-    (the page's frame-src) or the page (its sandbox). The first base element
-    with a target decides (HTML §4.2.3), so a base the mail has comes too late.
-    A link's own `target` still wins; `_self`, `_parent` and `_top` stay dead."""
+    """The HTML with `<base target="_blank">` first (after its doctype), and
+    no `target` on its `a` and `area` elements, so each link opens in a new
+    tab: the mail's frame may not navigate itself (the page's frame-src) or
+    the page (its sandbox), so `_self`, `_parent`, `_top` and a frame's name
+    would make dead links. A link's own target comes before the document's
+    base target, and of the base elements with a target the first decides
+    ("get an element's target", HTML §4.6; HTML §4.2.3), so a base the mail
+    has comes too late. Nothing else in the HTML changes."""
+    html = _without_link_targets(html)
     found = _DOCTYPE.match(html)
     at = found.end() if found else 0
     return f"{html[:at]}{NEW_TAB}{html[at:]}"
+
+
+class _TargetedLinks(HTMLParser):
+    """Where the start tags of `a` and `area` that may carry a `target` are
+    (html.parser skips comments and the text of scripts and styles)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.found: list[tuple[int, int, str]] = []  # (line, column, the tag's text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        text = self.get_starttag_text()
+        if tag in ("a", "area") and text and _MAY_TARGET.search(text):
+            line, column = self.getpos()
+            self.found.append((line, column, text))
+
+
+def _without_link_targets(html: str) -> str:
+    if not _MAY_TARGET.search(html):
+        return html
+    parser = _TargetedLinks()
+    try:
+        parser.feed(html)
+        parser.close()
+    except (AssertionError, ValueError):  # html.parser on badly broken markup
+        pass  # the tags found before it gave up are still right
+    if not parser.found:
+        return html
+    # getpos() counts lines at "\n" only, and columns in characters.
+    line_starts = [0, *(m.end() for m in re.finditer("\n", html))]
+    out: list[str] = []
+    done = 0
+    for line, column, tag in parser.found:
+        start = line_starts[line - 1] + column
+        if html[start:start + len(tag)] != tag:
+            continue  # not where the parser says: leave the tag as it is
+        out += (html[done:start], _without_target(tag))
+        done = start + len(tag)
+    out.append(html[done:])
+    return "".join(out)
+
+
+def _without_target(tag: str) -> str:
+    """The start tag without its `target` attributes, every other character
+    as it was; unchanged where its attributes do not read to its end."""
+    name = _TAG_NAME.match(tag)
+    if name is None:
+        return tag
+    kept: list[str] = []
+    done, at = 0, name.end()
+    while attribute := _ATTRIBUTE.match(tag, at):
+        named = attribute["name"]
+        # The tokenizer lowercases ASCII letters only (str.lower does more).
+        if named.isascii() and named.lower() == "target":
+            kept.append(tag[done:attribute.start("name")])
+            done = attribute.end()
+        at = attribute.end()
+    if not _TAG_END.fullmatch(tag, at):
+        return tag
+    kept.append(tag[done:])
+    return "".join(kept)
 
 
 def with_inline_parts(html: str, mail: EmailMessage, parts: Sequence[Part],
