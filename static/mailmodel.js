@@ -737,6 +737,10 @@ export class MailModel {
   }
 
   openLoading(id) {
+    // The open message opened again (its row clicked, Enter) stays on show
+    // while it loads: "Loading…" in its place would take its HTML frame out,
+    // and the frame would load its page again.
+    if (this.open && this.open.id === id && this.open.message) return;
     this.open = { id, loading: true, error: null, message: null };
     this.showHtml = false;
     this.emit("open");
@@ -745,8 +749,10 @@ export class MailModel {
   /** The open message arrived; `earlier`: the rest of its conversation, oldest first. */
   openLoaded(id, message, earlier = []) {
     if (!this.open || this.open.id !== id) return false;
+    const again = !!this.open.message;
     this.open = { id, loading: false, error: null, message, earlier };
-    this.showHtml = !message.text && !!message.html;
+    // Loaded again, it keeps the view (HTML or text) its reader chose.
+    if (!again) this.showHtml = !message.text && !!message.html;
     this.emit("open");
     return true;
   }

@@ -293,10 +293,39 @@ export class View {
             a.filename || "attachment"),
           h("span", { class: "muted" }, ` ${formatSize(a.size)}`))))));
     }
-    parts.push(this.buildBody(m, model.showHtml));
+    const body = this.shownBody(m, model.showHtml) || this.buildBody(m, model.showHtml);
+    parts.push(body);
     if (m.events && m.events.length) parts.push(this.buildEvents(m));
-    reader.replaceChildren(h("article", { class: "message", "aria-labelledby": "reader-subject" },
-      parts));
+    this.placeArticle(parts, body);
+  }
+
+  /** The body on show, when drawing `m` now would draw the same frame (the
+   * same HTML document, shown as HTML); a text body is drawn anew. */
+  shownBody(m, showHtml) {
+    if (!showHtml || !m.html) return null;
+    const body = this.el.reader.querySelector(":scope > article > .body.html");
+    const frame = body?.querySelector(":scope > iframe.html-frame");
+    return frame && frame.getAttribute("src") === m.html_url ? body : null;
+  }
+
+  /** The reader shows an article of `parts`. When `body` is the one on show,
+   * it stays in the document and so do its ancestors, and only the nodes
+   * around it are replaced: a frame taken out of the document, even to be
+   * put back at once, loads its page again (it flickers, and its scroll is
+   * lost). */
+  placeArticle(parts, body) {
+    const reader = this.el.reader;
+    const article = body.isConnected ? body.parentElement : null;
+    if (!article) {
+      reader.replaceChildren(h("article", { class: "message", "aria-labelledby": "reader-subject" },
+        parts));
+      return;
+    }
+    for (const node of [...reader.childNodes]) if (node !== article) node.remove();
+    for (const node of [...article.childNodes]) if (node !== body) node.remove();
+    const at = parts.indexOf(body);
+    body.before(...parts.slice(0, at));
+    body.after(...parts.slice(at + 1));
   }
 
   buildBody(m, showHtml) {
