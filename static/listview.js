@@ -11,6 +11,7 @@ import {
   formatDateLong,
   formatDateShort,
   isEmptyQuery,
+  statusCounts,
 } from "./mailmodel.js";
 import { h } from "./dom.js";
 
@@ -26,6 +27,24 @@ const EMPTY = {
 
 function listText(value) {
   return Array.isArray(value) ? value.join(", ") : String(value || "");
+}
+
+// A row names at most this many recipients, each with its status; a longer
+// list is summed up (the first two, "+N more", how many are in each status),
+// so a message to 150 people is one row high like any other.
+const ROW_RECIPIENTS = 3;
+
+/** "a, b +149 more" for a long list, else the whole list. */
+function shortList(value) {
+  const all = Array.isArray(value) ? value : value ? [String(value)] : [];
+  if (all.length <= ROW_RECIPIENTS) return all.join(", ");
+  return `${all.slice(0, ROW_RECIPIENTS - 1).join(", ")} +${all.length - ROW_RECIPIENTS + 1} more`;
+}
+
+/** A chip per status with how many are in it: "148 Sent", "3 Failed". */
+export function statusSummary(recipients) {
+  return statusCounts(recipients).map(([status, n]) =>
+    statusChip(status, `${n} ${STATUS_LABELS[status] || status}`));
 }
 
 export function statusChip(status, label = null) {
@@ -103,7 +122,7 @@ export class ListView {
 
   buildRow(m, folder, fresh) {
     const toSide = folder === "sent" || folder === "drafts" || Array.isArray(m.recipients);
-    const who = toSide ? `To: ${listText(m.to) || "(no recipients)"}` : m.from || "";
+    const who = toSide ? `To: ${shortList(m.to) || "(no recipients)"}` : m.from || "";
     const subject = m.subject || "(no subject)";
     const parts = [];
     if (m.unread) parts.push(h("span", { class: "visually-hidden" }, "Unread, "));
@@ -125,7 +144,9 @@ export class ListView {
     );
     if (folder === "sent" || (folder !== "drafts" && Array.isArray(m.recipients))) {
       const statuses = h("span", { class: "row-status" });
-      if (m.recipients && m.recipients.length) {
+      if (m.recipients && m.recipients.length > ROW_RECIPIENTS) {
+        statuses.append(...statusSummary(m.recipients));
+      } else if (m.recipients && m.recipients.length) {
         for (const r of m.recipients) {
           statuses.append(h("span", { class: "rcpt" },
             h("span", { class: "rcpt-addr" }, r.address), " ", statusChip(r.status)));

@@ -26,6 +26,14 @@ export const STATUS_LABELS = {
 };
 export const BAD_STATUSES = new Set(["failed", "bounced", "complained"]);
 
+/** How many recipients are in each status, in STATUS_LABELS' order (unknown
+ * ones last): [[status, n], ...] — a message to many people summed up. */
+export function statusCounts(recipients) {
+  const counts = new Map(Object.keys(STATUS_LABELS).map((s) => [s, 0]));
+  for (const r of recipients || []) counts.set(r.status, (counts.get(r.status) || 0) + 1);
+  return [...counts].filter(([, n]) => n > 0);
+}
+
 // The same address rule as the server's (bitmail/message/addresses.py), for
 // ASCII: a domain written in another script is checked as its IDNA A-label,
 // and a local part in another script is left to the server (SMTPUTF8).

@@ -6,7 +6,7 @@
 
 import { $, formatSize, h } from "./dom.js";
 import { icon } from "./icons.js";
-import { statusChip } from "./listview.js";
+import { statusChip, statusSummary } from "./listview.js";
 import { FOLDERS, formatDateLong } from "./mailmodel.js";
 
 export { formatSize, h };
@@ -14,6 +14,34 @@ export { formatSize, h };
 function listText(value) {
   if (Array.isArray(value)) return value.join(", ");
   return String(value || "");
+}
+
+// The reader's To, Cc and Bcc name this many and fold the rest behind a
+// "N more" button, so a message to 150 people starts within the screen.
+const READER_RECIPIENTS = 3;
+// A delivery table longer than this starts folded (its summary counts).
+const DELIVERY_OPEN_ROWS = 10;
+
+/** A To/Cc/Bcc line: the whole list, or its first names and a "N more" button. */
+function recipientLine(value, id) {
+  const all = Array.isArray(value) ? value : value ? [String(value)] : [];
+  if (all.length <= READER_RECIPIENTS + 1) return h("dd", {}, all.join(", "));
+  const n = all.length - READER_RECIPIENTS;
+  const rest = h("span", { id, hidden: true }, `, ${all.slice(READER_RECIPIENTS).join(", ")}`);
+  const more = h("button", {
+    type: "button", class: "link more", "aria-expanded": "false", "aria-controls": id,
+    onclick: () => {
+      rest.hidden = !rest.hidden;
+      more.setAttribute("aria-expanded", String(!rest.hidden));
+      more.replaceChildren(...moreLabel(rest.hidden ? `${n} more` : "show fewer"));
+    },
+  }, ...moreLabel(`${n} more`));
+  return h("dd", {}, all.slice(0, READER_RECIPIENTS).join(", "), rest, " ", more);
+}
+
+/** "148 more" read as "148 more recipients" (the name keeps the words shown). */
+function moreLabel(shown) {
+  return [shown, h("span", { class: "visually-hidden" }, " recipients")];
 }
 
 /** How received mail arrived (issue 10): from outside BitMail (a provider's
@@ -248,9 +276,10 @@ export class View {
         m.subject || "(no subject)"),
       h("dl", { class: "meta" },
         h("dt", {}, "From"), h("dd", {}, m.from || ""),
-        h("dt", {}, "To"), h("dd", {}, listText(m.to)),
-        m.cc && m.cc.length ? [h("dt", {}, "Cc"), h("dd", {}, listText(m.cc))] : null,
-        m.bcc && m.bcc.length ? [h("dt", {}, "Bcc"), h("dd", {}, listText(m.bcc))] : null,
+        h("dt", {}, "To"), recipientLine(m.to, "reader-to-more"),
+        m.cc && m.cc.length ? [h("dt", {}, "Cc"), recipientLine(m.cc, "reader-cc-more")] : null,
+        m.bcc && m.bcc.length ? [h("dt", {}, "Bcc"), recipientLine(m.bcc, "reader-bcc-more")]
+          : null,
         h("dt", {}, "Date"), h("dd", {}, formatDateLong(m.date)),
         seen.outside ? [h("dt", {}, "Via"),
           h("dd", { class: "via" }, `From outside BitMail, through ${seen.via}`)] : null));
@@ -350,19 +379,29 @@ export class View {
     return h("div", { class: "body text" }, text || h("span", { class: "muted" }, "(empty message)"));
   }
 
-  buildRecipients(m) {
+  /**
+   * The Delivery table, each recipient's status. A long one is folded under
+   * a summary that counts the statuses; `open` keeps it as the user left it
+   * when a live update redraws it.
+   */
+  buildRecipients(m, open = false) {
     const rows = m.recipients.map((r) => h("tr", {},
       h("td", { class: "addr" }, r.address),
       h("td", {}, statusChip(r.status)),
       h("td", { class: "muted" }, r.provider || ""),
       h("td", { class: "muted detail" }, r.detail || "")));
+    const long = m.recipients.length > DELIVERY_OPEN_ROWS;
+    const table = h("table", {},
+      long ? null : h("caption", {}, "Delivery"),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, "Recipient"), h("th", { scope: "col" }, "Status"),
+        h("th", { scope: "col" }, "Provider"), h("th", { scope: "col" }, "Detail"))),
+      h("tbody", {}, rows));
     return h("section", { class: "recipients", id: "recipients", "aria-label": "Delivery status" },
-      h("table", {},
-        h("caption", {}, "Delivery"),
-        h("thead", {}, h("tr", {},
-          h("th", { scope: "col" }, "Recipient"), h("th", { scope: "col" }, "Status"),
-          h("th", { scope: "col" }, "Provider"), h("th", { scope: "col" }, "Detail"))),
-        h("tbody", {}, rows)));
+      long ? h("details", { open },
+        h("summary", {}, h("span", { class: "caption" }, "Delivery"),
+          ` ${m.recipients.length} recipients `, statusSummary(m.recipients)),
+        table) : table);
   }
 
   buildEvents(m) {
@@ -381,7 +420,13 @@ export class View {
     const m = model.open && model.open.message;
     if (!m) return;
     const old = this.el.reader.querySelector("#recipients");
-    if (old && m.recipients) old.replaceWith(this.buildRecipients(m));
+    if (old && m.recipients) {
+      const fresh = this.buildRecipients(m, !!old.querySelector("details[open]"));
+      const focused = old.contains(document.activeElement);
+      old.replaceWith(fresh);
+      // The summary the user was on stays focused (else the focus falls to the page).
+      if (focused) fresh.querySelector("summary")?.focus({ preventScroll: true });
+    }
     const oldEvents = this.el.reader.querySelector("#events");
     if (m.events && m.events.length) {
       const fresh = this.buildEvents(m);

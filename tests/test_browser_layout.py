@@ -1,0 +1,109 @@
+"""The page's layout as a new user meets it, in a real Chromium: a message to
+many people, reading while a draft is open, where a reply's caret is,
+right-to-left text, and the GeoLists footer's Tab order.
+
+Playwright's auto-waiting `expect` does the waiting.
+"""
+
+from __future__ import annotations
+
+
+import pytest
+import test_browser
+from test_browser import api_send, api_user, log_in, new_page, row, shot
+
+browser = test_browser.browser  # the same Chromium fixture
+server = test_browser.server  # a serve process with the directory published
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PHONE = {"width": 375, "height": 760}
+
+
+def expect(target):
+    from playwright.async_api import expect as pw_expect
+
+    return pw_expect(target)
+
+
+async def seed(server, sender: str, **payload) -> str:
+    http, csrf = await api_user(server, sender)
+    try:
+        return await api_send(server, http, csrf, **payload)
+    finally:
+        await http.close()
+
+
+# ---- many recipients -------------------------------------------------------------------
+
+
+async def test_a_message_to_151_people_is_summed_up_in_sent_and_the_reader(browser, server):
+    await api_user(server, "bob")
+    many = [f"person{i:03d}@example.com" for i in range(149)]
+    # bob gets his copy; nobody@localhost is no user here: that one fails.
+    await seed(server, "alice", to="; ".join(["bob@localhost", *many, "nobody@localhost"]),
+               subject="To everyone", text="Hello all.")
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.locator(".sidebar").get_by_role("button", name="Sent", exact=True).click()
+    sent = row(page, "To everyone")
+    await expect(sent).to_contain_text("+149 more")
+    # The row sums the statuses up once they are known (live), and stays one row high.
+    await expect(sent.locator(".row-status")).to_contain_text("1 Failed")
+    await expect(sent.locator(".row-status")).to_contain_text("149 Sent")
+    await expect(sent.locator(".rcpt")).to_have_count(0)
+    box = await sent.bounding_box()
+    assert box["height"] < 100, box
+    await shot(page, "laptop-sent-many")
+
+    await sent.click()
+    reader = page.locator("#reader")
+    await expect(reader.locator(".reader-subject")).to_have_text("To everyone")
+    to = reader.locator(".meta dd").nth(1)
+    more = to.locator("button[aria-expanded]")
+    await expect(more).to_have_accessible_name("148 more recipients")
+    await expect(more).to_have_attribute("aria-expanded", "false")
+    await expect(to).not_to_contain_text("nobody@localhost", use_inner_text=True)
+    # The body starts within the first screen.
+    body = await reader.locator(".body").bounding_box()
+    assert body["y"] < 800, body
+    # The delivery table is there, folded, its summary saying how it went.
+    details = reader.locator("#recipients details")
+    await expect(details).not_to_have_attribute("open", "")
+    await expect(details.locator("summary")).to_contain_text("1 Failed")
+    assert not await reader.locator("#recipients tr", has_text="person100").is_visible()
+    await shot(page, "laptop-reader-many")
+
+    await more.click()
+    await expect(more).to_have_attribute("aria-expanded", "true")
+    await expect(more).to_have_accessible_name("show fewer recipients")
+    await expect(more).to_be_focused()
+    await expect(to).to_contain_text("nobody@localhost", use_inner_text=True)
+    await more.click()
+    await expect(more).to_have_attribute("aria-expanded", "false")
+    await expect(to).not_to_contain_text("nobody@localhost", use_inner_text=True)
+
+    # Opened, it stays open (and focused) when a live update redraws it: a
+    # reconnect fetches the message again and redraws the delivery part.
+    await details.locator("summary").click()
+    await expect(details).to_have_attribute("open", "")
+    await expect(reader.locator("#recipients tr", has_text="person100")).to_be_visible()
+    await page.evaluate("document.querySelector('#recipients').dataset.before = 'yes'")
+    server.kill(test_browser.signal.SIGTERM)
+    await page.locator("#banner").wait_for(state="visible")
+    await server.start()
+    await page.locator("#banner").wait_for(state="hidden", timeout=30_000)
+    await expect(page.locator("#recipients[data-before]")).to_have_count(0)
+    await expect(page.locator("#recipients details")).to_have_attribute("open", "")
+    await expect(page.locator("#recipients summary")).to_be_focused()
+
+    # On a phone too the body is near the top.
+    phone = await new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    await log_in(phone, server, "alice")
+    await phone.get_by_role("button", name="Sent", exact=True).click()
+    await row(phone, "To everyone").click()
+    await expect(phone.locator("#reader .reader-subject")).to_have_text("To everyone")
+    body = await phone.locator("#reader .body").bounding_box()
+    assert body["y"] < PHONE["height"], body
+    await shot(phone, "phone-reader-many")
+    assert not page.js_errors and not phone.js_errors, page.js_errors + phone.js_errors
