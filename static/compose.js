@@ -266,6 +266,22 @@ export class Compose {
     return sig ? `\n\n-- \n${sig}` : "";
   }
 
+  /**
+   * Fold compose to its bar, so what it covers can be read (a message
+   * opened, Settings): the draft stays open here and is saved now.
+   */
+  minimise() {
+    if (!this.cv.composeOpen || this.cv.minimised) return;
+    this.cv.setMinimised(true);
+    this.save();
+  }
+
+  /** The bar's button: fold compose, or bring it back as it was. */
+  toggleMinimised() {
+    if (this.cv.minimised) this.cv.setMinimised(false);
+    else this.minimise();
+  }
+
   close() {
     this.cv.closeCompose();
     this.remember();
@@ -662,6 +678,7 @@ export class Compose {
   bind() {
     const cv = this.cv;
     document.getElementById("compose-close").addEventListener("click", () => this.close());
+    cv.el.minimise.addEventListener("click", () => this.toggleMinimised());
     // Only the Send button and Ctrl/⌘+Enter send: Enter in a one-line field
     // (To, Subject) must never send a half-written message. The form has no
     // submit button, so the browser never submits it on Enter either.

@@ -24,6 +24,7 @@ export class ComposeView {
       warningText: $("compose-warning-text"),
       sendAnyway: $("send-anyway"),
       send: $("send"),
+      minimise: $("compose-minimise"),
       files: $("compose-files"),
       filesList: $("compose-files-list"),
       filesTotal: $("compose-files-total"),
@@ -32,6 +33,8 @@ export class ComposeView {
     this.fields = Object.fromEntries(DRAFT_FIELDS.map((n) => [n, $(`compose-${n}`)]));
     // An SVG cross: the text glyph needs a font that has it.
     $("compose-close").replaceChildren(icon("close"));
+    this.minimised = false;
+    this.setMinimised(false);
     FULL_SCREEN.addEventListener("change", () => this.updateModal());
     this.el.compose.addEventListener("keydown", (e) => this.keepTab(e));
   }
@@ -42,7 +45,7 @@ export class ComposeView {
    * inside it. Beside the list (a laptop) it is not modal.
    */
   updateModal() {
-    const modal = this.composeOpen && FULL_SCREEN.matches;
+    const modal = this.composeOpen && !this.minimised && FULL_SCREEN.matches;
     for (const el of this.el.app.children) {
       // The toast and the live region keep speaking (and Undo keeps working).
       if (el !== this.el.compose && el.id !== "toast" && el.id !== "live") el.inert = modal;
@@ -82,8 +85,26 @@ export class ComposeView {
     if (reasons.length) this.el.sendAnyway.focus();
   }
 
+  /**
+   * Compose folded to its title bar (or back): the draft stays as it is,
+   * while the message or the pane it covered is read. The one button swaps
+   * between Minimise and Restore, and keeps the focus.
+   */
+  setMinimised(on) {
+    this.minimised = on;
+    this.el.compose.classList.toggle("minimised", on);
+    this.el.app.classList.toggle("compose-minimised", on && this.composeOpen);
+    const label = on ? "Restore the draft" : "Minimise";
+    this.el.minimise.setAttribute("aria-label", label);
+    this.el.minimise.title = label;
+    this.el.minimise.replaceChildren(icon(on ? "restore" : "minimise"));
+    if (on) for (const name of ["to", "cc", "bcc"]) this.hideSuggestions(name);
+    this.updateModal();
+  }
+
   openCompose(focus = "to") {
     this.el.compose.hidden = false;
+    this.setMinimised(false);
     this.el.app.classList.add("composing");
     this.updateModal();
     const field = this.fields[focus] || this.fields.to;
@@ -93,6 +114,7 @@ export class ComposeView {
 
   closeCompose() {
     this.el.compose.hidden = true;
+    this.setMinimised(false);
     this.el.app.classList.remove("composing");
     this.updateModal();
     for (const name of ["to", "cc", "bcc"]) this.hideSuggestions(name);

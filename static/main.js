@@ -276,6 +276,8 @@ function showView(name) {
     return;
   }
   model.close();
+  // Settings and Providers take the reading pane's place too: compose folds.
+  if (!FOLDERS.includes(name)) compose.minimise();
   model.setView(name);
   stopProvidersPolling();
   if (name === "providers") {
@@ -355,6 +357,9 @@ async function openMessage(id) {
     editDraft(id);
     return;
   }
+  // On a laptop compose sits where the message shows: it folds to its bar
+  // (the draft kept and saved) rather than hide what was asked for.
+  compose.minimise();
   model.select(id);
   model.openLoading(id);
   // A conversation opens whole: its earlier messages above the newest.

@@ -7,6 +7,7 @@ Playwright's auto-waiting `expect` does the waiting.
 
 from __future__ import annotations
 
+import re
 
 import pytest
 import test_browser
@@ -107,3 +108,59 @@ async def test_a_message_to_151_people_is_summed_up_in_sent_and_the_reader(brows
     assert body["y"] < PHONE["height"], body
     await shot(phone, "phone-reader-many")
     assert not page.js_errors and not phone.js_errors, page.js_errors + phone.js_errors
+
+
+# ---- reading while a draft is open -------------------------------------------------------
+
+
+async def test_opening_a_message_minimises_compose_and_the_draft_comes_back(browser, server):
+    await api_user(server, "alice")
+    await seed(server, "bob", to="alice@localhost", subject="Read me meanwhile",
+               text="The message to read while writing.")
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await page.get_by_label("To", exact=True).fill("carol@example.com")
+    await page.get_by_label("Subject", exact=True).fill("Half written")
+    await page.get_by_label("Message", exact=True).fill("Still thinking")
+
+    await row(page, "Read me meanwhile").click()
+    body = page.locator("#reader .body")
+    await expect(body).to_contain_text("The message to read while writing.")
+    # What is at the body's place on screen is the body, not compose.
+    on_top = await body.evaluate("""b => { const r = b.getBoundingClientRect();
+        return !!document.elementFromPoint(r.x + 20, r.y + 10)?.closest('#reader'); }""")
+    assert on_top
+    compose = page.locator("#compose")
+    await expect(compose).to_have_class(re.compile(r"\bminimised\b"))
+    await expect(page.get_by_label("Message", exact=True)).to_be_hidden()
+    # Kept and saved: the draft is in Drafts.
+    await expect(page.locator("#drafts-count")).to_contain_text("1")
+    await shot(page, "laptop-compose-minimised")
+
+    # The bar brings it back, as it was, with the keyboard.
+    restore = compose.get_by_role("button", name="Restore the draft")
+    await restore.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("Message", exact=True)).to_have_value("Still thinking")
+    await expect(page.get_by_label("Subject", exact=True)).to_have_value("Half written")
+    minimise = compose.get_by_role("button", name="Minimise")
+    await expect(minimise).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("Message", exact=True)).to_be_hidden()
+    await expect(restore).to_be_focused()
+    # Compose (the button, or c) brings it back too.
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await expect(page.get_by_label("Subject", exact=True)).to_have_value("Half written")
+
+    # Settings is not hidden under compose either.
+    await page.locator(".sidebar").get_by_role("button", name="Settings", exact=True).click()
+    key_name = page.get_by_label("New key's name")
+    await key_name.scroll_into_view_if_needed()
+    on_top = await key_name.evaluate("""b => { const r = b.getBoundingClientRect();
+        return document.elementFromPoint(r.x + r.width - 10, r.y + 5) === b; }""")
+    assert on_top
+    await page.locator(".sidebar").get_by_role("button", name="Inbox", exact=True).click()
+    await compose.get_by_role("button", name="Restore the draft").click()
+    await expect(page.get_by_label("Message", exact=True)).to_have_value("Still thinking")
+    assert not page.js_errors, page.js_errors
