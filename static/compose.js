@@ -668,10 +668,7 @@ export class Compose {
     const target = event.target;
     if (!(target instanceof HTMLInputElement) || target.type === "file") return;
     event.preventDefault(); // a suggestion picked with Enter was handled before
-    if (target === this.cv.fields.subject) {
-      this.cv.fields.text.focus();
-      this.cv.fields.text.setSelectionRange(0, 0);
-    }
+    if (target === this.cv.fields.subject) this.cv.caretToStart();
   }
 
   /** Wire the compose form's own events. */

@@ -108,8 +108,19 @@ export class ComposeView {
     this.el.app.classList.add("composing");
     this.updateModal();
     const field = this.fields[focus] || this.fields.to;
+    if (focus === "text") this.caretToStart(field);
+    else field.focus();
+  }
+
+  /**
+   * The caret at the start of the message (a reply is written above the
+   * quote), and the box scrolled to show it: setting the caret alone leaves
+   * the box where filling it put it, at the end of the quote.
+   */
+  caretToStart(field = this.fields.text) {
+    field.setSelectionRange(0, 0);
     field.focus();
-    if (focus === "text") field.setSelectionRange(0, 0);
+    field.scrollTop = 0;
   }
 
   closeCompose() {

@@ -164,3 +164,30 @@ async def test_opening_a_message_minimises_compose_and_the_draft_comes_back(brow
     await compose.get_by_role("button", name="Restore the draft").click()
     await expect(page.get_by_label("Message", exact=True)).to_have_value("Still thinking")
     assert not page.js_errors, page.js_errors
+
+
+# ---- a reply's caret ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("viewport", [test_browser.LAPTOP, PHONE], ids=["laptop", "phone"])
+async def test_a_reply_shows_where_the_caret_is(browser, server, viewport):
+    await api_user(server, "alice")
+    lines = "\n".join(f"Line {i} of a long message." for i in range(300))
+    await seed(server, "bob", to="alice@localhost", subject="Long one", text=lines)
+    page = await new_page(browser, viewport=viewport)
+    await log_in(page, server, "alice")
+    await row(page, "Long one").click()
+    await expect(page.locator("#reader .body")).to_contain_text("Line 299")
+    await page.get_by_role("button", name="Reply", exact=True).click()
+    text = page.get_by_label("Message", exact=True)
+    await expect(text).to_be_focused()
+    await expect(text).to_have_value(re.compile(r"Line 299"))
+    state = await text.evaluate(
+        "t => [t.selectionStart, t.scrollTop, t.scrollHeight, t.clientHeight]")
+    assert state[0] == 0 and state[1] == 0 and state[2] > state[3], state
+    # Enter in Subject goes to the message's start, and shows it.
+    await text.evaluate("t => { t.scrollTop = t.scrollHeight; }")
+    await page.get_by_label("Subject", exact=True).press("Enter")
+    await expect(text).to_be_focused()
+    state = await text.evaluate("t => [t.selectionStart, t.scrollTop]")
+    assert state == [0, 0], state
