@@ -139,8 +139,11 @@ export class ListView {
           datetime: typeof m.date === "number" ? new Date(m.date * 1000).toISOString() : null,
           title: formatDateLong(m.date),
         }, formatDateShort(m.date))),
-      h("span", { class: "row-subject" }, subject,
-        m.preview ? h("span", { class: "preview" }, ` — ${m.preview}`) : null),
+      // Subject and preview each in their own direction (dir=auto isolates
+      // them): an Arabic subject reads right to left inside an English list.
+      h("span", { class: "row-subject" }, h("span", { dir: "auto" }, subject),
+        m.preview ? h("span", { class: "preview" }, " — ", h("span", { dir: "auto" }, m.preview))
+          : null),
     );
     if (folder === "sent" || (folder !== "drafts" && Array.isArray(m.recipients))) {
       const statuses = h("span", { class: "row-status" });

@@ -272,7 +272,7 @@ export class View {
     }
     const seen = provenance(m, model.user?.address);
     const head = h("header", { class: "reader-head" },
-      h("h2", { class: "reader-subject", tabindex: "-1", id: "reader-subject" },
+      h("h2", { class: "reader-subject", tabindex: "-1", id: "reader-subject", dir: "auto" },
         m.subject || "(no subject)"),
       h("dl", { class: "meta" },
         h("dt", {}, "From"), h("dd", {}, m.from || ""),
@@ -303,7 +303,7 @@ export class View {
             h("span", { class: "muted" }, formatDateLong(e.date)),
             h("span", { class: "muted preview" }, (e.text || "").split("\n").find((l) => l.trim()) || "")),
           h("div", { class: "reader-head" },
-            h("p", { class: "reader-subject small" }, e.subject || "(no subject)"),
+            h("p", { class: "reader-subject small", dir: "auto" }, e.subject || "(no subject)"),
             h("dl", { class: "meta" },
               h("dt", {}, "From"), h("dd", {}, e.from || ""),
               h("dt", {}, "To"), h("dd", {}, listText(e.to)),

@@ -191,3 +191,59 @@ async def test_a_reply_shows_where_the_caret_is(browser, server, viewport):
     await expect(text).to_be_focused()
     state = await text.evaluate("t => [t.selectionStart, t.scrollTop]")
     assert state == [0, 0], state
+
+
+# ---- right-to-left text --------------------------------------------------------------------
+
+
+async def test_right_to_left_text_takes_its_own_direction(browser, server):
+    await api_user(server, "alice")
+    arabic = "مرحبا! هذا اختبار."
+    await seed(server, "bob", to="alice@localhost", subject="تجربة", text=arabic)
+    await seed(server, "bob", to="alice@localhost", subject="Mixed",
+               text=f"Hello there, a test.\n{arabic}")
+    page = await new_page(browser)
+    await log_in(page, server, "alice")
+    await row(page, "تجربة").click()
+    body = page.locator("#reader .body")
+    await expect(body).to_have_text(arabic)
+    # Right to left: the full stop ends the line on its left, and the line
+    # starts at the right edge.
+    where = """(b, n) => {
+        const text = b.firstChild, line = text.data.split('\\n')[n];
+        const start = text.data.indexOf(line), r = document.createRange();
+        const box = (i, j) => { r.setStart(text, start + i); r.setEnd(text, start + j);
+                                return r.getBoundingClientRect(); };
+        const stop = box(line.length - 1, line.length), first = box(0, 1);
+        const all = b.getBoundingClientRect();
+        return {stop: stop.x, first: first.x, right: all.right - (first.x + first.width),
+                left: first.x - all.left};
+    }"""
+    rtl = await body.evaluate(where, 0)
+    assert rtl["stop"] < rtl["first"] and rtl["right"] < 5, rtl
+
+    reader_subject = page.locator("#reader .reader-subject")
+    await expect(reader_subject).to_have_attribute("dir", "auto")
+    assert await reader_subject.evaluate("e => getComputedStyle(e).direction") == "rtl"
+    # The list row's subject and preview, each in its own direction.
+    subject = row(page, "تجربة").locator(".row-subject [dir=auto]").first
+    await expect(subject).to_have_text("تجربة")
+    assert await subject.evaluate("e => getComputedStyle(e).direction") == "rtl"
+
+    await row(page, "Mixed").click()
+    await expect(page.locator("#reader .body")).to_contain_text("Hello there")
+    body = page.locator("#reader .body")
+    ltr = await body.evaluate(where, 0)
+    assert ltr["stop"] > ltr["first"] and ltr["left"] < 5, ltr
+    rtl = await body.evaluate(where, 1)
+    assert rtl["stop"] < rtl["first"] and rtl["right"] < 5, rtl
+    await shot(page, "laptop-mixed-direction")
+
+    # Compose: each field takes the direction of what is typed in it.
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    for name in ("To", "Cc", "Bcc", "Subject", "Message"):
+        await expect(page.get_by_label(name, exact=True)).to_have_attribute("dir", "auto")
+    await page.get_by_label("Subject", exact=True).fill(arabic)
+    assert await page.get_by_label("Subject", exact=True).evaluate(
+        "e => getComputedStyle(e).direction") == "rtl"
+    assert not page.js_errors, page.js_errors
