@@ -481,13 +481,14 @@ export class View {
       type: "button", class: "link geo-leave",
       onclick: () => this.handlers.leaveGeolists?.(),
     }, "Stop sharing my location");
-    box.replaceChildren(leave, ...lists.map((g) => {
+    // Last in the DOM as on screen (at the row's end), so Tab meets it last (WCAG 2.4.3).
+    box.replaceChildren(...lists.map((g) => {
       const n = g.count ?? (g.addresses || []).length;
       const label = `${g.name} (${n} ${n === 1 ? "Friend" : "Friends"})`;
       return h("button", {
         type: "button", class: "geo", disabled: n === 0,
         onclick: () => this.handlers.geolist?.(g),
       }, label);
-    }));
+    }), leave);
   }
 }

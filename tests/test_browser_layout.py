@@ -11,7 +11,7 @@ import re
 
 import pytest
 import test_browser
-from test_browser import api_send, api_user, log_in, new_page, row, shot
+from test_browser import api_send, api_user, log_in, miles_north, new_page, row, shot
 
 browser = test_browser.browser  # the same Chromium fixture
 server = test_browser.server  # a serve process with the directory published
@@ -247,3 +247,18 @@ async def test_right_to_left_text_takes_its_own_direction(browser, server):
     assert await page.get_by_label("Subject", exact=True).evaluate(
         "e => getComputedStyle(e).direction") == "rtl"
     assert not page.js_errors, page.js_errors
+
+
+# ---- GeoLists: Tab order is the order on screen ---------------------------------------------
+
+
+async def test_geolists_tab_order_is_the_order_shown(browser, server):
+    page = await new_page(browser, geolocation=miles_north(0), permissions=["geolocation"])
+    await log_in(page, server, "alice", share_location=True)
+    leave = page.get_by_role("button", name="Stop sharing my location")
+    await leave.wait_for()
+    buttons = page.locator("#geolists button")
+    xs = await buttons.evaluate_all("bs => bs.map(b => b.getBoundingClientRect().x)")
+    assert xs == sorted(xs) and len(xs) == 4, xs
+    assert await buttons.last.inner_text() == "Stop sharing my location"
+    assert await leave.evaluate("e => getComputedStyle(e).order") == "0"
