@@ -189,6 +189,12 @@ def test_a_link_with_a_target_of_its_own_loses_it(html, served):
     "<style>/* <area href=x target=_top> */</style>",
     "<form target=_top><button formtarget=_top>b</button></form><abbr target=x>",
     "<p>TARGET=_top, <a href=x>a</a> target=_top</p>",
+    # Text to the browser, shown as written (HTML §13.2.5: RCDATA, RAWTEXT).
+    '<title>How to write <a target="_top" href=x></title><p>hi',
+    "<textarea>Paste: <a target=_top href=x>link</a></textarea>",
+    "<xmp><a target=_top href=x></xmp>",
+    "<noembed><a target=_top href=x></noembed><iframe><a target=_top href=x></iframe>",
+    "<plaintext><a target=_top href=x></plaintext><a target=_top href=y>",
 ])
 def test_only_links_lose_their_target(html):
     assert with_links_in_new_tabs(html) == NEW_TAB + html
@@ -442,3 +448,9 @@ async def test_a_reply_to_mail_whose_message_id_fills_a_line_leaves_it_out(servi
         mail = parsed(mime)
         refs = str(mail["References"]).split() if mail["References"] else None
         assert refs == want_refs
+
+
+def test_a_link_after_a_text_only_element_still_loses_its_target():
+    html = "<title>a <b></title><textarea><i></textarea><a target=_top href=y>y</a>"
+    assert with_links_in_new_tabs(html) == \
+        NEW_TAB + "<title>a <b></title><textarea><i></textarea><a  href=y>y</a>"

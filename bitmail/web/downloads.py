@@ -58,19 +58,35 @@ def with_links_in_new_tabs(html: str) -> str:
     return f"{html[:at]}{NEW_TAB}{html[at:]}"
 
 
+# Elements whose content the browser reads as text up to their end tag (HTML
+# §13.2.5: RCDATA title and textarea; RAWTEXT style, xmp, iframe, noembed,
+# noframes; script). html.parser knows only script and style: a tag-like text
+# inside the others is shown as written and must stay so. (noscript is read
+# as markup: the mail's frame runs no scripts.)
+_TEXT_ONLY = frozenset({"title", "textarea", "style", "xmp", "iframe", "noembed", "noframes",
+                        "script"})
+
+
 class _TargetedLinks(HTMLParser):
     """Where the start tags of `a` and `area` that may carry a `target` are
-    (html.parser skips comments and the text of scripts and styles)."""
+    (comments and the text-only elements' content skipped)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
         self.found: list[tuple[int, int, str]] = []  # (line, column, the tag's text)
+        self._plaintext = False  # after <plaintext> everything is text (§13.2.5.5)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._plaintext:
+            return
         text = self.get_starttag_text()
         if tag in ("a", "area") and text and _MAY_TARGET.search(text):
             line, column = self.getpos()
             self.found.append((line, column, text))
+        elif tag in _TEXT_ONLY:
+            self.set_cdata_mode(tag)
+        elif tag == "plaintext":
+            self._plaintext = True
 
 
 def _without_link_targets(html: str) -> str:
