@@ -206,12 +206,12 @@ class Outbox:
         batch.update(Kind.OUTBOX, job.id, self._if_held(change))
         return due
 
-    def release(self, batch: Batch, jobs: list[Job]) -> None:
+    def release(self, batch: Batch, jobs: list[Job], after: float = 0.0) -> None:
         """Add to `batch`: hand jobs back untried (shutdown, no room): due now,
-        which ends the lease."""
+        or `after` seconds from now, which ends the lease; no try is counted."""
         now = self.clock.time()
         for job in jobs:
-            change: dict[str, Any] = {"due": now}
+            change: dict[str, Any] = {"due": now + after}
             if job.ambiguous:
                 change["ambiguous"] = True
             batch.update(Kind.OUTBOX, job.id, self._if_held(change))

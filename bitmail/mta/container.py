@@ -48,6 +48,12 @@ log = logging.getLogger(__name__)
 EXIT_SERVICE_DOWN = 3
 MAY_HAVE_GONE = "an earlier try may also have gone out"
 HEALTH_POLL = 1.5  # seconds between looks at the other processes' reports
+# Seconds a claimed job waits when the only providers that can carry it are
+# busy: soon enough not to delay it, not so soon that it is claimed in a loop.
+BUSY_WAIT = 1.0
+# Tries of a write the store refuses while the container stops: a stop must
+# end, though the write is lost (logged; its job may be sent again).
+STOP_STORE_TRIES = 3
 # Seconds sends in flight get to finish at a stop (at most the send timeout):
 # short of the ten seconds a container manager waits before it kills.
 STOP_GRACE = 5.0
@@ -97,6 +103,7 @@ class Container:
         self._recording: dict[str, Job] = {}  # decided, the outcome not yet committed
         self._lost: set[str] = set()  # held, but another process has claimed them since
         self._tried: dict[str, set[str]] = {}
+        self._cannot: dict[str, set[str]] = {}  # job id → providers that said CANNOT_CARRY
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[Any]] = set()
         self.turns = 0  # times the claim loop went round (tests wait for the next one)
@@ -235,9 +242,13 @@ class Container:
             # No provider up can carry them (one that carries SMTPUTF8, say):
             # back off as after a failure, and give up in time. Handed back
             # due now instead, they would be claimed again at once, for ever.
+            # When one that can is up but busy, the job only waits its turn.
             batch = Batch()
+            busy = [job for job in unplaced if self._candidates(job, room=False)]
+            self.outbox.release(batch, busy, after=BUSY_WAIT)
             for job in unplaced:
-                self._defer(batch, job, job.recipients, "", _unplaceable(job))
+                if job not in busy:
+                    self._defer(batch, job, job.recipients, "", _unplaceable(job))
             await self.store.commit(batch)
         return len(jobs) == limit
 
@@ -272,6 +283,10 @@ class Container:
                 return await call()
             except StoreError as exc:
                 failures += 1
+                if self._stopping and failures >= STOP_STORE_TRIES:
+                    log.error("%s failed (%s) while stopping; given up after %d tries",
+                              what, exc, failures)
+                    raise
                 delay = self._store_back_off(failures)
                 # Store errors name the server, never its password.
                 log.warning("%s failed (%s); trying again in %.1f s (%d failures in a row)",
@@ -282,6 +297,8 @@ class Container:
         """Seconds to wait before the next try after `failures` store errors in
         a row: the outbox's back-off, but at most a third of the lease, so that
         once the store is back the held jobs' leases are renewed in time."""
+        if self._stopping:
+            return min(1.0, self.outbox.policy.lease / 3)
         return min(self.outbox.policy.delay(failures), self.outbox.policy.lease / 3)
 
     def _dispatch(self, job: Job) -> bool:
@@ -352,10 +369,16 @@ class Container:
             self._failed(batch, job, attempt.provider, attempt.detail)
         elif attempt.outcome == Outcome.CANNOT_CARRY:
             # Neither the message nor the provider is at fault: nothing
-            # counts against its health. Another provider may carry it;
-            # when every one has been tried, it fails as a refusal would.
+            # counts against its health. Another provider may carry it; when
+            # none can (each said so, or says so now), it fails as a refusal
+            # would. One only tried and failed might carry it once it is back.
             slot.health.neutral()
-            if set(self.slots) <= self._tried.get(job.id, set()):
+            cannot = self._cannot.setdefault(job.id, set())
+            cannot.add(attempt.provider)
+            if job.id in self._lost:
+                self._finish(job)  # the process that holds it now tries it again
+            elif all(name in cannot or not other.runner.provider.can_carry(job)
+                     for name, other in self.slots.items()):
                 self._finish(job)
                 self._failed(batch, job, attempt.provider, attempt.detail)
             else:
@@ -404,6 +427,7 @@ class Container:
     def _finish(self, job: Job) -> None:
         self._held.pop(job.id, None)
         self._tried.pop(job.id, None)
+        self._cannot.pop(job.id, None)
         self._lost.discard(job.id)
         self.outbox.added.set()  # room for one more: claim
 
