@@ -161,12 +161,14 @@ class Outbox:
         Raises StoreError when the store cannot be written."""
         if not job_ids:
             return []
-        batch, renewal = Batch(), self._if_held({"due": self.clock.time() + self.policy.lease})
-        for job_id in job_ids:
-            batch.update(Kind.OUTBOX, job_id, renewal)
-        results = await self.store.commit(batch)
-        return [job_id for job_id, doc in zip(job_ids, results, strict=True)
-                if doc is not None and doc.get("lease_owner") != self.owner]
+        renewed = set(await self.store.renew_leases(
+            Kind.OUTBOX, job_ids, owner=self.owner, until=self.clock.time() + self.policy.lease))
+        left = [job_id for job_id in job_ids if job_id not in renewed]
+        if not left:
+            return []
+        # Not renewed: done (the entry is gone), or another process holds it.
+        still = await self.store.get_by_ids(Kind.OUTBOX, left)
+        return [job_id for job_id in left if job_id in still]
 
     def _if_held(self, change: dict[str, Any]) -> Callable[[Document], Document | None]:
         """An update that applies `change` only while this process holds the

@@ -529,6 +529,25 @@ async def test_an_expired_lease_can_be_claimed_again(store: Store) -> None:
     assert ids(again) == ["j"] and again[0]["lease_owner"] == "b"
 
 
+async def test_a_renewal_extends_only_the_leases_its_owner_holds(store: Store,
+                                                                  peer: Store) -> None:
+    async with store.batch() as b:
+        for name in ("mine", "theirs", "unclaimed"):
+            b.put("outbox", {"due": 10.0}, id=name)
+    await store.claim("outbox", now=100.0, owner="a", lease=5.0, limit=1)  # "mine"
+    await peer.claim("outbox", now=100.0, owner="b", lease=5.0, limit=1)  # "theirs"
+    renewed = await store.renew_leases("outbox", ["mine", "theirs", "unclaimed", "gone"],
+                                       owner="a", until=160.0)
+    assert renewed == ["mine"]
+    docs = {d["id"]: d for d in await store.get("outbox")}
+    assert (docs["mine"]["due"], docs["theirs"]["due"], docs["unclaimed"]["due"]) == \
+        (160.0, 105.0, 10.0)
+    # Renewed, it is nobody else's to claim until then; the others' leases ran out.
+    assert sorted(ids(await peer.claim("outbox", now=150.0, owner="b", lease=5.0,
+                                       limit=5))) == ["theirs", "unclaimed"]
+    assert await store.renew_leases("outbox", [], owner="a", until=1.0) == []
+
+
 async def test_documents_without_a_due_are_never_claimed(store: Store) -> None:
     async with store.batch() as b:
         b.put("outbox", {"due": None}, id="null")

@@ -144,7 +144,7 @@ def contains(doc: Any, subset: Any) -> bool:
 class Op:
     """One write inside a batch."""
 
-    action: str  # put | add | update | delete | claim | expire
+    action: str  # put | add | update | delete | claim | renew | expire | release
     kind: str
     id: str | None = None
     doc: Document | None = None
@@ -296,6 +296,15 @@ class Store(ABC):
         other claimer sees it meanwhile, and the lookup only ever reads rows
         that are really due. A document with `due` null is never claimed.
         """
+
+    @abstractmethod
+    async def renew_leases(self, kind: str, ids: Sequence[str], *, owner: str,
+                           until: float) -> list[str]:
+        """Move `due` to `until` (the end of a renewed lease, wall-clock
+        seconds) on those of the documents `ids` whose `lease_owner` is
+        `owner`; returns their ids. One statement, in a transaction of its own
+        on a shared store, as a claim: a renewal must not wait behind other
+        writes while the lease it extends runs out."""
 
     @abstractmethod
     async def kinds(self) -> list[str]:

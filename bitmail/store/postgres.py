@@ -420,6 +420,24 @@ class PostgresStore(Store):
             async with self._require_pool().acquire() as conn, conn.transaction():
                 return await self._claim(conn, kind, now, owner, lease, limit)
 
+    async def renew_leases(self, kind: str, ids: Sequence[str], *, owner: str,
+                           until: float) -> list[str]:
+        # Its own short transaction, as a claim: a renewal queued behind the
+        # group's commits could come after the lease it extends ran out, and
+        # another process would claim and send the job again.
+        if not ids:
+            return []
+        # Rows locked in seq order, as every renewal and claim meets them, so
+        # two of them never wait on each other (a deadlock is a StoreError).
+        with _store_errors():
+            rows = await self._require_pool().fetch(
+                "WITH held AS (SELECT seq FROM docs WHERE kind = $1 AND id = ANY($2::text[]) "
+                "AND data->>'lease_owner' = $4 ORDER BY seq FOR UPDATE) "
+                "UPDATE docs SET data = docs.data || jsonb_build_object('due', $3::float8) "
+                "FROM held WHERE docs.seq = held.seq AND docs.data->>'lease_owner' = $4 "
+                "RETURNING docs.id", str(kind), list(ids), until, owner)
+        return [row["id"] for row in rows]
+
     # -- reads -------------------------------------------------------------
 
     async def get(self, kind: str, subset: Document | None = None, *, limit: int | None = None,

@@ -110,6 +110,7 @@ BUSY_TIMEOUT = 5.0
 # get_by_ids: up to this many ids are read on the loop's own thread, and a
 # query names at most this many (SQLite allows 32,766 parameters).
 _INLINE_IDS = 64
+_RENEW_CHUNK = 500  # ids per renewal statement, well under SQLite's limit on variables
 _IDS_PER_QUERY = 500
 
 
@@ -383,6 +384,14 @@ class SQLiteStore(Store):
             return cur.rowcount > 0
         if op.action == "claim":
             return self._claim(conn, op.kind, **op.args)
+        if op.action == "renew":
+            ids = op.args["ids"]
+            rows = conn.execute(
+                "UPDATE docs SET data = json_set(data, '$.due', ?) "
+                f"WHERE kind = ? AND id IN ({', '.join('?' * len(ids))}) "
+                f"AND {_path('lease_owner')} = ? RETURNING id",
+                (op.args["until"], op.kind, *ids, op.args["owner"])).fetchall()
+            return [row[0] for row in rows]
         if op.action == "expire":
             cur = conn.execute(
                 f"DELETE FROM docs WHERE kind = '{check_key(op.kind)}' "
@@ -417,6 +426,17 @@ class SQLiteStore(Store):
             "now": now, "owner": owner, "lease": lease, "limit": limit}))
         claimed: list[Document] = (await self.commit(batch))[0]
         return claimed
+
+    async def renew_leases(self, kind: str, ids: Sequence[str], *, owner: str,
+                           until: float) -> list[str]:
+        # One process holds an SQLite store: no other renews or claims meanwhile.
+        renewed: list[str] = []
+        for start in range(0, len(ids), _RENEW_CHUNK):
+            batch = Batch()
+            batch.ops.append(Op("renew", kind, args={
+                "ids": list(ids[start:start + _RENEW_CHUNK]), "owner": owner, "until": until}))
+            renewed += (await self.commit(batch))[0]
+        return renewed
 
     async def release_leases(self, kind: str) -> int:
         batch = Batch()
