@@ -15,18 +15,26 @@ SKIPPING = '''
 import pytest
 from support.harness import Part, skip_without
 
+import os
+from support.harness import require_all
+
+# Each skipping test fails should its skip not stop it, and the one that runs
+# checks what the harness read: none of them passes by doing nothing.
+
 def test_needs_chromium():
     skip_without(Part.CHROMIUM, "not installed here")
+    pytest.fail("skip_without returned")
 
 @pytest.mark.skip(reason="a mark")
 def test_marked():
-    pass
+    pytest.fail("the skip mark did not stop this test")
 
 def test_library_skip():
     pytest.skip("some library gave up")
+    pytest.fail("pytest.skip returned")
 
 def test_runs():
-    assert True
+    assert require_all() is (os.environ.get("BITMAIL_REQUIRE_ALL") == "1")
 '''
 
 
@@ -60,7 +68,7 @@ def test_under_require_all_every_skip_fails_whatever_raised_it(pytester, monkeyp
 def test_under_require_all_a_module_skipped_whole_fails(pytester, monkeypatch):
     result = run(pytester, monkeypatch, "1", "import pytest\n"
                  "pytest.skip('no part', allow_module_level=True)\n"
-                 "def test_never():\n    pass\n")
+                 "def test_never():\n    pytest.fail('the module was not skipped')\n")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*BITMAIL_REQUIRE_ALL=1, so this test may not skip*"])
 
