@@ -126,6 +126,23 @@ async def api_send(server, http, csrf, **payload) -> str:
         return (await resp.json())["id"]
 
 
+async def compose(page, to: str, subject: str, text: str) -> None:
+    """Open compose and fill To, Subject and Message, as a user types them."""
+    await page.get_by_role("button", name="Compose", exact=True).click()
+    await page.get_by_label("To", exact=True).fill(to)
+    await page.get_by_label("Subject", exact=True).fill(subject)
+    await page.get_by_label("Message", exact=True).fill(text)
+
+
+async def send_as(server: ServeProcess, sender: str, *payloads: dict) -> list[str]:
+    """Each payload sent through the API by `sender` (a new user): their ids."""
+    http, csrf = await api_user(server, sender)
+    try:
+        return [await api_send(server, http, csrf, **payload) for payload in payloads]
+    finally:
+        await http.close()
+
+
 def row(page, subject: str):
     return page.locator("#message-list .row", has_text=subject)
 
@@ -333,10 +350,7 @@ async def test_an_international_domain_is_accepted_by_compose(browser, server):
 async def test_a_refused_send_keeps_the_draft_and_marks_the_field(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
-    await page.get_by_role("button", name="Compose", exact=True).click()
-    await page.get_by_label("To", exact=True).fill("bob@example.com")
-    await page.get_by_label("Subject", exact=True).fill("Draft that fails")
-    await page.get_by_label("Message", exact=True).fill("Keep me.")
+    await compose(page, "bob@example.com", "Draft that fails", "Keep me.")
 
     async def refuse(route):
         await asyncio.sleep(0.6)  # long enough to see the progress
@@ -619,18 +633,18 @@ async def test_escape_in_a_compose_field_closes_compose(browser, server):
     await http.close()
     page = await new_page(browser)
     await log_in(page, server, "alice")
-    compose = page.locator("#compose")
+    pane = page.locator("#compose")
     for name in ("To", "Subject", "Message"):
         await page.keyboard.press("c")
-        await expect(compose).to_be_visible()
+        await expect(pane).to_be_visible()
         await page.get_by_label(name, exact=True).focus()
         await page.keyboard.type("bo")
         await page.keyboard.press("Escape")
         if name == "To":  # the first Esc closes the suggestions
             await expect(page.locator("#compose-to-suggestions")).to_be_hidden()
-            await expect(compose).to_be_visible()
+            await expect(pane).to_be_visible()
             await page.keyboard.press("Escape")
-        await expect(compose).to_be_hidden()
+        await expect(pane).to_be_hidden()
         await expect(page.locator("#compose-button")).to_be_focused()
     await page.keyboard.press("c")  # what was typed is still there
     await expect(page.get_by_label("To", exact=True)).to_have_value("bo")
@@ -691,10 +705,7 @@ async def test_keyboard_shortcuts_search_and_reply(browser, server):
 async def test_connection_lost_banner_and_recovery_keep_the_draft(browser, server):
     page = await new_page(browser)
     await log_in(page, server, "alice")
-    await page.get_by_role("button", name="Compose", exact=True).click()
-    await page.get_by_label("To", exact=True).fill("bob@example.com")
-    await page.get_by_label("Subject", exact=True).fill("Written while offline")
-    await page.get_by_label("Message", exact=True).fill("Half a thought")
+    await compose(page, "bob@example.com", "Written while offline", "Half a thought")
     banner = page.get_by_role("alert").filter(has_text="Connection lost — reconnecting…")
     assert not await banner.is_visible()
 
@@ -945,10 +956,7 @@ async def test_attachments_are_sent_received_and_forwarded(browser, server, tmp_
     alice.on("request", lambda r: posts.append(r.url)
              if r.method == "POST" and r.url.endswith("/api/messages") else None)
     await log_in(alice, server, "alice")
-    await alice.get_by_role("button", name="Compose", exact=True).click()
-    await alice.get_by_label("To", exact=True).fill("bob@localhost")
-    await alice.get_by_label("Subject", exact=True).fill("Report attached")
-    await alice.get_by_label("Message", exact=True).fill("The numbers are in the file.")
+    await compose(alice, "bob@localhost", "Report attached", "The numbers are in the file.")
     files = alice.get_by_label("Attachments", exact=True)
     assert await files.get_attribute("type") == "file"
     attached = alice.locator("#compose-files-list")

@@ -12,18 +12,12 @@ import json
 
 import pytest
 import test_browser
-from test_browser import api_send, api_user, log_in, new_page, row
+from test_browser import api_send, api_user, compose, expect, log_in, new_page, row
 
 browser = test_browser.browser  # the same Chromium fixture
 server = test_browser.server  # a serve process with the directory published
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def expect(target):
-    from playwright.async_api import expect as pw_expect
-
-    return pw_expect(target)
 
 
 async def test_signing_out_in_another_tab_shows_the_login_screen(browser, server):
@@ -200,10 +194,7 @@ async def test_every_compose_field_is_named_in_the_servers_errors(browser, serve
     attachments[1].filename) names the field in the page's words."""
     page = await new_page(browser)
     await log_in(page, server, "alice")
-    await page.get_by_role("button", name="Compose", exact=True).click()
-    await page.get_by_label("To", exact=True).fill("carol@example.com")
-    await page.get_by_label("Subject", exact=True).fill("Named")
-    await page.get_by_label("Message", exact=True).fill("Hello.")
+    await compose(page, "carol@example.com", "Named", "Hello.")
     cases = [("to[0]", "'x' is not a valid e-mail address", "#compose-to",
               "To: 'x' is not a valid e-mail address"),
              ("cc", "at most 100 recipients", "#compose-cc", "Cc at most 100 recipients"),

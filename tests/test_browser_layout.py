@@ -11,7 +11,17 @@ import re
 
 import pytest
 import test_browser
-from test_browser import api_send, api_user, log_in, miles_north, new_page, row, shot
+from test_browser import (
+    api_user,
+    compose,
+    expect,
+    log_in,
+    miles_north,
+    new_page,
+    row,
+    send_as,
+    shot,
+)
 
 browser = test_browser.browser  # the same Chromium fixture
 server = test_browser.server  # a serve process with the directory published
@@ -21,18 +31,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PHONE = {"width": 375, "height": 760}
 
 
-def expect(target):
-    from playwright.async_api import expect as pw_expect
-
-    return pw_expect(target)
-
-
 async def seed(server, sender: str, **payload) -> str:
-    http, csrf = await api_user(server, sender)
-    try:
-        return await api_send(server, http, csrf, **payload)
-    finally:
-        await http.close()
+    [message_id] = await send_as(server, sender, payload)
+    return message_id
 
 
 # ---- many recipients -------------------------------------------------------------------
@@ -119,10 +120,7 @@ async def test_opening_a_message_minimises_compose_and_the_draft_comes_back(brow
                text="The message to read while writing.")
     page = await new_page(browser)
     await log_in(page, server, "alice")
-    await page.get_by_role("button", name="Compose", exact=True).click()
-    await page.get_by_label("To", exact=True).fill("carol@example.com")
-    await page.get_by_label("Subject", exact=True).fill("Half written")
-    await page.get_by_label("Message", exact=True).fill("Still thinking")
+    await compose(page, "carol@example.com", "Half written", "Still thinking")
 
     await row(page, "Read me meanwhile").click()
     body = page.locator("#reader .body")
@@ -131,20 +129,20 @@ async def test_opening_a_message_minimises_compose_and_the_draft_comes_back(brow
     on_top = await body.evaluate("""b => { const r = b.getBoundingClientRect();
         return !!document.elementFromPoint(r.x + 20, r.y + 10)?.closest('#reader'); }""")
     assert on_top
-    compose = page.locator("#compose")
-    await expect(compose).to_have_class(re.compile(r"\bminimised\b"))
+    pane = page.locator("#compose")
+    await expect(pane).to_have_class(re.compile(r"\bminimised\b"))
     await expect(page.get_by_label("Message", exact=True)).to_be_hidden()
     # Kept and saved: the draft is in Drafts.
     await expect(page.locator("#drafts-count")).to_contain_text("1")
     await shot(page, "laptop-compose-minimised")
 
     # The bar brings it back, as it was, with the keyboard.
-    restore = compose.get_by_role("button", name="Restore the draft")
+    restore = pane.get_by_role("button", name="Restore the draft")
     await restore.focus()
     await page.keyboard.press("Enter")
     await expect(page.get_by_label("Message", exact=True)).to_have_value("Still thinking")
     await expect(page.get_by_label("Subject", exact=True)).to_have_value("Half written")
-    minimise = compose.get_by_role("button", name="Minimise")
+    minimise = pane.get_by_role("button", name="Minimise")
     await expect(minimise).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.get_by_label("Message", exact=True)).to_be_hidden()
@@ -161,7 +159,7 @@ async def test_opening_a_message_minimises_compose_and_the_draft_comes_back(brow
         return document.elementFromPoint(r.x + r.width - 10, r.y + 5) === b; }""")
     assert on_top
     await page.locator(".sidebar").get_by_role("button", name="Inbox", exact=True).click()
-    await compose.get_by_role("button", name="Restore the draft").click()
+    await pane.get_by_role("button", name="Restore the draft").click()
     await expect(page.get_by_label("Message", exact=True)).to_have_value("Still thinking")
     assert not page.js_errors, page.js_errors
 

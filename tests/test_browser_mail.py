@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import test_browser
-from test_browser import api_send, api_user, log_in, new_page, row
+from test_browser import api_send, api_user, compose, expect, log_in, new_page, row, send_as
 
 from conftest import ServeProcess, free_port, write_config
 
@@ -51,19 +51,9 @@ def folder(page, name: str):
     return page.locator(".sidebar").get_by_role("button", name=name, exact=True)
 
 
-def expect(target):
-    from playwright.async_api import expect as pw_expect
-
-    return pw_expect(target)
-
-
 async def seed(server, sender: str, to: str, subjects, **extra) -> list[str]:
-    http, csrf = await api_user(server, sender)
-    try:
-        return [await api_send(server, http, csrf, to=to, subject=s, text=f"About {s}.", **extra)
-                for s in subjects]
-    finally:
-        await http.close()
+    return await send_as(server, sender, *({"to": to, "subject": s, "text": f"About {s}.",
+                                            **extra} for s in subjects))
 
 
 async def test_delete_undo_archive_and_bulk_actions(browser, server):
@@ -325,10 +315,7 @@ async def test_drafts_are_kept_on_the_server_and_open_on_another_device(browser,
     phone = await new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
     await log_in(phone, server, "alice")
 
-    await laptop.get_by_role("button", name="Compose", exact=True).click()
-    await laptop.get_by_label("To", exact=True).fill("carol@example.com")
-    await laptop.get_by_label("Subject", exact=True).fill("Started on the laptop")
-    await laptop.get_by_label("Message", exact=True).fill("First half.")
+    await compose(laptop, "carol@example.com", "Started on the laptop", "First half.")
     await expect(laptop.locator("#compose-saved")).to_have_text("Draft saved")
 
     # The other device sees the draft arrive, opens it and goes on.
@@ -585,8 +572,8 @@ async def test_on_a_phone_compose_is_modal_and_tab_stays_inside_it(browser, serv
     page = await new_page(browser, viewport=PHONE)
     await log_in(page, server, "alice")
     await page.get_by_role("button", name="Compose", exact=True).click()
-    compose = page.locator("#compose")
-    await expect(compose).to_have_attribute("aria-modal", "true")
+    pane = page.locator("#compose")
+    await expect(pane).to_have_attribute("aria-modal", "true")
     assert await page.evaluate("document.querySelector('.sidebar').inert")
     discard = page.get_by_role("button", name="Discard", exact=True)
     await discard.focus()
@@ -596,14 +583,14 @@ async def test_on_a_phone_compose_is_modal_and_tab_stays_inside_it(browser, serv
         assert await page.evaluate(inside), await page.evaluate(
             "document.activeElement.outerHTML.slice(0, 120)")
     # Shift+Tab from the first control (Minimise) goes round to the last.
-    await compose.get_by_role("button", name="Minimise", exact=True).focus()
+    await pane.get_by_role("button", name="Minimise", exact=True).focus()
     await page.keyboard.press("Shift+Tab")
     await expect(discard).to_be_focused()
     close = page.get_by_role("button", name="Close compose (the draft is kept)")
     await close.click()
     await expect(page.get_by_role("button", name="Compose", exact=True)).to_be_focused()
     assert not await page.evaluate("document.querySelector('.sidebar').inert")
-    await expect(compose).not_to_have_attribute("aria-modal", "true")
+    await expect(pane).not_to_have_attribute("aria-modal", "true")
     # On a laptop compose sits beside the list: not modal.
     await page.set_viewport_size({"width": 1280, "height": 800})
     await page.get_by_role("button", name="Compose", exact=True).click()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 from typing import Any
 
@@ -67,4 +68,10 @@ def carries_smtputf8(mta: MtaSettings) -> bool:
     HTTP API, SMTP submission): accepted, it could never be sent. It reads
     the configuration, so a process without the MTA answers the same.
     """
-    return any(provider_class(p.type).smtputf8 for p in mta.providers)
+    return _carries_smtputf8(tuple(p.type for p in mta.providers))
+
+
+@functools.cache
+def _carries_smtputf8(types: tuple[str, ...]) -> bool:
+    # Asked for every message the API takes: the classes are looked up once.
+    return any(provider_class(t).smtputf8 for t in types)

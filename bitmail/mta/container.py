@@ -246,8 +246,9 @@ class Container:
             batch = Batch()
             busy = [job for job in unplaced if self._candidates(job, room=False)]
             self.outbox.release(batch, busy, after=BUSY_WAIT)
+            waiting = {job.id for job in busy}
             for job in unplaced:
-                if job not in busy:
+                if job.id not in waiting:
                     self._defer(batch, job, job.recipients, "", _unplaceable(job))
             await self.store.commit(batch)
         return len(jobs) == limit
@@ -367,32 +368,32 @@ class Container:
             slot.health.neutral()
             self._finish(job)
             self._failed(batch, job, attempt.provider, attempt.detail)
-        elif attempt.outcome == Outcome.CANNOT_CARRY:
-            # Neither the message nor the provider is at fault: nothing
-            # counts against its health. Another provider may carry it; when
-            # none can (each said so, or says so now), it fails as a refusal
-            # would. One only tried and failed might carry it once it is back.
-            slot.health.neutral()
-            cannot = self._cannot.setdefault(job.id, set())
-            cannot.add(attempt.provider)
+        else:
+            if attempt.outcome == Outcome.CANNOT_CARRY:
+                # Neither the message nor the provider is at fault: nothing
+                # counts against its health.
+                slot.health.neutral()
+                self._cannot.setdefault(job.id, set()).add(attempt.provider)
+            else:
+                self._set_state(slot, slot.health.failure())
             if job.id in self._lost:
                 self._finish(job)  # the process that holds it now tries it again
-            elif all(name in cannot or not other.runner.provider.can_carry(job)
-                     for name, other in self.slots.items()):
+            elif attempt.outcome == Outcome.CANNOT_CARRY and not self._may_carry(job):
                 self._finish(job)
                 self._failed(batch, job, attempt.provider, attempt.detail)
-            else:
-                self._retry(batch, attempt, job)
-        else:
-            self._set_state(slot, slot.health.failure())
-            if job.id in self._lost:
-                self._finish(job)  # the process that holds it now tries it again
             elif self.down.is_set():
                 self._finish(job)
                 self.outbox.release(batch, [job])
             else:
                 self._retry(batch, attempt, job)
         self._write(self._record(batch, job))
+
+    def _may_carry(self, job: Job) -> bool:
+        """Whether some provider may still carry `job`: one that has not said
+        it cannot. One only tried and failed may carry it once it is back."""
+        cannot = self._cannot.get(job.id, set())
+        return any(name not in cannot and slot.runner.provider.can_carry(job)
+                   for name, slot in self.slots.items())
 
     async def _record(self, batch: Batch, job: Job) -> None:
         """Commit an outcome's batch, again while the store fails; the job's
@@ -525,10 +526,13 @@ class Container:
         log.info("message %s: sent via %s (%s)%s", job.message_doc_id, attempt.provider,
                  pmid or "no provider id", f", {len(refused)} refused" if refused else "",
                  extra=_about(job, attempt.provider))
+        taken: dict[str | None, list[str]] = {}  # the provider's id → whom it took under it
+        for r in job.recipients:
+            if r not in refused:
+                taken.setdefault(ids.get(r, pmid), []).append(r)
         for tracked in dict.fromkeys(i for i in (pmid, *ids.values()) if i):
             self.mailbox.track(batch, attempt.provider, tracked, job.message_doc_id,
-                               [r for r in job.recipients
-                                if r not in refused and ids.get(r, pmid) == tracked])
+                               taken.get(tracked, []))
         self.mailbox.record(batch, job.message_doc_id, events)
         retry = [refused[r] for r in job.recipients
                  if r in refused and refused[r].outcome != Outcome.PERMANENT]

@@ -99,6 +99,8 @@ class MandrillProvider(HTTPProvider):
         bytes in another charset cannot go through it as they are."""
         if not super().can_carry(job):
             return False
+        if job.mime.isascii():  # most mail: no byte to decode
+            return True
         try:
             job.mime.decode("utf-8")
         except UnicodeDecodeError:
